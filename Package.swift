@@ -1,0 +1,104 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "MeterTrust",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "metertrust", targets: ["metertrust"]),
+        .library(name: "MeterTrustHSM", targets: ["MeterTrustHSM"]),
+        .library(name: "MeterTrustStore", targets: ["MeterTrustStore"]),
+        .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
+        .library(name: "MeterTrustDevice", targets: ["MeterTrustDevice"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+    ],
+    targets: [
+        // C header of the PKCS#11 API as shipped by p11-kit; the vendor module itself is dlopen'ed at run time.
+        .systemLibrary(
+            name: "CPKCS11",
+            pkgConfig: "p11-kit-1",
+            providers: [.apt(["libp11-kit-dev"])]
+        ),
+        // PKCS#11 module loading, token login, session pool, key generation and signing. Knows nothing of X.509.
+        .target(
+            name: "MeterTrustHSM",
+            dependencies: [
+                "CPKCS11",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Persistence behind the `MeterTrustStore` protocol; SQLite (GRDB) is the embedded implementation.
+        .target(
+            name: "MeterTrustStore",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // Certificate profiles, CSR validation, issuance, the CA hierarchy. Uses HSM and Store, never servers.
+        .target(
+            name: "MeterTrustPKI",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The meter's side: identity key and CSR (later: configurator client, bootstrap/EST clients, simulator).
+        .target(
+            name: "MeterTrustDevice",
+            dependencies: [
+                "MeterTrustPKI",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "metertrust",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustDevice",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "MeterTrustTests",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustDevice",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,272 @@
+import CPKCS11
+import Crypto
+import Dispatch
+import Foundation
+import Logging
+import SwiftASN1
+
+/// A logged-in PKCS#11 token with a pool of sessions: MeterTrust's key manager.
+///
+/// Every method that talks to the token blocks its thread; the `async` variants run on the HSM's own dispatch
+/// queue so they never block a NIO event loop or the cooperative pool.
+public final class HSMToken: Sendable {
+    public let module: PKCS11Module
+    public let slot: CK_SLOT_ID
+    public let label: String
+    private let loginSession: CK_SESSION_HANDLE
+    private let pool: SessionPool
+    private let logger: Logger
+    private static let queue = DispatchQueue(label: "metertrust.hsm", attributes: .concurrent)
+
+    /// Number of sessions, i.e. of operations that can run at once.
+    public var sessionCount: Int { pool.capacity }
+
+    /// Loads the module, finds the token by label, logs in with the configured PIN, and opens the session pool.
+    public static func open(_ configuration: HSMConfiguration, logger: Logger = Logger(label: "metertrust.hsm")) throws -> HSMToken {
+        let module = try PKCS11Module.load(path: configuration.modulePath)
+        let slot = try module.slot(forTokenLabel: configuration.tokenLabel)
+        let sessions = max(1, configuration.sessionCount ?? ProcessInfo.processInfo.activeProcessorCount)
+        return try HSMToken(
+            module: module, slot: slot, label: configuration.tokenLabel, pin: configuration.pinSource,
+            sessionCount: sessions, logger: logger
+        )
+    }
+
+    private init(module: PKCS11Module, slot: CK_SLOT_ID, label: String, pin: PINSource, sessionCount: Int, logger: Logger) throws {
+        func openSession() throws -> CK_SESSION_HANDLE {
+            var session: CK_SESSION_HANDLE = 0
+            try module.check("C_OpenSession", context: "opening a session on token \(label)") {
+                $0.C_OpenSession(slot, CK_FLAGS(CKF_SERIAL_SESSION | CKF_RW_SESSION), nil, nil, &session)
+            }
+            return session
+        }
+        let loginSession = try openSession()
+        var pinBytes = try pin.read()
+        defer { for index in pinBytes.indices { pinBytes[index] = 0 } }
+        let rv = module.functions.pointee.C_Login(loginSession, CK_USER_TYPE(CKU_USER), &pinBytes, CK_ULONG(pinBytes.count))
+        guard rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN else {
+            _ = module.functions.pointee.C_CloseSession(loginSession)
+            throw HSMError.pkcs11("C_Login", rv, context: "logging in to token \(label) with the PIN from \(pin)")
+        }
+        var sessions: [CK_SESSION_HANDLE] = []
+        for _ in 0..<sessionCount { sessions.append(try openSession()) }
+        self.module = module
+        self.slot = slot
+        self.label = label
+        self.loginSession = loginSession
+        self.pool = SessionPool(sessions: sessions)
+        self.logger = logger
+        logger.debug("opened HSM token", metadata: ["token": "\(label)", "sessions": "\(sessionCount)"])
+    }
+
+    deinit {
+        for session in pool.drain() { _ = module.functions.pointee.C_CloseSession(session) }
+        _ = module.functions.pointee.C_CloseSession(loginSession)
+    }
+
+    /// Runs blocking token work on the HSM queue and resumes the caller when it is done.
+    public func perform<R: Sendable>(_ work: @escaping @Sendable (HSMToken) throws -> R) async throws -> R {
+        try await withCheckedThrowingContinuation { continuation in
+            HSMToken.queue.async {
+                continuation.resume(with: Result { try work(self) })
+            }
+        }
+    }
+
+    // MARK: Keys
+
+    /// Generates an EC key pair on the token: private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true and
+    /// CKA_EXTRACTABLE false, so it can sign but never be read out.
+    public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil) throws -> HSMKey {
+        let keyID = id ?? Array(SHA256.hash(data: Array(label.utf8) + randomBytes(16)).prefix(16))
+        var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
+        let publicTemplate: [PKCS11Attribute] = [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), true),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), curve.ecParameters),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), keyID),
+        ]
+        let privateTemplate: [PKCS11Attribute] = [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), keyID),
+        ]
+        var publicHandle: CK_OBJECT_HANDLE = 0
+        var privateHandle: CK_OBJECT_HANDLE = 0
+        try pool.withSession { session in
+            try withTemplate(publicTemplate) { publicAttributes, publicCount in
+                try withTemplate(privateTemplate) { privateAttributes, privateCount in
+                    try module.check("C_GenerateKeyPair", context: "generating \(curve.rawValue) key \(label)") {
+                        $0.C_GenerateKeyPair(
+                            session, &mechanism, publicAttributes, publicCount, privateAttributes, privateCount,
+                            &publicHandle, &privateHandle
+                        )
+                    }
+                }
+            }
+        }
+        let point = try publicPoint(ofPublicKey: publicHandle)
+        logger.info("generated key pair in HSM", metadata: ["label": "\(label)", "curve": "\(curve.rawValue)"])
+        return HSMKey(label: label, id: keyID, curve: curve, publicPoint: point, privateHandle: privateHandle, publicHandle: publicHandle)
+    }
+
+    /// Destroys both halves of a key pair (used to clean up after a CA creation that could not be recorded).
+    public func destroy(_ key: HSMKey) throws {
+        try pool.withSession { session in
+            try module.check("C_DestroyObject", context: "destroying private key \(key.label)") {
+                $0.C_DestroyObject(session, key.privateHandle)
+            }
+            try module.check("C_DestroyObject", context: "destroying public key \(key.label)") {
+                $0.C_DestroyObject(session, key.publicHandle)
+            }
+        }
+        logger.info("destroyed key pair in HSM", metadata: ["label": "\(key.label)"])
+    }
+
+    /// Finds the key pair whose objects carry CKA_LABEL `label`.
+    public func findKey(label: String) throws -> HSMKey {
+        try findKey(matching: .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label), description: "label \"\(label)\"")
+    }
+
+    /// Finds the key pair whose objects carry CKA_ID `id`.
+    public func findKey(id: [UInt8]) throws -> HSMKey {
+        try findKey(matching: .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id), description: "CKA_ID \(hex(id))")
+    }
+
+    private func findKey(matching match: PKCS11Attribute, description: String) throws -> HSMKey {
+        let privateKeys = try findObjects([.ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)), match])
+        let publicKeys = try findObjects([.ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)), match])
+        guard privateKeys.count == 1, publicKeys.count == 1 else {
+            let found = privateKeys.isEmpty ? "no key" : "\(privateKeys.count) keys"
+            throw HSMError.make(.keyNotFound, "\(found) with \(description) on token \(self.label)")
+        }
+        let label = String(decoding: try attribute(CK_ATTRIBUTE_TYPE(CKA_LABEL), of: privateKeys[0]), as: UTF8.self)
+        let id = try self.attribute(CK_ATTRIBUTE_TYPE(CKA_ID), of: privateKeys[0])
+        let parameters = try self.attribute(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), of: publicKeys[0])
+        guard let curve = ECCurve.allCases.first(where: { $0.ecParameters == parameters }) else {
+            throw HSMError.make(.invalidKeyMaterial, "the key with \(description) is not on P-256 or P-384")
+        }
+        let point = try publicPoint(ofPublicKey: publicKeys[0])
+        return HSMKey(label: label, id: id, curve: curve, publicPoint: point, privateHandle: privateKeys[0], publicHandle: publicKeys[0])
+    }
+
+    private func findObjects(_ template: [PKCS11Attribute]) throws -> [CK_OBJECT_HANDLE] {
+        try pool.withSession { session in
+            try withTemplate(template) { attributes, count in
+                try module.check("C_FindObjectsInit") { $0.C_FindObjectsInit(session, attributes, count) }
+            }
+            defer { _ = module.functions.pointee.C_FindObjectsFinal(session) }
+            var found: [CK_OBJECT_HANDLE] = []
+            var batch = [CK_OBJECT_HANDLE](repeating: 0, count: 16)
+            while true {
+                var returned: CK_ULONG = 0
+                try module.check("C_FindObjects") { $0.C_FindObjects(session, &batch, CK_ULONG(batch.count), &returned) }
+                if returned == 0 { break }
+                found.append(contentsOf: batch.prefix(Int(returned)))
+            }
+            return found
+        }
+    }
+
+    /// Reads one attribute of an object; fails with the token's CKR_ for sensitive or unextractable values.
+    func attribute(_ type: CK_ATTRIBUTE_TYPE, of object: CK_OBJECT_HANDLE) throws -> [UInt8] {
+        try pool.withSession { session in
+            var probe = CK_ATTRIBUTE(type: type, pValue: nil, ulValueLen: 0)
+            try module.check("C_GetAttributeValue", context: "reading attribute 0x\(String(type, radix: 16))") {
+                $0.C_GetAttributeValue(session, object, &probe, 1)
+            }
+            var value = [UInt8](repeating: 0, count: Int(probe.ulValueLen))
+            try value.withUnsafeMutableBytes { buffer in
+                var attribute = CK_ATTRIBUTE(type: type, pValue: buffer.baseAddress, ulValueLen: CK_ULONG(buffer.count))
+                try module.check("C_GetAttributeValue", context: "reading attribute 0x\(String(type, radix: 16))") {
+                    $0.C_GetAttributeValue(session, object, &attribute, 1)
+                }
+            }
+            return value
+        }
+    }
+
+    private func publicPoint(ofPublicKey handle: CK_OBJECT_HANDLE) throws -> [UInt8] {
+        // CKA_EC_POINT is the DER encoding of an OCTET STRING around the SEC1 point (PKCS#11 v3.0 §2.3.3).
+        let encoded = try attribute(CK_ATTRIBUTE_TYPE(CKA_EC_POINT), of: handle)
+        do {
+            return Array(try ASN1OctetString(derEncoded: encoded).bytes)
+        } catch {
+            throw HSMError.make(.invalidKeyMaterial, "the token returned a CKA_EC_POINT that is not a DER OCTET STRING")
+        }
+    }
+
+    /// The private key's attribute value (CKA_VALUE). For every key MeterTrust makes this fails with
+    /// CKR_ATTRIBUTE_SENSITIVE: it exists so tests and audits can show that it does.
+    public func readPrivateValue(of key: HSMKey) throws -> [UInt8] {
+        try attribute(CK_ATTRIBUTE_TYPE(CKA_VALUE), of: key.privateHandle)
+    }
+
+    /// How the token protects `key`'s private half.
+    public func protection(of key: HSMKey) throws -> HSMKeyProtection {
+        func flag(_ type: Int32) throws -> Bool {
+            try attribute(CK_ATTRIBUTE_TYPE(type), of: key.privateHandle).first == 1
+        }
+        return HSMKeyProtection(
+            isToken: try flag(Int32(CKA_TOKEN)), isPrivate: try flag(Int32(CKA_PRIVATE)),
+            isSensitive: try flag(Int32(CKA_SENSITIVE)), isExtractable: try flag(Int32(CKA_EXTRACTABLE)),
+            alwaysSensitive: try flag(Int32(CKA_ALWAYS_SENSITIVE)), neverExtractable: try flag(Int32(CKA_NEVER_EXTRACTABLE))
+        )
+    }
+
+    // MARK: Signing
+
+    /// Signs a digest computed by the caller with CKM_ECDSA; returns the raw r||s the token produced.
+    public func signDigest(_ digest: [UInt8], with key: HSMKey) throws -> [UInt8] {
+        var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA), pParameter: nil, ulParameterLen: 0)
+        return try pool.withSession { session in
+            try module.check("C_SignInit", context: "signing with \(key.label)") {
+                $0.C_SignInit(session, &mechanism, key.privateHandle)
+            }
+            var signature = [UInt8](repeating: 0, count: 2 * key.curve.coordinateLength)
+            var length = CK_ULONG(signature.count)
+            var input = digest
+            try module.check("C_Sign", context: "signing with \(key.label)") {
+                $0.C_Sign(session, &input, CK_ULONG(input.count), &signature, &length)
+            }
+            return Array(signature.prefix(Int(length)))
+        }
+    }
+
+    /// Hashes `message` in software with the curve's hash (SHA-256 for P-256, SHA-384 for P-384), signs the digest
+    /// in the HSM, and returns the ECDSA signature DER-encoded (ECDSA-Sig-Value, RFC 3279 §2.2.3).
+    public func sign(message: some DataProtocol, with key: HSMKey) throws -> [UInt8] {
+        switch key.curve {
+        case .p256:
+            let raw = try signDigest(Array(SHA256.hash(data: message)), with: key)
+            return Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
+        case .p384:
+            let raw = try signDigest(Array(SHA384.hash(data: message)), with: key)
+            return Array(try P384.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
+        }
+    }
+
+    /// ``sign(message:with:)`` off the caller's thread.
+    public func sign(message: [UInt8], with key: HSMKey) async throws -> [UInt8] {
+        try await perform { try $0.sign(message: message, with: key) }
+    }
+}
+
+func randomBytes(_ count: Int) -> [UInt8] {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}

@@ -1,0 +1,145 @@
+import Crypto
+import Foundation
+import Logging
+import MeterTrustHSM
+import MeterTrustStore
+import X509
+
+/// The CA hierarchy: a root, and under it a Manufacturer Device CA per manufacturer, an Operational CA per utility
+/// account and an Admin CA. Keys are generated in the HSM; certificates and metadata go to the store.
+public struct CAHierarchy: Sendable {
+    public let token: HSMToken
+    public let store: any MeterTrustStore
+    public let settings: PKISettings
+    let logger: Logger
+
+    public init(token: HSMToken, store: any MeterTrustStore, settings: PKISettings, logger: Logger = Logger(label: "metertrust.pki")) {
+        self.token = token
+        self.store = store
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Creates the self-signed root CA. There is one root per store.
+    public func createRoot(name: String, organization: String, curve: ECCurve = .p256) async throws -> CertificateAuthority {
+        try Self.validate(name: name)
+        if let existing = try await store.certificateAuthorities().first(where: { $0.role == .root }) {
+            throw PKIError(.authorityExists, "a root CA already exists (\(existing.name)); there is one root per deployment")
+        }
+        return try await create(role: .root, name: name, organization: organization, curve: curve, parent: nil)
+    }
+
+    /// Creates a CA of `role` (manufacturer, operational or admin) under the root.
+    public func createAuthority(
+        role: CertificateAuthorityRole, name: String, organization: String? = nil, curve: ECCurve = .p256
+    ) async throws -> CertificateAuthority {
+        guard role != .root else { return try await createRoot(name: name, organization: organization ?? name, curve: curve) }
+        try Self.validate(name: name)
+        let root = try await rootAuthority()
+        return try await create(role: role, name: name, organization: organization ?? name, curve: curve, parent: root)
+    }
+
+    private func create(
+        role: CertificateAuthorityRole, name: String, organization: String, curve: ECCurve, parent: CertificateAuthority?
+    ) async throws -> CertificateAuthority {
+        if let existing = try await store.certificateAuthority(named: name) {
+            throw PKIError(.authorityExists, "a CA named \"\(name)\" already exists (\(existing.role.rawValue)); choose another name")
+        }
+        let profile = CertificateProfile.forAuthority(role)
+        let label = "metertrust/\(role.rawValue)/\(name)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
+        let key = try await token.perform { try $0.generateKeyPair(curve: curve, label: label) }
+        do {
+            let signingKey = try HSMSigningKey.validated(token: token, key: key)
+            let subject = try Self.subject(for: profile, name: name, organization: organization)
+            let contents = CertificateContents(
+                profile: profile, subject: subject, publicKey: signingKey.publicKey,
+                keyUsage: KeyUsage(keyCertSign: true, cRLSign: true), device: nil
+            )
+            let signer = try parent?.signer
+                ?? CertificateContents.Signer(authorityName: name, name: subject, key: signingKey, keyIdentifier: nil, notAfter: nil)
+            let certificate = try await contents.sign(by: signer, settings: settings)
+            let record = CertificateAuthorityRecord(
+                name: name, role: role, parent: parent?.name, keyLabel: key.label, keyID: hexString(key.id),
+                curve: curve.rawValue, certificateSerial: certificate.serialHex
+            )
+            try await store.insertCertificateAuthority(
+                record, certificate: try certificate.record(issuer: parent?.name ?? name, profile: profile, eui64: nil)
+            )
+            logger.info("created CA", metadata: ["ca": "\(name)", "role": "\(role.rawValue)", "key": "\(key.label)"])
+            return CertificateAuthority(
+                record: record, certificate: certificate, signingKey: signingKey, chain: [certificate] + (parent?.chain ?? [])
+            )
+        } catch {
+            // Leave no orphan key on the token for a CA the store does not know.
+            try? await token.perform { try $0.destroy(key) }
+            throw error
+        }
+    }
+
+    /// The root CA.
+    public func rootAuthority() async throws -> CertificateAuthority {
+        guard let root = try await store.certificateAuthorities().first(where: { $0.role == .root }) else {
+            throw PKIError(.unknownAuthority, "there is no root CA yet: run metertrust ca create-root first")
+        }
+        return try await authority(named: root.name)
+    }
+
+    /// Loads the CA called `name`: its certificate from the store, its key from the HSM, its chain to the root.
+    public func authority(named name: String) async throws -> CertificateAuthority {
+        guard let record = try await store.certificateAuthority(named: name) else {
+            throw PKIError(.unknownAuthority, "there is no CA named \"\(name)\": see metertrust ca list")
+        }
+        let issuer = record.parent ?? record.name
+        guard let stored = try await store.certificate(issuer: issuer, serial: record.certificateSerial) else {
+            throw PKIError(.unknownAuthority, "the certificate of CA \(name) is missing from the store")
+        }
+        let certificate = try Certificate(derEncoded: stored.der)
+        guard let keyID = hexBytes(record.keyID) else {
+            throw PKIError(.unknownAuthority, "CA \(name) has a malformed key id in the store")
+        }
+        let key = try await token.perform { try $0.findKey(id: keyID) }
+        let signingKey = try HSMSigningKey.validated(token: token, key: key)
+        guard signingKey.publicKey == certificate.publicKey else {
+            throw PKIError(.unknownAuthority, "the HSM key of CA \(name) does not match its certificate")
+        }
+        var chain = [certificate]
+        if let parent = record.parent { chain += try await authority(named: parent).chain }
+        return CertificateAuthority(record: record, certificate: certificate, signingKey: signingKey, chain: chain)
+    }
+
+    /// The CAs of `role`.
+    public func authorities(role: CertificateAuthorityRole) async throws -> [CertificateAuthorityRecord] {
+        try await store.certificateAuthorities().filter { $0.role == role }
+    }
+
+    static func subject(for profile: CertificateProfile, name: String, organization: String) throws -> DistinguishedName {
+        guard case .authority(let suffix, let withOrganization) = profile.subject else {
+            return DistinguishedName()
+        }
+        return try DistinguishedName {
+            if withOrganization { OrganizationName(organization) }
+            CommonName("\(name) \(suffix)")
+        }
+    }
+
+    /// CA names are identifiers that appear in key labels, URLs and file names.
+    static func validate(name: String) throws {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+        guard (1...64).contains(name.count), name.allSatisfy({ allowed.contains($0) }), name.first != "." else {
+            throw PKIError(.invalidArgument, "\"\(name)\" is not a valid CA name: use 1 to 64 letters, digits, '-', '_' or '.'")
+        }
+    }
+}
+
+func hexBytes(_ text: String) -> [UInt8]? {
+    guard text.count % 2 == 0 else { return nil }
+    var bytes: [UInt8] = []
+    var index = text.startIndex
+    while index < text.endIndex {
+        let next = text.index(index, offsetBy: 2)
+        guard let byte = UInt8(text[index..<next], radix: 16) else { return nil }
+        bytes.append(byte)
+        index = next
+    }
+    return bytes
+}

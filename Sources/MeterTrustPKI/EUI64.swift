@@ -1,0 +1,66 @@
+/// A meter's 64-bit extended unique identifier (IEEE EUI-64), its hardware serial number.
+///
+/// Written as 16 lowercase hex digits (`0024befffe804ff1`), as RFC 9039 device URNs use it. Parsing also accepts
+/// upper case and `-` or `:` between octets.
+public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
+    public let bytes: [UInt8]
+
+    public init(bytes: some Collection<UInt8>) throws {
+        guard bytes.count == 8 else {
+            throw PKIError(.invalidArgument, "an EUI-64 has 8 bytes, not \(bytes.count)")
+        }
+        self.bytes = Array(bytes)
+    }
+
+    public init(_ text: String) throws {
+        let digits = text.filter { $0 != ":" && $0 != "-" }
+        guard digits.count == 16, digits.allSatisfy(\.isHexDigit) else {
+            throw PKIError(
+                .invalidArgument,
+                "\"\(text)\" is not an EUI-64: write 16 hex digits, e.g. 0024befffe804ff1"
+            )
+        }
+        var bytes: [UInt8] = []
+        var index = digits.startIndex
+        while index < digits.endIndex {
+            let next = digits.index(index, offsetBy: 2)
+            bytes.append(UInt8(digits[index..<next], radix: 16)!)
+            index = next
+        }
+        self.bytes = bytes
+    }
+
+    public init(_ value: UInt64) {
+        self.bytes = withUnsafeBytes(of: value.bigEndian) { Array($0) }
+    }
+
+    public var value: UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
+
+    /// 16 lowercase hex digits.
+    public var description: String { bytes.map { hexByte($0) }.joined() }
+
+    /// The RFC 9039 device URN, `urn:dev:mac:<eui64>`, used as the LwM2M endpoint name.
+    public var deviceURN: String { "urn:dev:mac:\(description)" }
+
+    public static func < (lhs: EUI64, rhs: EUI64) -> Bool { lhs.value < rhs.value }
+
+    public init(from decoder: any Decoder) throws {
+        try self.init(try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+@inline(__always)
+func hexByte(_ byte: UInt8) -> String {
+    let digits: [Character] = Array("0123456789abcdef")
+    return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
+}
+
+/// Lowercase hex of `bytes`.
+public func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    bytes.map(hexByte).joined()
+}

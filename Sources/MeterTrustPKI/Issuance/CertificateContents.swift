@@ -1,0 +1,130 @@
+import Crypto
+import Foundation
+import MeterTrustHSM
+import MeterTrustStore
+import SwiftASN1
+import X509
+
+/// Everything that goes into one certificate before it is signed, assembled by applying a profile.
+struct CertificateContents {
+    let profile: CertificateProfile
+    let subject: DistinguishedName
+    let publicKey: Certificate.PublicKey
+    let keyUsage: KeyUsage
+    let device: (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)?
+
+    /// Who signs: the CA's name, key and certificate (nil for the self-signed root).
+    struct Signer {
+        let authorityName: String
+        let name: DistinguishedName
+        let key: HSMSigningKey
+        let keyIdentifier: [UInt8]?
+        let notAfter: Date?
+    }
+
+    /// Signs the contents with `signer`'s HSM key. `now` is truncated to whole seconds.
+    func sign(by signer: Signer, settings: PKISettings, now: Date = Date()) async throws -> Certificate {
+        let notBefore = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        var notAfter: Date
+        switch profile.validity {
+        case .noExpiry:
+            notAfter = Self.noWellDefinedExpiration
+        case .years(let years):
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            notAfter = calendar.date(byAdding: .year, value: years, to: notBefore)!
+            if let issuerNotAfter = signer.notAfter, issuerNotAfter < notAfter { notAfter = issuerNotAfter }
+        }
+        let extensions = try makeExtensions(signer: signer, settings: settings)
+        return try await Certificate(
+            version: .v3, serialNumber: SerialNumbers.random(), publicKey: publicKey, notValidBefore: notBefore,
+            notValidAfter: notAfter, issuer: signer.name, subject: subject,
+            signatureAlgorithm: signer.key.defaultSignatureAlgorithm, extensions: extensions,
+            issuerAsyncPrivateKey: Certificate.PrivateKey(signer.key)
+        )
+    }
+
+    /// 99991231235959Z (RFC 5280 §4.1.2.5).
+    static let noWellDefinedExpiration = Date(timeIntervalSince1970: 253_402_300_799)
+
+    private func makeExtensions(signer: Signer, settings: PKISettings) throws -> Certificate.Extensions {
+        var extensions: [Certificate.Extension] = []
+        if let constraint = profile.certificateAuthority {
+            extensions.append(
+                try Certificate.Extension(.isCertificateAuthority(maxPathLength: constraint.pathLength), critical: true)
+            )
+        }
+        extensions.append(try Certificate.Extension(keyUsage, critical: true))
+        if !profile.extendedKeyUsage.isEmpty {
+            extensions.append(try Certificate.Extension(try ExtendedKeyUsage(profile.extendedKeyUsage), critical: false))
+        }
+        if profile.hardwareModuleName {
+            guard let device else { throw PKIError(.issuance, "profile \(profile.name) needs the meter's EUI-64") }
+            let name = HardwareModuleName(hardwareType: device.hardwareType, serialNumber: device.eui64.bytes)
+            let otherName = GeneralName.OtherName(typeID: HardwareModuleName.otherNameTypeID, value: try ASN1Any(erasing: name))
+            extensions.append(try Certificate.Extension(SubjectAlternativeNames([.otherName(otherName)]), critical: true))
+        }
+        extensions.append(
+            try Certificate.Extension(
+                SubjectKeyIdentifier(keyIdentifier: try KeyIdentifier.method2(publicKey)[...]), critical: false
+            )
+        )
+        if let authorityKeyIdentifier = signer.keyIdentifier {
+            extensions.append(
+                try Certificate.Extension(AuthorityKeyIdentifier(keyIdentifier: authorityKeyIdentifier[...]), critical: false)
+            )
+        }
+        extensions.append(
+            try Self.encoded(CertificatePolicies([try settings.policyOID()]), oid: CertificatePolicies.oid, critical: true)
+        )
+        if profile.crlDistributionPoint {
+            // The CA's own certificate points at its issuer's CRL; an end entity at its CA's CRL.
+            let url = "\(settings.crlBaseURL)\(signer.authorityName).crl"
+            extensions.append(try Self.encoded(CRLDistributionPoints(uris: [url]), oid: CRLDistributionPoints.oid, critical: false))
+        }
+        if profile.ocspAccess {
+            let access = AuthorityInformationAccess([.init(method: .ocspServer, location: .uniformResourceIdentifier(settings.ocspURL))])
+            extensions.append(try Certificate.Extension(access, critical: false))
+        }
+        return try Certificate.Extensions(extensions)
+    }
+
+    private static func encoded(_ value: some DERSerializable, oid: ASN1ObjectIdentifier, critical: Bool) throws -> Certificate.Extension {
+        var serializer = DER.Serializer()
+        try serializer.serialize(value)
+        return Certificate.Extension(oid: oid, critical: critical, value: serializer.serializedBytes[...])
+    }
+}
+
+extension Certificate {
+    /// DER encoding.
+    public var derBytes: [UInt8] {
+        get throws {
+            var serializer = DER.Serializer()
+            try serializer.serialize(self)
+            return serializer.serializedBytes
+        }
+    }
+
+    /// PEM encoding with a trailing newline.
+    public var pem: String {
+        get throws { try serializeAsPEM().pemString + "\n" }
+    }
+
+    /// Serial as lowercase hex of the INTEGER's content octets.
+    public var serialHex: String { hexString(serialNumber.bytes) }
+
+    /// SHA-256 fingerprint of the DER, lowercase hex.
+    public var fingerprintSHA256: String {
+        get throws { hexString(SHA256.hash(data: try derBytes)) }
+    }
+
+    /// The store's record of this certificate.
+    func record(issuer: String, profile: CertificateProfile, eui64: EUI64?) throws -> CertificateRecord {
+        CertificateRecord(
+            issuer: issuer, serial: serialHex, profile: profile.name, subject: subject.description,
+            eui64: eui64?.description, notBefore: notValidBefore, notAfter: notValidAfter,
+            fingerprintSHA256: try fingerprintSHA256, der: try derBytes
+        )
+    }
+}

@@ -1,0 +1,113 @@
+import MeterTrustHSM
+import MeterTrustStore
+import X509
+
+/// A certificate profile: what the issuer puts in a certificate. Profiles are data; nothing in a request can widen
+/// them (see ../shared/PROFILES.md, mirrored in the README).
+public struct CertificateProfile: Sendable, Hashable {
+    public enum Validity: Sendable, Hashable {
+        /// `years` after issuance, never beyond the issuer's own notAfter.
+        case years(Int)
+        /// notAfter = 99991231235959Z, "no well-defined expiration date" (RFC 5280 §4.1.2.5).
+        case noExpiry
+    }
+
+    public enum Subject: Sendable, Hashable {
+        /// `CN=<name> <suffix>` and, if `organization`, `O=<organization>`.
+        case authority(suffix: String, organization: Bool)
+        /// Empty subject; identity is in the critical SAN (GB SMKI device profile).
+        case empty
+        /// `CN=urn:dev:mac:<eui64>` (RFC 9039).
+        case deviceURN
+    }
+
+    public enum KeyUsageRule: Sendable, Hashable {
+        /// Exactly this key usage.
+        case fixed(KeyUsage)
+        /// Exactly one of digitalSignature and keyAgreement, chosen by the request; digitalSignature if it names none.
+        case signatureOrKeyAgreement
+    }
+
+    public let name: String
+    /// Role of the issuing CA; nil for a self-signed certificate.
+    public let issuerRole: CertificateAuthorityRole?
+    public let validity: Validity
+    public let subject: Subject
+    /// nil: no basicConstraints. Otherwise critical basicConstraints cA=TRUE with this pathLen (nil: none).
+    public let certificateAuthority: CertificateAuthorityConstraint?
+    public let keyUsage: KeyUsageRule
+    public let extendedKeyUsage: [ExtendedKeyUsage.Usage]
+    /// Critical SAN with exactly one HardwareModuleName otherName.
+    public let hardwareModuleName: Bool
+    public let crlDistributionPoint: Bool
+    public let ocspAccess: Bool
+    /// Curves the subject key may be on.
+    public let allowedCurves: [ECCurve]
+
+    public struct CertificateAuthorityConstraint: Sendable, Hashable {
+        public let pathLength: Int?
+    }
+
+    public var isDeviceProfile: Bool { hardwareModuleName }
+
+    private static let caUsage = KeyUsage(keyCertSign: true, cRLSign: true)
+
+    public static let root = CertificateProfile(
+        name: "root", issuerRole: nil, validity: .years(25), subject: .authority(suffix: "Root CA", organization: true),
+        certificateAuthority: .init(pathLength: nil), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, allowedCurves: [.p256, .p384]
+    )
+    public static let manufacturerCA = CertificateProfile(
+        name: "manufacturer-ca", issuerRole: .root, validity: .years(15),
+        subject: .authority(suffix: "Device CA", organization: true), certificateAuthority: .init(pathLength: 0),
+        keyUsage: .fixed(caUsage), extendedKeyUsage: [], hardwareModuleName: false, crlDistributionPoint: false,
+        ocspAccess: false, allowedCurves: [.p256, .p384]
+    )
+    public static let operationalCA = CertificateProfile(
+        name: "operational-ca", issuerRole: .root, validity: .years(10),
+        subject: .authority(suffix: "Operational CA", organization: true), certificateAuthority: .init(pathLength: 0),
+        keyUsage: .fixed(caUsage), extendedKeyUsage: [], hardwareModuleName: false, crlDistributionPoint: true,
+        ocspAccess: false, allowedCurves: [.p256, .p384]
+    )
+    public static let adminCA = CertificateProfile(
+        name: "admin-ca", issuerRole: .root, validity: .years(10), subject: .authority(suffix: "Admin CA", organization: false),
+        certificateAuthority: .init(pathLength: 0), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, allowedCurves: [.p256, .p384]
+    )
+    /// IDevID: the factory identity of a meter, after the GB SMKI device certificate profile and IEEE 802.1AR.
+    public static let deviceIdentity = CertificateProfile(
+        name: "device-identity", issuerRole: .manufacturer, validity: .noExpiry, subject: .empty,
+        certificateAuthority: nil, keyUsage: .signatureOrKeyAgreement, extendedKeyUsage: [], hardwareModuleName: true,
+        crlDistributionPoint: false, ocspAccess: false, allowedCurves: [.p256]
+    )
+    /// LDevID: the operational certificate a utility's Operational CA issues to a meter in its account.
+    public static let deviceOperational = CertificateProfile(
+        name: "device-operational", issuerRole: .operational, validity: .years(2), subject: .deviceURN,
+        certificateAuthority: nil, keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.clientAuth],
+        hardwareModuleName: true, crlDistributionPoint: true, ocspAccess: true, allowedCurves: [.p256]
+    )
+
+    /// Profiles a CSR can be issued under (`metertrust issue --profile`).
+    public static let requestable: [CertificateProfile] = [.deviceIdentity, .deviceOperational]
+    /// Every built-in profile.
+    public static let all: [CertificateProfile] = [.root, .manufacturerCA, .operationalCA, .adminCA] + requestable
+
+    /// The profile a CA of `role` gets its own certificate under.
+    public static func forAuthority(_ role: CertificateAuthorityRole) -> CertificateProfile {
+        switch role {
+        case .root: return .root
+        case .manufacturer: return .manufacturerCA
+        case .operational: return .operationalCA
+        case .admin: return .adminCA
+        }
+    }
+
+    /// The requestable profile called `name`.
+    public static func requestable(named name: String) throws -> CertificateProfile {
+        guard let profile = requestable.first(where: { $0.name == name }) else {
+            let known = requestable.map(\.name).joined(separator: ", ")
+            throw PKIError(.unknownProfile, "unknown profile \"\(name)\": use one of \(known)")
+        }
+        return profile
+    }
+}

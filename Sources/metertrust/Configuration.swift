@@ -1,0 +1,61 @@
+import Foundation
+import MeterTrustHSM
+import MeterTrustPKI
+
+/// `metertrust.json` in the data directory: where the HSM and the store are, and the PKI settings.
+struct Configuration: Codable, Sendable {
+    static let fileName = "metertrust.json"
+    static let currentVersion = 1
+
+    var version: Int = Configuration.currentVersion
+    var hsm: HSMConfiguration
+    var pki: PKISettings
+    /// SQLite file, relative to the data directory unless absolute.
+    var sqlitePath: String = "metertrust.sqlite"
+
+    static func load(dataDirectory: URL) throws -> Configuration {
+        let url = dataDirectory.appendingPathComponent(fileName)
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw CLIError("no configuration at \(url.path): run metertrust init --data-dir \(dataDirectory.path) first")
+        }
+        let configuration: Configuration
+        do {
+            configuration = try JSONDecoder().decode(Configuration.self, from: data)
+        } catch {
+            throw CLIError("\(url.path) is not a valid MeterTrust configuration: \(describe(decodingError: error))")
+        }
+        guard configuration.version == currentVersion else {
+            throw CLIError("\(url.path) has configuration version \(configuration.version); this metertrust reads version \(currentVersion)")
+        }
+        return configuration
+    }
+
+    func write(to dataDirectory: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let url = dataDirectory.appendingPathComponent(Self.fileName)
+        try encoder.encode(self).write(to: url, options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
+    }
+
+    func storePath(in dataDirectory: URL) -> String {
+        sqlitePath.hasPrefix("/") ? sqlitePath : dataDirectory.appendingPathComponent(sqlitePath).path
+    }
+}
+
+private func describe(decodingError error: any Error) -> String {
+    switch error {
+    case DecodingError.keyNotFound(let key, _): return "missing key \"\(key.stringValue)\""
+    case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
+        DecodingError.dataCorrupted(let context):
+        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+        return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+    default: return "\(error)"
+    }
+}
+
+/// A CLI-level error: one line saying what is wrong and what to do.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

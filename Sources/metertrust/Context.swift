@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MeterTrustHSM
+import MeterTrustPKI
+import MeterTrustStore
+
+/// Options every command that touches the data directory takes.
+struct DataDirectoryOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Data directory (default: $METERTRUST_HOME or ./metertrust-data).")
+    var dataDirectory: String?
+
+    var url: URL {
+        let path = dataDirectory ?? ProcessInfo.processInfo.environment["METERTRUST_HOME"] ?? "metertrust-data"
+        return URL(fileURLWithPath: path).standardizedFileURL
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON document instead of text.")
+    var json = false
+}
+
+/// What a command works with: configuration, store, token and CA hierarchy, opened on demand.
+struct Context {
+    let dataDirectory: URL
+    let configuration: Configuration
+    let logger: Logger
+
+    init(_ options: DataDirectoryOptions) throws {
+        self.dataDirectory = options.url
+        self.configuration = try Configuration.load(dataDirectory: options.url)
+        self.logger = Logging.metertrustLogger()
+    }
+
+    func openStore() async throws -> SQLiteStore {
+        let store = try SQLiteStore(path: configuration.storePath(in: dataDirectory))
+        try await store.migrate()
+        return store
+    }
+
+    func openToken() throws -> HSMToken {
+        try HSMToken.open(configuration.hsm, logger: Logger(label: "metertrust.hsm"))
+    }
+
+    func hierarchy() async throws -> CAHierarchy {
+        CAHierarchy(token: try openToken(), store: try await openStore(), settings: configuration.pki)
+    }
+}
+
+enum Logging {
+    /// Logs go to stderr at the level in $METERTRUST_LOG_LEVEL (default: warning), so stdout stays for output.
+    static func bootstrap() {
+        let level = ProcessInfo.processInfo.environment["METERTRUST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
+    static func metertrustLogger() -> Logger { Logger(label: "metertrust") }
+}

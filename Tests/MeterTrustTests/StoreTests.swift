@@ -1,0 +1,72 @@
+import Foundation
+import MeterTrustStore
+import Testing
+
+@Suite("SQLite store")
+struct StoreTests {
+    static func record(issuer: String = "acme", serial: String, eui64: String? = nil) -> CertificateRecord {
+        CertificateRecord(
+            issuer: issuer, serial: serial, profile: "device-identity", subject: "", eui64: eui64,
+            notBefore: Date(timeIntervalSince1970: 1_800_000_000), notAfter: Date(timeIntervalSince1970: 253_402_300_799),
+            fingerprintSHA256: String(repeating: "ab", count: 32), der: [0x30, 0x00]
+        )
+    }
+
+    @Test("a new store is migrated and in WAL mode")
+    func migratedAndWAL() async throws {
+        let store = try await TestEnvironment.makeStore()
+        #expect(try await store.appliedMigrations() == ["0001-certificates-and-authorities"])
+        #expect(try await store.journalMode() == "wal")
+        try await store.migrate()  // idempotent
+        #expect(try await store.appliedMigrations().count == 1)
+    }
+
+    @Test("records round-trip, dates and the year-9999 notAfter included")
+    func roundTrip() async throws {
+        let store = try await TestEnvironment.makeStore()
+        let record = Self.record(serial: "0102", eui64: "0024befffe800001")
+        try await store.insertCertificate(record)
+        let read = try #require(try await store.certificate(issuer: "acme", serial: "0102"))
+        #expect(read.eui64 == record.eui64)
+        #expect(read.notAfter == record.notAfter)
+        #expect(read.der == record.der)
+        #expect(try await store.certificates(serial: "0102").count == 1)
+    }
+
+    @Test("a serial is unique per issuer, by constraint")
+    func rejectDuplicateSerialPerIssuer() async throws {
+        let store = try await TestEnvironment.makeStore()
+        try await store.insertCertificate(Self.record(serial: "7f01"))
+        let error = await #expect(throws: StoreError.self) { try await store.insertCertificate(Self.record(serial: "7f01")) }
+        #expect(error?.code == .duplicate)
+        try await store.insertCertificate(Self.record(issuer: "other-ca", serial: "7f01"))
+        #expect(try await store.certificates(serial: "7f01").count == 2)
+    }
+
+    @Test("a batch is one transaction: a duplicate inside stores nothing")
+    func rejectBatchWithDuplicateAtomically() async throws {
+        let store = try await TestEnvironment.makeStore()
+        let batch = [Self.record(serial: "01"), Self.record(serial: "02"), Self.record(serial: "01")]
+        await #expect(throws: StoreError.self) { try await store.insertCertificates(batch) }
+        #expect(try await store.certificateCount(issuer: nil) == 0)
+    }
+
+    @Test("certificate authorities: one root, unique names, stored with their certificate")
+    func authorities() async throws {
+        let store = try await TestEnvironment.makeStore()
+        let root = CertificateAuthorityRecord(
+            name: "root", role: .root, parent: nil, keyLabel: "k-root", keyID: "01", curve: "P-256", certificateSerial: "aa"
+        )
+        try await store.insertCertificateAuthority(root, certificate: Self.record(issuer: "root", serial: "aa"))
+        #expect(try await store.certificateAuthority(named: "root")?.role == .root)
+        let secondRoot = CertificateAuthorityRecord(
+            name: "root2", role: .root, parent: nil, keyLabel: "k-root2", keyID: "02", curve: "P-256", certificateSerial: "bb"
+        )
+        await #expect(throws: StoreError.self) {
+            try await store.insertCertificateAuthority(secondRoot, certificate: Self.record(issuer: "root2", serial: "bb"))
+        }
+        // The refused CA's certificate was rolled back with it.
+        #expect(try await store.certificate(issuer: "root2", serial: "bb") == nil)
+        #expect(try await store.certificateAuthorities().map(\.name) == ["root"])
+    }
+}

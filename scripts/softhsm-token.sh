@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates a project-local SoftHSM2 token: scripts/softhsm-token.sh DIR LABEL
+# Writes DIR/softhsm2.conf (token store DIR/tokens) and DIR/pin (mode 0600, random user PIN), and initialises a
+# fresh token LABEL with `metertrust hsm init-token` (PINs passed through the environment, never argv).
+# Prints the shell exports to use it.
+set -euo pipefail
+dir=$(mkdir -p "$1" && cd "$1" && pwd)
+label=$2
+bin=${METERTRUST_BIN:-.build/debug/metertrust}
+
+rm -rf "$dir/tokens"
+mkdir -p "$dir/tokens"
+chmod 700 "$dir" "$dir/tokens"
+cat > "$dir/softhsm2.conf" <<CONF
+directories.tokendir = $dir/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+CONF
+umask 077
+[ -s "$dir/pin" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/pin"
+chmod 600 "$dir/pin"
+
+export SOFTHSM2_CONF="$dir/softhsm2.conf"
+METERTRUST_HSM_PIN=$(cat "$dir/pin") METERTRUST_HSM_SO_PIN=$(head -c 18 /dev/urandom | base64 | tr -d '/+=') \
+    "$bin" hsm init-token --label "$label" >&2
