@@ -1,0 +1,202 @@
+import Foundation
+import MeterTrustDevice
+import MeterTrustHSM
+import MeterTrustPKI
+import Testing
+
+/// The `metertrust` binary end to end, checked by tools no one here wrote: openssl, Python cryptography, pkilint.
+@Suite("metertrust CLI with independent verifiers")
+struct CLITests {
+    /// A data directory initialised on a fresh token, and the environment that carries its PIN.
+    struct Deployment {
+        let dataDirectory: URL
+        let environment: [String: String]
+        let tokenLabel: String
+
+        static func make() throws -> Deployment {
+            let hsm = try TestEnvironment.makeToken()
+            let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
+            let deployment = Deployment(
+                dataDirectory: TestEnvironment.temporaryDirectory().appendingPathComponent("data"),
+                environment: ["METERTRUST_HSM_PIN": pin], tokenLabel: hsm.tokenLabel
+            )
+            let initialised = try deployment.run(["init", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath, "--json"])
+            try #require(initialised.status == 0, "\(initialised.stderr)")
+            let result = try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any]
+            #expect(result?["journalMode"] as? String == "wal")
+            return deployment
+        }
+
+        func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> TestEnvironment.ProcessResult {
+            try TestEnvironment.run(
+                TestEnvironment.metertrust, arguments + ["--data-dir", dataDirectory.path],
+                environment: environment.merging(extra) { $1 }
+            )
+        }
+
+        func json(_ arguments: [String]) throws -> [String: Any] {
+            let result = try run(arguments + ["--json"])
+            try #require(result.status == 0, "metertrust \(arguments.joined(separator: " ")): \(result.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        }
+
+        func file(_ name: String) -> String { dataDirectory.deletingLastPathComponent().appendingPathComponent(name).path }
+    }
+
+    static func python(_ arguments: [String]) throws -> TestEnvironment.ProcessResult {
+        try TestEnvironment.run(TestEnvironment.python, arguments)
+    }
+
+    @Test("a hierarchy and a device certificate made by the CLI pass openssl verify, Python cryptography and pkilint")
+    func independentVerifiers() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.metertrust), "build metertrust first (make test does)")
+        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "create the virtualenv first (make test does)")
+        let deployment = try Deployment.make()
+        let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
+        _ = try deployment.json(["ca", "create-manufacturer", "--name", "acme", "--organization", "Acme Meters"])
+        _ = try deployment.json(["ca", "create-operational", "--name", "north", "--organization", "North Utility"])
+        _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
+
+        // The meter makes its key and CSR; the CLI issues from the CSR file.
+        let meter = MeterIdentity(eui64: try EUI64("0024befffe804ff1"))
+        let csrPath = deployment.file("meter.csr")
+        let csr = try meter.certificateSigningRequest(hardwareType: [2, 999, 2, 1])
+        try csr.serializeAsPEM().pemString.write(toFile: csrPath, atomically: true, encoding: .utf8)
+        let devicePath = deployment.file("device.pem")
+        let chainPath = deployment.file("chain.pem")
+        let issued = try deployment.json([
+            "issue", "--csr", csrPath, "--profile", "device-identity", "--ca", "acme", "--out", devicePath, "--chain-out", chainPath,
+        ])
+        let certificate = try #require(issued["certificate"] as? [String: Any])
+        #expect(certificate["eui64"] as? String == "0024befffe804ff1")
+
+        // PEM files of every CA, fetched back by serial.
+        let authorities = try #require(try JSONSerialization.jsonObject(with: Data(try deployment.run(["ca", "list", "--json"]).stdout.utf8)) as? [[String: Any]])
+        #expect(authorities.count == 4)
+        var pemPaths: [String: String] = [:]
+        for authority in authorities {
+            let name = authority["name"] as! String
+            let serial = (authority["certificate"] as! [String: Any])["serial"] as! String
+            let shown = try deployment.run(["cert", "show", serial, "--ca", authority["parent"] as? String ?? name, "--pem"])
+            try #require(shown.status == 0, "\(shown.stderr)")
+            pemPaths[name] = deployment.file("\(name).pem")
+            try shown.stdout.write(toFile: pemPaths[name]!, atomically: true, encoding: .utf8)
+            if name == "acme" { #expect(authority["issuedCertificates"] as? Int == 1) }
+        }
+        #expect((root["certificate"] as? [String: Any])?["serial"] as? String == (authorities.first { $0["name"] as? String == "root" }?["certificate"] as? [String: Any])?["serial"] as? String)
+
+        // openssl verify: the device chain verifies to the root; not through another CA.
+        let verified = try TestEnvironment.run("openssl", ["verify", "-CAfile", pemPaths["root"]!, "-untrusted", pemPaths["acme"]!, devicePath])
+        #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
+        #expect(verified.stdout.contains(": OK"))
+        let chained = try TestEnvironment.run("openssl", ["verify", "-CAfile", pemPaths["root"]!, "-untrusted", chainPath, devicePath])
+        #expect(chained.status == 0, "\(chained.stderr)")
+        let wrongIssuer = try TestEnvironment.run("openssl", ["verify", "-CAfile", pemPaths["root"]!, "-untrusted", pemPaths["north"]!, devicePath])
+        #expect(wrongIssuer.status != 0)
+
+        // Python cryptography reads the EUI-64 back from the HardwareModuleName.
+        let read = try Self.python([TestEnvironment.tool("read_device_certificate.py"), devicePath])
+        try #require(read.status == 0, "\(read.stderr)")
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: Any])
+        #expect(fields["eui64"] as? String == "0024befffe804ff1")
+        #expect(fields["hwType"] as? String == "2.999.2.1")
+        #expect(fields["sanNames"] as? Int == 1)
+        #expect(fields["sanCritical"] as? Bool == true)
+        #expect(fields["subjectEmpty"] as? Bool == true)
+        #expect(fields["keyUsageCritical"] as? Bool == true)
+        #expect(fields["digitalSignature"] as? Bool == true && fields["keyAgreement"] as? Bool == false)
+        #expect(fields["policiesCritical"] as? Bool == true)
+        #expect(fields["skiLength"] as? Int == 8 && fields["akiLength"] as? Int == 8)
+        #expect(fields["notAfter"] as? String == "99991231235959Z")
+
+        // pkilint: no finding of WARNING or worse on any certificate, and SKIs recognised as method 2.
+        for path in Array(pemPaths.values) + [devicePath] {
+            let lint = try Self.python([TestEnvironment.tool("pkilint_run.py"), "lint_pkix_cert", "lint", "-s", "WARNING", path])
+            #expect(lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(path): \(lint.stdout) \(lint.stderr)")
+            let info = try Self.python([TestEnvironment.tool("pkilint_run.py"), "lint_pkix_cert", "lint", "-s", "INFO", path])
+            #expect(info.stdout.contains("subject_key_identifier_method_2_identified"), "\(path): \(info.stdout)")
+        }
+        for (issuer, subject) in [(pemPaths["root"]!, pemPaths["acme"]!), (pemPaths["acme"]!, devicePath), (pemPaths["root"]!, pemPaths["north"]!)] {
+            let lint = try Self.python([TestEnvironment.tool("pkilint_run.py"), "lint_pkix_signer_signee_cert_chain", "lint", "-s", "WARNING", issuer, subject])
+            #expect(lint.status == 0, "\(subject): \(lint.stdout) \(lint.stderr)")
+        }
+
+        // cert show finds the device by serial.
+        let shown = try deployment.json(["cert", "show", certificate["serial"] as! String])
+        #expect((shown["certificate"] as? [String: Any])?["eui64"] as? String == "0024befffe804ff1")
+        #expect(shown["issuerCA"] as? String == "acme")
+    }
+
+    @Test("CLI errors are one line on stderr with a non-zero exit, and change nothing")
+    func rejectWithOneLineErrors() throws {
+        let deployment = try Deployment.make()
+        _ = try deployment.json(["ca", "create-root", "--name", "root"])
+        _ = try deployment.json(["ca", "create-manufacturer", "--name", "acme"])
+        let csrPath = deployment.file("meter.csr")
+        try MeterIdentity(eui64: EUI64(5)).certificateSigningRequest(hardwareType: [2, 999, 2, 1])
+            .serializeAsPEM().pemString.write(toFile: csrPath, atomically: true, encoding: .utf8)
+        let garbagePath = deployment.file("garbage.csr")
+        try "this is not a CSR".write(toFile: garbagePath, atomically: true, encoding: .utf8)
+
+        let cases: [(arguments: [String], environment: [String: String], mentions: String)] = [
+            (["issue", "--csr", csrPath, "--profile", "super-ca"], [:], "unknown profile"),
+            (["issue", "--csr", garbagePath, "--profile", "device-identity", "--eui64", "0000000000000001"], [:], "not a DER PKCS#10"),
+            (["issue", "--csr", deployment.file("missing.csr"), "--profile", "device-identity"], [:], "cannot read the CSR file"),
+            (["issue", "--csr", csrPath, "--profile", "device-identity", "--eui64", "12345"], [:], "is not an EUI-64"),
+            (["issue", "--csr", csrPath, "--profile", "device-identity", "--ca", "nobody"], [:], "no CA named"),
+            (["ca", "create-manufacturer", "--name", "acme"], [:], "already exists"),
+            (["ca", "create-operational", "--name", "north"], ["METERTRUST_HSM_PIN": ""], "METERTRUST_HSM_PIN"),
+            (["cert", "show", "zz"], [:], "not a hex serial"),
+            (["cert", "show", "0123"], [:], "no certificate with serial"),
+        ]
+        for (arguments, environment, mentions) in cases {
+            let result = try deployment.run(arguments, environment: environment)
+            let label = arguments.joined(separator: " ")
+            #expect(result.status == 1, "\(label)")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines[0].hasPrefix("error: "), "\(label): \(result.stderr)")
+            #expect(result.stderr.contains(mentions), "\(label): \(result.stderr)")
+            #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), "\(label)")
+        }
+        // Nothing was stored by any refusal: root and acme certificates only.
+        let list = try deployment.run(["ca", "list", "--json"])
+        let authorities = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        #expect(authorities.count == 2)
+        #expect(authorities.compactMap { $0["issuedCertificates"] as? Int }.reduce(0, +) == 1)
+
+        // No data directory; and no way to pass a PIN on the command line.
+        let missing = try TestEnvironment.run(TestEnvironment.metertrust, ["ca", "list", "--data-dir", deployment.file("nowhere")])
+        #expect(missing.status == 1 && missing.stderr.contains("metertrust init"))
+        let pinOption = try deployment.run(["ca", "create-operational", "--name", "north", "--pin", "1234"])
+        #expect(pinOption.status != 0 && pinOption.stderr.contains("Unknown option"))
+    }
+
+    @Test("metertrust demo runs at a small size: hierarchy, meters, a sample certificate with its EUI-64")
+    func demo() throws {
+        let hsm = try TestEnvironment.makeToken()
+        let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
+        let directory = TestEnvironment.temporaryDirectory().appendingPathComponent("demo")
+        let environment = ["METERTRUST_HSM_PIN": pin]
+        let arguments = ["demo", "--data-dir", directory.path, "--meters", "3", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath]
+        let json = try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--json"], environment: environment)
+        try #require(json.status == 0, "\(json.stderr)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect((result["authorities"] as? [[String: Any]])?.count == 4)
+        #expect((result["devices"] as? [[String: Any]])?.count == 3)
+        #expect((result["sample"] as? [String: Any])?["eui64"] as? String == "0024befffe800001")
+
+        let again = try TestEnvironment.run(TestEnvironment.metertrust, arguments, environment: environment)
+        #expect(again.status == 1 && again.stderr.contains("--reset"))
+        let text = try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--reset"], environment: environment)
+        try #require(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("CA hierarchy"))
+        #expect(text.stdout.contains("EUI-64:         0024befffe800001"))
+        #expect(text.stdout.contains("-----BEGIN CERTIFICATE-----"))
+        let pem = directory.appendingPathComponent("pem")
+        let verified = try TestEnvironment.run("openssl", [
+            "verify", "-CAfile", pem.appendingPathComponent("root.pem").path, "-untrusted", pem.appendingPathComponent("acme-meters.pem").path,
+            pem.appendingPathComponent("devices/0024befffe800001.pem").path,
+        ])
+        #expect(verified.status == 0, "\(verified.stderr)")
+    }
+}
