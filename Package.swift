@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MeterTrustStore", targets: ["MeterTrustStore"]),
         .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
         .library(name: "MeterTrustDevice", targets: ["MeterTrustDevice"]),
+        .library(name: "MeterTrustFactory", targets: ["MeterTrustFactory"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
@@ -73,6 +74,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Factory provisioning: batch manifests, the issuance engine, bundles, signed enrollment manifests.
+        .target(
+            name: "MeterTrustFactory",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustDevice",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "metertrust",
             dependencies: [
@@ -80,6 +95,7 @@ let package = Package(
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
+                "MeterTrustFactory",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -93,6 +109,7 @@ let package = Package(
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
+                "MeterTrustFactory",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

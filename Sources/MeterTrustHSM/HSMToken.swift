@@ -255,11 +255,6 @@ public final class HSMToken: Sendable {
             return Array(try P384.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
         }
     }
-
-    /// ``sign(message:with:)`` off the caller's thread.
-    public func sign(message: [UInt8], with key: HSMKey) async throws -> [UInt8] {
-        try await perform { try $0.sign(message: message, with: key) }
-    }
 }
 
 func randomBytes(_ count: Int) -> [UInt8] {

@@ -60,8 +60,18 @@ public struct HSMSigningKey: CustomPrivateKey {
         guard signatureAlgorithm == defaultSignatureAlgorithm else {
             throw PKIError(.issuance, "the \(key.curve.rawValue) key \(key.label) signs with \(defaultSignatureAlgorithm) only")
         }
-        let der = try await token.sign(message: Array(bytes), with: key)
+        let der = try await token.perform { [key] in try $0.sign(message: bytes, with: key) }
         return try Certificate.Signature(signatureAlgorithm: signatureAlgorithm, signatureBytes: ASN1BitString(bytes: der[...]))
+    }
+
+    /// Signs a digest computed by the caller (SHA-256 for a P-256 key, SHA-384 for P-384) in the HSM and returns the
+    /// DER ECDSA-Sig-Value, for detached signatures over documents too large to hold.
+    public func sign(digest: [UInt8]) throws -> [UInt8] {
+        let raw = try token.signDigest(digest, with: key)
+        switch key.curve {
+        case .p256: return Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
+        case .p384: return Array(try P384.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
+        }
     }
 
     // PEMSerializable: an HSM key has no exportable encoding.

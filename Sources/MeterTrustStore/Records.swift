@@ -26,10 +26,14 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
     public var fingerprintSHA256: String
     public var der: [UInt8]
     public var createdAt: Date
+    /// The factory batch that issued it, and its position (line) in that batch's input.
+    public var batch: String?
+    public var batchPosition: Int64?
 
     public init(
         issuer: String, serial: String, profile: String, subject: String, eui64: String?, notBefore: Date,
-        notAfter: Date, fingerprintSHA256: String, der: [UInt8], createdAt: Date = Date()
+        notAfter: Date, fingerprintSHA256: String, der: [UInt8], createdAt: Date = Date(), batch: String? = nil,
+        batchPosition: Int64? = nil
     ) {
         self.issuer = issuer
         self.serial = serial
@@ -41,6 +45,8 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
         self.fingerprintSHA256 = fingerprintSHA256
         self.der = der
         self.createdAt = createdAt
+        self.batch = batch
+        self.batchPosition = batchPosition
     }
 }
 
@@ -74,4 +80,34 @@ public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
         self.certificateSerial = certificateSerial
         self.createdAt = createdAt
     }
+}
+
+/// A factory provisioning batch.
+public struct BatchRecord: Sendable, Hashable, Codable {
+    public var id: String
+    /// Name of the manufacturer CA that issues the batch.
+    public var manufacturer: String
+    /// SHA-256 of the batch manifest, so a re-run can be told from a changed batch.
+    public var manifestSHA256: String
+    public var meterCount: Int64
+    public var createdAt: Date
+    public var completedAt: Date?
+
+    public init(id: String, manufacturer: String, manifestSHA256: String, meterCount: Int64, createdAt: Date = Date(), completedAt: Date? = nil) {
+        self.id = id
+        self.manufacturer = manufacturer
+        self.manifestSHA256 = manifestSHA256
+        self.meterCount = meterCount
+        self.createdAt = createdAt
+        self.completedAt = completedAt
+    }
+}
+
+/// Where a meter's device identity certificate came from.
+public struct DeviceIdentityEntry: Sendable, Hashable {
+    public var eui64: String
+    public var issuer: String
+    public var serial: String
+    public var batch: String?
+    public var batchPosition: Int64?
 }

@@ -61,6 +61,22 @@ public final class SQLiteStore: MeterTrustStore {
                 CREATE UNIQUE INDEX one_root ON certificate_authorities (role) WHERE role = 'root';
                 """)
         }
+        migrator.registerMigration("0002-factory-batches") { db in
+            try db.execute(sql: """
+                ALTER TABLE certificates ADD COLUMN batch TEXT;
+                ALTER TABLE certificates ADD COLUMN batch_position BIGINT;
+                CREATE UNIQUE INDEX device_identity_per_meter ON certificates (eui64) WHERE profile = 'device-identity';
+                CREATE INDEX certificates_batch ON certificates (batch, batch_position);
+                CREATE TABLE batches (
+                    id TEXT NOT NULL PRIMARY KEY,
+                    manufacturer TEXT NOT NULL REFERENCES certificate_authorities (name),
+                    manifest_sha256 TEXT NOT NULL,
+                    meter_count BIGINT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    completed_at BIGINT
+                );
+                """)
+        }
         return migrator
     }
 
@@ -96,15 +112,20 @@ public final class SQLiteStore: MeterTrustStore {
         try db.execute(
             sql: """
                 INSERT INTO certificates
-                (issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                (issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at,
+                 batch, batch_position)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-            arguments: [
-                c.issuer, c.serial, c.profile, c.subject, c.eui64, Int64(c.notBefore.timeIntervalSince1970),
-                Int64(c.notAfter.timeIntervalSince1970), c.fingerprintSHA256, Data(c.der),
-                Int64(c.createdAt.timeIntervalSince1970),
-            ]
+            arguments: arguments(c)
         )
+    }
+
+    private static func arguments(_ c: CertificateRecord) -> StatementArguments {
+        [
+            c.issuer, c.serial, c.profile, c.subject, c.eui64, Int64(c.notBefore.timeIntervalSince1970),
+            Int64(c.notAfter.timeIntervalSince1970), c.fingerprintSHA256, Data(c.der),
+            Int64(c.createdAt.timeIntervalSince1970), c.batch, c.batchPosition,
+        ]
     }
 
     public func certificates(serial: String) async throws -> [CertificateRecord] {
@@ -137,8 +158,106 @@ public final class SQLiteStore: MeterTrustStore {
             eui64: row["eui64"], notBefore: Date(timeIntervalSince1970: TimeInterval(row["not_before"] as Int64)),
             notAfter: Date(timeIntervalSince1970: TimeInterval(row["not_after"] as Int64)),
             fingerprintSHA256: row["fingerprint_sha256"], der: Array(row["der"] as Data),
-            createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64))
+            createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
+            batch: row["batch"], batchPosition: row["batch_position"]
         )
+    }
+
+    // MARK: Factory batches
+
+    public func beginBatch(_ batch: BatchRecord) async throws -> BatchRecord {
+        try await writeReturning { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ?", arguments: [batch.id]) {
+                let existing = Self.batch(from: row)
+                guard existing.manifestSHA256 == batch.manifestSHA256, existing.manufacturer == batch.manufacturer else {
+                    throw StoreError(
+                        .duplicate,
+                        "batch \(batch.id) already exists with a different manifest: give a changed batch a new id"
+                    )
+                }
+                return existing
+            }
+            try db.execute(
+                sql: "INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [batch.id, batch.manufacturer, batch.manifestSHA256, batch.meterCount, Int64(batch.createdAt.timeIntervalSince1970)]
+            )
+            return batch
+        }
+    }
+
+    public func completeBatch(id: String, at date: Date) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE batches SET completed_at = ? WHERE id = ?", arguments: [Int64(date.timeIntervalSince1970), id])
+        }
+    }
+
+    public func batch(id: String) async throws -> BatchRecord? {
+        try await run { db in try Row.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ?", arguments: [id]).map(Self.batch(from:)) }
+    }
+
+    private static func batch(from row: Row) -> BatchRecord {
+        BatchRecord(
+            id: row["id"], manufacturer: row["manufacturer"], manifestSHA256: row["manifest_sha256"], meterCount: row["meter_count"],
+            createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
+            completedAt: (row["completed_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        )
+    }
+
+    public func deviceIdentities(eui64s: [String]) async throws -> [String: DeviceIdentityEntry] {
+        guard !eui64s.isEmpty else { return [:] }
+        return try await run { db in
+            var found: [String: DeviceIdentityEntry] = [:]
+            // Bounded IN lists: SQLite's default limit on host parameters is 32766.
+            for start in stride(from: 0, to: eui64s.count, by: 1000) {
+                let slice = Array(eui64s[start..<min(start + 1000, eui64s.count)])
+                let placeholders = Array(repeating: "?", count: slice.count).joined(separator: ",")
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT eui64, issuer, serial, batch, batch_position FROM certificates
+                        WHERE profile = 'device-identity' AND eui64 IN (\(placeholders))
+                        """,
+                    arguments: StatementArguments(slice)
+                )
+                for row in rows {
+                    let eui: String = row["eui64"]
+                    found[eui] = DeviceIdentityEntry(
+                        eui64: eui, issuer: row["issuer"], serial: row["serial"], batch: row["batch"], batchPosition: row["batch_position"]
+                    )
+                }
+            }
+            return found
+        }
+    }
+
+    public func insertDeviceIdentities(_ certificates: [CertificateRecord]) async throws -> [Bool] {
+        try await writeReturning { db in
+            let statement = try db.cachedStatement(sql: """
+                INSERT INTO certificates
+                (issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at,
+                 batch, batch_position)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (eui64) WHERE profile = 'device-identity' DO NOTHING
+                """)
+            return try certificates.map { certificate in
+                try statement.execute(arguments: Self.arguments(certificate))
+                return db.changesCount == 1
+            }
+        }
+    }
+
+    public func batchCertificates(batch: String, afterPosition position: Int64, limit: Int) async throws -> [CertificateRecord] {
+        try await run { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM certificates WHERE batch = ? AND batch_position > ? ORDER BY batch_position LIMIT ?",
+                arguments: [batch, position, limit]
+            ).map(Self.certificate(from:))
+        }
+    }
+
+    public func batchCertificateCount(batch: String) async throws -> Int {
+        try await run { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM certificates WHERE batch = ?", arguments: [batch]) ?? 0 }
     }
 
     // MARK: Certificate authorities
@@ -199,8 +318,12 @@ public final class SQLiteStore: MeterTrustStore {
     }
 
     private func write(_ body: @escaping @Sendable (Database) throws -> Void) async throws {
+        try await writeReturning(body)
+    }
+
+    private func writeReturning<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
-            try await pool.write(body)
+            return try await pool.write(body)
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw StoreError(.duplicate, "the store refused a duplicate: \(error.message ?? "constraint violated")")
         } catch let error as StoreError {

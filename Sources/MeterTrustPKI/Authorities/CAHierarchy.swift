@@ -57,7 +57,9 @@ public struct CAHierarchy: Sendable {
             )
             let signer = try parent?.signer
                 ?? CertificateContents.Signer(authorityName: name, name: subject, key: signingKey, keyIdentifier: nil, notAfter: nil)
-            let certificate = try await contents.sign(by: signer, settings: settings)
+            let policy = try settings.policyOID()
+            let settings = self.settings
+            let certificate = try await token.perform { _ in try contents.sign(by: signer, policy: policy, settings: settings) }
             let record = CertificateAuthorityRecord(
                 name: name, role: role, parent: parent?.name, keyLabel: key.label, keyID: hexString(key.id),
                 curve: curve.rawValue, certificateSerial: certificate.serialHex

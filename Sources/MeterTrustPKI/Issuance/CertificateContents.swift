@@ -6,7 +6,7 @@ import SwiftASN1
 import X509
 
 /// Everything that goes into one certificate before it is signed, assembled by applying a profile.
-struct CertificateContents {
+struct CertificateContents: Sendable {
     let profile: CertificateProfile
     let subject: DistinguishedName
     let publicKey: Certificate.PublicKey
@@ -14,7 +14,7 @@ struct CertificateContents {
     let device: (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)?
 
     /// Who signs: the CA's name, key and certificate (nil for the self-signed root).
-    struct Signer {
+    struct Signer: Sendable {
         let authorityName: String
         let name: DistinguishedName
         let key: HSMSigningKey
@@ -22,8 +22,9 @@ struct CertificateContents {
         let notAfter: Date?
     }
 
-    /// Signs the contents with `signer`'s HSM key. `now` is truncated to whole seconds.
-    func sign(by signer: Signer, settings: PKISettings, now: Date = Date()) async throws -> Certificate {
+    /// Signs the contents with `signer`'s HSM key, blocking on the HSM: call from the HSM queue or a worker
+    /// thread, never from an event loop. `now` is truncated to whole seconds.
+    func sign(by signer: Signer, policy: ASN1ObjectIdentifier, settings: PKISettings, now: Date = Date()) throws -> Certificate {
         let notBefore = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         var notAfter: Date
         switch profile.validity {
@@ -35,19 +36,19 @@ struct CertificateContents {
             notAfter = calendar.date(byAdding: .year, value: years, to: notBefore)!
             if let issuerNotAfter = signer.notAfter, issuerNotAfter < notAfter { notAfter = issuerNotAfter }
         }
-        let extensions = try makeExtensions(signer: signer, settings: settings)
-        return try await Certificate(
+        let extensions = try makeExtensions(signer: signer, policy: policy, settings: settings)
+        return try Certificate(
             version: .v3, serialNumber: SerialNumbers.random(), publicKey: publicKey, notValidBefore: notBefore,
             notValidAfter: notAfter, issuer: signer.name, subject: subject,
             signatureAlgorithm: signer.key.defaultSignatureAlgorithm, extensions: extensions,
-            issuerAsyncPrivateKey: Certificate.PrivateKey(signer.key)
+            issuerPrivateKey: Certificate.PrivateKey(signer.key)
         )
     }
 
     /// 99991231235959Z (RFC 5280 §4.1.2.5).
     static let noWellDefinedExpiration = Date(timeIntervalSince1970: 253_402_300_799)
 
-    private func makeExtensions(signer: Signer, settings: PKISettings) throws -> Certificate.Extensions {
+    private func makeExtensions(signer: Signer, policy: ASN1ObjectIdentifier, settings: PKISettings) throws -> Certificate.Extensions {
         var extensions: [Certificate.Extension] = []
         if let constraint = profile.certificateAuthority {
             extensions.append(
@@ -75,7 +76,7 @@ struct CertificateContents {
             )
         }
         extensions.append(
-            try Self.encoded(CertificatePolicies([try settings.policyOID()]), oid: CertificatePolicies.oid, critical: true)
+            try Self.encoded(CertificatePolicies([policy]), oid: CertificatePolicies.oid, critical: true)
         )
         if profile.crlDistributionPoint {
             // The CA's own certificate points at its issuer's CRL; an end entity at its CA's CRL.
@@ -120,11 +121,12 @@ extension Certificate {
     }
 
     /// The store's record of this certificate.
-    func record(issuer: String, profile: CertificateProfile, eui64: EUI64?) throws -> CertificateRecord {
-        CertificateRecord(
+    func record(issuer: String, profile: CertificateProfile, eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> CertificateRecord {
+        let der = try derBytes
+        return CertificateRecord(
             issuer: issuer, serial: serialHex, profile: profile.name, subject: subject.description,
             eui64: eui64?.description, notBefore: notValidBefore, notAfter: notValidAfter,
-            fingerprintSHA256: try fingerprintSHA256, der: try derBytes
+            fingerprintSHA256: hexString(SHA256.hash(data: der)), der: der, batch: batch, batchPosition: position
         )
     }
 }

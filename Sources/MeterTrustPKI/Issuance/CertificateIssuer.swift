@@ -33,7 +33,8 @@ public struct IssuedCertificate: Sendable {
     public let chain: [Certificate]
 }
 
-/// Issues certificates from CSRs: checks the request, applies the profile, signs in the HSM, stores, returns.
+/// Issues single certificates from CSRs: checks the request, applies the profile, signs in the HSM, stores, and
+/// only then returns.
 public struct CertificateIssuer: Sendable {
     public let hierarchy: CAHierarchy
     private let logger: Logger
@@ -46,41 +47,12 @@ public struct CertificateIssuer: Sendable {
     public func issue(_ request: IssuanceRequest) async throws -> IssuedCertificate {
         let profile = try CertificateProfile.requestable(named: request.profile)
         let authority = try await issuingAuthority(request.authority, for: profile)
+        let hardwareType = try request.hardwareType.map { try PKISettings.oid($0, setting: "device type") }
+        let signer = try CertificateSigner(authority: authority, profile: profile, settings: hierarchy.settings, hardwareType: hardwareType)
         let csr = try CSRCheck.validate(der: try CSRCheck.decode(request.csr), profile: profile)
-        return try await issue(csr, profile: profile, by: authority, eui64: request.eui64, hardwareType: request.hardwareType)
-    }
-
-    /// Issues from an already validated CSR. The certificate is in the store before this returns.
-    public func issue(
-        _ csr: ValidatedCSR, profile: CertificateProfile, by authority: CertificateAuthority, eui64: EUI64?,
-        hardwareType: String?
-    ) async throws -> IssuedCertificate {
-        guard authority.role == profile.issuerRole else {
-            throw PKIError(
-                .invalidArgument,
-                "CA \(authority.name) is a \(authority.role.rawValue) CA; profile \(profile.name) is issued by a \(profile.issuerRole?.rawValue ?? "self-signed") CA"
-            )
-        }
-        let device = try deviceIdentity(csr: csr, profile: profile, eui64: eui64, hardwareType: hardwareType)
-        let keyUsage: KeyUsage
-        switch profile.keyUsage {
-        case .fixed(let usage): keyUsage = usage
-        case .signatureOrKeyAgreement: keyUsage = csr.requestedKeyUsage ?? KeyUsage(digitalSignature: true)
-        }
-        let subject: DistinguishedName
-        switch profile.subject {
-        case .empty: subject = DistinguishedName()
-        case .deviceURN: subject = try DistinguishedName { CommonName(device!.eui64.deviceURN) }
-        case .authority: throw PKIError(.issuance, "profile \(profile.name) is for CAs; create CAs with metertrust ca")
-        }
-        let contents = CertificateContents(
-            profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device
-        )
-        let signer = try authority.signer
         // A serial collision (2^-127 per pair) is refused by the store's (issuer, serial) key; draw again.
         for attempt in 1...3 {
-            let certificate = try await contents.sign(by: signer, settings: hierarchy.settings)
-            let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64)
+            let (certificate, record) = try await hierarchy.token.perform { _ in try signer.signUnstored(csr, for: request.eui64) }
             do {
                 try await hierarchy.store.insertCertificate(record)
             } catch let error as StoreError where error.code == .duplicate && attempt < 3 {
@@ -110,25 +82,5 @@ public struct CertificateIssuer: Sendable {
             )
         }
         return try await hierarchy.authority(named: candidates[0].name)
-    }
-
-    private func deviceIdentity(
-        csr: ValidatedCSR, profile: CertificateProfile, eui64: EUI64?, hardwareType: String?
-    ) throws -> (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)? {
-        guard profile.hardwareModuleName else { return nil }
-        if let eui64, let claimed = csr.claimedEUI64, claimed != eui64 {
-            throw PKIError(.requestExceedsProfile, "the CSR claims EUI-64 \(claimed) but the request is for meter \(eui64)")
-        }
-        guard let eui = eui64 ?? csr.claimedEUI64 else {
-            throw PKIError(
-                .invalidArgument,
-                "profile \(profile.name) needs the meter's EUI-64: pass --eui64 or put a HardwareModuleName in the CSR"
-            )
-        }
-        let type = try hardwareType.map { try PKISettings.oid($0, setting: "device type") } ?? hierarchy.settings.defaultDeviceType()
-        if let claimedType = csr.claimedHardwareType, claimedType != type {
-            throw PKIError(.requestExceedsProfile, "the CSR names device type \(claimedType.dotted) for meter \(eui); this issuance is for device type \(type.dotted)")
-        }
-        return (eui, type)
     }
 }

@@ -1,0 +1,175 @@
+import Foundation
+import MeterTrustPKI
+
+/// The input of a factory batch: who makes the meters, what they run, where they bootstrap, which meters.
+///
+/// Format `metertrust-batch`, version 1 (JSON):
+/// ```json
+/// {
+///   "format": "metertrust-batch", "version": 1,
+///   "batch": "acme-2026-11-line3",
+///   "manufacturer": "acme",
+///   "deviceType": "2.999.2.1",
+///   "firmware": { "sha256": "<64 hex digits>" },
+///   "bootstrapServerURI": "coaps+tcp://bootstrap.example.net:5684",
+///   "meters": { "start": "0024befffe800000", "count": 1000 }     // or { "eui64s": ["...", ...] }
+///   "keyGeneration": "on-device",                                 // or "factory" (weaker, see README)
+///   "csrs": "csrs.txt",                                           // on-device: the meters' CSRs
+///   "parameters": { "meterClass": "residential" }
+/// }
+/// ```
+public struct BatchManifest: Codable, Sendable {
+    public static let formatName = "metertrust-batch"
+    public static let maximumMeters = 10_000_000
+
+    public var format: String
+    public var version: Int
+    public var batch: String
+    public var manufacturer: String
+    /// hwType of the meters' HardwareModuleName; the deployment default when absent.
+    public var deviceType: String?
+    public var firmware: Firmware
+    public var bootstrapServerURI: String
+    public var meters: Meters
+    public var keyGeneration: KeyGeneration?
+    /// CSR list (see ``CSRList``), relative to the manifest's directory; required for on-device key generation.
+    public var csrs: String?
+    public var parameters: [String: String]?
+
+    public struct Firmware: Codable, Sendable {
+        public var sha256: String
+        public var name: String?
+    }
+
+    public struct Meters: Codable, Sendable {
+        public var start: String?
+        public var count: Int?
+        public var eui64s: [String]?
+    }
+
+    public enum KeyGeneration: String, Codable, Sendable {
+        /// The meter generates its key and sends a CSR; the key never leaves it. The default.
+        case onDevice = "on-device"
+        /// The factory tool generates the key and writes it into the bundle. Weaker: the key exists outside the
+        /// meter, in the factory tool's memory and output.
+        case factory
+    }
+
+    public var keyMode: KeyGeneration { keyGeneration ?? .onDevice }
+
+    /// Reads and checks a manifest; every problem is one ``FactoryError`` naming the field.
+    public static func load(from data: Data) throws -> BatchManifest {
+        let manifest: BatchManifest
+        do {
+            manifest = try JSONDecoder().decode(BatchManifest.self, from: data)
+        } catch DecodingError.keyNotFound(let key, let context) {
+            throw FactoryError(.invalidManifest, "the batch manifest lacks \((context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: "."))")
+        } catch {
+            throw FactoryError(.invalidManifest, "the batch manifest is not valid JSON of format \(formatName): \(error)")
+        }
+        try manifest.validate()
+        return manifest
+    }
+
+    func validate() throws {
+        guard format == Self.formatName, version == 1 else {
+            throw FactoryError(.invalidManifest, "the batch manifest must have format \(Self.formatName) version 1 (found \(format) version \(version))")
+        }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+        guard (1...128).contains(batch.count), batch.allSatisfy({ allowed.contains($0) }) else {
+            throw FactoryError(.invalidManifest, "batch id \"\(batch)\" must be 1 to 128 letters, digits, '-', '_' or '.'")
+        }
+        guard firmware.sha256.count == 64, firmware.sha256.allSatisfy(\.isHexDigit) else {
+            throw FactoryError(.invalidManifest, "firmware.sha256 must be the image's SHA-256 as 64 hex digits")
+        }
+        try BootstrapServerURI.check(bootstrapServerURI)
+        if let deviceType { _ = try PKISettings.oid(deviceType, setting: "deviceType") }
+        switch (meters.start, meters.count, meters.eui64s) {
+        case (let start?, let count?, nil):
+            _ = try EUI64(start)
+            guard (1...Self.maximumMeters).contains(count) else {
+                throw FactoryError(.invalidManifest, "meters.count must be between 1 and \(Self.maximumMeters)")
+            }
+            guard UInt64(count - 1) <= UInt64.max - (try EUI64(start)).value else {
+                throw FactoryError(.invalidManifest, "meters.start + meters.count runs past the last EUI-64")
+            }
+        case (nil, nil, let list?):
+            guard (1...Self.maximumMeters).contains(list.count) else {
+                throw FactoryError(.invalidManifest, "meters.eui64s must list between 1 and \(Self.maximumMeters) meters")
+            }
+        default:
+            throw FactoryError(.invalidManifest, "meters must be either {\"start\", \"count\"} or {\"eui64s\": [...]}")
+        }
+        if keyMode == .onDevice && csrs == nil {
+            throw FactoryError(.invalidManifest, "keyGeneration on-device needs \"csrs\": the file of the meters' CSRs")
+        }
+    }
+
+    /// Number of meters the batch names (malformed entries included).
+    public var meterCount: Int { meters.count ?? meters.eui64s?.count ?? 0 }
+}
+
+/// Checks the bootstrap server URI a bundle carries: CoAP over TLS/TCP (RFC 8323) or DTLS, with a host.
+public enum BootstrapServerURI {
+    public static let schemes = ["coaps+tcp", "coaps"]
+
+    public static func check(_ text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme, schemes.contains(scheme),
+            let host = components.host, !host.isEmpty
+        else {
+            throw FactoryError(
+                .invalidManifest,
+                "bootstrap server URI \"\(text)\" must be coaps+tcp://host[:port] or coaps://host[:port]"
+            )
+        }
+    }
+}
+
+/// The meters of a batch, enumerated without materialising a range.
+struct BatchMeters: Sendable {
+    private let start: UInt64?
+    private let count: Int
+    private let list: [String]
+    private let index: [EUI64: Int]
+
+    init(_ meters: BatchManifest.Meters) throws {
+        if let start = meters.start, let count = meters.count {
+            self.start = try EUI64(start).value
+            self.count = count
+            self.list = []
+            self.index = [:]
+        } else {
+            self.start = nil
+            self.list = meters.eui64s ?? []
+            self.count = list.count
+            var index: [EUI64: Int] = [:]
+            for (position, text) in list.enumerated() {
+                if let eui = try? EUI64(text), index[eui] == nil { index[eui] = position }
+            }
+            self.index = index
+        }
+    }
+
+    var total: Int { count }
+
+    /// Position of `eui` in the batch, or nil if the batch does not name it.
+    func position(of eui: EUI64) -> Int? {
+        if let start {
+            guard eui.value >= start, eui.value - start < UInt64(count) else { return nil }
+            return Int(eui.value - start)
+        }
+        return index[eui]
+    }
+
+    /// The meter at `position` as written in the manifest.
+    func name(at position: Int) -> String {
+        if let start { return EUI64(start + UInt64(position)).description }
+        return list[position]
+    }
+
+    /// The meter at `position`, if its EUI-64 is well-formed.
+    func eui(at position: Int) -> EUI64? {
+        if let start { return EUI64(start + UInt64(position)) }
+        return try? EUI64(list[position])
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import MeterTrustPKI
+
+/// The meters' CSRs for a batch, one line each: `<eui64> <base64 of the DER CSR>`.
+///
+/// Format `metertrust-csr-list` version 1: UTF-8 text; blank lines and lines starting with `#` are ignored; a line
+/// is at most 32 KiB. The EUI-64 names the meter the factory line took the CSR from; the CSR's own claims (in its
+/// HardwareModuleName or subject) must agree with it. Read as a stream, so a list of millions costs no memory.
+public struct CSRListReader {
+    public enum Line {
+        case request(line: Int64, eui64: EUI64, csr: [UInt8])
+        case refused(Refusal)
+    }
+
+    public static let maximumLineLength = 32 * 1024
+    private let reader: LineReader
+
+    public init(path: String) throws {
+        guard let reader = LineReader(path: path, maximumLineLength: Self.maximumLineLength) else {
+            throw FactoryError(.input, "cannot open the CSR list \(path)")
+        }
+        self.reader = reader
+    }
+
+    /// The next request or refused line, or nil at the end.
+    public mutating func next() throws -> Line? {
+        while let (number, text) = try reader.next() {
+            guard let line = text else {
+                return .refused(Refusal(line: number, meter: "?", reason: "the line is longer than \(Self.maximumLineLength) bytes"))
+            }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let fields = trimmed.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+            let meter = fields.first.map(String.init) ?? ""
+            guard fields.count == 2 else {
+                return .refused(Refusal(line: number, meter: meter, reason: "the line is not \"<eui64> <base64 CSR>\""))
+            }
+            guard let eui = try? EUI64(meter) else {
+                return .refused(Refusal(line: number, meter: meter, reason: "\"\(meter)\" is not an EUI-64 (16 hex digits)"))
+            }
+            guard let der = Data(base64Encoded: String(fields[1]).trimmingCharacters(in: .whitespaces)) else {
+                return .refused(Refusal(line: number, meter: eui.description, reason: "the CSR is not valid base64"))
+            }
+            return .request(line: number, eui64: eui, csr: Array(der))
+        }
+        return nil
+    }
+
+    /// One line of the list.
+    public static func line(eui64: EUI64, csr: [UInt8]) -> String {
+        "\(eui64) \(Data(csr).base64EncodedString())\n"
+    }
+}
+
+/// Buffered reading of `\n`-terminated lines with a length bound; an over-long line is reported (as nil), never
+/// held whole.
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var lineNumber: Int64 = 0
+    private var finished = false
+    private let maximumLineLength: Int
+
+    init?(path: String, maximumLineLength: Int) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        self.handle = handle
+        self.maximumLineLength = maximumLineLength
+    }
+
+    deinit { try? handle.close() }
+
+    /// The next line and its number; the text is nil for a line longer than the bound.
+    func next() throws -> (Int64, String?)? {
+        while true {
+            if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = buffer[start..<newline]
+                start = newline + 1
+                lineNumber += 1
+                if line.count > maximumLineLength { return (lineNumber, nil) }
+                return (lineNumber, String(decoding: line, as: UTF8.self))
+            }
+            if finished {
+                guard start < buffer.count else { return nil }
+                let line = buffer[start...]
+                start = buffer.count
+                lineNumber += 1
+                return (lineNumber, line.count > maximumLineLength ? nil : String(decoding: line, as: UTF8.self))
+            }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            if buffer.count > maximumLineLength {
+                // Skip the rest of an over-long line without holding it.
+                buffer.removeAll(keepingCapacity: true)
+                var skipping = true
+                while skipping {
+                    let chunk = try handle.read(upToCount: 1 << 16) ?? Data()
+                    if chunk.isEmpty { finished = true; skipping = false; break }
+                    if let newline = chunk.firstIndex(of: UInt8(ascii: "\n")) {
+                        buffer.append(contentsOf: chunk[(newline + 1)...])
+                        skipping = false
+                    }
+                }
+                lineNumber += 1
+                return (lineNumber, nil)
+            }
+            let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
+            if chunk.isEmpty { finished = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+/// An error that stops a batch as a whole (a bad manifest, an unregistered manufacturer, unreadable input).
+/// Errors about one meter are not thrown: they become ``Refusal``s in the batch report.
+public struct FactoryError: Error, Hashable, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        enum Backing: String, Hashable, Sendable { case invalidManifest, unregisteredManufacturer, input, output }
+        let backing: Backing
+        public static let invalidManifest = Code(backing: .invalidManifest)
+        public static let unregisteredManufacturer = Code(backing: .unregisteredManufacturer)
+        public static let input = Code(backing: .input)
+        public static let output = Code(backing: .output)
+        public var description: String { backing.rawValue }
+    }
+
+    public let code: Code
+    public let message: String
+    public var description: String { message }
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// One meter the batch did not provision, and why.
+public struct Refusal: Codable, Sendable, Hashable {
+    /// Line of the CSR list (1-based), when the refusal concerns a line.
+    public var line: Int64?
+    /// The meter, as written in the input (it may be malformed).
+    public var meter: String
+    public var reason: String
+
+    public init(line: Int64?, meter: String, reason: String) {
+        self.line = line
+        self.meter = meter
+        self.reason = reason
+    }
+
+    public var description: String {
+        "meter \(meter)\(line.map { " (line \($0))" } ?? ""): \(reason)"
+    }
+}

@@ -1,0 +1,62 @@
+import Crypto
+import Foundation
+import MeterTrustDevice
+import MeterTrustPKI
+import SwiftASN1
+
+/// The weaker mode: the factory tool, not the meter, generates each meter's key, makes its CSR, and later writes
+/// the key into the meter's bundle.
+///
+/// The keys are written to `factory-keys.txt` (mode 0600, `<eui64> <base64 PKCS#8>` per line) and the CSRs to
+/// `csrs.txt` in the output directory, in the batch's meter order; a resumed batch reuses them (`csrs.complete`
+/// marks them whole). Keys live outside the meters in this mode: the output directory must be protected and
+/// destroyed once the meters are provisioned.
+enum FactoryKeys {
+    static let keyFile = "factory-keys.txt"
+    static let csrFile = "csrs.txt"
+    static let completeMarker = "csrs.complete"
+
+    static func prepare(
+        meters: BatchMeters, hardwareType: ASN1ObjectIdentifier, in directory: URL, workers: Int, progress: any BatchProgress
+    ) async throws -> String {
+        let csrPath = directory.appendingPathComponent(csrFile).path
+        if FileManager.default.fileExists(atPath: directory.appendingPathComponent(completeMarker).path) { return csrPath }
+        let keyPath = directory.appendingPathComponent(keyFile).path
+        guard FileManager.default.createFile(atPath: keyPath, contents: nil, attributes: [.posixPermissions: 0o600]),
+            FileManager.default.createFile(atPath: csrPath, contents: nil)
+        else {
+            throw FactoryError(.output, "cannot create \(keyPath) and \(csrPath)")
+        }
+        let keys = try FileHandle(forWritingTo: URL(fileURLWithPath: keyPath))
+        let csrs = try FileHandle(forWritingTo: URL(fileURLWithPath: csrPath))
+        let round = 4096
+        var position = 0
+        while position < meters.total {
+            let range = position..<min(position + round, meters.total)
+            let lines = try await generate(range: range, meters: meters, hardwareType: hardwareType, workers: workers)
+            try keys.write(contentsOf: Data(lines.map(\.key).joined().utf8))
+            try csrs.write(contentsOf: Data(lines.map(\.csr).joined().utf8))
+            position = range.upperBound
+            progress.update(phase: "generating factory keys", done: position, total: meters.total)
+        }
+        try keys.close()
+        try csrs.close()
+        _ = FileManager.default.createFile(atPath: directory.appendingPathComponent(completeMarker).path, contents: nil)
+        progress.finish(phase: "generating factory keys")
+        return csrPath
+    }
+
+    /// Key and CSR lines for the meters in `range`, generated on `workers` threads. A malformed EUI-64 in the
+    /// manifest gets no line in either file (the batch reports it), so line k of both files is the same meter.
+    private static func generate(range: Range<Int>, meters: BatchMeters, hardwareType: ASN1ObjectIdentifier, workers: Int) async throws -> [(key: String, csr: String)] {
+        let results = await parallelMap(count: range.count, workers: workers) { index -> Result<(key: String, csr: String), any Error> in
+            guard let eui = meters.eui(at: range.lowerBound + index) else { return .success(("", "")) }
+            return Result {
+                let meter = MeterIdentity(eui64: eui)
+                let csr = try meter.certificateSigningRequestDER(hardwareType: hardwareType)
+                return ("\(eui) \(meter.privateKey.derRepresentation.base64EncodedString())\n", CSRListReader.line(eui64: eui, csr: csr))
+            }
+        }
+        return try results.map { try $0.get() }
+    }
+}

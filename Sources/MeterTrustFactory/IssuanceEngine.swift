@@ -1,0 +1,149 @@
+import Foundation
+import MeterTrustPKI
+import MeterTrustStore
+
+/// One meter's request in a batch: its position (line of the CSR list), its EUI-64, its CSR.
+public struct IssuanceItem: Sendable {
+    public var position: Int64
+    public var eui64: EUI64
+    public var csr: [UInt8]
+
+    public init(position: Int64, eui64: EUI64, csr: [UInt8]) {
+        self.position = position
+        self.eui64 = eui64
+        self.csr = csr
+    }
+}
+
+/// Running totals of a batch.
+public struct IssuanceCounts: Sendable, Codable, Hashable {
+    /// Requests read (lines of the CSR list that name a meter).
+    public var requests = 0
+    /// Certificates issued and stored by this run.
+    public var issued = 0
+    /// Meters a previous run of the same batch already issued (a resumed batch).
+    public var alreadyIssued = 0
+    public var refused = 0
+
+    public init() {}
+    public var done: Int { issued + alreadyIssued + refused }
+}
+
+/// The issuance engine: checks CSRs and signs on all cores through the PKCS#11 session pool, and stores each round
+/// of certificates in one transaction while the next round is being signed.
+///
+/// A certificate leaves the engine only by being stored: a crash loses at most the signed-but-unstored rounds,
+/// which never left the process, and a re-run issues exactly those meters again. A meter is issued at most once
+/// because the store keeps device identity certificates unique per EUI-64.
+public struct IssuanceEngine: Sendable {
+    public let signer: CertificateSigner
+    public let store: any ProvisioningStore
+    /// Parallel signers; at most the token's session count is useful.
+    public let workers: Int
+    public let roundSize: Int
+
+    public init(signer: CertificateSigner, store: any ProvisioningStore, workers: Int, roundSize: Int = 2048) {
+        self.signer = signer
+        self.store = store
+        self.workers = max(1, workers)
+        self.roundSize = max(1, roundSize)
+    }
+
+    /// Issues every item `next` yields (nil: the end), in rounds. Refusals go to `refused` as they happen; progress
+    /// after each stored round.
+    public func run(
+        batch: String,
+        next: () throws -> IssuanceItem?,
+        refused: (Refusal) throws -> Void,
+        progress: (IssuanceCounts) -> Void
+    ) async throws -> IssuanceCounts {
+        var counts = IssuanceCounts()
+        var pendingWrite: Task<[(IssuanceItem, CertificateRecord, Bool)], any Error>?
+
+        func settle(_ task: Task<[(IssuanceItem, CertificateRecord, Bool)], any Error>) async throws {
+            for (item, record, stored) in try await task.value {
+                if stored {
+                    counts.issued += 1
+                } else {
+                    counts.refused += 1
+                    try refused(Refusal(
+                        line: item.position, meter: item.eui64.description,
+                        reason: "EUI-64 \(item.eui64) already has a device identity certificate (it appears twice in this batch); serial \(record.serial) was not stored or released"
+                    ))
+                }
+            }
+        }
+
+        while true {
+            var round: [IssuanceItem] = []
+            round.reserveCapacity(roundSize)
+            while round.count < roundSize, let item = try next() { round.append(item) }
+            if round.isEmpty { break }
+            counts.requests += round.count
+
+            // 1. Meters already holding a certificate: this batch's own (resumed) or another's.
+            var firstInRound: [EUI64: Int64] = [:]
+            let existing = try await store.deviceIdentities(eui64s: round.map(\.eui64.description))
+            var toSign: [IssuanceItem] = []
+            for item in round {
+                if let entry = existing[item.eui64.description] {
+                    if entry.batch == batch && entry.batchPosition == item.position {
+                        counts.alreadyIssued += 1
+                    } else {
+                        counts.refused += 1
+                        let reason = entry.batch == batch
+                            ? "EUI-64 \(item.eui64) appears twice in this batch; line \(entry.batchPosition ?? 0) was issued"
+                            : "EUI-64 \(item.eui64) is already provisioned (batch \(entry.batch ?? "none"), CA \(entry.issuer), serial \(entry.serial))"
+                        try refused(Refusal(line: item.position, meter: item.eui64.description, reason: reason))
+                    }
+                } else if let first = firstInRound[item.eui64] {
+                    counts.refused += 1
+                    try refused(Refusal(
+                        line: item.position, meter: item.eui64.description,
+                        reason: "EUI-64 \(item.eui64) appears twice in this batch; line \(first) is issued"
+                    ))
+                } else {
+                    firstInRound[item.eui64] = item.position
+                    toSign.append(item)
+                }
+            }
+
+            // 2. Check and sign on all workers.
+            let results = await sign(toSign, batch: batch)
+            var signed: [(IssuanceItem, CertificateRecord)] = []
+            signed.reserveCapacity(toSign.count)
+            for (item, result) in zip(toSign, results) {
+                switch result {
+                case .success(let record):
+                    signed.append((item, record))
+                case .failure(let error as PKIError):
+                    counts.refused += 1
+                    try refused(Refusal(line: item.position, meter: item.eui64.description, reason: error.message))
+                case .failure(let error):
+                    throw error  // an HSM failure stops the batch; a re-run resumes it
+                }
+            }
+
+            // 3. Store: wait for the previous round, then start this one's transaction.
+            if let pendingWrite { try await settle(pendingWrite) }
+            let store = self.store
+            pendingWrite = Task {
+                let stored = try await store.insertDeviceIdentities(signed.map(\.1))
+                return zip(signed, stored).map { ($0.0, $0.1, $1) }
+            }
+            progress(counts)
+        }
+        if let pendingWrite { try await settle(pendingWrite) }
+        progress(counts)
+        return counts
+    }
+
+    /// Checks and signs `items` on `workers` threads, each using its own HSM session for the signature.
+    private func sign(_ items: [IssuanceItem], batch: String) async -> [Result<CertificateRecord, any Error>] {
+        let signer = self.signer
+        return await parallelMap(count: items.count, workers: workers) { index in
+            let item = items[index]
+            return Result { try signer.signUnstored(csr: item.csr, for: item.eui64, batch: batch, position: item.position) }
+        }
+    }
+}

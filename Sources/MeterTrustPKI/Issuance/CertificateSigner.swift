@@ -1,0 +1,81 @@
+import Foundation
+import MeterTrustStore
+import SwiftASN1
+import X509
+
+/// Everything needed to turn checked requests into certificates of one profile from one CA, worked out once:
+/// the CA's signer and key identifier, the policy OID, the device type. Shared by single issuance and the factory's
+/// batch engine; safe to use from many threads at once (each signature takes its own HSM session).
+public struct CertificateSigner: Sendable {
+    public let authority: CertificateAuthority
+    public let profile: CertificateProfile
+    public let settings: PKISettings
+    /// hwType for the HardwareModuleName of device profiles.
+    public let hardwareType: ASN1ObjectIdentifier
+    private let signer: CertificateContents.Signer
+    private let policy: ASN1ObjectIdentifier
+
+    public init(authority: CertificateAuthority, profile: CertificateProfile, settings: PKISettings, hardwareType: ASN1ObjectIdentifier? = nil) throws {
+        guard authority.role == profile.issuerRole else {
+            throw PKIError(
+                .invalidArgument,
+                "CA \(authority.name) is a \(authority.role.rawValue) CA; profile \(profile.name) is issued by a \(profile.issuerRole?.rawValue ?? "self-signed") CA"
+            )
+        }
+        self.authority = authority
+        self.profile = profile
+        self.settings = settings
+        self.hardwareType = try hardwareType ?? settings.defaultDeviceType()
+        self.signer = try authority.signer
+        self.policy = try settings.policyOID()
+    }
+
+    /// Checks `csr` (DER) against the profile and the meter it is for, then signs in the HSM.
+    ///
+    /// The result is **not stored**: the caller must store it before it leaves the process. Blocks on the HSM; call
+    /// from a worker thread or the HSM queue.
+    public func signUnstored(csr der: [UInt8], for eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> CertificateRecord {
+        let csr = try CSRCheck.validate(der: der, profile: profile)
+        return try signUnstored(csr, for: eui64, batch: batch, position: position).record
+    }
+
+    /// Signs an already checked request. The result is not stored (see ``signUnstored(csr:for:batch:position:)``).
+    public func signUnstored(_ csr: ValidatedCSR, for eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> (certificate: Certificate, record: CertificateRecord) {
+        let device = try deviceIdentity(csr: csr, eui64: eui64)
+        let keyUsage: KeyUsage
+        switch profile.keyUsage {
+        case .fixed(let usage): keyUsage = usage
+        case .signatureOrKeyAgreement: keyUsage = csr.requestedKeyUsage ?? KeyUsage(digitalSignature: true)
+        }
+        let subject: DistinguishedName
+        switch profile.subject {
+        case .empty: subject = DistinguishedName()
+        case .deviceURN: subject = try DistinguishedName { CommonName(device!.eui64.deviceURN) }
+        case .authority: throw PKIError(.issuance, "profile \(profile.name) is for CAs; create CAs with metertrust ca")
+        }
+        let contents = CertificateContents(profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device)
+        let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
+        let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64, batch: batch, position: position)
+        return (certificate, record)
+    }
+
+    private func deviceIdentity(csr: ValidatedCSR, eui64: EUI64?) throws -> (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)? {
+        guard profile.hardwareModuleName else { return nil }
+        if let eui64, let claimed = csr.claimedEUI64, claimed != eui64 {
+            throw PKIError(.requestExceedsProfile, "the CSR claims EUI-64 \(claimed) but the request is for meter \(eui64)")
+        }
+        guard let eui = eui64 ?? csr.claimedEUI64 else {
+            throw PKIError(
+                .invalidArgument,
+                "profile \(profile.name) needs the meter's EUI-64: pass --eui64 or put a HardwareModuleName in the CSR"
+            )
+        }
+        if let claimedType = csr.claimedHardwareType, claimedType != hardwareType {
+            throw PKIError(
+                .requestExceedsProfile,
+                "the CSR names device type \(claimedType.dotted) for meter \(eui); this issuance is for device type \(hardwareType.dotted)"
+            )
+        }
+        return (eui, hardwareType)
+    }
+}
