@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# Creates a project-local SoftHSM2 token: scripts/softhsm-token.sh DIR LABEL
-# Writes DIR/softhsm2.conf (token store DIR/tokens) and DIR/pin (mode 0600, random user PIN), and initialises a
-# fresh token LABEL with `metertrust hsm init-token` (PINs passed through the environment, never argv).
-# Prints the shell exports to use it.
+# Creates a fresh project-local SoftHSM2 token: scripts/softhsm-token.sh DIR LABEL
+# Writes DIR/softhsm2.conf (token store DIR/tokens) and DIR/pin (mode 0600, random user PIN), deletes any token
+# LABEL there, and initialises a new one with `metertrust hsm init-token` (PINs passed through the environment,
+# never argv).
 set -euo pipefail
 dir=$(mkdir -p "$1" && cd "$1" && pwd)
 label=$2
 bin=${METERTRUST_BIN:-.build/debug/metertrust}
 
-rm -rf "$dir/tokens"
 mkdir -p "$dir/tokens"
 chmod 700 "$dir" "$dir/tokens"
 cat > "$dir/softhsm2.conf" <<CONF
@@ -22,5 +21,6 @@ umask 077
 chmod 600 "$dir/pin"
 
 export SOFTHSM2_CONF="$dir/softhsm2.conf"
+softhsm2-util --delete-token --token "$label" >/dev/null 2>&1 || true
 METERTRUST_HSM_PIN=$(cat "$dir/pin") METERTRUST_HSM_SO_PIN=$(head -c 18 /dev/urandom | base64 | tr -d '/+=') \
     "$bin" hsm init-token --label "$label" >&2

@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustDevice
 import MeterTrustPKI
 
 /// The input of a factory batch: who makes the meters, what they run, where they bootstrap, which meters.
@@ -82,7 +83,11 @@ public struct BatchManifest: Codable, Sendable {
         guard firmware.sha256.count == 64, firmware.sha256.allSatisfy(\.isHexDigit) else {
             throw FactoryError(.invalidManifest, "firmware.sha256 must be the image's SHA-256 as 64 hex digits")
         }
-        try BootstrapServerURI.check(bootstrapServerURI)
+        do {
+            try BootstrapURI.check(bootstrapServerURI)
+        } catch {
+            throw FactoryError(.invalidManifest, "\(error)")
+        }
         if let deviceType { _ = try PKISettings.oid(deviceType, setting: "deviceType") }
         switch (meters.start, meters.count, meters.eui64s) {
         case (let start?, let count?, nil):
@@ -107,22 +112,6 @@ public struct BatchManifest: Codable, Sendable {
 
     /// Number of meters the batch names (malformed entries included).
     public var meterCount: Int { meters.count ?? meters.eui64s?.count ?? 0 }
-}
-
-/// Checks the bootstrap server URI a bundle carries: CoAP over TLS/TCP (RFC 8323) or DTLS, with a host.
-public enum BootstrapServerURI {
-    public static let schemes = ["coaps+tcp", "coaps"]
-
-    public static func check(_ text: String) throws {
-        guard let components = URLComponents(string: text), let scheme = components.scheme, schemes.contains(scheme),
-            let host = components.host, !host.isEmpty
-        else {
-            throw FactoryError(
-                .invalidManifest,
-                "bootstrap server URI \"\(text)\" must be coaps+tcp://host[:port] or coaps://host[:port]"
-            )
-        }
-    }
 }
 
 /// The meters of a batch, enumerated without materialising a range.

@@ -99,7 +99,7 @@ struct BatchOutput {
     private func privateKey(line: Int64, eui64: String, from reader: inout LineReader) throws -> String {
         while let (number, text) = try reader.next() {
             guard number == line else { continue }
-            let fields = text?.split(separator: " ") ?? []
+            let fields = text.map { String(decoding: $0, as: UTF8.self) }?.split(separator: " ") ?? []
             guard fields.count == 2, fields[0] == eui64, let der = Data(base64Encoded: String(fields[1])) else { break }
             return PEMDocument(type: "PRIVATE KEY", derBytes: Array(der)).pemString + "\n"
         }

@@ -167,7 +167,7 @@ public struct BatchRunner: Sendable {
             var first = true
             while let (_, line) = try lines.next() {
                 guard let line, !line.isEmpty else { continue }
-                try handle.write(contentsOf: Data(((first ? "\n    " : ",\n    ") + line).utf8))
+                try handle.write(contentsOf: Data((first ? "\n    " : ",\n    ").utf8) + Data(line))
                 first = false
             }
         }

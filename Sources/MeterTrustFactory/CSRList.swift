@@ -22,23 +22,25 @@ public struct CSRListReader {
         self.reader = reader
     }
 
-    /// The next request or refused line, or nil at the end.
+    /// The next request or refused line, or nil at the end. Parsed on bytes: this runs once per meter.
     public mutating func next() throws -> Line? {
-        while let (number, text) = try reader.next() {
-            guard let line = text else {
+        while let (number, bytes) = try reader.next() {
+            guard var line = bytes else {
                 return .refused(Refusal(line: number, meter: "?", reason: "the line is longer than \(Self.maximumLineLength) bytes"))
             }
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            let fields = trimmed.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-            let meter = fields.first.map(String.init) ?? ""
-            guard fields.count == 2 else {
+            while let last = line.last, last == 0x20 || last == 0x09 || last == 0x0D { line = line.dropLast() }
+            while let first = line.first, first == 0x20 || first == 0x09 { line = line.dropFirst() }
+            if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
+            let separator = line.firstIndex(of: 0x20)
+            let meter = String(decoding: line[..<(separator ?? line.endIndex)], as: UTF8.self)
+            guard let separator else {
                 return .refused(Refusal(line: number, meter: meter, reason: "the line is not \"<eui64> <base64 CSR>\""))
             }
             guard let eui = try? EUI64(meter) else {
                 return .refused(Refusal(line: number, meter: meter, reason: "\"\(meter)\" is not an EUI-64 (16 hex digits)"))
             }
-            guard let der = Data(base64Encoded: String(fields[1]).trimmingCharacters(in: .whitespaces)) else {
+            let encoded = line[(separator + 1)...].drop { $0 == 0x20 }
+            guard let der = Data(base64Encoded: Data(encoded)) else {
                 return .refused(Refusal(line: number, meter: eui.description, reason: "the CSR is not valid base64"))
             }
             return .request(line: number, eui64: eui, csr: Array(der))
@@ -70,22 +72,22 @@ final class LineReader {
 
     deinit { try? handle.close() }
 
-    /// The next line and its number; the text is nil for a line longer than the bound.
-    func next() throws -> (Int64, String?)? {
+    /// The next line (without its `\n`) and its number; nil bytes for a line longer than the bound.
+    func next() throws -> (Int64, ArraySlice<UInt8>?)? {
         while true {
             if let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
                 let line = buffer[start..<newline]
                 start = newline + 1
                 lineNumber += 1
                 if line.count > maximumLineLength { return (lineNumber, nil) }
-                return (lineNumber, String(decoding: line, as: UTF8.self))
+                return (lineNumber, line)
             }
             if finished {
                 guard start < buffer.count else { return nil }
                 let line = buffer[start...]
                 start = buffer.count
                 lineNumber += 1
-                return (lineNumber, line.count > maximumLineLength ? nil : String(decoding: line, as: UTF8.self))
+                return (lineNumber, line.count > maximumLineLength ? nil : line)
             }
             if start > 0 {
                 buffer.removeFirst(start)

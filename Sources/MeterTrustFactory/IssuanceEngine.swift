@@ -50,7 +50,10 @@ public struct IssuanceEngine: Sendable {
     }
 
     /// Issues every item `next` yields (nil: the end), in rounds. Refusals go to `refused` as they happen; progress
-    /// after each stored round.
+    /// after each round.
+    ///
+    /// Three things overlap: while the workers sign round k, this task reads and pre-checks round k+1, and the
+    /// store commits round k-1.
     public func run(
         batch: String,
         next: () throws -> IssuanceItem?,
@@ -74,17 +77,18 @@ public struct IssuanceEngine: Sendable {
             }
         }
 
-        while true {
+        /// Reads the next round and sorts out the meters that must not be signed.
+        func prepareRound() async throws -> [IssuanceItem]? {
             var round: [IssuanceItem] = []
             round.reserveCapacity(roundSize)
             while round.count < roundSize, let item = try next() { round.append(item) }
-            if round.isEmpty { break }
+            if round.isEmpty { return nil }
             counts.requests += round.count
-
-            // 1. Meters already holding a certificate: this batch's own (resumed) or another's.
-            var firstInRound: [EUI64: Int64] = [:]
+            // Meters already holding a certificate: this batch's own (a resumed run) or another's.
             let existing = try await store.deviceIdentities(eui64s: round.map(\.eui64.description))
+            var firstInRound: [EUI64: Int64] = [:]
             var toSign: [IssuanceItem] = []
+            toSign.reserveCapacity(round.count)
             for item in round {
                 if let entry = existing[item.eui64.description] {
                     if entry.batch == batch && entry.batchPosition == item.position {
@@ -107,9 +111,15 @@ public struct IssuanceEngine: Sendable {
                     toSign.append(item)
                 }
             }
+            return toSign
+        }
 
-            // 2. Check and sign on all workers.
-            let results = await sign(toSign, batch: batch)
+        var current = try await prepareRound()
+        while let toSign = current {
+            async let signing = sign(toSign, batch: batch)
+            current = try await prepareRound()
+            let results = await signing
+
             var signed: [(IssuanceItem, CertificateRecord)] = []
             signed.reserveCapacity(toSign.count)
             for (item, result) in zip(toSign, results) {
@@ -123,8 +133,7 @@ public struct IssuanceEngine: Sendable {
                     throw error  // an HSM failure stops the batch; a re-run resumes it
                 }
             }
-
-            // 3. Store: wait for the previous round, then start this one's transaction.
+            // Store: wait for the previous round, then start this one's transaction.
             if let pendingWrite { try await settle(pendingWrite) }
             let store = self.store
             pendingWrite = Task {

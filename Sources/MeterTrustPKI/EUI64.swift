@@ -37,7 +37,7 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
     public var value: UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
 
     /// 16 lowercase hex digits.
-    public var description: String { bytes.map { hexByte($0) }.joined() }
+    public var description: String { hexString(bytes) }
 
     /// The RFC 9039 device URN, `urn:dev:mac:<eui64>`, used as the LwM2M endpoint name.
     public var deviceURN: String { "urn:dev:mac:\(description)" }
@@ -54,13 +54,19 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
     }
 }
 
-@inline(__always)
-func hexByte(_ byte: UInt8) -> String {
-    let digits: [Character] = Array("0123456789abcdef")
-    return String([digits[Int(byte >> 4)], digits[Int(byte & 0x0F)]])
-}
-
-/// Lowercase hex of `bytes`.
-public func hexString(_ bytes: some Sequence<UInt8>) -> String {
-    bytes.map(hexByte).joined()
+/// Lowercase hex of `bytes`, written straight into the string's storage (it is on the issuance hot path).
+public func hexString(_ sequence: some Sequence<UInt8>) -> String {
+    let bytes = Array(sequence)
+    let digits: StaticString = "0123456789abcdef"
+    return digits.withUTF8Buffer { digits in
+        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
+            var index = 0
+            for byte in bytes {
+                buffer[index] = digits[Int(byte >> 4)]
+                buffer[index + 1] = digits[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
+        }
+    }
 }

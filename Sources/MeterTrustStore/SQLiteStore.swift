@@ -47,7 +47,6 @@ public final class SQLiteStore: MeterTrustStore {
                     PRIMARY KEY (issuer, serial)
                 );
                 CREATE INDEX certificates_serial ON certificates (serial);
-                CREATE INDEX certificates_eui64 ON certificates (eui64);
                 CREATE TABLE certificate_authorities (
                     name TEXT NOT NULL PRIMARY KEY,
                     role TEXT NOT NULL,
@@ -240,7 +239,8 @@ public final class SQLiteStore: MeterTrustStore {
                 ON CONFLICT (eui64) WHERE profile = 'device-identity' DO NOTHING
                 """)
             return try certificates.map { certificate in
-                try statement.execute(arguments: Self.arguments(certificate))
+                statement.setUncheckedArguments(Self.arguments(certificate))
+                try statement.execute()
                 return db.changesCount == 1
             }
         }

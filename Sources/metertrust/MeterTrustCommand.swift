@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import MeterTrustDevice
+import MeterTrustFactory
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
@@ -13,7 +15,10 @@ struct MeterTrustCommand: AsyncParsableCommand {
             The HSM PIN is read from the environment variable named in the configuration (default \
             METERTRUST_HSM_PIN) or from a 0600 PIN file; never from the command line.
             """,
-        subcommands: [InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, HSMCommand.self, DemoCommand.self]
+        subcommands: [
+            InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, MeterCommand.self,
+            BenchCommand.self, HSMCommand.self, DemoCommand.self,
+        ]
     )
 
     /// Runs the command; a domain error becomes one line on stderr and exit status 1, never a stack trace.
@@ -31,6 +36,10 @@ struct MeterTrustCommand: AsyncParsableCommand {
         } catch let error as HSMError {
             fail(error.message)
         } catch let error as StoreError {
+            fail(error.message)
+        } catch let error as FactoryError {
+            fail(error.message)
+        } catch let error as ConfiguratorError {
             fail(error.message)
         } catch let error as CLIError {
             fail(error.description)

@@ -14,6 +14,8 @@ public struct ValidatedCSR: Sendable {
     public let claimedHardwareType: ASN1ObjectIdentifier?
     /// The key usage the request asks for, if any.
     public let requestedKeyUsage: KeyUsage?
+    /// The subject key's 8-octet method-2 identifier (from the subjectPublicKey bits as the CSR carries them).
+    public let subjectKeyIdentifier: [UInt8]
 }
 
 /// Checks PKCS#10 requests against a profile. Every refusal is a ``PKIError`` that says what was wrong.
@@ -46,9 +48,12 @@ public enum CSRCheck {
             throw PKIError(.malformedRequest, "the CSR is \(der.count) bytes; the limit is \(maximumSize)")
         }
         // 1. Structure and key algorithm, read by hand so an unsupported key can be named.
+        let root: ASN1Node
         let algorithm: SubjectKeyAlgorithm
+        let subjectPublicKey: ArraySlice<UInt8>
         do {
-            algorithm = try subjectKeyAlgorithm(of: der)
+            root = try DER.parse(der)
+            (algorithm, subjectPublicKey) = try subjectKey(of: root)
         } catch {
             throw PKIError(.malformedRequest, "the CSR is not a DER PKCS#10 CertificationRequest")
         }
@@ -58,7 +63,7 @@ public enum CSRCheck {
         }
         let request: CertificateSigningRequest
         do {
-            request = try CertificateSigningRequest(derEncoded: der)
+            request = try CertificateSigningRequest(derEncoded: root, withIdentifier: .sequence)
         } catch {
             throw PKIError(.malformedRequest, "the CSR is not a valid PKCS#10 CertificationRequest: \(error)")
         }
@@ -113,15 +118,14 @@ public enum CSRCheck {
         }
         return ValidatedCSR(
             request: request, publicKey: request.publicKey, claimedEUI64: claimedEUI64, claimedHardwareType: claimedType,
-            requestedKeyUsage: keyUsage
+            requestedKeyUsage: keyUsage, subjectKeyIdentifier: KeyIdentifier.method2(subjectPublicKey: subjectPublicKey)
         )
     }
 
-    private static func subjectKeyAlgorithm(of der: [UInt8]) throws -> SubjectKeyAlgorithm {
+    private static func subjectKey(of root: ASN1Node) throws -> (SubjectKeyAlgorithm, ArraySlice<UInt8>) {
         // CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature }
         // CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes [0] }
-        let root = try DER.parse(der)
-        return try DER.sequence(root, identifier: .sequence) { nodes in
+        try DER.sequence(root, identifier: .sequence) { nodes in
             guard let info = nodes.next() else { throw ASN1Error.invalidASN1Object(reason: "empty CertificationRequest") }
             while nodes.next() != nil {}
             return try DER.sequence(info, identifier: .sequence) { infoNodes in
@@ -129,7 +133,7 @@ public enum CSRCheck {
                 _ = infoNodes.next()
                 guard let spki = infoNodes.next() else { throw ASN1Error.invalidASN1Object(reason: "no subjectPKInfo") }
                 while infoNodes.next() != nil {}
-                return try SubjectKeyAlgorithm(spki: spki)
+                return try SubjectKeyAlgorithm.read(spki: spki)
             }
         }
     }

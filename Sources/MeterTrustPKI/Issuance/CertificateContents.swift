@@ -12,6 +12,8 @@ struct CertificateContents: Sendable {
     let publicKey: Certificate.PublicKey
     let keyUsage: KeyUsage
     let device: (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)?
+    /// The subject key identifier, when the caller already has it (from the CSR); otherwise computed.
+    var subjectKeyIdentifier: [UInt8]? = nil
 
     /// Who signs: the CA's name, key and certificate (nil for the self-signed root).
     struct Signer: Sendable {
@@ -67,7 +69,7 @@ struct CertificateContents: Sendable {
         }
         extensions.append(
             try Certificate.Extension(
-                SubjectKeyIdentifier(keyIdentifier: try KeyIdentifier.method2(publicKey)[...]), critical: false
+                SubjectKeyIdentifier(keyIdentifier: try (subjectKeyIdentifier ?? KeyIdentifier.method2(publicKey))[...]), critical: false
             )
         )
         if let authorityKeyIdentifier = signer.keyIdentifier {

@@ -53,7 +53,10 @@ public struct CertificateSigner: Sendable {
         case .deviceURN: subject = try DistinguishedName { CommonName(device!.eui64.deviceURN) }
         case .authority: throw PKIError(.issuance, "profile \(profile.name) is for CAs; create CAs with metertrust ca")
         }
-        let contents = CertificateContents(profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device)
+        let contents = CertificateContents(
+            profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device,
+            subjectKeyIdentifier: csr.subjectKeyIdentifier
+        )
         let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
         let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64, batch: batch, position: position)
         return (certificate, record)

@@ -37,12 +37,12 @@ enum SubjectKeyAlgorithm: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Reads the algorithm from the SubjectPublicKeyInfo node.
-    init(spki: ASN1Node) throws {
-        self = try DER.sequence(spki, identifier: .sequence) { nodes in
+    /// Reads the algorithm and the subjectPublicKey bits from the SubjectPublicKeyInfo node.
+    static func read(spki: ASN1Node) throws -> (algorithm: SubjectKeyAlgorithm, subjectPublicKey: ArraySlice<UInt8>) {
+        try DER.sequence(spki, identifier: .sequence) { nodes in
             guard let algorithm = nodes.next() else { throw ASN1Error.invalidASN1Object(reason: "empty SubjectPublicKeyInfo") }
             let key = try ASN1BitString(derEncoded: &nodes)
-            return try DER.sequence(algorithm, identifier: .sequence) { algorithmNodes in
+            let kind = try DER.sequence(algorithm, identifier: .sequence) { algorithmNodes -> SubjectKeyAlgorithm in
                 let oid = try ASN1ObjectIdentifier(derEncoded: &algorithmNodes)
                 let parameters = algorithmNodes.next()
                 switch oid {
@@ -54,6 +54,7 @@ enum SubjectKeyAlgorithm: Hashable, Sendable, CustomStringConvertible {
                     return .other(oid)
                 }
             }
+            return (kind, key.bytes)
         }
     }
 

@@ -1,0 +1,178 @@
+import Crypto
+import Foundation
+import MeterTrustDevice
+import MeterTrustHSM
+import MeterTrustPKI
+import MeterTrustStore
+import SwiftASN1
+import X509
+
+/// `metertrust bench issuance`: issues N device identity certificates from N pre-made CSRs through the real path
+/// (CSR check, profile, HSM signature over PKCS#11, store) and, in the same run, on the same token with the same
+/// number of threads and sessions, measures the two limits that path cannot beat: raw `C_Sign` throughput (S) and
+/// raw CSR verification throughput (V). The combined limit is 1 / (1/S + 1/V).
+public struct IssuanceBenchmark: Sendable {
+    public struct Report: Codable, Sendable {
+        public var count: Int
+        public var cores: Int
+        public var threads: Int
+        public var sessions: Int
+        public var issued: Int
+        public var issuanceSeconds: Double
+        public var certificatesPerSecond: Double
+        /// S: raw ECDSA P-256 C_Sign per second, `threads` threads, each on its own session.
+        public var rawSignPerSecond: Double
+        /// V: raw CSR parse + signature verification per second on `threads` threads.
+        public var rawCSRVerifyPerSecond: Double
+        /// 1 / (1/S + 1/V).
+        public var combinedLimitPerSecond: Double
+        /// certificatesPerSecond / combinedLimitPerSecond.
+        public var ratio: Double
+        /// Peak resident memory of the process (VmHWM), MB.
+        public var peakMemoryMB: Double
+        public var csrPreparationSeconds: Double
+    }
+
+    public let hierarchy: CAHierarchy
+    public let threads: Int
+    /// How long each raw limit is measured.
+    public let limitSeconds: Double
+
+    public init(hierarchy: CAHierarchy, threads: Int, limitSeconds: Double = 3) {
+        self.hierarchy = hierarchy
+        self.threads = max(1, threads)
+        self.limitSeconds = limitSeconds
+    }
+
+    public func run(count: Int, workDirectory: URL, progress: any BatchProgress) async throws -> Report {
+        let manufacturer = try await hierarchy.createAuthority(role: .manufacturer, name: "bench-mfr", organization: "Bench")
+        let hardwareType = try hierarchy.settings.defaultDeviceType()
+
+        // N pre-made CSRs, in a file: memory does not grow with N.
+        let prepared = Date()
+        let csrPath = workDirectory.appendingPathComponent("csrs.txt").path
+        try await Self.makeCSRs(count: count, hardwareType: hardwareType, path: csrPath, threads: threads, progress: progress)
+        let preparation = Date().timeIntervalSince(prepared)
+
+        // The limits, measured now, with the same threads and sessions.
+        let rawSign = try await measureSign(key: manufacturer.signingKey.key)
+        let rawVerify = try await measureVerify(csrPath: csrPath)
+
+        // The real path.
+        _ = try await hierarchy.store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
+        let signer = try CertificateSigner(authority: manufacturer, profile: .deviceIdentity, settings: hierarchy.settings, hardwareType: hardwareType)
+        let engine = IssuanceEngine(signer: signer, store: hierarchy.store, workers: threads)
+        var reader = try CSRListReader(path: csrPath)
+        let started = Date()
+        let counts = try await engine.run(
+            batch: "bench",
+            next: {
+                while let line = try reader.next() {
+                    if case .request(let number, let eui, let csr) = line { return IssuanceItem(position: number, eui64: eui, csr: csr) }
+                }
+                return nil
+            },
+            refused: { throw FactoryError(.input, "benchmark CSR refused: \($0.description)") },
+            progress: { progress.update(phase: "issuing", done: $0.done, total: count) }
+        )
+        let elapsed = Date().timeIntervalSince(started)
+        progress.finish(phase: "issuing")
+        let stored = try await hierarchy.store.batchCertificateCount(batch: "bench")
+        guard stored == count, counts.issued == count else {
+            throw FactoryError(.output, "benchmark issued \(counts.issued) and stored \(stored) of \(count) certificates")
+        }
+        let rate = Double(count) / elapsed
+        let limit = 1 / (1 / rawSign + 1 / rawVerify)
+        return Report(
+            count: count, cores: ProcessInfo.processInfo.activeProcessorCount, threads: threads, sessions: hierarchy.token.sessionCount,
+            issued: counts.issued, issuanceSeconds: elapsed, certificatesPerSecond: rate, rawSignPerSecond: rawSign,
+            rawCSRVerifyPerSecond: rawVerify, combinedLimitPerSecond: limit, ratio: rate / limit,
+            peakMemoryMB: Self.peakMemoryMB(), csrPreparationSeconds: preparation
+        )
+    }
+
+    /// S: `threads` threads each signing a fixed SHA-256 digest with CKM_ECDSA on its own session.
+    private func measureSign(key: HSMKey) async throws -> Double {
+        let token = hierarchy.token
+        let digest = Array(SHA256.hash(data: Array("benchmark".utf8)))
+        let seconds = limitSeconds
+        let started = Date()
+        let counts = await parallelMap(count: threads, workers: threads) { _ -> Result<Int, any Error> in
+            Result {
+                var done = 0
+                let deadline = Date().addingTimeInterval(seconds)
+                while Date() < deadline {
+                    for _ in 0..<64 { _ = try token.signDigest(digest, with: key) }
+                    done += 64
+                }
+                return done
+            }
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        return Double(try counts.map { try $0.get() }.reduce(0, +)) / elapsed
+    }
+
+    /// V: `threads` threads each parsing CSRs and verifying their self-signatures (proof of possession).
+    private func measureVerify(csrPath: String) async throws -> Double {
+        var reader = try CSRListReader(path: csrPath)
+        var sample: [[UInt8]] = []
+        while sample.count < 4096, let line = try reader.next() {
+            if case .request(_, _, let csr) = line { sample.append(csr) }
+        }
+        let csrs = sample
+        let seconds = limitSeconds
+        let threads = self.threads
+        let started = Date()
+        let counts = await parallelMap(count: threads, workers: threads) { worker -> Result<Int, any Error> in
+            Result {
+                var done = 0
+                var index = worker
+                let deadline = Date().addingTimeInterval(seconds)
+                while Date() < deadline {
+                    for _ in 0..<64 {
+                        let request = try CertificateSigningRequest(derEncoded: csrs[index % csrs.count])
+                        guard request.publicKey.isValidSignature(request.signature, for: request) else {
+                            throw FactoryError(.input, "a benchmark CSR does not verify")
+                        }
+                        index += threads
+                    }
+                    done += 64
+                }
+                return done
+            }
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        return Double(try counts.map { try $0.get() }.reduce(0, +)) / elapsed
+    }
+
+    /// Writes `count` CSR lines for meters 0024befffe000000 upwards, made on `threads` threads in rounds.
+    static func makeCSRs(count: Int, hardwareType: ASN1ObjectIdentifier, path: String, threads: Int, progress: any BatchProgress) async throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil) else { throw FactoryError(.output, "cannot create \(path)") }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        let first: UInt64 = 0x0024_BEFF_FE00_0000
+        var position = 0
+        while position < count {
+            let range = position..<min(position + 4096, count)
+            let lines = await parallelMap(count: range.count, workers: threads) { index -> Result<String, any Error> in
+                Result {
+                    let meter = MeterIdentity(eui64: EUI64(first + UInt64(range.lowerBound + index)))
+                    return CSRListReader.line(eui64: meter.eui64, csr: try meter.certificateSigningRequestDER(hardwareType: hardwareType))
+                }
+            }
+            try handle.write(contentsOf: Data(try lines.map { try $0.get() }.joined().utf8))
+            position = range.upperBound
+            progress.update(phase: "making CSRs", done: position, total: count)
+        }
+        try handle.close()
+        progress.finish(phase: "making CSRs")
+    }
+
+    /// Peak resident set size (VmHWM in /proc/self/status), MB.
+    public static func peakMemoryMB() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return 0 }
+        let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+        return kilobytes / 1024
+    }
+}

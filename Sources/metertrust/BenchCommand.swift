@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import MeterTrustFactory
+import MeterTrustHSM
+import MeterTrustPKI
+import MeterTrustStore
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Benchmarks that measure their own limits in the same run.", subcommands: [Issuance.self]
+    )
+
+    struct Issuance: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "issuance",
+            abstract: "Issue N device certificates from N pre-made CSRs through the real path; report rate, ratio to the measured limit, peak memory.",
+            discussion: """
+                Works in a temporary store on the HSM token named by --token-label (default $METERTRUST_HSM_TOKEN or \
+                metertrust-bench), PIN in $METERTRUST_HSM_PIN; the bench CA keys are destroyed afterwards. Build with \
+                -c release for meaningful figures (make bench does).
+                """
+        )
+        @Option(help: "Number of certificates.") var count = 100_000
+        @Option(help: "Threads = PKCS#11 sessions (default: number of cores).") var threads: Int?
+        @Option(name: .customLong("limit-seconds"), help: "Seconds to measure each raw limit.") var limitSeconds = 3.0
+        @Option(help: "PKCS#11 module.")
+        var module = ProcessInfo.processInfo.environment["METERTRUST_HSM_MODULE"] ?? HSMConfiguration.defaultModulePath
+        @Option(name: .customLong("token-label"), help: "HSM token label.")
+        var tokenLabel = ProcessInfo.processInfo.environment["METERTRUST_HSM_TOKEN"] ?? "metertrust-bench"
+        @Option(name: .customLong("work-dir"), help: "Directory for the temporary store and CSRs (default: a new temporary directory).")
+        var workDirectory: String?
+        @OptionGroup var output: OutputOptions
+
+        func validate() throws {
+            guard (1...50_000_000).contains(count) else { throw ValidationError("--count must be between 1 and 50000000") }
+        }
+
+        func run() async throws {
+            let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+            let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+            let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let token = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: tokenLabel, sessionCount: threads))
+            let store = try SQLiteStore(path: directory.appendingPathComponent("bench.sqlite").path)
+            try await store.migrate()
+            let hierarchy = CAHierarchy(token: token, store: store, settings: PKISettings())
+            _ = try await hierarchy.createRoot(name: "bench-root", organization: "Bench")
+            let outcome = await Result(catching: {
+                try await IssuanceBenchmark(hierarchy: hierarchy, threads: threads, limitSeconds: limitSeconds)
+                    .run(count: count, workDirectory: directory, progress: TerminalProgress())
+            })
+            // Leave no bench keys on the token.
+            for name in ["bench-mfr", "bench-root"] {
+                if let authority = try? await hierarchy.authority(named: name) { try? token.destroy(authority.signingKey.key) }
+            }
+            let result = try outcome.get()
+            if output.json {
+                try Output.json(result)
+            } else {
+                Output.line("issuance benchmark: \(result.count) device identity certificates, \(result.threads) threads, \(result.sessions) PKCS#11 sessions, \(result.cores) cores")
+                Output.line(String(format: "  issued:              %.0f certificates/s (%.2f s)", result.certificatesPerSecond, result.issuanceSeconds))
+                Output.line(String(format: "  raw C_Sign (S):      %.0f /s", result.rawSignPerSecond))
+                Output.line(String(format: "  raw CSR verify (V):  %.0f /s", result.rawCSRVerifyPerSecond))
+                Output.line(String(format: "  limit 1/(1/S+1/V):   %.0f /s", result.combinedLimitPerSecond))
+                Output.line(String(format: "  ratio:               %.3f", result.ratio))
+                Output.line(String(format: "  peak memory:         %.1f MB", result.peakMemoryMB))
+            }
+        }
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import Foundation
+import MeterTrustDevice
+import MeterTrustFactory
+import MeterTrustPKI
+
+/// A simulated meter's factory configurator client, stage by stage.
+struct MeterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meter",
+        abstract: "Drive a simulated meter's factory configurator (its state lives in --state DIR).",
+        subcommands: [Init.self, Keygen.self, Install.self, Finalize.self, Status.self]
+    )
+
+    struct StateOptions: ParsableArguments {
+        @Option(help: "The simulated meter's storage directory.") var state: String
+        var directory: URL { URL(fileURLWithPath: state).standardizedFileURL }
+    }
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "init", abstract: "Stage 1: inject the software image.")
+        @OptionGroup var meter: StateOptions
+        @Option(help: "The meter's EUI-64.") var eui64: String
+        @Option(help: "Firmware image file.") var image: String
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: image) else { throw CLIError("cannot read the image \(image)") }
+            _ = try FactoryConfigurator.injectImage(data, eui64: try EUI64(eui64), into: meter.directory)
+            Output.line("meter \(try EUI64(eui64)): image injected")
+        }
+    }
+
+    struct Keygen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "keygen", abstract: "Stage 2: generate the identity key on the meter and print its CSR line for the batch's CSR list."
+        )
+        @OptionGroup var meter: StateOptions
+        @Option(name: .customLong("device-type"), help: "hwType OID for the HardwareModuleName.") var deviceType = "2.999.2.1"
+        @Option(name: .customLong("append-to"), help: "Append the CSR line to this CSR list instead of printing it.") var appendTo: String?
+
+        func run() async throws {
+            let configurator = FactoryConfigurator(directory: meter.directory)
+            let csr = try configurator.generateIdentity(hardwareType: try PKISettings.oid(deviceType, setting: "--device-type"))
+            let line = CSRListReader.line(eui64: try EUI64(try configurator.state().eui64), csr: csr)
+            if let appendTo {
+                if !FileManager.default.fileExists(atPath: appendTo) { _ = FileManager.default.createFile(atPath: appendTo, contents: nil) }
+                guard let handle = FileHandle(forWritingAtPath: appendTo) else { throw CLIError("cannot write \(appendTo)") }
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data(line.utf8))
+                try handle.close()
+            } else {
+                print(line, terminator: "")
+            }
+        }
+    }
+
+    struct Install: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "install", abstract: "Stages 3 and 4: receive a provisioning bundle, validate it, store it."
+        )
+        @OptionGroup var meter: StateOptions
+        @Option(help: "Bundle file (one metertrust-provisioning-bundle JSON document).") var bundle: String
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: bundle) else { throw CLIError("cannot read the bundle \(bundle)") }
+            let installed = try await FactoryConfigurator(directory: meter.directory).install(bundle: data)
+            if output.json {
+                try Output.json(["eui64": installed.eui64, "endpointName": installed.endpointName, "stage": "provisioned"])
+            } else {
+                Output.line("meter \(installed.eui64): bundle validated and stored (endpoint \(installed.endpointName), bootstrap \(installed.bootstrapServerURI))")
+            }
+        }
+    }
+
+    struct Finalize: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "finalize", abstract: "Stage 5: finalize and lock the configurator.")
+        @OptionGroup var meter: StateOptions
+
+        func run() async throws {
+            let configurator = FactoryConfigurator(directory: meter.directory)
+            try configurator.finalize()
+            Output.line("meter \(try configurator.state().eui64): provisioning finalized, configurator locked")
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Show the meter's provisioning stage.")
+        @OptionGroup var meter: StateOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let state = try FactoryConfigurator(directory: meter.directory).state()
+            if output.json {
+                try Output.json(state)
+            } else {
+                Output.line("meter \(state.eui64): stage \(state.stage.rawValue)")
+            }
+        }
+    }
+}
