@@ -145,8 +145,9 @@ public struct IssuanceBenchmark: Sendable {
         return Double(try counts.map { try $0.get() }.reduce(0, +)) / elapsed
     }
 
-    /// Writes `count` CSR lines for meters 0024befffe000000 upwards, made on `threads` threads in rounds.
-    static func makeCSRs(count: Int, hardwareType: ASN1ObjectIdentifier, path: String, threads: Int, progress: any BatchProgress) async throws {
+    /// Writes a CSR list of `count` meters from 0024befffe000000 upwards, each CSR made by its own fresh key, on
+    /// `threads` threads in rounds.
+    public static func makeCSRs(count: Int, hardwareType: ASN1ObjectIdentifier, path: String, threads: Int, progress: any BatchProgress) async throws {
         guard FileManager.default.createFile(atPath: path, contents: nil) else { throw FactoryError(.output, "cannot create \(path)") }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         let first: UInt64 = 0x0024_BEFF_FE00_0000

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeterTrustDevice
+import MeterTrustFactory
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
@@ -48,26 +49,15 @@ struct DemoCommand: AsyncParsableCommand {
         _ = try await hierarchy.createAuthority(role: .admin, name: "metertrust-admin", organization: "MeterTrust Demo")
         progress("created root, manufacturer, operational and admin CAs")
 
-        // 2. Simulated meters make their keys and CSRs; the Manufacturer Device CA issues their IDevIDs.
-        let issuer = CertificateIssuer(hierarchy: hierarchy)
+        // 2. The factory line, five stages, for a batch of simulated meters.
         let deviceType = try configuration.pki.defaultDeviceType()
-        var devices: [Device] = []
-        var sample: IssuedCertificate?
-        let firstEUI: UInt64 = 0x0024_BEFF_FE80_0001
-        for index in 0..<meters {
-            let meter = MeterIdentity(eui64: EUI64(firstEUI + UInt64(index)))
-            let csr = try meter.certificateSigningRequestDER(hardwareType: deviceType)
-            let issued = try await issuer.issue(
-                IssuanceRequest(csr: csr, profile: CertificateProfile.deviceIdentity.name, authority: manufacturer.name)
-            )
-            guard issued.certificate.publicKey == Certificate.PublicKey(meter.privateKey.publicKey) else {
-                throw CLIError("the certificate issued to meter \(meter.eui64) does not carry the meter's key")
-            }
-            devices.append(Device(eui64: meter.eui64.description, serial: issued.record.serial, fingerprintSHA256: issued.record.fingerprintSHA256))
-            if sample == nil { sample = issued }
+        let line = try await FactoryLine(directory: directory, hierarchy: hierarchy, manufacturer: manufacturer.name, deviceType: deviceType)
+            .run(meters: meters, progress: progress)
+        guard let sampleBundle = line.bundles.first else { throw CLIError("no meter was provisioned") }
+        let sample = try Certificate(pemEncoded: sampleBundle.deviceCertificate)
+        let devices = try line.bundles.map {
+            Device(eui64: $0.eui64, serial: try Certificate(pemEncoded: $0.deviceCertificate).serialHex, stage: "locked")
         }
-        guard let sample else { throw CLIError("no meter was issued a certificate") }
-        progress("issued \(devices.count) device identity certificates")
 
         // 3. PEM files for independent verifiers (openssl verify).
         let pemDirectory = directory.appendingPathComponent("pem")
@@ -75,12 +65,14 @@ struct DemoCommand: AsyncParsableCommand {
         try Data(try root.certificate.pem.utf8).write(to: pemDirectory.appendingPathComponent("root.pem"))
         try Data(try manufacturer.certificate.pem.utf8).write(to: pemDirectory.appendingPathComponent("\(manufacturer.name).pem"))
         let samplePath = pemDirectory.appendingPathComponent("devices/\(devices[0].eui64).pem")
-        try Data(try sample.certificate.pem.utf8).write(to: samplePath)
+        try Data(sampleBundle.deviceCertificate.utf8).write(to: samplePath)
 
         let summaries = try await AuthoritySummary.all(in: hierarchy.store)
-        let description = try CertificateDescription(sample.certificate, profile: sample.record.profile)
+        let description = try CertificateDescription(sample, profile: CertificateProfile.deviceIdentity.name)
         if output.json {
-            try Output.json(Result(dataDirectory: directory.path, authorities: summaries, devices: devices, sample: description))
+            try Output.json(
+                Result(dataDirectory: directory.path, authorities: summaries, batch: line.report, devices: devices, lockedConfigurator: line.lockError, sample: description)
+            )
             return
         }
         Output.line("MeterTrust demo — data in \(directory.path), keys in HSM token \(hierarchy.token.label)")
@@ -88,10 +80,17 @@ struct DemoCommand: AsyncParsableCommand {
         Output.line("CA hierarchy")
         AuthoritySummary.tree(summaries).forEach { Output.line("  " + $0) }
         Output.line()
+        Output.line("Factory line: 1 image injected, 2 keys generated on the meters (CSRs), factory batch issued,")
+        Output.line("              3 bundles written into the meters, 4 validated by their configurators, 5 finalized and locked")
+        line.report.textLines().forEach { Output.line("  " + $0) }
+        Output.line()
         Output.line("Meters provisioned with identity certificates (IDevID) by \(manufacturer.name)")
-        Output.line("  EUI-64            serial")
-        for device in devices.prefix(20) { Output.line("  \(device.eui64)  \(device.serial)") }
+        Output.line("  EUI-64            serial                            configurator")
+        for device in devices.prefix(20) { Output.line("  \(device.eui64)  \(device.serial)  \(device.stage)") }
         if devices.count > 20 { Output.line("  ... and \(devices.count - 20) more") }
+        Output.line("  after finalize: \(line.lockError)")
+        Output.line()
+        Output.line("Enrollment manifest for utilities: \(line.outputDirectory.path)/enrollment-manifest.json (+ .sig, signed in the HSM)")
         Output.line()
         Output.line("Sample device certificate (meter \(devices[0].eui64))")
         description.textLines().forEach { Output.line($0) }
@@ -104,13 +103,15 @@ struct DemoCommand: AsyncParsableCommand {
     struct Device: Encodable {
         var eui64: String
         var serial: String
-        var fingerprintSHA256: String
+        var stage: String
     }
 
     struct Result: Encodable {
         var dataDirectory: String
         var authorities: [AuthoritySummary]
+        var batch: BatchReport
         var devices: [Device]
+        var lockedConfigurator: String
         var sample: CertificateDescription
     }
 
