@@ -31,6 +31,11 @@ public struct IssuanceBenchmark: Sendable {
         /// Peak resident memory of the process (VmHWM), MB.
         public var peakMemoryMB: Double
         public var csrPreparationSeconds: Double
+        /// Process CPU time (user + system) per operation, microseconds: what each costs regardless of how busy the
+        /// machine's other tenants keep its cores.
+        public var cpuMicrosecondsPerCertificate: Double
+        public var cpuMicrosecondsPerRawSign: Double
+        public var cpuMicrosecondsPerRawCSRVerify: Double
     }
 
     public let hierarchy: CAHierarchy
@@ -55,8 +60,8 @@ public struct IssuanceBenchmark: Sendable {
         let preparation = Date().timeIntervalSince(prepared)
 
         // The limits, measured now, with the same threads and sessions.
-        let rawSign = try await measureSign(key: manufacturer.signingKey.key)
-        let rawVerify = try await measureVerify(csrPath: csrPath)
+        let (rawSign, signCPU) = try await measureSign(key: manufacturer.signingKey.key)
+        let (rawVerify, verifyCPU) = try await measureVerify(csrPath: csrPath)
 
         // The real path.
         _ = try await hierarchy.store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
@@ -64,6 +69,7 @@ public struct IssuanceBenchmark: Sendable {
         let engine = IssuanceEngine(signer: signer, store: hierarchy.store, workers: threads)
         var reader = try CSRListReader(path: csrPath)
         let started = Date()
+        let cpuStarted = Self.cpuSeconds()
         let counts = try await engine.run(
             batch: "bench",
             next: {
@@ -76,6 +82,7 @@ public struct IssuanceBenchmark: Sendable {
             progress: { progress.update(phase: "issuing", done: $0.done, total: count) }
         )
         let elapsed = Date().timeIntervalSince(started)
+        let issuanceCPU = Self.cpuSeconds() - cpuStarted
         progress.finish(phase: "issuing")
         let stored = try await hierarchy.store.batchCertificateCount(batch: "bench")
         guard stored == count, counts.issued == count else {
@@ -87,16 +94,19 @@ public struct IssuanceBenchmark: Sendable {
             count: count, cores: ProcessInfo.processInfo.activeProcessorCount, threads: threads, sessions: hierarchy.token.sessionCount,
             issued: counts.issued, issuanceSeconds: elapsed, certificatesPerSecond: rate, rawSignPerSecond: rawSign,
             rawCSRVerifyPerSecond: rawVerify, combinedLimitPerSecond: limit, ratio: rate / limit,
-            peakMemoryMB: Self.peakMemoryMB(), csrPreparationSeconds: preparation
+            peakMemoryMB: Self.peakMemoryMB(), csrPreparationSeconds: preparation,
+            cpuMicrosecondsPerCertificate: issuanceCPU / Double(count) * 1e6, cpuMicrosecondsPerRawSign: signCPU,
+            cpuMicrosecondsPerRawCSRVerify: verifyCPU
         )
     }
 
     /// S: `threads` threads each signing a fixed SHA-256 digest with CKM_ECDSA on its own session.
-    private func measureSign(key: HSMKey) async throws -> Double {
+    private func measureSign(key: HSMKey) async throws -> (perSecond: Double, cpuMicroseconds: Double) {
         let token = hierarchy.token
         let digest = Array(SHA256.hash(data: Array("benchmark".utf8)))
         let seconds = limitSeconds
         let started = Date()
+        let cpuStarted = Self.cpuSeconds()
         let counts = await parallelMap(count: threads, workers: threads) { _ -> Result<Int, any Error> in
             Result {
                 var done = 0
@@ -109,11 +119,13 @@ public struct IssuanceBenchmark: Sendable {
             }
         }
         let elapsed = Date().timeIntervalSince(started)
-        return Double(try counts.map { try $0.get() }.reduce(0, +)) / elapsed
+        let cpu = Self.cpuSeconds() - cpuStarted
+        let done = Double(try counts.map { try $0.get() }.reduce(0, +))
+        return (done / elapsed, cpu / done * 1e6)
     }
 
     /// V: `threads` threads each parsing CSRs and verifying their self-signatures (proof of possession).
-    private func measureVerify(csrPath: String) async throws -> Double {
+    private func measureVerify(csrPath: String) async throws -> (perSecond: Double, cpuMicroseconds: Double) {
         var reader = try CSRListReader(path: csrPath)
         var sample: [[UInt8]] = []
         while sample.count < 4096, let line = try reader.next() {
@@ -123,6 +135,7 @@ public struct IssuanceBenchmark: Sendable {
         let seconds = limitSeconds
         let threads = self.threads
         let started = Date()
+        let cpuStarted = Self.cpuSeconds()
         let counts = await parallelMap(count: threads, workers: threads) { worker -> Result<Int, any Error> in
             Result {
                 var done = 0
@@ -142,7 +155,9 @@ public struct IssuanceBenchmark: Sendable {
             }
         }
         let elapsed = Date().timeIntervalSince(started)
-        return Double(try counts.map { try $0.get() }.reduce(0, +)) / elapsed
+        let cpu = Self.cpuSeconds() - cpuStarted
+        let done = Double(try counts.map { try $0.get() }.reduce(0, +))
+        return (done / elapsed, cpu / done * 1e6)
     }
 
     /// Writes a CSR list of `count` meters from 0024befffe000000 upwards, each CSR made by its own fresh key, on
@@ -166,6 +181,14 @@ public struct IssuanceBenchmark: Sendable {
         }
         try handle.close()
         progress.finish(phase: "making CSRs")
+    }
+
+    /// User + system CPU seconds of this process so far.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// Peak resident set size (VmHWM in /proc/self/status), MB.

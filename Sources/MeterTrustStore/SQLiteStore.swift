@@ -46,7 +46,6 @@ public final class SQLiteStore: MeterTrustStore {
                     created_at BIGINT NOT NULL,
                     PRIMARY KEY (issuer, serial)
                 );
-                CREATE INDEX certificates_serial ON certificates (serial);
                 CREATE TABLE certificate_authorities (
                     name TEXT NOT NULL PRIMARY KEY,
                     role TEXT NOT NULL,
@@ -129,7 +128,13 @@ public final class SQLiteStore: MeterTrustStore {
 
     public func certificates(serial: String) async throws -> [CertificateRecord] {
         try await run { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM certificates WHERE serial = ? ORDER BY issuer", arguments: [serial])
+            // One primary-key probe per CA: the (issuer, serial) key serves this without an index of its own, which
+            // would cost every issuance a random B-tree insert.
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM certificates WHERE issuer IN (SELECT name FROM certificate_authorities) AND serial = ? ORDER BY issuer",
+                arguments: [serial]
+            )
                 .map(Self.certificate(from:))
         }
     }
