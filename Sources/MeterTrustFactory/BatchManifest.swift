@@ -68,7 +68,11 @@ public struct BatchManifest: Codable, Sendable {
         } catch {
             throw FactoryError(.invalidManifest, "the batch manifest is not valid JSON of format \(formatName): \(error)")
         }
-        try manifest.validate()
+        do {
+            try manifest.validate()
+        } catch let error as PKIError {
+            throw FactoryError(.invalidManifest, "the batch manifest is invalid: \(error.message)")
+        }
         return manifest
     }
 

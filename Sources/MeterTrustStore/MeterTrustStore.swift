@@ -7,7 +7,7 @@ public protocol CertificateStore: Sendable {
     func insertCertificate(_ certificate: CertificateRecord) async throws
     /// Stores several certificates in one transaction: all or none.
     func insertCertificates(_ certificates: [CertificateRecord]) async throws
-    /// Certificates with this serial (unique per issuer, so at most one per CA).
+    /// Certificates with this serial issued by registered CAs (unique per issuer, so at most one per CA).
     func certificates(serial: String) async throws -> [CertificateRecord]
     func certificate(issuer: String, serial: String) async throws -> CertificateRecord?
     func certificateCount(issuer: String?) async throws -> Int

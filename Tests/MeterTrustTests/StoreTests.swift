@@ -12,6 +12,14 @@ struct StoreTests {
         )
     }
 
+    /// Registers CA `name` (serial look-ups search the certificates of registered CAs).
+    static func register(_ name: String, role: CertificateAuthorityRole, in store: SQLiteStore) async throws {
+        let authority = CertificateAuthorityRecord(
+            name: name, role: role, parent: nil, keyLabel: "k-\(name)", keyID: "01", curve: "P-256", certificateSerial: "ca"
+        )
+        try await store.insertCertificateAuthority(authority, certificate: record(issuer: name, serial: "ca"))
+    }
+
     @Test("a new store is migrated and in WAL mode")
     func migratedAndWAL() async throws {
         let store = try await TestEnvironment.makeStore()
@@ -24,6 +32,7 @@ struct StoreTests {
     @Test("records round-trip, dates and the year-9999 notAfter included")
     func roundTrip() async throws {
         let store = try await TestEnvironment.makeStore()
+        try await Self.register("acme", role: .manufacturer, in: store)
         let record = Self.record(serial: "0102", eui64: "0024befffe800001")
         try await store.insertCertificate(record)
         let read = try #require(try await store.certificate(issuer: "acme", serial: "0102"))
@@ -36,6 +45,8 @@ struct StoreTests {
     @Test("a serial is unique per issuer, by constraint")
     func rejectDuplicateSerialPerIssuer() async throws {
         let store = try await TestEnvironment.makeStore()
+        try await Self.register("acme", role: .manufacturer, in: store)
+        try await Self.register("other-ca", role: .operational, in: store)
         try await store.insertCertificate(Self.record(serial: "7f01"))
         let error = await #expect(throws: StoreError.self) { try await store.insertCertificate(Self.record(serial: "7f01")) }
         #expect(error?.code == .duplicate)
