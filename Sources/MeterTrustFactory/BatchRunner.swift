@@ -63,7 +63,9 @@ public struct BatchRunner: Sendable {
                 "manufacturer \(manifest.manufacturer) is not registered: create its CA with metertrust ca create-manufacturer --name \(manifest.manufacturer)"
             )
         }
-        let authority = try await hierarchy.authority(named: manifest.manufacturer)
+        // Long batches sign with a session copy of the CA key, made inside the HSM and destroyed after the batch.
+        let authority = try await hierarchy.authority(named: manifest.manufacturer).withSessionKey()
+        defer { try? authority.releaseSessionKey() }
         let hardwareType = try manifest.deviceType.map { try PKISettings.oid($0, setting: "deviceType") } ?? hierarchy.settings.defaultDeviceType()
         let signer = try CertificateSigner(authority: authority, profile: .deviceIdentity, settings: hierarchy.settings, hardwareType: hardwareType)
         let meters = try BatchMeters(manifest.meters)

@@ -50,7 +50,10 @@ public struct IssuanceBenchmark: Sendable {
     }
 
     public func run(count: Int, workDirectory: URL, progress: any BatchProgress) async throws -> Report {
+        // The batch engine signs with a session copy of the CA key (see BatchRunner); so do the raw limits.
         let manufacturer = try await hierarchy.createAuthority(role: .manufacturer, name: "bench-mfr", organization: "Bench")
+            .withSessionKey()
+        defer { try? manufacturer.releaseSessionKey() }
         let hardwareType = try hierarchy.settings.defaultDeviceType()
 
         // N pre-made CSRs, in a file: memory does not grow with N.
@@ -59,9 +62,16 @@ public struct IssuanceBenchmark: Sendable {
         try await Self.makeCSRs(count: count, hardwareType: hardwareType, path: csrPath, threads: threads, progress: progress)
         let preparation = Date().timeIntervalSince(prepared)
 
-        // The limits, measured now, with the same threads and sessions.
-        let (rawSign, signCPU) = try await measureSign(key: manufacturer.signingKey.key)
-        let (rawVerify, verifyCPU) = try await measureVerify(csrPath: csrPath)
+        // The limits, measured now, with the same threads, sessions and key. Each is measured twice, interleaved, and
+        // the faster run kept: a noisy neighbour can lower a limit, so keeping the best cannot flatter the ratio.
+        var (rawSign, signCPU) = (0.0, 0.0)
+        var (rawVerify, verifyCPU) = (0.0, 0.0)
+        for _ in 0..<2 {
+            let sign = try await measureSign(key: manufacturer.signingKey.key)
+            if sign.perSecond > rawSign { (rawSign, signCPU) = sign }
+            let verify = try await measureVerify(csrPath: csrPath)
+            if verify.perSecond > rawVerify { (rawVerify, verifyCPU) = verify }
+        }
 
         // The real path.
         _ = try await hierarchy.store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))

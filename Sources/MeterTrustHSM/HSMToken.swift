@@ -133,6 +133,32 @@ public final class HSMToken: Sendable {
         logger.info("destroyed key pair in HSM", metadata: ["label": "\(key.label)"])
     }
 
+    /// A session-object copy of `key`'s private half, made inside the token with `C_CopyObject`: CKA_TOKEN false,
+    /// sensitive and unextractable like the original (PKCS#11 does not let a copy weaken either). It never leaves the
+    /// HSM and disappears when ``destroySessionCopy(_:)`` is called or the token is closed.
+    ///
+    /// Why: SoftHSM2 rebuilds a token key from its object file on every `C_SignInit` (open, lock, read, decrypt);
+    /// a session object skips that, which saves about a quarter of the CPU of each batch signature.
+    public func sessionCopy(of key: HSMKey) throws -> HSMKey {
+        var copy: CK_OBJECT_HANDLE = 0
+        try withTemplate([.bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), false)]) { attributes, count in
+            try module.check("C_CopyObject", context: "copying \(key.label) into a session object") {
+                $0.C_CopyObject(loginSession, key.privateHandle, attributes, count, &copy)
+            }
+        }
+        logger.info("made a session copy of a key inside the HSM", metadata: ["label": "\(key.label)"])
+        return HSMKey(label: key.label, id: key.id, curve: key.curve, publicPoint: key.publicPoint, privateHandle: copy, publicHandle: key.publicHandle)
+    }
+
+    /// Destroys a session copy made by ``sessionCopy(of:)`` (the token object stays).
+    public func destroySessionCopy(_ copy: HSMKey) throws {
+        try pool.withSession { session in
+            try module.check("C_DestroyObject", context: "destroying the session copy of \(copy.label)") {
+                $0.C_DestroyObject(session, copy.privateHandle)
+            }
+        }
+    }
+
     /// Finds the key pair whose objects carry CKA_LABEL `label`.
     public func findKey(label: String) throws -> HSMKey {
         try findKey(matching: .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label), description: "label \"\(label)\"")

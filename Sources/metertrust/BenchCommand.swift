@@ -22,7 +22,7 @@ struct BenchCommand: AsyncParsableCommand {
         )
         @Option(help: "Number of certificates.") var count = 100_000
         @Option(help: "Threads = PKCS#11 sessions (default: number of cores).") var threads: Int?
-        @Option(name: .customLong("limit-seconds"), help: "Seconds to measure each raw limit.") var limitSeconds = 3.0
+        @Option(name: .customLong("limit-seconds"), help: "Seconds per measurement of each raw limit (each is measured twice).") var limitSeconds = 2.0
         @Option(help: "PKCS#11 module.")
         var module = ProcessInfo.processInfo.environment["METERTRUST_HSM_MODULE"] ?? HSMConfiguration.defaultModulePath
         @Option(name: .customLong("token-label"), help: "HSM token label.")

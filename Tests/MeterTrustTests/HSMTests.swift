@@ -105,6 +105,24 @@ struct HSMTests {
         #expect(moduleError?.code == .moduleLoad)
     }
 
+    @Test("a session copy of a key stays sensitive and unextractable inside the HSM, signs, and is destroyed on request")
+    func sessionCopy() throws {
+        let token = try TestEnvironment.openToken()
+        let key = try token.generateKeyPair(curve: .p256, label: "batch-ca")
+        let copy = try token.sessionCopy(of: key)
+        let protection = try token.protection(of: copy)
+        #expect(!protection.isToken && protection.isSensitive && !protection.isExtractable && protection.neverExtractable)
+        let error = #expect(throws: HSMError.self) { try token.readPrivateValue(of: copy) }
+        #expect(error?.returnValueName == "CKR_ATTRIBUTE_SENSITIVE")
+        let message = Array("batch".utf8)
+        let der = try token.sign(message: message, with: copy)
+        let publicKey = try P256.Signing.PublicKey(x963Representation: key.publicPoint)
+        #expect(publicKey.isValidSignature(try P256.Signing.ECDSASignature(derRepresentation: der), for: message))
+        try token.destroySessionCopy(copy)
+        #expect(throws: HSMError.self) { try token.sign(message: message, with: copy) }
+        #expect(try token.findKey(label: "batch-ca") == key)
+    }
+
     @Test("destroyed keys are gone from the token")
     func destroyKey() throws {
         let token = try TestEnvironment.openToken()

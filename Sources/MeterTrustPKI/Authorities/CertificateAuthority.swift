@@ -20,6 +20,25 @@ public struct CertificateAuthority: Sendable {
         get throws { try KeyIdentifier.method2(certificate.publicKey) }
     }
 
+    public init(record: CertificateAuthorityRecord, certificate: Certificate, signingKey: HSMSigningKey, chain: [Certificate]) {
+        self.record = record
+        self.certificate = certificate
+        self.signingKey = signingKey
+        self.chain = chain
+    }
+
+    /// This CA signing with a session copy of its key, made inside the HSM (see `HSMToken.sessionCopy(of:)`), for
+    /// long batches. Call ``releaseSessionKey()`` on the result when done.
+    public func withSessionKey() throws -> CertificateAuthority {
+        let copy = try signingKey.token.sessionCopy(of: signingKey.key)
+        return CertificateAuthority(record: record, certificate: certificate, signingKey: HSMSigningKey(token: signingKey.token, key: copy), chain: chain)
+    }
+
+    /// Destroys the session copy made by ``withSessionKey()``.
+    public func releaseSessionKey() throws {
+        try signingKey.token.destroySessionCopy(signingKey.key)
+    }
+
     var signer: CertificateContents.Signer {
         get throws {
             CertificateContents.Signer(
