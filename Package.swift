@@ -74,6 +74,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Tamper-evident audit log: RFC 6962 Merkle tree, C2SP checkpoints signed in the HSM.
+        .target(
+            name: "MeterTrustAudit",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         // Factory provisioning: batch manifests, the issuance engine, bundles, signed enrollment manifests.
         .target(
             name: "MeterTrustFactory",
@@ -96,6 +106,7 @@ let package = Package(
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",
+                "MeterTrustAudit",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,6 +121,7 @@ let package = Package(
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",
+                "MeterTrustAudit",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -111,3 +111,20 @@ public struct DeviceIdentityEntry: Sendable, Hashable {
     public var batch: String?
     public var batchPosition: Int64?
 }
+
+/// One stored audit log entry.
+public struct AuditRow: Sendable, Hashable {
+    public var position: Int64
+    public var entry: [UInt8]
+
+    public init(position: Int64, entry: [UInt8]) {
+        self.position = position
+        self.entry = entry
+    }
+}
+
+/// One stored signed checkpoint.
+public struct AuditCheckpointRow: Sendable, Hashable {
+    public var size: Int64
+    public var note: String
+}

@@ -28,9 +28,13 @@ struct CACommand: AsyncParsableCommand {
     static func create(role: CertificateAuthorityRole, options: CreationOptions, data: DataDirectoryOptions, output: OutputOptions) async throws {
         let context = try Context(data)
         let hierarchy = try await context.hierarchy()
-        let authority = try await hierarchy.createAuthority(
-            role: role, name: options.name, organization: options.organization, curve: try options.parsedCurve()
-        )
+        let curve = try options.parsedCurve()
+        let authority = try await context.audited(
+            "ca.create", subject: options.name, store: hierarchy.store, token: hierarchy.token, details: ["role": role.rawValue]
+        ) {
+            let authority = try await hierarchy.createAuthority(role: role, name: options.name, organization: options.organization, curve: curve)
+            return (authority, ["key": authority.record.keyLabel, "serial": authority.certificate.serialHex, "curve": curve.rawValue])
+        }
         let description = try CertificateDescription(authority.certificate, profile: CertificateProfile.forAuthority(role).name)
         if output.json {
             try Output.json(AuthoritySummary(authority.record, certificate: description))

@@ -12,6 +12,19 @@ struct Configuration: Codable, Sendable {
     var pki: PKISettings
     /// SQLite file, relative to the data directory unless absolute.
     var sqlitePath: String = "metertrust.sqlite"
+    /// The audit log's checkpoint key, once `metertrust audit init` made it.
+    var audit: AuditSettings?
+
+    struct AuditSettings: Codable, Sendable {
+        /// CKA_LABEL of the audit key on the token.
+        var keyLabel: String
+        /// Signed-note key name and checkpoint origin, e.g. `metertrust.example/audit`.
+        var keyName: String
+        /// Serial of the audit-signer certificate (issued by the root).
+        var certificateSerial: String
+        /// Sign a checkpoint every this many entries.
+        var checkpointInterval: Int
+    }
 
     static func load(dataDirectory: URL) throws -> Configuration {
         let url = dataDirectory.appendingPathComponent(fileName)

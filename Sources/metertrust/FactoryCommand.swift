@@ -30,11 +30,19 @@ struct FactoryCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try Context(data)
-            let runner = BatchRunner(hierarchy: try await context.hierarchy(), workers: workers)
-            let report = try await runner.run(
-                manifestPath: manifest, outputDirectory: URL(fileURLWithPath: out).standardizedFileURL,
-                progress: TerminalProgress(quiet: quiet)
-            )
+            let hierarchy = try await context.hierarchy()
+            let runner = BatchRunner(hierarchy: hierarchy, workers: workers)
+            let report = try await context.audited("batch.run", subject: manifest, store: hierarchy.store, token: hierarchy.token) {
+                let report = try await runner.run(
+                    manifestPath: manifest, outputDirectory: URL(fileURLWithPath: out).standardizedFileURL,
+                    progress: TerminalProgress(quiet: quiet)
+                )
+                let details = [
+                    "batch": report.batch, "manufacturer": report.manufacturer, "issued": "\(report.counts.issued)",
+                    "alreadyIssued": "\(report.counts.alreadyIssued)", "refused": "\(report.refusalsTotal)", "output": report.outputDirectory,
+                ]
+                return (report, details)
+            }
             if output.json {
                 try Output.json(report)
             } else {

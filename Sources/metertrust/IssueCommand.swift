@@ -29,10 +29,18 @@ struct IssueCommand: AsyncParsableCommand {
         }
         let eui = try eui64.map { try EUI64($0) }
         let context = try Context(data)
-        let issuer = CertificateIssuer(hierarchy: try await context.hierarchy())
-        let issued = try await issuer.issue(
-            IssuanceRequest(csr: Array(bytes), profile: profile, authority: authority, eui64: eui, hardwareType: deviceType)
-        )
+        let hierarchy = try await context.hierarchy()
+        let issuer = CertificateIssuer(hierarchy: hierarchy)
+        var details = ["profile": profile, "csr": csr]
+        if let authority { details["ca"] = authority }
+        let issued = try await context.audited(
+            "certificate.issue", subject: eui.map { "meter \($0)" } ?? csr, store: hierarchy.store, token: hierarchy.token, details: details
+        ) {
+            let issued = try await issuer.issue(
+                IssuanceRequest(csr: Array(bytes), profile: profile, authority: authority, eui64: eui, hardwareType: deviceType)
+            )
+            return (issued, ["serial": issued.record.serial, "ca": issued.record.issuer, "eui64": issued.record.eui64 ?? ""])
+        }
         let description = try CertificateDescription(issued.certificate, profile: issued.record.profile)
         let chainPEM = try issued.chain.map { try $0.pem }
         if let out { try write(description.pem, to: out) }

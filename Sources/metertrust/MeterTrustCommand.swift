@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustAudit
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustHSM
@@ -17,7 +18,7 @@ struct MeterTrustCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, MeterCommand.self,
-            BenchCommand.self, HSMCommand.self, DemoCommand.self,
+            BenchCommand.self, AuditCommand.self, HSMCommand.self, DemoCommand.self,
         ]
     )
 
@@ -40,6 +41,8 @@ struct MeterTrustCommand: AsyncParsableCommand {
         } catch let error as FactoryError {
             fail(error.message)
         } catch let error as ConfiguratorError {
+            fail(error.message)
+        } catch let error as AuditError {
             fail(error.message)
         } catch let error as CLIError {
             fail(error.description)

@@ -78,6 +78,32 @@ public struct CAHierarchy: Sendable {
         }
     }
 
+    /// Generates the audit log's signing key (P-256) in the HSM and has the root certify it (profile audit-signer);
+    /// the certificate is stored before it is returned.
+    public func createAuditSigner(name: String) async throws -> (key: HSMKey, certificate: Certificate) {
+        try Self.validate(name: name)
+        let root = try await rootAuthority()
+        let label = "metertrust/audit/\(name)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
+        let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
+        do {
+            let publicKey = HSMSigningKey(token: token, key: key).publicKey
+            let contents = CertificateContents(
+                profile: .auditSigner, subject: try Self.subject(for: .auditSigner, name: name, organization: name),
+                publicKey: publicKey, keyUsage: KeyUsage(digitalSignature: true), device: nil
+            )
+            let signer = try root.signer
+            let policy = try settings.policyOID()
+            let settings = self.settings
+            let certificate = try await token.perform { _ in try contents.sign(by: signer, policy: policy, settings: settings) }
+            try await store.insertCertificate(try certificate.record(issuer: root.name, profile: .auditSigner, eui64: nil))
+            logger.info("created audit signer", metadata: ["name": "\(name)", "key": "\(key.label)"])
+            return (key, certificate)
+        } catch {
+            try? await token.perform { try $0.destroy(key) }
+            throw error
+        }
+    }
+
     /// The root CA.
     public func rootAuthority() async throws -> CertificateAuthority {
         guard let root = try await store.certificateAuthorities().first(where: { $0.role == .root }) else {

@@ -87,10 +87,17 @@ public struct CertificateProfile: Sendable, Hashable {
         hardwareModuleName: true, crlDistributionPoint: true, ocspAccess: true, allowedCurves: [.p256]
     )
 
+    /// The audit log's checkpoint signing key, certified by the root.
+    public static let auditSigner = CertificateProfile(
+        name: "audit-signer", issuerRole: .root, validity: .years(5), subject: .authority(suffix: "Audit Log", organization: false),
+        certificateAuthority: nil, keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, allowedCurves: [.p256]
+    )
+
     /// Profiles a CSR can be issued under (`metertrust issue --profile`).
     public static let requestable: [CertificateProfile] = [.deviceIdentity, .deviceOperational]
     /// Every built-in profile.
-    public static let all: [CertificateProfile] = [.root, .manufacturerCA, .operationalCA, .adminCA] + requestable
+    public static let all: [CertificateProfile] = [.root, .manufacturerCA, .operationalCA, .adminCA, .auditSigner] + requestable
 
     /// The profile a CA of `role` gets its own certificate under.
     public static func forAuthority(_ role: CertificateAuthorityRole) -> CertificateProfile {

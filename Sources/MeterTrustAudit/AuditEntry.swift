@@ -1,0 +1,63 @@
+import Foundation
+
+/// Something that happened to keys, CAs, batches or the administration: who, what, when, outcome.
+public struct AuditEvent: Sendable, Hashable {
+    public enum Outcome: String, Codable, Sendable { case success, refused, failed }
+
+    public var actor: String
+    public var action: String
+    public var subject: String
+    public var outcome: Outcome
+    public var details: [String: String]
+
+    public init(actor: String, action: String, subject: String, outcome: Outcome = .success, details: [String: String] = [:]) {
+        self.actor = actor
+        self.action = action
+        self.subject = subject
+        self.outcome = outcome
+        self.details = details
+    }
+}
+
+/// One entry of the log as stored and hashed: canonical JSON (sorted keys, no whitespace). It embeds its own index
+/// and the leaf hash of the entry before it, so a removed, inserted or reordered entry, or an altered one followed by
+/// another, is located exactly; the signed checkpoints authenticate everything.
+public struct AuditEntry: Codable, Sendable, Hashable {
+    public var index: Int64
+    /// RFC 3339 UTC time.
+    public var time: String
+    public var actor: String
+    public var action: String
+    public var subject: String
+    public var outcome: AuditEvent.Outcome
+    public var details: [String: String]
+    /// Hex leaf hash of the previous entry; empty for the first.
+    public var previous: String
+
+    public init(index: Int64, time: Date, event: AuditEvent, previous: String) {
+        self.index = index
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        self.time = formatter.string(from: time)
+        self.actor = event.actor
+        self.action = event.action
+        self.subject = event.subject
+        self.outcome = event.outcome
+        self.details = event.details
+        self.previous = previous
+    }
+
+    public func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self))
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> AuditEntry? {
+        try? JSONDecoder().decode(AuditEntry.self, from: Data(bytes))
+    }
+}
+
+func hex(_ bytes: [UInt8]) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}

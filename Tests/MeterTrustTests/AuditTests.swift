@@ -1,0 +1,133 @@
+import Crypto
+import Foundation
+import MeterTrustAudit
+import MeterTrustHSM
+import MeterTrustStore
+import Testing
+
+@Suite("Audit log")
+struct AuditTests {
+    /// Leaves and roots of the RFC 6962 test vectors used by Certificate Transparency implementations.
+    static let vectorLeaves: [[UInt8]] = [
+        [], [0x00], [0x10], [0x20, 0x21], [0x30, 0x31], [0x40, 0x41, 0x42, 0x43],
+        [0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57], Array(0x60...0x6F),
+    ]
+    static let vectorRoots = [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ]
+
+    @Test("RFC 6962 roots match the CT test vectors; every inclusion and consistency proof verifies, wrong ones do not")
+    func merkleTree() {
+        let leaves = Self.vectorLeaves.map(MerkleTree.leafHash)
+        for size in 1...8 {
+            let root = MerkleTree.root(leaves[..<size])
+            #expect(root.map { String(format: "%02x", $0) }.joined() == Self.vectorRoots[size - 1])
+            for index in 0..<size {
+                let proof = MerkleTree.inclusionProof(index: index, leaves[..<size])
+                #expect(MerkleTree.verifyInclusion(leaf: leaves[index], index: index, size: size, proof: proof, root: root))
+                #expect(!MerkleTree.verifyInclusion(leaf: leaves[(index + 1) % 8], index: index, size: size, proof: proof, root: root) || size == 1 && index == 0 && false)
+            }
+            for m in 1...size {
+                let proof = MerkleTree.consistencyProof(from: m, leaves[..<size])
+                #expect(MerkleTree.verifyConsistency(size1: m, size2: size, root1: MerkleTree.root(leaves[..<m]), root2: root, proof: proof))
+                if m < size {
+                    #expect(!MerkleTree.verifyConsistency(size1: m, size2: size, root1: leaves[7], root2: root, proof: proof))
+                }
+            }
+        }
+    }
+
+    /// A log of `count` entries on a fresh store, checkpoints signed by an audit key on a fresh token.
+    static func makeLog(count: Int, interval: Int = 1) async throws -> (SQLiteStore, AuditLog, AuditVerifier) {
+        let token = try TestEnvironment.openToken()
+        let key = try token.generateKeyPair(curve: .p256, label: "audit")
+        let signer = try HSMCheckpointSigner(token: token, key: key, keyName: "test.example/audit")
+        let store = try await TestEnvironment.makeStore()
+        let log = AuditLog(store: store, signer: signer, origin: "test.example/audit", checkpointInterval: interval)
+        for index in 0..<count {
+            try await log.record(AuditEvent(actor: "tester", action: "ca.create", subject: "ca-\(index)", details: ["n": "\(index)"]))
+        }
+        return (store, log, AuditVerifier(publicKey: signer.publicKey, keyName: signer.keyName))
+    }
+
+    /// Runs SQL on the store's file with the sqlite3 shell, as an attacker with file access would.
+    static func tamper(_ store: SQLiteStore, _ sql: String) throws {
+        let result = try TestEnvironment.run("sqlite3", [store.path, sql])
+        try #require(result.status == 0, "sqlite3: \(result.stderr)")
+    }
+
+    @Test("an intact log verifies: every checkpoint signed, consistent and matching")
+    func intactLog() async throws {
+        let (store, log, verifier) = try await Self.makeLog(count: 9, interval: 4)
+        let result = try await verifier.verify(store)
+        #expect(result.entries == 9 && result.checkpoints == 2 && result.latestCheckpointSize == 8 && result.uncheckpointedEntries == 1)
+        _ = try await log.checkpoint()
+        #expect(try await verifier.verify(store).latestCheckpointSize == 9)
+    }
+
+    @Test("each kind of tampering is detected and located", arguments: [
+        ("alter entry 3", "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'ca-3', 'ca-X') AS BLOB) WHERE position = 3", "entry 3 was altered"),
+        ("alter the last entry", "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'ca-7', 'ca-X') AS BLOB) WHERE position = 7", "entry 7 was altered"),
+        ("remove entry 4", "DELETE FROM audit_entries WHERE position = 4", "entry 4 was removed"),
+        ("remove the last entry", "DELETE FROM audit_entries WHERE position = 7", "entry 7 was removed"),
+        ("insert an entry at 4", "UPDATE audit_entries SET position = position + 100 WHERE position >= 4; UPDATE audit_entries SET position = position - 99 WHERE position >= 100; INSERT INTO audit_entries SELECT 4, CAST(replace(CAST(entry AS TEXT), 'ca-4', 'forged') AS BLOB), created_at FROM audit_entries WHERE position = 5", "inserted at position 4"),
+        ("reorder entries 2 and 3", "UPDATE audit_entries SET position = CASE position WHEN 2 THEN 3 WHEN 3 THEN 2 END + 100 WHERE position IN (2, 3); UPDATE audit_entries SET position = position - 100 WHERE position >= 100", "reordered at position 2"),
+        ("forge a checkpoint", "UPDATE audit_checkpoints SET note = replace(note, 'test.example/audit' || char(10) || '8', 'evil.example/audit' || char(10) || '8') WHERE size = 8", "not signed by the audit key"),
+        ("mangle a checkpoint", "UPDATE audit_checkpoints SET note = 'garbage' WHERE size = 5", "not a valid signed checkpoint"),
+    ])
+    func rejectTampering(_ tampering: (name: String, sql: String, located: String)) async throws {
+        let (store, _, verifier) = try await Self.makeLog(count: 8)
+        _ = try await verifier.verify(store)
+        try Self.tamper(store, tampering.sql)
+        let error = await #expect(throws: AuditError.self, "\(tampering.name)") { try await verifier.verify(store) }
+        #expect(error?.message.contains(tampering.located) == true, "\(tampering.name): \(error?.message ?? "no error")")
+    }
+
+    @Test("an inclusion proof from `audit prove` checks out with an independent verifier holding only the audit certificate")
+    func inclusionProofIndependentlyVerified() throws {
+        let hsm = try TestEnvironment.makeToken()
+        let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
+        let data = TestEnvironment.temporaryDirectory().appendingPathComponent("data")
+        func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult {
+            try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--data-dir", data.path], environment: ["METERTRUST_HSM_PIN": pin])
+        }
+        try #require(try metertrust(["init", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath]).status == 0)
+        try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
+        try #require(try metertrust(["audit", "init", "--interval", "2"]).status == 0)
+        try #require(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 0)
+        #expect(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 1)  // refused, and audited
+        try #require(try metertrust(["audit", "checkpoint"]).status == 0)
+        let verified = try metertrust(["audit", "verify", "--json"])
+        try #require(verified.status == 0, "\(verified.stderr)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(verified.stdout.utf8)) as? [String: Any])
+        #expect(result["entries"] as? Int == 4)
+        let log = try metertrust(["audit", "log", "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]])
+        #expect(entries.map { $0["action"] as? String } == ["ca.create", "audit.init", "ca.create", "ca.create"])
+        #expect(entries.map { $0["outcome"] as? String } == ["success", "success", "success", "refused"])
+
+        for index in 0..<4 {
+            let proof = try metertrust(["audit", "prove", "\(index)"])
+            try #require(proof.status == 0, "\(proof.stderr)")
+            let proofPath = data.deletingLastPathComponent().appendingPathComponent("proof-\(index).json")
+            try proof.stdout.write(to: proofPath, atomically: true, encoding: .utf8)
+            let checked = try TestEnvironment.run(
+                TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path]
+            )
+            #expect(checked.status == 0 && checked.stdout.hasPrefix("OK \(index) "), "\(checked.stdout) \(checked.stderr)")
+            // A proof for another entry's bytes fails.
+            var forged = try #require(try JSONSerialization.jsonObject(with: Data(proof.stdout.utf8)) as? [String: Any])
+            forged["entry"] = (forged["entry"] as! String).replacingOccurrences(of: "\"index\":\(index)", with: "\"index\":9")
+            try JSONSerialization.data(withJSONObject: forged).write(to: proofPath)
+            #expect(try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path]).status != 0)
+        }
+        #expect(try metertrust(["audit", "prove", "99"]).stderr.contains("there is no audit entry 99"))
+    }
+}
