@@ -114,24 +114,7 @@ public struct IssuanceBenchmark: Sendable {
     private func measureSign(key: HSMKey) async throws -> (perSecond: Double, cpuMicroseconds: Double) {
         let token = hierarchy.token
         let digest = Array(SHA256.hash(data: Array("benchmark".utf8)))
-        let seconds = limitSeconds
-        let started = Date()
-        let cpuStarted = Self.cpuSeconds()
-        let counts = await parallelMap(count: threads, workers: threads) { _ -> Result<Int, any Error> in
-            Result {
-                var done = 0
-                let deadline = Date().addingTimeInterval(seconds)
-                while Date() < deadline {
-                    for _ in 0..<64 { _ = try token.signDigest(digest, with: key) }
-                    done += 64
-                }
-                return done
-            }
-        }
-        let elapsed = Date().timeIntervalSince(started)
-        let cpu = Self.cpuSeconds() - cpuStarted
-        let done = Double(try counts.map { try $0.get() }.reduce(0, +))
-        return (done / elapsed, cpu / done * 1e6)
+        return try await measure { _, _ in _ = try token.signDigest(digest, with: key) }
     }
 
     /// V: `threads` threads each parsing CSRs and verifying their self-signatures (proof of possession).
@@ -142,24 +125,29 @@ public struct IssuanceBenchmark: Sendable {
             if case .request(_, _, let csr) = line { sample.append(csr) }
         }
         let csrs = sample
+        return try await measure { worker, iteration in
+            let request = try CertificateSigningRequest(derEncoded: csrs[(worker + iteration * self.threads) % csrs.count])
+            guard request.publicKey.isValidSignature(request.signature, for: request) else {
+                throw FactoryError(.input, "a benchmark CSR does not verify")
+            }
+        }
+    }
+
+    /// Runs `operation(worker, iteration)` on `threads` threads for `limitSeconds`; returns operations per second
+    /// and process CPU microseconds per operation.
+    private func measure(_ operation: @escaping @Sendable (Int, Int) throws -> Void) async throws -> (perSecond: Double, cpuMicroseconds: Double) {
         let seconds = limitSeconds
-        let threads = self.threads
         let started = Date()
         let cpuStarted = Self.cpuSeconds()
         let counts = await parallelMap(count: threads, workers: threads) { worker -> Result<Int, any Error> in
             Result {
                 var done = 0
-                var index = worker
                 let deadline = Date().addingTimeInterval(seconds)
                 while Date() < deadline {
                     for _ in 0..<64 {
-                        let request = try CertificateSigningRequest(derEncoded: csrs[index % csrs.count])
-                        guard request.publicKey.isValidSignature(request.signature, for: request) else {
-                            throw FactoryError(.input, "a benchmark CSR does not verify")
-                        }
-                        index += threads
+                        try operation(worker, done)
+                        done += 1
                     }
-                    done += 64
                 }
                 return done
             }
