@@ -23,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C header of the PKCS#11 API as shipped by p11-kit; the vendor module itself is dlopen'ed at run time.
@@ -84,6 +88,33 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Custodians, M-of-N policies, canonical requests and approvals, Shamir shares of the backup key.
+        .target(
+            name: "MeterTrustQuorum",
+            dependencies: [
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        // Operations under quorum (requests, approvals, execution) and key backup under split knowledge.
+        .target(
+            name: "MeterTrustAdmin",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustQuorum",
+                "MeterTrustAudit",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Factory provisioning: batch manifests, the issuance engine, bundles, signed enrollment manifests.
         .target(
             name: "MeterTrustFactory",
@@ -98,6 +129,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Servers: the HTTPS admin API (Hummingbird on swift-nio-ssl). Thin over the domain modules.
+        .target(
+            name: "MeterTrustServer",
+            dependencies: [
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustQuorum",
+                "MeterTrustAdmin",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "metertrust",
             dependencies: [
@@ -107,7 +156,15 @@ let package = Package(
                 "MeterTrustDevice",
                 "MeterTrustFactory",
                 "MeterTrustAudit",
+                "MeterTrustQuorum",
+                "MeterTrustAdmin",
+                "MeterTrustServer",
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates a fresh project-local SoftHSM2 token: scripts/softhsm-token.sh DIR LABEL
-# Writes DIR/softhsm2.conf (token store DIR/tokens) and DIR/pin (mode 0600, random user PIN), deletes any token
+# Writes DIR/softhsm2.conf (token store DIR/tokens), DIR/pin and DIR/so-pin (mode 0600, random user and SO PINs), deletes any token
 # LABEL there, and initialises a new one with `metertrust hsm init-token` (PINs passed through the environment,
 # never argv).
 set -euo pipefail
@@ -18,9 +18,10 @@ slots.removable = false
 CONF
 umask 077
 [ -s "$dir/pin" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/pin"
-chmod 600 "$dir/pin"
+[ -s "$dir/so-pin" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/so-pin"
+chmod 600 "$dir/pin" "$dir/so-pin"
 
 export SOFTHSM2_CONF="$dir/softhsm2.conf"
 softhsm2-util --delete-token --token "$label" >/dev/null 2>&1 || true
-METERTRUST_HSM_PIN=$(cat "$dir/pin") METERTRUST_HSM_SO_PIN=$(head -c 18 /dev/urandom | base64 | tr -d '/+=') \
+METERTRUST_HSM_PIN=$(cat "$dir/pin") METERTRUST_HSM_SO_PIN=$(cat "$dir/so-pin") \
     "$bin" hsm init-token --label "$label" >&2

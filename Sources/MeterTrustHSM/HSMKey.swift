@@ -26,4 +26,12 @@ public struct HSMKeyProtection: Sendable, Hashable {
     public var isExtractable: Bool
     public var alwaysSensitive: Bool
     public var neverExtractable: Bool
+    /// CKA_WRAP_WITH_TRUSTED: the token wraps the key only under a CKA_TRUSTED key.
+    public var wrapWithTrusted: Bool
+}
+
+/// A secret (AES) key on the token: the backup key, or its session copy during a restore.
+public struct HSMSecretKey: Sendable, Hashable {
+    public let label: String
+    let handle: CK_OBJECT_HANDLE
 }

@@ -77,7 +77,11 @@ public final class HSMToken: Sendable {
 
     /// Generates an EC key pair on the token: private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true and
     /// CKA_EXTRACTABLE false, so it can sign but never be read out.
-    public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil) throws -> HSMKey {
+    ///
+    /// With `backup: true` the private key is instead CKA_EXTRACTABLE true and CKA_WRAP_WITH_TRUSTED true: it still
+    /// can never be read in clear, and the token wraps it only under a key the security officer marked CKA_TRUSTED
+    /// (the backup key, see ``PKCS11Module/generateTrustedBackupKey(tokenLabel:securityOfficerPIN:label:)``).
+    public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil, backup: Bool = false) throws -> HSMKey {
         let keyID = id ?? Array(SHA256.hash(data: Array(label.utf8) + randomBytes(16)).prefix(16))
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
         let publicTemplate: [PKCS11Attribute] = [
@@ -96,7 +100,8 @@ public final class HSMToken: Sendable {
             .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
             .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
             .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), backup),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP_WITH_TRUSTED), backup),
             .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
             .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
             .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), keyID),
@@ -246,8 +251,126 @@ public final class HSMToken: Sendable {
         return HSMKeyProtection(
             isToken: try flag(Int32(CKA_TOKEN)), isPrivate: try flag(Int32(CKA_PRIVATE)),
             isSensitive: try flag(Int32(CKA_SENSITIVE)), isExtractable: try flag(Int32(CKA_EXTRACTABLE)),
-            alwaysSensitive: try flag(Int32(CKA_ALWAYS_SENSITIVE)), neverExtractable: try flag(Int32(CKA_NEVER_EXTRACTABLE))
+            alwaysSensitive: try flag(Int32(CKA_ALWAYS_SENSITIVE)), neverExtractable: try flag(Int32(CKA_NEVER_EXTRACTABLE)),
+            wrapWithTrusted: try flag(Int32(CKA_WRAP_WITH_TRUSTED))
         )
+    }
+
+    // MARK: Backup: wrap and unwrap
+
+    /// Finds the AES secret key labelled `label` (the backup key).
+    public func findSecretKey(label: String) throws -> HSMSecretKey {
+        let handles = try findObjects([
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_SECRET_KEY)), .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+        ])
+        guard handles.count == 1 else {
+            throw HSMError.make(.keyNotFound, "\(handles.isEmpty ? "no secret key" : "\(handles.count) secret keys") labelled \"\(label)\" on token \(self.label)")
+        }
+        return HSMSecretKey(label: label, handle: handles[0])
+    }
+
+    /// Wraps `key`'s private half under `wrappingKey` with CKM_AES_KEY_WRAP_PAD (RFC 5649): the token encrypts the
+    /// key's PKCS#8 encoding. The token refuses (CKR_KEY_UNEXTRACTABLE / CKR_KEY_NOT_WRAPPABLE) unless the key was
+    /// generated for backup and the wrapping key is trusted.
+    public func wrap(_ key: HSMKey, with wrappingKey: HSMSecretKey) throws -> [UInt8] {
+        var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_WRAP_PAD), pParameter: nil, ulParameterLen: 0)
+        return try pool.withSession { session in
+            var length: CK_ULONG = 0
+            try module.check("C_WrapKey", context: "wrapping \(key.label) under \(wrappingKey.label)") {
+                $0.C_WrapKey(session, &mechanism, wrappingKey.handle, key.privateHandle, nil, &length)
+            }
+            var wrapped = [UInt8](repeating: 0, count: Int(length))
+            try module.check("C_WrapKey", context: "wrapping \(key.label) under \(wrappingKey.label)") {
+                $0.C_WrapKey(session, &mechanism, wrappingKey.handle, key.privateHandle, &wrapped, &length)
+            }
+            return Array(wrapped.prefix(Int(length)))
+        }
+    }
+
+    /// Imports a 256-bit AES key as a *session* object that can only unwrap (sensitive, unextractable); it
+    /// disappears with the session pool. Used to restore a backup: the caller wipes `value` afterwards.
+    public func importUnwrappingKey(_ value: [UInt8], label: String) throws -> HSMSecretKey {
+        guard value.count == 32 else { throw HSMError.make(.invalidKeyMaterial, "a backup key is 32 bytes, not \(value.count)") }
+        let template: [PKCS11Attribute] = [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_SECRET_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_AES)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_UNWRAP), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_ENCRYPT), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DECRYPT), false),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_VALUE), value),
+        ]
+        var handle: CK_OBJECT_HANDLE = 0
+        try withTemplate(template) { attributes, count in
+            try module.check("C_CreateObject", context: "importing the backup key") {
+                $0.C_CreateObject(loginSession, attributes, count, &handle)
+            }
+        }
+        return HSMSecretKey(label: label, handle: handle)
+    }
+
+    /// Unwraps a private key wrapped by ``wrap(_:with:)`` into a token object (sensitive; extractable only under a
+    /// trusted key, as before), and creates its public half from `publicPoint`. Returns the restored pair.
+    public func unwrap(
+        _ wrapped: [UInt8], with unwrappingKey: HSMSecretKey, curve: ECCurve, label: String, id: [UInt8], publicPoint: [UInt8]
+    ) throws -> HSMKey {
+        var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_WRAP_PAD), pParameter: nil, ulParameterLen: 0)
+        let privateTemplate: [PKCS11Attribute] = [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP_WITH_TRUSTED), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
+        ]
+        var encodedPoint = DER.Serializer()
+        try encodedPoint.serialize(ASN1OctetString(contentBytes: publicPoint[...]))
+        let publicTemplate: [PKCS11Attribute] = [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), true),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), curve.ecParameters),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_POINT), encodedPoint.serializedBytes),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
+        ]
+        var privateHandle: CK_OBJECT_HANDLE = 0
+        var publicHandle: CK_OBJECT_HANDLE = 0
+        var input = wrapped
+        try pool.withSession { session in
+            try withTemplate(privateTemplate) { attributes, count in
+                try module.check("C_UnwrapKey", context: "unwrapping \(label)") {
+                    $0.C_UnwrapKey(session, &mechanism, unwrappingKey.handle, &input, CK_ULONG(input.count), attributes, count, &privateHandle)
+                }
+            }
+            try withTemplate(publicTemplate) { attributes, count in
+                try module.check("C_CreateObject", context: "creating the public key of \(label)") {
+                    $0.C_CreateObject(session, attributes, count, &publicHandle)
+                }
+            }
+        }
+        logger.info("restored key pair into HSM", metadata: ["label": "\(label)", "token": "\(self.label)"])
+        return HSMKey(label: label, id: id, curve: curve, publicPoint: publicPoint, privateHandle: privateHandle, publicHandle: publicHandle)
+    }
+
+    /// Destroys a secret key object (a session copy of the backup key after a restore).
+    public func destroy(_ key: HSMSecretKey) throws {
+        try pool.withSession { session in
+            try module.check("C_DestroyObject", context: "destroying secret key \(key.label)") {
+                $0.C_DestroyObject(session, key.handle)
+            }
+        }
     }
 
     // MARK: Signing

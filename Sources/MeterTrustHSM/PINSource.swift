@@ -8,6 +8,8 @@ public enum PINSource: Sendable, Hashable, CustomStringConvertible {
     case file(String)
 
     public static let defaultEnvironmentVariable = "METERTRUST_HSM_PIN"
+    /// Where the security officer's PIN is read from by default (backup-key ceremony only).
+    public static let securityOfficerEnvironmentVariable = "METERTRUST_HSM_SO_PIN"
 
     public var description: String {
         switch self {

@@ -52,10 +52,44 @@ public protocol AuditStore: Sendable {
     func auditCheckpoints() async throws -> [AuditCheckpointRow]
 }
 
+/// Custodians, quorum policies, requests and approvals, and the backup key's shares. Run-once and one approval
+/// per custodian per request are the database's constraints.
+public protocol QuorumStore: Sendable {
+    /// Registers the first custodians and the policies in one transaction; refused with
+    /// ``StoreError/Code/duplicate`` if the quorum was bootstrapped before.
+    func bootstrapQuorum(custodians: [CustodianRecord], policies: [QuorumPolicyRecord]) async throws
+    func isQuorumBootstrapped() async throws -> Bool
+    /// Every custodian ever registered, removed ones included.
+    func custodians() async throws -> [CustodianRecord]
+    func insertCustodian(_ custodian: CustodianRecord) async throws
+    /// Marks a custodian removed (their approvals stop counting); throws notFound if there is no such active one.
+    func removeCustodian(named name: String, at date: Date) async throws
+    func quorumPolicies() async throws -> [QuorumPolicyRecord]
+    func setQuorumPolicy(_ policy: QuorumPolicyRecord) async throws
+    func insertAdminRequest(_ request: AdminRequestRecord) async throws
+    func adminRequest(id: String) async throws -> AdminRequestRecord?
+    /// Requests, newest first, optionally only those in `state`.
+    func adminRequests(state: AdminRequestRecord.State?, limit: Int) async throws -> [AdminRequestRecord]
+    /// Stores an approval; ``StoreError/Code/duplicate`` if this custodian already approved this request.
+    func insertApproval(_ approval: ApprovalRecord) async throws
+    func approvals(requestID: String) async throws -> [ApprovalRecord]
+    /// Moves a pending request to `executing`; false if it is not pending (already run, running or failed).
+    /// This is the run-once guard: of any number of concurrent callers on any number of nodes, one gets true.
+    func claimAdminRequest(id: String, by custodian: String, at date: Date) async throws -> Bool
+    func finishAdminRequest(id: String, state: AdminRequestRecord.State, outcome: String) async throws
+    func setBackupKey(_ record: BackupKeyRecord) async throws
+    func backupKey() async throws -> BackupKeyRecord?
+    /// Marks a CA destroyed (its key was destroyed in the HSM); its certificates stay on record.
+    func markCertificateAuthorityDestroyed(named name: String, at date: Date) async throws
+    /// Records the revocation of a certificate (RFC 5280 reason code).
+    func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws
+    func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)?
+}
+
 /// Everything MeterTrust persists. SQLite (``SQLiteStore``) is the embedded implementation; a PostgreSQL
 /// implementation fulfils the same protocol. Nothing here assumes one process or one node: uniqueness is enforced by
 /// constraints, all calls are async, values are plain Swift types.
-public protocol MeterTrustStore: CertificateStore, CertificateAuthorityStore, ProvisioningStore, AuditStore {
+public protocol MeterTrustStore: CertificateStore, CertificateAuthorityStore, ProvisioningStore, AuditStore, QuorumStore {
     /// Applies pending schema migrations; idempotent.
     func migrate() async throws
     /// Identifiers of the migrations applied, oldest first.

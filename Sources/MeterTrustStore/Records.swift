@@ -66,11 +66,14 @@ public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
     /// Serial of the CA's own certificate (issued by `parent`, or by itself for the root).
     public var certificateSerial: String
     public var createdAt: Date
+    /// Set when the CA's key was destroyed under quorum; the CA issues nothing more.
+    public var destroyedAt: Date?
 
     public init(
         name: String, role: CertificateAuthorityRole, parent: String?, keyLabel: String, keyID: String, curve: String,
-        certificateSerial: String, createdAt: Date = Date()
+        certificateSerial: String, createdAt: Date = Date(), destroyedAt: Date? = nil
     ) {
+        self.destroyedAt = destroyedAt
         self.name = name
         self.role = role
         self.parent = parent

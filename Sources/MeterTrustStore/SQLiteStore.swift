@@ -89,6 +89,68 @@ public final class SQLiteStore: MeterTrustStore {
                 );
                 """)
         }
+        migrator.registerMigration("0004-quorum") { db in
+            try db.execute(sql: """
+                CREATE TABLE quorum_bootstrap (
+                    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+                    created_at BIGINT NOT NULL
+                );
+                CREATE TABLE custodians (
+                    name TEXT NOT NULL PRIMARY KEY,
+                    role TEXT NOT NULL,
+                    certificate BLOB NOT NULL,
+                    fingerprint_sha256 TEXT NOT NULL UNIQUE,
+                    registered_at BIGINT NOT NULL,
+                    registered_by TEXT,
+                    removed_at BIGINT
+                );
+                CREATE TABLE quorum_policies (
+                    operation_class TEXT NOT NULL PRIMARY KEY,
+                    required INTEGER NOT NULL CHECK (required >= 1),
+                    approver_roles TEXT NOT NULL,
+                    requester_may_approve INTEGER NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    updated_by TEXT
+                );
+                CREATE TABLE admin_requests (
+                    id TEXT NOT NULL PRIMARY KEY,
+                    document BLOB NOT NULL,
+                    operation TEXT NOT NULL,
+                    requester TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    state TEXT NOT NULL CHECK (state IN ('pending', 'executing', 'executed', 'failed')),
+                    executed_at BIGINT,
+                    executed_by TEXT,
+                    outcome TEXT
+                );
+                CREATE INDEX admin_requests_by_state ON admin_requests (state, created_at);
+                CREATE TABLE approvals (
+                    request_id TEXT NOT NULL REFERENCES admin_requests (id),
+                    custodian TEXT NOT NULL REFERENCES custodians (name),
+                    document BLOB NOT NULL,
+                    received_at BIGINT NOT NULL,
+                    PRIMARY KEY (request_id, custodian)
+                );
+                CREATE TABLE backup_key (
+                    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+                    label TEXT NOT NULL,
+                    threshold INTEGER NOT NULL,
+                    shares BLOB NOT NULL,
+                    key_check_value TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                );
+                CREATE TABLE revocations (
+                    issuer TEXT NOT NULL,
+                    serial TEXT NOT NULL,
+                    reason INTEGER NOT NULL,
+                    revoked_at BIGINT NOT NULL,
+                    PRIMARY KEY (issuer, serial),
+                    FOREIGN KEY (issuer, serial) REFERENCES certificates (issuer, serial)
+                );
+                ALTER TABLE certificate_authorities ADD COLUMN destroyed_at BIGINT;
+                """)
+        }
         return migrator
     }
 
@@ -365,9 +427,225 @@ public final class SQLiteStore: MeterTrustStore {
         return CertificateAuthorityRecord(
             name: row["name"], role: role, parent: row["parent"], keyLabel: row["key_label"], keyID: row["key_id"],
             curve: row["curve"], certificateSerial: row["certificate_serial"],
-            createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64))
+            createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
+            destroyedAt: (row["destroyed_at"] as Int64?).map(date)
         )
     }
+
+    // MARK: Quorum
+
+    public func bootstrapQuorum(custodians: [CustodianRecord], policies: [QuorumPolicyRecord]) async throws {
+        try await write { db in
+            try db.execute(sql: "INSERT INTO quorum_bootstrap (id, created_at) VALUES (1, ?)", arguments: [Self.seconds(Date())])
+            for custodian in custodians { try Self.insert(custodian, into: db) }
+            for policy in policies { try Self.upsert(policy, into: db) }
+        }
+    }
+
+    public func isQuorumBootstrapped() async throws -> Bool {
+        try await run { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM quorum_bootstrap") ?? 0 > 0 }
+    }
+
+    public func custodians() async throws -> [CustodianRecord] {
+        try await run { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM custodians ORDER BY registered_at, name").map { row in
+                CustodianRecord(
+                    name: row["name"], role: row["role"], certificateDER: Array(row["certificate"] as Data),
+                    fingerprintSHA256: row["fingerprint_sha256"], registeredAt: Self.date(row["registered_at"]),
+                    registeredBy: row["registered_by"], removedAt: (row["removed_at"] as Int64?).map(Self.date)
+                )
+            }
+        }
+    }
+
+    public func insertCustodian(_ custodian: CustodianRecord) async throws {
+        try await write { db in try Self.insert(custodian, into: db) }
+    }
+
+    private static func insert(_ custodian: CustodianRecord, into db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO custodians (name, role, certificate, fingerprint_sha256, registered_at, registered_by, removed_at)
+                VALUES (?, ?, ?, ?, ?, ?, NULL)
+                """,
+            arguments: [
+                custodian.name, custodian.role, Data(custodian.certificateDER), custodian.fingerprintSHA256,
+                seconds(custodian.registeredAt), custodian.registeredBy,
+            ]
+        )
+    }
+
+    public func removeCustodian(named name: String, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE custodians SET removed_at = ? WHERE name = ? AND removed_at IS NULL", arguments: [Self.seconds(date), name]
+            )
+            guard db.changesCount == 1 else { throw StoreError(.notFound, "there is no registered custodian \(name)") }
+        }
+    }
+
+    public func quorumPolicies() async throws -> [QuorumPolicyRecord] {
+        try await run { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM quorum_policies ORDER BY operation_class").map { row in
+                QuorumPolicyRecord(
+                    operationClass: row["operation_class"], required: row["required"],
+                    approverRoles: (row["approver_roles"] as String).split(separator: ",").map(String.init),
+                    requesterMayApprove: row["requester_may_approve"], updatedAt: Self.date(row["updated_at"]),
+                    updatedBy: row["updated_by"]
+                )
+            }
+        }
+    }
+
+    public func setQuorumPolicy(_ policy: QuorumPolicyRecord) async throws {
+        try await write { db in try Self.upsert(policy, into: db) }
+    }
+
+    private static func upsert(_ policy: QuorumPolicyRecord, into db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO quorum_policies (operation_class, required, approver_roles, requester_may_approve, updated_at, updated_by)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (operation_class) DO UPDATE SET required = excluded.required, approver_roles = excluded.approver_roles,
+                requester_may_approve = excluded.requester_may_approve, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+                """,
+            arguments: [
+                policy.operationClass, policy.required, policy.approverRoles.joined(separator: ","), policy.requesterMayApprove,
+                seconds(policy.updatedAt), policy.updatedBy,
+            ]
+        )
+    }
+
+    public func insertAdminRequest(_ request: AdminRequestRecord) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO admin_requests (id, document, operation, requester, created_at, expires_at, state)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    request.id, Data(request.document), request.operation, request.requester, Self.seconds(request.createdAt),
+                    Self.seconds(request.expiresAt), request.state.rawValue,
+                ]
+            )
+        }
+    }
+
+    public func adminRequest(id: String) async throws -> AdminRequestRecord? {
+        try await run { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM admin_requests WHERE id = ?", arguments: [id]).map(Self.adminRequest(from:))
+        }
+    }
+
+    public func adminRequests(state: AdminRequestRecord.State?, limit: Int) async throws -> [AdminRequestRecord] {
+        try await run { db in
+            if let state {
+                return try Row.fetchAll(
+                    db, sql: "SELECT * FROM admin_requests WHERE state = ? ORDER BY created_at DESC, id LIMIT ?", arguments: [state.rawValue, limit]
+                ).map(Self.adminRequest(from:))
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM admin_requests ORDER BY created_at DESC, id LIMIT ?", arguments: [limit])
+                .map(Self.adminRequest(from:))
+        }
+    }
+
+    private static func adminRequest(from row: Row) -> AdminRequestRecord {
+        AdminRequestRecord(
+            id: row["id"], document: Array(row["document"] as Data), operation: row["operation"], requester: row["requester"],
+            createdAt: date(row["created_at"]), expiresAt: date(row["expires_at"]),
+            state: AdminRequestRecord.State(rawValue: row["state"]) ?? .failed,
+            executedAt: (row["executed_at"] as Int64?).map(date), executedBy: row["executed_by"], outcome: row["outcome"]
+        )
+    }
+
+    public func insertApproval(_ approval: ApprovalRecord) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO approvals (request_id, custodian, document, received_at) VALUES (?, ?, ?, ?)",
+                arguments: [approval.requestID, approval.custodian, Data(approval.document), Self.seconds(approval.receivedAt)]
+            )
+        }
+    }
+
+    public func approvals(requestID: String) async throws -> [ApprovalRecord] {
+        try await run { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM approvals WHERE request_id = ? ORDER BY received_at, custodian", arguments: [requestID]).map {
+                ApprovalRecord(
+                    requestID: $0["request_id"], custodian: $0["custodian"], document: Array($0["document"] as Data),
+                    receivedAt: Self.date($0["received_at"])
+                )
+            }
+        }
+    }
+
+    public func claimAdminRequest(id: String, by custodian: String, at date: Date) async throws -> Bool {
+        try await writeReturning { db in
+            try db.execute(
+                sql: "UPDATE admin_requests SET state = 'executing', executed_at = ?, executed_by = ? WHERE id = ? AND state = 'pending'",
+                arguments: [Self.seconds(date), custodian, id]
+            )
+            return db.changesCount == 1
+        }
+    }
+
+    public func finishAdminRequest(id: String, state: AdminRequestRecord.State, outcome: String) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE admin_requests SET state = ?, outcome = ? WHERE id = ? AND state = 'executing'",
+                arguments: [state.rawValue, outcome, id]
+            )
+            guard db.changesCount == 1 else { throw StoreError(.notFound, "request \(id) is not being executed") }
+        }
+    }
+
+    public func setBackupKey(_ record: BackupKeyRecord) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO backup_key (id, label, threshold, shares, key_check_value, created_at) VALUES (1, ?, ?, ?, ?, ?)",
+                arguments: [record.label, record.threshold, Data(record.shares), record.keyCheckValue, Self.seconds(record.createdAt)]
+            )
+        }
+    }
+
+    public func backupKey() async throws -> BackupKeyRecord? {
+        try await run { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM backup_key WHERE id = 1").map {
+                BackupKeyRecord(
+                    label: $0["label"], threshold: $0["threshold"], shares: Array($0["shares"] as Data),
+                    keyCheckValue: $0["key_check_value"], createdAt: Self.date($0["created_at"])
+                )
+            }
+        }
+    }
+
+    public func markCertificateAuthorityDestroyed(named name: String, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE certificate_authorities SET destroyed_at = ? WHERE name = ? AND destroyed_at IS NULL",
+                arguments: [Self.seconds(date), name]
+            )
+            guard db.changesCount == 1 else { throw StoreError(.notFound, "there is no live CA \(name)") }
+        }
+    }
+
+    public func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO revocations (issuer, serial, reason, revoked_at) VALUES (?, ?, ?, ?)",
+                arguments: [issuer, serial, reason, Self.seconds(date)]
+            )
+        }
+    }
+
+    public func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)? {
+        try await run { db in
+            try Row.fetchOne(db, sql: "SELECT reason, revoked_at FROM revocations WHERE issuer = ? AND serial = ?", arguments: [issuer, serial])
+                .map { (reason: $0["reason"] as Int, date: Self.date($0["revoked_at"])) }
+        }
+    }
+
+    private static func seconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
+    private static func date(_ seconds: Int64) -> Date { Date(timeIntervalSince1970: TimeInterval(seconds)) }
 
     // MARK: Plumbing
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MeterTrustHSM
 import MeterTrustPKI
+import MeterTrustQuorum
 import MeterTrustStore
 
 struct CACommand: AsyncParsableCommand {
@@ -16,6 +17,8 @@ struct CACommand: AsyncParsableCommand {
         var name: String
         @Option(help: "Organisation (O=) in the CA's subject (default: the name).") var organization: String?
         @Option(help: "Key curve: P-256 or P-384.") var curve = "P-256"
+        @Flag(help: "Create the key for backup: extractable only wrapped under the trusted backup key (CKA_WRAP_WITH_TRUSTED).")
+        var backup = false
 
         func parsedCurve() throws -> ECCurve {
             guard let curve = ECCurve(rawValue: curve.uppercased()) else {
@@ -29,10 +32,18 @@ struct CACommand: AsyncParsableCommand {
         let context = try Context(data)
         let hierarchy = try await context.hierarchy()
         let curve = try options.parsedCurve()
+        if role != .root, try await hierarchy.store.isQuorumBootstrapped() {
+            throw QuorumError(
+                .underQuorumControl,
+                "creating a \(role.rawValue) CA is under quorum control since the bootstrap ceremony: metertrust admin request \(role == .manufacturer ? "manufacturer.register name=\(options.name)" : "ca.create kind=\(role.rawValue) name=\(options.name)")"
+            )
+        }
         let authority = try await context.audited(
             "ca.create", subject: options.name, store: hierarchy.store, token: hierarchy.token, details: ["role": role.rawValue]
         ) {
-            let authority = try await hierarchy.createAuthority(role: role, name: options.name, organization: options.organization, curve: curve)
+            let authority = try await hierarchy.createAuthority(
+                role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup
+            )
             return (authority, ["key": authority.record.keyLabel, "serial": authority.certificate.serialHex, "curve": curve.rawValue])
         }
         let description = try CertificateDescription(authority.certificate, profile: CertificateProfile.forAuthority(role).name)

@@ -14,6 +14,19 @@ struct Configuration: Codable, Sendable {
     var sqlitePath: String = "metertrust.sqlite"
     /// The audit log's checkpoint key, once `metertrust audit init` made it.
     var audit: AuditSettings?
+    /// The admin API server's TLS identity, once `metertrust admin server-cert` made it.
+    var adminServer: AdminServerSettings?
+
+    struct AdminServerSettings: Codable, Sendable {
+        /// CKA_LABEL of the server's TLS key on the token.
+        var keyLabel: String
+        /// The server certificate's issuer (an operational CA) and serial.
+        var issuer: String
+        var certificateSerial: String
+        /// Where `admin serve` listens by default.
+        var host: String
+        var port: Int
+    }
 
     struct AuditSettings: Codable, Sendable {
         /// CKA_LABEL of the audit key on the token.

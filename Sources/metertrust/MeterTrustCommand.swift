@@ -5,6 +5,7 @@ import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustHSM
 import MeterTrustPKI
+import MeterTrustQuorum
 import MeterTrustStore
 
 @main
@@ -18,7 +19,7 @@ struct MeterTrustCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, MeterCommand.self,
-            BenchCommand.self, AuditCommand.self, HSMCommand.self, DemoCommand.self,
+            BenchCommand.self, AuditCommand.self, AdminCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self,
         ]
     )
 
@@ -43,6 +44,8 @@ struct MeterTrustCommand: AsyncParsableCommand {
         } catch let error as ConfiguratorError {
             fail(error.message)
         } catch let error as AuditError {
+            fail(error.message)
+        } catch let error as QuorumError {
             fail(error.message)
         } catch let error as CLIError {
             fail(error.description)

@@ -21,33 +21,76 @@ public struct CAHierarchy: Sendable {
     }
 
     /// Creates the self-signed root CA. There is one root per store.
-    public func createRoot(name: String, organization: String, curve: ECCurve = .p256) async throws -> CertificateAuthority {
+    public func createRoot(name: String, organization: String, curve: ECCurve = .p256, backup: Bool = false) async throws -> CertificateAuthority {
         try Self.validate(name: name)
         if let existing = try await store.certificateAuthorities().first(where: { $0.role == .root }) {
             throw PKIError(.authorityExists, "a root CA already exists (\(existing.name)); there is one root per deployment")
         }
-        return try await create(role: .root, name: name, organization: organization, curve: curve, parent: nil)
+        return try await create(role: .root, name: name, organization: organization, curve: curve, parent: nil, backup: backup)
     }
 
-    /// Creates a CA of `role` (manufacturer, operational or admin) under the root.
+    /// Creates a CA of `role` (manufacturer, operational or admin) under the root. With `backup`, the CA key is
+    /// generated wrappable under the trusted backup key (see ``HSMToken/generateKeyPair(curve:label:id:backup:)``).
     public func createAuthority(
-        role: CertificateAuthorityRole, name: String, organization: String? = nil, curve: ECCurve = .p256
+        role: CertificateAuthorityRole, name: String, organization: String? = nil, curve: ECCurve = .p256, backup: Bool = false
     ) async throws -> CertificateAuthority {
-        guard role != .root else { return try await createRoot(name: name, organization: organization ?? name, curve: curve) }
+        guard role != .root else { return try await createRoot(name: name, organization: organization ?? name, curve: curve, backup: backup) }
         try Self.validate(name: name)
         let root = try await rootAuthority()
-        return try await create(role: role, name: name, organization: organization ?? name, curve: curve, parent: root)
+        return try await create(role: role, name: name, organization: organization ?? name, curve: curve, parent: root, backup: backup)
+    }
+
+    /// Destroys a CA's key in the HSM and marks the CA destroyed; its certificates stay on record. The root cannot
+    /// be destroyed this way.
+    public func destroyAuthority(named name: String) async throws {
+        let authority = try await self.authority(named: name)
+        guard authority.role != .root else { throw PKIError(.invalidArgument, "the root CA's key cannot be destroyed") }
+        try await store.markCertificateAuthorityDestroyed(named: name, at: Date())
+        let key = authority.signingKey.key
+        try await token.perform { try $0.destroy(key) }
+        logger.notice("destroyed CA key", metadata: ["ca": "\(name)", "key": "\(key.label)"])
+    }
+
+    /// Records the revocation of a CA's own certificate by its issuer (RFC 5280 reason code, 0 unspecified).
+    public func revokeAuthority(named name: String, reason: Int) async throws {
+        guard let record = try await store.certificateAuthority(named: name) else {
+            throw PKIError(.unknownAuthority, "there is no CA named \"\(name)\": see metertrust ca list")
+        }
+        guard let parent = record.parent else { throw PKIError(.invalidArgument, "the root CA's certificate is not revoked by a CA") }
+        guard (0...10).contains(reason), reason != 7 else { throw PKIError(.invalidArgument, "\(reason) is not an RFC 5280 reason code") }
+        try await store.revokeCertificate(issuer: parent, serial: record.certificateSerial, reason: reason, at: Date())
+        logger.notice("revoked CA certificate", metadata: ["ca": "\(name)", "serial": "\(record.certificateSerial)"])
+    }
+
+    /// Generates a P-256 key in the HSM for a TLS server and has CA `authority` (an operational CA) certify it for
+    /// `hosts` under profile tls-server. The certificate is stored before it is returned.
+    public func createTLSServerIdentity(host: String, extraHosts: [String] = [], authority name: String) async throws -> (key: HSMKey, certificate: Certificate) {
+        let authority = try await authority(named: name)
+        let signer = try CertificateSigner(authority: authority, profile: .tlsServer, settings: settings)
+        let label = "metertrust/tls/\(host)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
+        let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
+        do {
+            let publicKey = HSMSigningKey(token: token, key: key).publicKey
+            let (certificate, record) = try await token.perform { _ in
+                try signer.signNamed(try PublicKeyInfo(publicKey: publicKey), commonName: host, organizationalUnit: nil, dnsNames: [host] + extraHosts)
+            }
+            try await store.insertCertificate(record)
+            return (key, certificate)
+        } catch {
+            try? await token.perform { try $0.destroy(key) }
+            throw error
+        }
     }
 
     private func create(
-        role: CertificateAuthorityRole, name: String, organization: String, curve: ECCurve, parent: CertificateAuthority?
+        role: CertificateAuthorityRole, name: String, organization: String, curve: ECCurve, parent: CertificateAuthority?, backup: Bool
     ) async throws -> CertificateAuthority {
         if let existing = try await store.certificateAuthority(named: name) {
             throw PKIError(.authorityExists, "a CA named \"\(name)\" already exists (\(existing.role.rawValue)); choose another name")
         }
         let profile = CertificateProfile.forAuthority(role)
         let label = "metertrust/\(role.rawValue)/\(name)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
-        let key = try await token.perform { try $0.generateKeyPair(curve: curve, label: label) }
+        let key = try await token.perform { try $0.generateKeyPair(curve: curve, label: label, backup: backup) }
         do {
             let signingKey = try HSMSigningKey.validated(token: token, key: key)
             let subject = try Self.subject(for: profile, name: name, organization: organization)
@@ -117,6 +160,9 @@ public struct CAHierarchy: Sendable {
         guard let record = try await store.certificateAuthority(named: name) else {
             throw PKIError(.unknownAuthority, "there is no CA named \"\(name)\": see metertrust ca list")
         }
+        if let destroyed = record.destroyedAt {
+            throw PKIError(.unknownAuthority, "CA \(name) was destroyed on \(destroyed); it issues nothing more")
+        }
         let issuer = record.parent ?? record.name
         guard let stored = try await store.certificate(issuer: issuer, serial: record.certificateSerial) else {
             throw PKIError(.unknownAuthority, "the certificate of CA \(name) is missing from the store")
@@ -159,7 +205,7 @@ public struct CAHierarchy: Sendable {
     }
 }
 
-func hexBytes(_ text: String) -> [UInt8]? {
+public func hexBytes(_ text: String) -> [UInt8]? {
     guard text.count % 2 == 0 else { return nil }
     var bytes: [UInt8] = []
     var index = text.startIndex

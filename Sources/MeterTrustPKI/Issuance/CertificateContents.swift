@@ -14,6 +14,8 @@ struct CertificateContents: Sendable {
     let device: (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)?
     /// The subject key identifier, when the caller already has it (from the CSR); otherwise computed.
     var subjectKeyIdentifier: [UInt8]? = nil
+    /// dNSNames for profiles with ``CertificateProfile/dnsNameSAN``.
+    var dnsNames: [String] = []
 
     /// Who signs: the CA's name, key and certificate (nil for the self-signed root).
     struct Signer: Sendable {
@@ -66,6 +68,10 @@ struct CertificateContents: Sendable {
             let name = HardwareModuleName(hardwareType: device.hardwareType, serialNumber: device.eui64.bytes)
             let otherName = GeneralName.OtherName(typeID: HardwareModuleName.otherNameTypeID, value: try ASN1Any(erasing: name))
             extensions.append(try Certificate.Extension(SubjectAlternativeNames([.otherName(otherName)]), critical: true))
+        }
+        if profile.dnsNameSAN {
+            guard !dnsNames.isEmpty else { throw PKIError(.issuance, "profile \(profile.name) needs at least one DNS name") }
+            extensions.append(try Certificate.Extension(SubjectAlternativeNames(dnsNames.map { .dnsName($0) }), critical: false))
         }
         extensions.append(
             try Certificate.Extension(

@@ -1,4 +1,6 @@
+import Crypto
 import Foundation
+import MeterTrustHSM
 import MeterTrustStore
 import SwiftASN1
 import X509
@@ -52,6 +54,7 @@ public struct CertificateSigner: Sendable {
         case .empty: subject = DistinguishedName()
         case .deviceURN: subject = try DistinguishedName { CommonName(device!.eui64.deviceURN) }
         case .authority: throw PKIError(.issuance, "profile \(profile.name) is for CAs; create CAs with metertrust ca")
+        case .named: throw PKIError(.issuance, "profile \(profile.name) needs a name: use signNamed")
         }
         let contents = CertificateContents(
             profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device,
@@ -60,6 +63,48 @@ public struct CertificateSigner: Sendable {
         let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
         let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64, batch: batch, position: position)
         return (certificate, record)
+    }
+
+    /// Signs a request under a profile whose subject the issuer names (custodian, tls-server): `CN=commonName`,
+    /// `OU=organizationalUnit` if given, and `dnsNames` in the SAN where the profile has one. A CSR subject that is
+    /// not empty must name the same CN. The result is not stored.
+    public func signNamed(
+        _ csr: ValidatedCSR, commonName: String, organizationalUnit: String?, dnsNames: [String] = []
+    ) throws -> (certificate: Certificate, record: CertificateRecord) {
+        guard case .named = profile.subject else { throw PKIError(.issuance, "profile \(profile.name) does not take a name") }
+        let requested = csr.request.subject.flatMap { Array($0) }
+        if !requested.isEmpty {
+            let names = requested.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
+            guard names == [commonName] else {
+                throw PKIError(.requestExceedsProfile, "the CSR subject \"\(csr.request.subject)\" does not name \(commonName)")
+            }
+        }
+        let key = try PublicKeyInfo(publicKey: csr.publicKey)
+        return try signNamed(key, commonName: commonName, organizationalUnit: organizationalUnit, dnsNames: dnsNames, subjectKeyIdentifier: csr.subjectKeyIdentifier)
+    }
+
+    /// Signs a certificate for a public key the caller vouches for (an HSM key made here: the TLS server's).
+    public func signNamed(
+        _ key: PublicKeyInfo, commonName: String, organizationalUnit: String?, dnsNames: [String] = [], subjectKeyIdentifier: [UInt8]? = nil
+    ) throws -> (certificate: Certificate, record: CertificateRecord) {
+        guard profile.allowedCurves.contains(where: { $0.rawValue == key.curveName }) else {
+            throw PKIError(.keyNotAllowed, "profile \(profile.name) requires a key on \(profile.allowedCurves.map(\.rawValue).joined(separator: " or "))")
+        }
+        let subject = try DistinguishedName {
+            CommonName(commonName)
+            if let organizationalUnit { OrganizationalUnitName(organizationalUnit) }
+        }
+        let keyUsage: KeyUsage
+        switch profile.keyUsage {
+        case .fixed(let usage): keyUsage = usage
+        case .signatureOrKeyAgreement: keyUsage = KeyUsage(digitalSignature: true)
+        }
+        let contents = CertificateContents(
+            profile: profile, subject: subject, publicKey: key.publicKey, keyUsage: keyUsage, device: nil,
+            subjectKeyIdentifier: subjectKeyIdentifier, dnsNames: dnsNames
+        )
+        let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
+        return (certificate, try certificate.record(issuer: authority.name, profile: profile, eui64: nil))
     }
 
     private func deviceIdentity(csr: ValidatedCSR, eui64: EUI64?) throws -> (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)? {
@@ -80,5 +125,22 @@ public struct CertificateSigner: Sendable {
             )
         }
         return (eui, hardwareType)
+    }
+}
+
+/// A public key and the curve it is on.
+public struct PublicKeyInfo: Sendable {
+    public let publicKey: Certificate.PublicKey
+    public let curveName: String
+
+    public init(publicKey: Certificate.PublicKey) throws {
+        self.publicKey = publicKey
+        if P256.Signing.PublicKey(publicKey) != nil {
+            curveName = ECCurve.p256.rawValue
+        } else if P384.Signing.PublicKey(publicKey) != nil {
+            curveName = ECCurve.p384.rawValue
+        } else {
+            throw PKIError(.keyNotAllowed, "the key is not an EC P-256 or P-384 key")
+        }
     }
 }

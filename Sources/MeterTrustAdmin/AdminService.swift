@@ -1,0 +1,360 @@
+import Crypto
+import Foundation
+import Logging
+import MeterTrustAudit
+import MeterTrustHSM
+import MeterTrustPKI
+import MeterTrustQuorum
+import MeterTrustStore
+import X509
+
+/// A request with everything known about it now.
+public struct RequestStatus: Sendable, Codable {
+    public let id: String
+    public let request: AdminRequest
+    public let state: AdminRequestRecord.State
+    public let policy: QuorumPolicy
+    public let tally: QuorumTally
+    public let approvals: [String]
+    public let executedBy: String?
+    public let outcome: String?
+}
+
+/// Operations under quorum: requests, approvals and execution, the custodian registry and policies. The admin API
+/// and the CLI are thin over this. Every step is recorded in the audit log, refusals included.
+public struct AdminService: Sendable {
+    public let hierarchy: CAHierarchy
+    public let audit: AuditLog
+    private let logger: Logger
+    public var store: any MeterTrustStore { hierarchy.store }
+
+    public init(hierarchy: CAHierarchy, audit: AuditLog, logger: Logger = Logger(label: "metertrust.admin")) {
+        self.hierarchy = hierarchy
+        self.audit = audit
+        self.logger = logger
+    }
+
+    // MARK: Registry and policies
+
+    public func registry() async throws -> CustodianRegistry {
+        try CustodianRegistry(try await store.custodians())
+    }
+
+    public func policies() async throws -> [QuorumPolicy] {
+        try await store.quorumPolicies().map(QuorumPolicy.init)
+    }
+
+    public func policy(for operationClass: OperationClass) async throws -> QuorumPolicy {
+        guard let policy = try await policies().first(where: { $0.operationClass == operationClass }) else {
+            throw QuorumError(.notBootstrapped, "no quorum policy for \(operationClass.rawValue): run the bootstrap ceremony (metertrust admin bootstrap)")
+        }
+        return policy
+    }
+
+    /// The admin CA custodian certificates must come from.
+    public func adminAuthority() async throws -> CertificateAuthority {
+        let admins = try await hierarchy.authorities(role: .admin).filter { $0.destroyedAt == nil }
+        guard admins.count == 1 else {
+            throw QuorumError(
+                .notBootstrapped, admins.isEmpty ? "there is no Admin CA: create one with metertrust ca create-admin" : "there are several Admin CAs"
+            )
+        }
+        return try await hierarchy.authority(named: admins[0].name)
+    }
+
+    /// The active custodian whose admin certificate is `der` (a TLS client), or a refusal.
+    public func authenticate(certificateDER der: [UInt8]) async throws -> Custodian {
+        guard let custodian = try await registry().activeCustodian(certificateDER: der) else {
+            throw QuorumError(.unknownCustodian, "the client certificate is not the admin certificate of a registered custodian")
+        }
+        return custodian
+    }
+
+    // MARK: Bootstrap ceremony
+
+    /// Registers the first custodians (certificates issued by the Admin CA) and the default policies: every class
+    /// needs `required` approvals. Runs once per deployment; refused afterwards.
+    public func bootstrap(custodianCertificates: [[UInt8]], required: Int = 2, actor: String) async throws -> [CustodianRecord] {
+        try await recorded(actor: actor, action: "quorum.bootstrap", subject: "quorum", details: ["required": "\(required)"]) {
+            guard try await !store.isQuorumBootstrapped() else {
+                throw QuorumError(.underQuorumControl, "the quorum was bootstrapped already; add custodians with an approved custodian.add request")
+            }
+            let adminCA = try await adminAuthority()
+            var records: [CustodianRecord] = []
+            for der in custodianCertificates {
+                let record = try await Custodian.admit(certificate: der, adminCA: adminCA, registeredBy: nil)
+                guard !records.contains(where: { $0.name == record.name }) else {
+                    throw QuorumError(.invalidCertificate, "custodian \(record.name) is named twice")
+                }
+                records.append(record)
+            }
+            let officers = records.filter { $0.role == CustodianRole.securityOfficer.rawValue }.count
+            guard required >= 1, officers >= required, records.count > required || required == 1 else {
+                throw QuorumError(
+                    .invalidRequest,
+                    "a quorum of \(required) needs at least \(required) security officers among more than \(required) custodians (here \(officers) of \(records.count)): a quorum must survive the loss of one custodian"
+                )
+            }
+            let policies = QuorumPolicy.defaults(required: required).map { $0.record(updatedBy: nil) }
+            try await store.bootstrapQuorum(custodians: records, policies: policies)
+            return (records, ["custodians": records.map(\.name).joined(separator: ",")])
+        }
+    }
+
+    // MARK: Requests
+
+    /// Records a new request by `requester`; checks its parameters first so nothing unrunnable waits for approvals.
+    public func submit(
+        operation: AdminOperation, parameters: [String: String], requester: Custodian, lifetime: TimeInterval = 3600
+    ) async throws -> RequestStatus {
+        try await recorded(actor: requester.name, action: "admin.request", subject: operation.rawValue, details: [:]) {
+            let request = try AdminRequest(operation: operation, parameters: parameters, requester: requester.name, lifetime: lifetime)
+            try await preflight(request)
+            let record = AdminRequestRecord(
+                id: request.id, document: request.canonicalBytes, operation: operation.rawValue, requester: requester.name,
+                createdAt: try request.createdDate, expiresAt: try request.expiresDate
+            )
+            try await store.insertAdminRequest(record)
+            logger.info("request recorded", metadata: ["request": "\(record.id)", "operation": "\(operation.rawValue)", "requester": "\(requester.name)"])
+            return (try await status(id: record.id), ["request": record.id])
+        }
+    }
+
+    public func status(id: String) async throws -> RequestStatus {
+        guard let record = try await store.adminRequest(id: id) else {
+            throw QuorumError(.wrongRequest, "there is no request \(id)")
+        }
+        let request = try AdminRequest.parse(record.document)
+        let policy = try await policy(for: try request.adminOperation.operationClass)
+        let approvals = try await store.approvals(requestID: id)
+        // The tally of a request that ran shows the approvals it ran on, judged at its execution time.
+        var view = record
+        view.state = .pending
+        let now = record.executedAt.map { min($0, record.expiresAt.addingTimeInterval(-1)) } ?? Date()
+        let tally = QuorumRules.tally(view, approvals: approvals, policy: policy, registry: try await registry(), now: now)
+        return RequestStatus(
+            id: id, request: request, state: record.state, policy: policy, tally: tally, approvals: approvals.map(\.custodian),
+            executedBy: record.executedBy, outcome: record.outcome
+        )
+    }
+
+    public func requests(state: AdminRequestRecord.State?, limit: Int = 100) async throws -> [AdminRequestRecord] {
+        try await store.adminRequests(state: state, limit: limit)
+    }
+
+    /// Checks and records one approval (uploaded by `uploader`, who need not be the approver: offline approvals
+    /// travel as files). Returns the tally after it.
+    public func approve(_ document: [UInt8], uploader: String) async throws -> RequestStatus {
+        let approval = try? Approval.parse(document)
+        return try await recorded(
+            actor: uploader, action: "admin.approve", subject: approval?.request ?? "unparseable",
+            details: ["approver": approval?.custodian ?? "?"]
+        ) {
+            let approval = try Approval.parse(document)
+            guard let record = try await store.adminRequest(id: approval.request) else {
+                throw QuorumError(.wrongRequest, "the approval by \(approval.custodian) is for request \(approval.request.prefix(16))…, which does not exist here")
+            }
+            let request = try AdminRequest.parse(record.document)
+            let policy = try await policy(for: try request.adminOperation.operationClass)
+            let custodian = try QuorumRules.check(approval, for: record, policy: policy, registry: try await registry(), now: Date())
+            do {
+                try await store.insertApproval(ApprovalRecord(requestID: record.id, custodian: custodian.name, document: approval.bytes))
+            } catch let error as StoreError where error.code == .duplicate {
+                throw QuorumError(.duplicateApproval, "\(custodian.name) already approved request \(record.id.prefix(16))…; each custodian counts once")
+            }
+            return (try await status(id: record.id), [:])
+        }
+    }
+
+    /// Runs request `id` if, now, enough distinct registered custodians of the right roles approved it, it has
+    /// not expired and it never ran. Below quorum nothing runs; the refusal is recorded in the audit log.
+    public func execute(id: String, by executor: Custodian) async throws -> RequestStatus {
+        try await recorded(actor: executor.name, action: "admin.execute", subject: id, details: [:]) {
+            guard let record = try await store.adminRequest(id: id) else {
+                throw QuorumError(.wrongRequest, "there is no request \(id)")
+            }
+            guard record.state == .pending else {
+                throw QuorumError(.alreadyExecuted, "request \(id.prefix(16))… is \(record.state.rawValue); a request runs at most once")
+            }
+            guard Date() < record.expiresAt else {
+                throw QuorumError(.expiredRequest, "request \(id.prefix(16))… expired at \(record.expiresAt); make a new request")
+            }
+            let request = try AdminRequest.parse(record.document)
+            let operation = try request.adminOperation
+            let policy = try await policy(for: operation.operationClass)
+            let tally = QuorumRules.tally(
+                record, approvals: try await store.approvals(requestID: id), policy: policy, registry: try await registry(), now: Date()
+            )
+            guard tally.isMet else {
+                let notCounted = tally.notCounted.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+                throw QuorumError(
+                    .belowQuorum,
+                    "request \(id.prefix(16))… has \(tally.counted.count) of the \(policy.required) approvals \(operation.operationClass.rawValue) needs (\(policy.summary))\(tally.counted.isEmpty ? "" : "; counted: \(tally.counted.joined(separator: ", "))")\(notCounted.isEmpty ? "" : "; not counted: \(notCounted)"); nothing was run"
+                )
+            }
+            guard try await store.claimAdminRequest(id: id, by: executor.name, at: Date()) else {
+                throw QuorumError(.alreadyExecuted, "request \(id.prefix(16))… was executed by someone else meanwhile; a request runs at most once")
+            }
+            let outcome: [String: String]
+            do {
+                outcome = try await run(operation, parameters: request.parameters, requestID: id)
+            } catch {
+                try await store.finishAdminRequest(id: id, state: .failed, outcome: Self.json(["error": "\(error)"]))
+                throw error
+            }
+            try await store.finishAdminRequest(id: id, state: .executed, outcome: Self.json(outcome))
+            logger.notice("request executed", metadata: ["request": "\(id)", "operation": "\(operation.rawValue)", "approvers": "\(tally.counted)"])
+            var details = outcome.filter { $0.key != "backup" }
+            details["operation"] = operation.rawValue
+            details["approvers"] = tally.counted.joined(separator: ",")
+            return (try await status(id: id), details)
+        }
+    }
+
+    // MARK: Operations
+
+    /// Checks what can be checked before approvals are collected.
+    private func preflight(_ request: AdminRequest) async throws {
+        let parameters = request.parameters
+        switch try request.adminOperation {
+        case .caCreate:
+            guard ["operational", "admin"].contains(parameters["kind"]) else {
+                throw QuorumError(.invalidRequest, "ca.create makes operational or admin CAs (kind=operational|admin); register manufacturers with manufacturer.register")
+            }
+            try Self.checkKeyParameters(parameters)
+        case .manufacturerRegister:
+            try Self.checkKeyParameters(parameters)
+        case .caDestroy, .caRevoke:
+            _ = try await hierarchy.authority(named: parameters["name"]!)
+            if let reason = parameters["reason"], Int(reason) == nil { throw QuorumError(.invalidRequest, "reason must be an RFC 5280 reason code") }
+        case .policySet:
+            _ = try await proposedPolicy(parameters)
+        case .custodianAdd:
+            _ = try await Custodian.admit(certificate: try Self.certificateDER(parameters["certificate"]!), adminCA: try await adminAuthority(), registeredBy: nil)
+        case .custodianRemove:
+            guard try await registry().custodian(named: parameters["name"]!)?.isActive == true else {
+                throw QuorumError(.unknownCustodian, "there is no registered custodian \(parameters["name"]!)")
+            }
+        case .backupExport:
+            guard try await store.backupKey() != nil else {
+                throw QuorumError(.backup, "there is no backup key: run the backup-key ceremony (metertrust backup init-key) first")
+            }
+        }
+    }
+
+    private func run(_ operation: AdminOperation, parameters: [String: String], requestID: String) async throws -> [String: String] {
+        switch operation {
+        case .caCreate, .manufacturerRegister:
+            let role: CertificateAuthorityRole = operation == .manufacturerRegister ? .manufacturer : (parameters["kind"] == "admin" ? .admin : .operational)
+            let curve = try Self.curve(parameters["curve"])
+            let authority = try await hierarchy.createAuthority(
+                role: role, name: parameters["name"]!, organization: parameters["organization"], curve: curve, backup: parameters["backup"] == "true"
+            )
+            return ["ca": authority.name, "role": role.rawValue, "serial": authority.certificate.serialHex, "key": authority.signingKey.key.label]
+        case .caDestroy:
+            try await hierarchy.destroyAuthority(named: parameters["name"]!)
+            return ["ca": parameters["name"]!, "destroyed": "true"]
+        case .caRevoke:
+            try await hierarchy.revokeAuthority(named: parameters["name"]!, reason: Int(parameters["reason"] ?? "0") ?? 0)
+            return ["ca": parameters["name"]!, "revoked": "true"]
+        case .policySet:
+            let policy = try await proposedPolicy(parameters)
+            try await store.setQuorumPolicy(policy.record(updatedBy: requestID))
+            return ["class": policy.operationClass.rawValue, "policy": policy.summary]
+        case .custodianAdd:
+            let record = try await Custodian.admit(
+                certificate: try Self.certificateDER(parameters["certificate"]!), adminCA: try await adminAuthority(), registeredBy: requestID
+            )
+            try await store.insertCustodian(record)
+            return ["custodian": record.name, "role": record.role, "certificate": record.fingerprintSHA256]
+        case .custodianRemove:
+            let name = parameters["name"]!
+            try await checkQuorumsSurvive(removing: name)
+            try await store.removeCustodian(named: name, at: Date())
+            return ["custodian": name, "removed": "true"]
+        case .backupExport:
+            let names = parameters["cas"].map { $0.split(separator: ",").map(String.init) }
+            let file = try await KeyBackup.export(hierarchy: hierarchy, authorities: names)
+            return ["keys": file.keys.map(\.ca).joined(separator: ","), "backup": String(decoding: file.bytes, as: UTF8.self)]
+        }
+    }
+
+    private func proposedPolicy(_ parameters: [String: String]) async throws -> QuorumPolicy {
+        let operationClass = try OperationClass.parse(parameters["class"]!)
+        guard let required = Int(parameters["required"]!), required >= 1 else {
+            throw QuorumError(.invalidRequest, "required must be a whole number of approvals, at least 1")
+        }
+        let current = try await policy(for: operationClass)
+        let roles: [CustodianRole] = try parameters["roles"].map { try $0.split(separator: ",").map { try CustodianRole.parse(String($0)) } } ?? current.approverRoles
+        guard !roles.contains(.auditor) else { throw QuorumError(.invalidRequest, "auditors never approve") }
+        let eligible = try await registry().active.filter { roles.contains($0.role) }.count
+        guard required <= eligible else {
+            throw QuorumError(.invalidRequest, "\(required) approvals from [\(roles.map(\.rawValue).joined(separator: ", "))] can never be met: \(eligible) such custodians are registered")
+        }
+        let requesterMayApprove = parameters["requester-may-approve"].map { $0 == "true" } ?? current.requesterMayApprove
+        return QuorumPolicy(operationClass: operationClass, required: required, approverRoles: roles, requesterMayApprove: requesterMayApprove)
+    }
+
+    /// Refuses a removal that would leave some policy impossible to meet (a lock-out).
+    private func checkQuorumsSurvive(removing name: String) async throws {
+        let remaining = try await registry().active.filter { $0.name != name }
+        for policy in try await policies() {
+            let eligible = remaining.filter { policy.approverRoles.contains($0.role) }.count
+            guard eligible >= policy.required else {
+                throw QuorumError(
+                    .invalidRequest,
+                    "removing \(name) would leave \(eligible) custodians able to approve \(policy.operationClass.rawValue), which needs \(policy.required): add a custodian first"
+                )
+            }
+        }
+    }
+
+    private static func checkKeyParameters(_ parameters: [String: String]) throws {
+        _ = try curve(parameters["curve"])
+        if let backup = parameters["backup"], !["true", "false"].contains(backup) {
+            throw QuorumError(.invalidRequest, "backup must be true or false")
+        }
+    }
+
+    private static func curve(_ text: String?) throws -> ECCurve {
+        guard let text else { return .p256 }
+        guard let curve = ECCurve(rawValue: text) else { throw QuorumError(.invalidRequest, "curve must be P-256 or P-384") }
+        return curve
+    }
+
+    /// A certificate parameter: PEM, or DER in base64.
+    static func certificateDER(_ text: String) throws -> [UInt8] {
+        if text.contains("-----BEGIN"), let certificate = try? Certificate(pemEncoded: text) {
+            return try certificate.derBytes
+        }
+        guard let der = Data(base64Encoded: text) else {
+            throw QuorumError(.invalidCertificate, "the certificate parameter is neither PEM nor base64 DER")
+        }
+        return Array(der)
+    }
+
+    static func json(_ value: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Runs `body` and records its outcome in the audit log (refusals and failures too).
+    private func recorded<T>(
+        actor: String, action: String, subject: String, details: [String: String], _ body: () async throws -> (T, [String: String])
+    ) async throws -> T {
+        do {
+            let (result, more) = try await body()
+            _ = try await audit.record(
+                AuditEvent(actor: "custodian:\(actor)", action: action, subject: subject, outcome: .success, details: details.merging(more) { $1 })
+            )
+            return result
+        } catch {
+            let outcome: AuditEvent.Outcome = error is QuorumError || error is PKIError ? .refused : .failed
+            _ = try? await audit.record(
+                AuditEvent(actor: "custodian:\(actor)", action: action, subject: subject, outcome: outcome, details: details.merging(["reason": "\(error)"]) { $1 })
+            )
+            throw error
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Hummingbird
+import Logging
+import MeterTrustAdmin
+import MeterTrustPKI
+import MeterTrustQuorum
+import MeterTrustStore
+import NIOCore
+import NIOSSL
+
+/// Request context of the admin API: keeps the channel so handlers can read the TLS peer's certificate.
+struct AdminRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.channel = source.channel
+    }
+
+    var maxUploadSize: Int { AdminRoutes.maximumBodySize }
+}
+
+/// What a client asks for when it makes a request.
+struct NewRequest: Codable {
+    var operation: String
+    var parameters: [String: String]
+    var lifetimeSeconds: Int?
+}
+
+/// Routes of the admin API (JSON in and out; errors as `{"code": ..., "message": ...}`).
+struct AdminRoutes: Sendable {
+    static let maximumBodySize = 1 << 20
+    let service: AdminService
+    let logger: Logger
+
+    func router() -> Router<AdminRequestContext> {
+        let router = Router(context: AdminRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        router.get("/healthz") { _, context in
+            _ = try await custodian(context)
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.get("/v1/custodians") { _, context in
+            _ = try await custodian(context)
+            let custodians = try await service.store.custodians().map {
+                CustodianSummary(name: $0.name, role: $0.role, certificate: $0.fingerprintSHA256, registeredAt: $0.registeredAt, removedAt: $0.removedAt)
+            }
+            return try json(custodians)
+        }
+        router.get("/v1/policies") { _, context in
+            _ = try await custodian(context)
+            return try json(try await service.policies())
+        }
+        router.post("/v1/requests") { request, context in
+            let requester = try await custodian(context)
+            let body = try await read(request, context: context)
+            guard let new = try? JSONDecoder().decode(NewRequest.self, from: Data(body)) else {
+                throw QuorumError(.invalidRequest, "the body must be {\"operation\": ..., \"parameters\": {...}, \"lifetimeSeconds\": ...}")
+            }
+            let status = try await service.submit(
+                operation: try AdminOperation.parse(new.operation), parameters: new.parameters, requester: requester,
+                lifetime: TimeInterval(new.lifetimeSeconds ?? 3600)
+            )
+            return try json(status, status: .created)
+        }
+        router.get("/v1/requests") { request, context in
+            _ = try await custodian(context)
+            let state = try request.uri.queryParameters.get("state").map { text -> AdminRequestRecord.State in
+                guard let state = AdminRequestRecord.State(rawValue: String(text)) else {
+                    throw QuorumError(.invalidRequest, "state must be pending, executing, executed or failed")
+                }
+                return state
+            }
+            let records = try await service.requests(state: state)
+            return try json(records.map { RequestSummary(id: $0.id, operation: $0.operation, requester: $0.requester, state: $0.state.rawValue, created: $0.createdAt, expires: $0.expiresAt) })
+        }
+        router.get("/v1/requests/:id") { _, context in
+            _ = try await custodian(context)
+            return try json(try await service.status(id: try context.parameters.require("id")))
+        }
+        router.get("/v1/requests/:id/document") { _, context in
+            _ = try await custodian(context)
+            let id = try context.parameters.require("id")
+            guard let record = try await service.store.adminRequest(id: id) else { throw QuorumError(.wrongRequest, "there is no request \(id)") }
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: record.document)))
+        }
+        router.post("/v1/requests/:id/approvals") { request, context in
+            let uploader = try await custodian(context)
+            let id = try context.parameters.require("id")
+            let body = try await read(request, context: context)
+            if let approval = try? Approval.parse(body), approval.request != id {
+                throw QuorumError(.wrongRequest, "the approval is for request \(approval.request.prefix(16))…, not \(id.prefix(16))…")
+            }
+            return try json(try await service.approve(body, uploader: uploader.name), status: .created)
+        }
+        router.post("/v1/requests/:id/execute") { _, context in
+            let executor = try await custodian(context)
+            return try json(try await service.execute(id: try context.parameters.require("id"), by: executor))
+        }
+        return router
+    }
+
+    /// The custodian behind this connection's client certificate (checked again: they may have been removed since
+    /// the handshake).
+    private func custodian(_ context: AdminRequestContext) async throws -> Custodian {
+        guard let certificate = try await context.channel.nioSSL_peerCertificate().get() else {
+            throw QuorumError(.unknownCustodian, "no client certificate")
+        }
+        return try await service.authenticate(certificateDER: try certificate.toDERBytes())
+    }
+
+    private func read(_ request: Request, context: AdminRequestContext) async throws -> [UInt8] {
+        Array(try await request.body.collect(upTo: Self.maximumBodySize).readableBytesView)
+    }
+}
+
+struct CustodianSummary: Codable {
+    var name: String
+    var role: String
+    var certificate: String
+    var registeredAt: Date
+    var removedAt: Date?
+}
+
+struct RequestSummary: Codable {
+    var id: String
+    var operation: String
+    var requester: String
+    var state: String
+    var created: Date
+    var expires: Date
+}
+
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.dateEncodingStrategy = .iso8601
+    return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}
+
+/// Error body of the admin API.
+struct ErrorBody: Codable {
+    var code: String
+    var message: String
+}
+
+/// Turns domain errors into JSON error responses with a status that says what kind of refusal it is.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = AdminRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as QuorumError {
+            let status: HTTPResponse.Status
+            switch error.code {
+            case .unknownCustodian, .removedCustodian, .forgedApproval, .wrongRole, .selfApproval: status = .forbidden
+            case .expiredRequest: status = .gone
+            case .invalidRequest, .invalidCertificate: status = .badRequest
+            case .wrongRequest where error.message.hasPrefix("there is no request"): status = .notFound
+            default: status = .conflict
+            }
+            return try json(ErrorBody(code: error.code.description, message: error.message), status: status)
+        } catch let error as PKIError {
+            return try json(ErrorBody(code: "pki", message: error.message), status: .badRequest)
+        } catch let error as HTTPError {
+            return try json(ErrorBody(code: "http", message: error.body ?? "\(error.status)"), status: error.status)
+        } catch {
+            context.logger.error("admin API error", metadata: ["error": "\(error)"])
+            return try json(ErrorBody(code: "internal", message: "the server failed; see its log"), status: .internalServerError)
+        }
+    }
+}

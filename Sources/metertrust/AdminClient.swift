@@ -1,0 +1,128 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import MeterTrustQuorum
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+
+/// How a custodian reaches the admin API: URL, their admin certificate and key, and the trust anchor (the root
+/// certificate) for the server's certificate. Each defaults to an environment variable.
+struct AdminClientOptions: ParsableArguments {
+    @Option(help: "Admin API URL (default $METERTRUST_ADMIN_URL).") var server: String?
+    @Option(help: "Your admin certificate, PEM (default $METERTRUST_ADMIN_CERT).") var cert: String?
+    @Option(help: "Your admin private key, PEM, mode 0600 (default $METERTRUST_ADMIN_KEY).") var key: String?
+    @Option(help: "Trust anchor for the server certificate, PEM (default $METERTRUST_ADMIN_TRUST).") var trust: String?
+
+    func resolved(_ value: String?, _ variable: String, _ what: String) throws -> String {
+        if let value { return value }
+        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
+        throw CLIError("\(what) is not set: pass it or export \(variable)")
+    }
+
+    var serverURL: String { get throws { try resolved(server, "METERTRUST_ADMIN_URL", "--server") } }
+    var certificatePath: String { get throws { try resolved(cert, "METERTRUST_ADMIN_CERT", "--cert") } }
+    var keyPath: String { get throws { try resolved(key, "METERTRUST_ADMIN_KEY", "--key") } }
+    var trustPath: String { get throws { try resolved(trust, "METERTRUST_ADMIN_TRUST", "--trust") } }
+
+    /// The custodian's signing key and certificate fingerprint, for approvals.
+    func signingIdentity() throws -> (key: P256.Signing.PrivateKey, certificateFingerprint: String) {
+        let key = try CustodianKeyFile.load(try keyPath)
+        let certificatePEM = try String(contentsOfFile: try certificatePath, encoding: .utf8)
+        let der = try NIOSSLCertificate(bytes: Array(certificatePEM.utf8), format: .pem).toDERBytes()
+        return (key, SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined())
+    }
+}
+
+/// A custodian's private key file: PEM (PKCS#8 or SEC1), readable by its owner only.
+enum CustodianKeyFile {
+    static func load(_ path: String) throws -> P256.Signing.PrivateKey {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        guard let attributes else { throw CLIError("cannot read the key file \(path)") }
+        let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0o777
+        guard mode & 0o077 == 0 else {
+            throw CLIError("the key file \(path) is readable by others (mode \(String(mode, radix: 8))): run chmod 600 \(path)")
+        }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8), let key = try? P256.Signing.PrivateKey(pemRepresentation: text) else {
+            throw CLIError("the key file \(path) is not a PEM P-256 private key")
+        }
+        return key
+    }
+
+    static func write(_ key: P256.Signing.PrivateKey, to path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: Data((key.pemRepresentation + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CLIError("cannot write \(path)")
+        }
+    }
+}
+
+/// HTTPS client of the admin API, authenticating with the custodian's admin certificate (TLS 1.3 only).
+struct AdminClient {
+    let configuration: HTTPClient.Configuration
+    let baseURL: String
+
+    init(_ options: AdminClientOptions) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv13
+        tls.trustRoots = .file(try options.trustPath)
+        tls.certificateChain = try NIOSSLCertificate.fromPEMFile(try options.certificatePath).map { .certificate($0) }
+        let key = try CustodianKeyFile.load(try options.keyPath)
+        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
+        self.configuration = configuration
+        var url = try options.serverURL
+        while url.hasSuffix("/") { url.removeLast() }
+        baseURL = url
+    }
+
+    /// Sends a request; a non-2xx answer becomes a CLIError carrying the server's message.
+    func send(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        // One client per call, always shut down: the CLI makes a handful of calls.
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let status: HTTPResponseStatus
+        let bytes: [UInt8]
+        do {
+            let response = try await client.execute(request, timeout: .seconds(120))
+            status = response.status
+            bytes = Array(try await response.body.collect(upTo: 8 << 20).readableBytesView)
+            try? await client.shutdown()
+        } catch {
+            try? await client.shutdown()
+            throw CLIError("cannot reach the admin API at \(baseURL): \(error)")
+        }
+        guard (200..<300).contains(status.code) else {
+            if let error = try? JSONDecoder().decode(ServerError.self, from: Data(bytes)) {
+                throw CLIError("the admin API refused (\(status.code), \(error.code)): \(error.message)")
+            }
+            throw CLIError("the admin API answered \(status)")
+        }
+        return bytes
+    }
+
+    func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T {
+        try Self.decode(try await send(.GET, path), as: type)
+    }
+
+    static func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(type, from: Data(bytes))
+        } catch {
+            throw CLIError("the admin API sent an answer this metertrust does not understand: \(error)")
+        }
+    }
+
+    struct ServerError: Decodable {
+        let code: String
+        let message: String
+    }
+}

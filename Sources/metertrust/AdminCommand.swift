@@ -1,0 +1,446 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import MeterTrustAdmin
+import MeterTrustAudit
+import MeterTrustHSM
+import MeterTrustPKI
+import MeterTrustQuorum
+import MeterTrustServer
+import MeterTrustStore
+import X509
+
+struct AdminCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "admin",
+        abstract: "Operations under M-of-N quorum: custodians, requests, approvals, the admin API.",
+        discussion: """
+            Ceremony (local, with the HSM): keygen → certify → bootstrap → server-cert → serve.
+            Custodians (remote, over mutual TLS): request → approve → execute; list, show, custodians, policies.
+            """,
+        subcommands: [
+            Keygen.self, Certify.self, Bootstrap.self, ServerCert.self, Serve.self, Request.self, List.self, Show.self,
+            Approve.self, Execute.self, Custodians.self, Policies.self,
+        ]
+    )
+
+    static func service(_ context: Context) async throws -> AdminService {
+        let hierarchy = try await context.hierarchy()
+        return AdminService(hierarchy: hierarchy, audit: try context.auditLog(store: hierarchy.store, token: hierarchy.token))
+    }
+
+    // MARK: Ceremony
+
+    struct Keygen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a custodian's P-256 key (0600 PEM) and CSR. Run it on the custodian's own machine."
+        )
+        @Option(help: "The custodian's name (CN of the certificate).") var name: String
+        @Option(help: "Directory for NAME.key and NAME.csr.") var out = "."
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let key = P256.Signing.PrivateKey()
+            let keyPath = URL(fileURLWithPath: out).appendingPathComponent("\(name).key").path
+            let csrPath = URL(fileURLWithPath: out).appendingPathComponent("\(name).csr").path
+            guard !FileManager.default.fileExists(atPath: keyPath) else { throw CLIError("\(keyPath) exists; refusing to overwrite a key") }
+            try CustodianKeyFile.write(key, to: keyPath)
+            let csr = try CertificateSigningRequest(
+                version: .v1, subject: try DistinguishedName { CommonName(name) }, privateKey: Certificate.PrivateKey(key),
+                attributes: CertificateSigningRequest.Attributes()
+            )
+            try (try csr.serializeAsPEM().pemString + "\n").write(toFile: csrPath, atomically: true, encoding: .utf8)
+            if output.json {
+                try Output.json(["key": keyPath, "csr": csrPath])
+            } else {
+                Output.line("wrote \(keyPath) (mode 0600) and \(csrPath); have the Admin CA certify the CSR")
+            }
+        }
+    }
+
+    struct Certify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue a custodian's admin certificate (profile custodian: CN=name, OU=role, clientAuth) from the Admin CA.",
+            discussion: "A certificate grants nothing by itself: the custodian counts once registered (bootstrap or custodian.add)."
+        )
+        @Option(help: "The custodian's CSR (PEM or DER).") var csr: String
+        @Option(help: "The custodian's name (CN).") var name: String
+        @Option(help: "Role (OU): security-officer, pki-officer or auditor.") var role: String
+        @Option(help: "Write the certificate (PEM) here.") var out: String
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let role = try CustodianRole.parse(role)
+            let context = try Context(data)
+            let service = try await AdminCommand.service(context)
+            let adminCA = try await service.adminAuthority()
+            guard let bytes = FileManager.default.contents(atPath: csr) else { throw CLIError("cannot read \(csr)") }
+            let validated = try CSRCheck.validate(der: try CSRCheck.decode(Array(bytes)), profile: .custodian)
+            let signer = try CertificateSigner(authority: adminCA, profile: .custodian, settings: context.configuration.pki)
+            let (certificate, record) = try await context.audited(
+                "certificate.issue", subject: name, store: service.store, token: service.hierarchy.token, details: ["profile": "custodian", "role": role.rawValue]
+            ) {
+                let issued = try await service.hierarchy.token.perform { _ in
+                    try signer.signNamed(validated, commonName: name, organizationalUnit: role.rawValue)
+                }
+                try await service.store.insertCertificate(issued.record)
+                return (issued, ["serial": issued.record.serial])
+            }
+            try certificate.pem.write(toFile: out, atomically: true, encoding: .utf8)
+            if output.json {
+                try Output.json(["certificate": out, "serial": record.serial, "fingerprint": record.fingerprintSHA256])
+            } else {
+                Output.line("issued custodian certificate \(record.serial) for \(name) (\(role.rawValue)) → \(out)")
+            }
+        }
+    }
+
+    struct Bootstrap: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bootstrap ceremony: register the first custodians and the default policies (once per deployment)."
+        )
+        @Option(name: .customLong("custodian"), help: "A custodian's admin certificate (PEM); repeat for each.") var custodians: [String] = []
+        @Option(help: "Approvals every operation class needs.") var required = 2
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let context = try Context(data)
+            let service = try await AdminCommand.service(context)
+            let certificates = try custodians.map { path -> [UInt8] in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8), let certificate = try? Certificate(pemEncoded: text) else {
+                    throw CLIError("\(path) is not a PEM certificate")
+                }
+                return try certificate.derBytes
+            }
+            let records = try await service.bootstrap(custodianCertificates: certificates, required: required, actor: context.actor)
+            let policies = try await service.policies()
+            if output.json {
+                try Output.json(["custodians": records.map(\.name), "policies": policies.map { "\($0.operationClass.rawValue): \($0.summary)" }])
+            } else {
+                Output.line("registered \(records.count) custodians: \(records.map { "\($0.name) (\($0.role))" }.joined(separator: ", "))")
+                for policy in policies { Output.line("  \(policy.operationClass.rawValue): \(policy.summary)") }
+            }
+        }
+    }
+
+    struct ServerCert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "server-cert",
+            abstract: "Make the admin API's TLS identity: a key in the HSM and a tls-server certificate from an operational CA."
+        )
+        @Option(help: "Host name clients connect to (CN and SAN dNSName).") var host = "localhost"
+        @Option(help: "Issuing operational CA (default: the only one).") var ca: String?
+        @Option(help: "Default listening port for admin serve.") var port = 8443
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let context = try Context(data)
+            let hierarchy = try await context.hierarchy()
+            let issuer: String
+            if let ca {
+                issuer = ca
+            } else {
+                let operational = try await hierarchy.authorities(role: .operational).filter { $0.destroyedAt == nil }
+                guard operational.count == 1 else { throw CLIError("name the operational CA with --ca") }
+                issuer = operational[0].name
+            }
+            let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: hierarchy.store, token: hierarchy.token) {
+                let identity = try await hierarchy.createTLSServerIdentity(host: host, authority: issuer)
+                return (identity, ["key": identity.key.label, "serial": identity.certificate.serialHex])
+            }
+            var configuration = context.configuration
+            configuration.adminServer = .init(keyLabel: key.label, issuer: issuer, certificateSerial: certificate.serialHex, host: "127.0.0.1", port: port)
+            try configuration.write(to: context.dataDirectory)
+            if output.json {
+                try Output.json(["key": key.label, "serial": certificate.serialHex, "host": host])
+            } else {
+                Output.line("admin API identity: key \(key.label) in the HSM, certificate \(certificate.serialHex) for \(host) from \(issuer)")
+            }
+        }
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve the admin API over HTTPS (TLS 1.3, client certificates of registered custodians only)."
+        )
+        @Option(help: "Listen address host:port (default from admin server-cert: 127.0.0.1:8443).") var listen: String?
+        @Option(help: "Write the bound port to this file once listening (for port 0).") var portFile: String?
+        @OptionGroup var data: DataDirectoryOptions
+
+        func run() async throws {
+            let context = try Context(data)
+            guard let settings = context.configuration.adminServer else {
+                throw CLIError("the admin API has no TLS identity yet: run metertrust admin server-cert first")
+            }
+            var host = settings.host
+            var port = settings.port
+            if let listen {
+                guard let colon = listen.lastIndex(of: ":"), let value = Int(listen[listen.index(after: colon)...]) else {
+                    throw CLIError("--listen must be host:port")
+                }
+                host = String(listen[..<colon])
+                port = value
+            }
+            let service = try await AdminCommand.service(context)
+            let hierarchy = service.hierarchy
+            guard try await service.store.isQuorumBootstrapped() else {
+                throw QuorumError(.notBootstrapped, "no custodians are registered: run the bootstrap ceremony (metertrust admin bootstrap) first")
+            }
+            guard let stored = try await service.store.certificate(issuer: settings.issuer, serial: settings.certificateSerial) else {
+                throw CLIError("the admin API certificate \(settings.certificateSerial) is missing from the store")
+            }
+            let certificate = try Certificate(derEncoded: stored.der)
+            let issuer = try await hierarchy.authority(named: settings.issuer)
+            let key = try await hierarchy.token.perform { try $0.findKey(label: settings.keyLabel) }
+            let server = AdminServer(
+                service: service,
+                configuration: .init(host: host, port: port, certificateChain: [certificate] + issuer.chain.dropLast(), key: key)
+            )
+            let portFile = self.portFile
+            let listeningHost = host
+            try await server.run { bound in
+                if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+                Output.line("admin API listening on https://\(listeningHost):\(bound) (TLS 1.3, custodian certificates only)")
+            }
+        }
+    }
+
+    // MARK: Custodians' commands (over mutual TLS)
+
+    struct Request: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ask for an operation under quorum.",
+            discussion: """
+                Operations: \(AdminOperation.allCases.map(\.rawValue).joined(separator: ", ")).
+                Parameters are key=value; key=@FILE reads the value from a file (e.g. certificate=@bob.pem).
+                """
+        )
+        @Argument(help: "The operation, e.g. ca.create.") var operation: String
+        @Argument(help: "Parameters, key=value.") var parameters: [String] = []
+        @Option(help: "Seconds until the request expires (default 3600, at most 7 days).") var lifetime = 3600
+        @Option(help: "Also save the canonical request document here (for offline approvals).") var out: String?
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            var values: [String: String] = [:]
+            for parameter in parameters {
+                guard let equals = parameter.firstIndex(of: "=") else { throw CLIError("parameter \(parameter) is not key=value") }
+                let key = String(parameter[..<equals])
+                var value = String(parameter[parameter.index(after: equals)...])
+                if value.hasPrefix("@") {
+                    guard let text = try? String(contentsOfFile: String(value.dropFirst()), encoding: .utf8) else {
+                        throw CLIError("cannot read \(value.dropFirst()) for parameter \(key)")
+                    }
+                    value = text
+                }
+                values[key] = value
+            }
+            let body = try JSONEncoder().encode(NewRequestBody(operation: operation, parameters: values, lifetimeSeconds: lifetime))
+            let api = try AdminClient(client)
+            let bytes = try await api.send(.POST, "/v1/requests", body: Array(body))
+            let status = try AdminClient.decode(bytes, as: RequestStatus.self)
+            if let out { try Data(status.request.canonicalBytes).write(to: URL(fileURLWithPath: out)) }
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])) } else { AdminCommand.print(status) }
+        }
+    }
+
+    struct NewRequestBody: Encodable {
+        var operation: String
+        var parameters: [String: String]
+        var lifetimeSeconds: Int
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List requests (newest first).")
+        @Option(help: "Only requests in this state: pending, executing, executed, failed.") var state: String?
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Summary: Codable {
+            var id: String
+            var operation: String
+            var requester: String
+            var state: String
+            var created: Date
+            var expires: Date
+        }
+
+        func run() async throws {
+            let api = try AdminClient(client)
+            let bytes = try await api.send(.GET, "/v1/requests" + (state.map { "?state=\($0)" } ?? ""))
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            let requests = try AdminClient.decode(bytes, as: [Summary].self)
+            if requests.isEmpty { Output.line("no requests") }
+            for request in requests {
+                Output.line("\(request.id)  \(request.state.padding(toLength: 9, withPad: " ", startingAt: 0))  \(request.operation)  by \(request.requester)  expires \(Output.timestamp.string(from: request.expires))")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a request: what it asks, its approvals against its policy, its outcome.")
+        @Argument(help: "Request id (SHA-256 of its document).") var id: String
+        @Option(help: "Save the canonical request document here (for offline approval).") var documentOut: String?
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let api = try AdminClient(client)
+            let bytes = try await api.send(.GET, "/v1/requests/\(id)")
+            let document = try await api.send(.GET, "/v1/requests/\(id)/document")
+            let request = try AdminRequest.parse(document)
+            guard request.id == id else { throw CLIError("the server sent a document whose SHA-256 is not \(id): do not approve it") }
+            if let documentOut { try Data(document).write(to: URL(fileURLWithPath: documentOut)) }
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            AdminCommand.print(try AdminClient.decode(bytes, as: RequestStatus.self))
+        }
+    }
+
+    struct Approve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Approve a request: sign its canonical document with your admin key.",
+            discussion: """
+                Online: metertrust admin approve ID (fetches the document, checks its SHA-256 is ID, signs, uploads).
+                Offline: metertrust admin approve --offline --request REQUEST.json --out APPROVAL.json (no network);
+                later anyone registered uploads it: metertrust admin approve --upload APPROVAL.json.
+                """
+        )
+        @Argument(help: "Request id.") var id: String?
+        @Flag(help: "Sign a request file without contacting the server.") var offline = false
+        @Option(help: "With --offline: the request document.") var request: String?
+        @Option(help: "With --offline: where to write the approval.") var out: String?
+        @Option(help: "Upload an approval file made offline.") var upload: String?
+        @Option(help: "With --offline: your name as registered (default: the CN of --cert).") var custodian: String?
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            if offline {
+                guard let request, let out else { throw CLIError("--offline needs --request FILE and --out FILE") }
+                guard let bytes = FileManager.default.contents(atPath: request) else { throw CLIError("cannot read \(request)") }
+                let document = try AdminRequest.parse(Array(bytes))
+                let approval = try sign(document)
+                try Data(approval.bytes).write(to: URL(fileURLWithPath: out))
+                if output.json {
+                    FileHandle.standardOutput.write(Data(approval.bytes + [10]))
+                } else {
+                    Output.line("approved \(document.operation) request \(document.id) offline → \(out)")
+                }
+                return
+            }
+            let api = try AdminClient(client)
+            let body: [UInt8]
+            let requestID: String
+            if let upload {
+                guard let bytes = FileManager.default.contents(atPath: upload) else { throw CLIError("cannot read \(upload)") }
+                let approval = try Approval.parse(Array(bytes))
+                body = Array(bytes)
+                requestID = approval.request
+            } else {
+                guard let id else { throw CLIError("name the request: metertrust admin approve ID") }
+                let document = try await api.send(.GET, "/v1/requests/\(id)/document")
+                let parsed = try AdminRequest.parse(document)
+                guard parsed.id == id else { throw CLIError("the server sent a document whose SHA-256 is not \(id): not approving") }
+                body = try sign(parsed).bytes
+                requestID = id
+            }
+            let bytes = try await api.send(.POST, "/v1/requests/\(requestID)/approvals", body: body)
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            AdminCommand.print(try AdminClient.decode(bytes, as: RequestStatus.self))
+        }
+
+        private func sign(_ document: AdminRequest) throws -> Approval {
+            let (key, fingerprint) = try client.signingIdentity()
+            let name: String
+            if let custodian {
+                name = custodian
+            } else {
+                let text = try String(contentsOfFile: try client.certificatePath, encoding: .utf8)
+                let certificate = try Certificate(pemEncoded: text)
+                guard let commonName = certificate.subject.flatMap({ Array($0) }).first(where: { $0.type == .RDNAttributeType.commonName }).flatMap({ String($0.value) }) else {
+                    throw CLIError("the certificate has no CN: pass --custodian")
+                }
+                name = commonName
+            }
+            return try Approval(approving: document, custodian: name, certificateFingerprint: fingerprint, key: key)
+        }
+    }
+
+    struct Execute: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run an approved request (once; only at quorum, before it expires).")
+        @Argument(help: "Request id.") var id: String
+        @Option(help: "For backup.export: write the backup file here.") var backupOut: String?
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let api = try AdminClient(client)
+            let bytes = try await api.send(.POST, "/v1/requests/\(id)/execute")
+            let status = try AdminClient.decode(bytes, as: RequestStatus.self)
+            if let backupOut {
+                guard let outcome = status.outcome.flatMap({ try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }),
+                    let backup = outcome["backup"]
+                else { throw CLIError("the request produced no backup file") }
+                try backup.write(toFile: backupOut, atomically: true, encoding: .utf8)
+                try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: backupOut)
+            }
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            AdminCommand.print(status)
+        }
+    }
+
+    struct Custodians: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the registered custodians.")
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Entry: Codable {
+            var name: String
+            var role: String
+            var certificate: String
+            var registeredAt: Date
+            var removedAt: Date?
+        }
+
+        func run() async throws {
+            let api = try AdminClient(client)
+            let bytes = try await api.send(.GET, "/v1/custodians")
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            for entry in try AdminClient.decode(bytes, as: [Entry].self) {
+                Output.line("\(entry.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(entry.role.padding(toLength: 17, withPad: " ", startingAt: 0)) \(entry.certificate.prefix(16))…\(entry.removedAt.map { "  removed \(Output.timestamp.string(from: $0))" } ?? "")")
+            }
+        }
+    }
+
+    struct Policies: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the quorum policies.")
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let api = try AdminClient(client)
+            let bytes = try await api.send(.GET, "/v1/policies")
+            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            for policy in try AdminClient.decode(bytes, as: [QuorumPolicy].self) {
+                Output.line("\(policy.operationClass.rawValue.padding(toLength: 22, withPad: " ", startingAt: 0)) \(policy.summary)")
+            }
+        }
+    }
+
+    static func print(_ status: RequestStatus) {
+        Output.line("request \(status.id)")
+        Output.line("  operation:  \(status.request.operation) \(status.request.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.count > 60 ? String($0.value.prefix(57)) + "..." : $0.value)" }.joined(separator: " "))")
+        Output.line("  requester:  \(status.request.requester), created \(status.request.created), expires \(status.request.expires)")
+        Output.line("  policy:     \(status.policy.operationClass.rawValue): \(status.policy.summary)")
+        Output.line("  approvals:  \(status.tally.counted.count)/\(status.tally.required)\(status.tally.counted.isEmpty ? "" : " (\(status.tally.counted.joined(separator: ", ")))")")
+        for (name, reason) in status.tally.notCounted.sorted(by: { $0.key < $1.key }) { Output.line("  not counted: \(name): \(reason)") }
+        Output.line("  state:      \(status.state.rawValue)\(status.executedBy.map { " by \($0)" } ?? "")")
+        if let outcome = status.outcome, let values = try? JSONDecoder().decode([String: String].self, from: Data(outcome.utf8)) {
+            for (key, value) in values.sorted(by: { $0.key < $1.key }) where key != "backup" { Output.line("  \(key): \(value)") }
+        }
+    }
+}
