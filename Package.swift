@@ -179,6 +179,8 @@ let package = Package(
                 "MeterTrustDevice",
                 "MeterTrustFactory",
                 "MeterTrustAudit",
+                "MeterTrustQuorum",
+                "MeterTrustAdmin",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

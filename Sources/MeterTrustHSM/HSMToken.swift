@@ -164,6 +164,13 @@ public final class HSMToken: Sendable {
         }
     }
 
+    /// Labels of every private key on the token (inventory; the keys themselves stay where they are).
+    public func privateKeyLabels() throws -> [String] {
+        try findObjects([.ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY))]).map {
+            String(decoding: try attribute(CK_ATTRIBUTE_TYPE(CKA_LABEL), of: $0), as: UTF8.self)
+        }.sorted()
+    }
+
     /// Finds the key pair whose objects carry CKA_LABEL `label`.
     public func findKey(label: String) throws -> HSMKey {
         try findKey(matching: .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label), description: "label \"\(label)\"")

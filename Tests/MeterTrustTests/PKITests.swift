@@ -17,7 +17,7 @@ struct PKIBuildingBlockTests {
         let g = hexBytes(
             "04" + "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
                 + "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
-        )
+        )!
         #expect(hexString(KeyIdentifier.method2(subjectPublicKey: g)) == "408a9c9e5efda0e1")
     }
 
@@ -56,12 +56,6 @@ struct PKIBuildingBlockTests {
     }
 }
 
-func hexBytes(_ text: String) -> [UInt8] {
-    stride(from: 0, to: text.count, by: 2).map {
-        let start = text.index(text.startIndex, offsetBy: $0)
-        return UInt8(text[start..<text.index(start, offsetBy: 2)], radix: 16)!
-    }
-}
 
 @Suite("CA hierarchy and issuance on SoftHSM2 and SQLite")
 struct IssuanceTests {

@@ -1,0 +1,323 @@
+import Crypto
+import Foundation
+import MeterTrustAdmin
+import MeterTrustAudit
+import MeterTrustHSM
+import MeterTrustPKI
+@testable import MeterTrustQuorum
+import MeterTrustStore
+import Testing
+import X509
+
+/// M-of-N approvals on a real SoftHSM2 token and SQLite store, driven through `AdminService` (the admin API's core).
+@Suite("Quorum: requests, approvals, execution")
+struct QuorumTests {
+    /// A deployment with custodians alice, bob, carol, erin (security officers) and dave (pki officer), bootstrapped
+    /// at the default 2-of-n.
+    struct Deployment {
+        let fixture: PKIFixture
+        let service: AdminService
+        let keys: [String: P256.Signing.PrivateKey]
+        let custodians: [String: Custodian]
+
+        static func make(names: [(String, CustodianRole)] = [
+            ("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer), ("erin", .securityOfficer), ("dave", .pkiOfficer),
+        ]) async throws -> Deployment {
+            let fixture = try await PKIFixture.make()
+            let service = AdminService(hierarchy: fixture.hierarchy, audit: AuditLog(store: fixture.store, signer: nil, origin: "test/audit"))
+            var keys: [String: P256.Signing.PrivateKey] = [:]
+            var certificates: [[UInt8]] = []
+            for (name, role) in names {
+                let (key, der) = try await Self.custodianCertificate(fixture, name: name, role: role)
+                keys[name] = key
+                certificates.append(der)
+            }
+            _ = try await service.bootstrap(custodianCertificates: certificates, actor: "test")
+            let registry = try await service.registry()
+            return Deployment(
+                fixture: fixture, service: service, keys: keys,
+                custodians: Dictionary(uniqueKeysWithValues: registry.custodians.map { ($0.name, $0) })
+            )
+        }
+
+        static func custodianCertificate(_ fixture: PKIFixture, name: String, role: CustodianRole) async throws -> (P256.Signing.PrivateKey, [UInt8]) {
+            let key = P256.Signing.PrivateKey()
+            let signer = try CertificateSigner(authority: fixture.admin, profile: .custodian, settings: PKISettings())
+            let (certificate, record) = try signer.signNamed(
+                try PublicKeyInfo(publicKey: Certificate.PublicKey(key.publicKey)), commonName: name, organizationalUnit: role.rawValue
+            )
+            try await fixture.store.insertCertificate(record)
+            return (key, try certificate.derBytes)
+        }
+
+        func request(_ operation: AdminOperation, _ parameters: [String: String], by requester: String = "alice", lifetime: TimeInterval = 600) async throws -> RequestStatus {
+            try await service.submit(operation: operation, parameters: parameters, requester: custodians[requester]!, lifetime: lifetime)
+        }
+
+        func approval(of status: RequestStatus, by name: String, key: P256.Signing.PrivateKey? = nil) throws -> [UInt8] {
+            try Approval(
+                approving: status.request, custodian: name, certificateFingerprint: custodians[name]!.record.fingerprintSHA256, key: key ?? keys[name]!
+            ).bytes
+        }
+
+        func approve(_ status: RequestStatus, by name: String) async throws -> RequestStatus {
+            try await service.approve(try approval(of: status, by: name), uploader: name)
+        }
+
+        func lastAuditEvent() async throws -> AuditEntry {
+            let count = try await fixture.store.auditEntryCount()
+            let rows = try await fixture.store.auditEntries(after: count - 2, limit: 1)
+            return try #require(AuditEntry.decode(rows[0].entry))
+        }
+    }
+
+    /// Runs `body`, expecting a QuorumError with `code`; returns its message.
+    @discardableResult
+    static func refusal(_ code: QuorumError.Code, _ body: () async throws -> Void) async -> String {
+        do {
+            try await body()
+            Issue.record("expected a \(code) refusal, got success")
+        } catch let error as QuorumError {
+            #expect(error.code == code, "\(error)")
+            return error.message
+        } catch {
+            Issue.record("expected a \(code) refusal, got \(error)")
+        }
+        return ""
+    }
+
+    @Test("forged, expired, replayed, duplicate-custodian, removed-custodian, wrong-role, wrong-request and self approvals are refused with a reason and not stored")
+    func refusedApprovals() async throws {
+        let deployment = try await Deployment.make()
+        let status = try await deployment.request(.caCreate, ["kind": "operational", "name": "south"])
+
+        // Forged: carol's name and certificate, bob's key; and a valid signature with one byte changed.
+        let forged = try deployment.approval(of: status, by: "carol", key: deployment.keys["bob"]!)
+        var message = await Self.refusal(.forgedApproval) { _ = try await deployment.service.approve(forged, uploader: "bob") }
+        #expect(message.contains("does not verify with carol"))
+        var flipped = try JSONSerialization.jsonObject(with: Data(try deployment.approval(of: status, by: "bob"))) as! [String: String]
+        var signature = Array(Data(base64Encoded: flipped["signature"]!)!)
+        signature[signature.count - 3] ^= 0x01
+        flipped["signature"] = Data(signature).base64EncodedString()
+        await Self.refusal(.forgedApproval) {
+            _ = try await deployment.service.approve(try JSONSerialization.data(withJSONObject: flipped).map { $0 }, uploader: "bob")
+        }
+
+        // Wrong role: dave is a pki officer; ca-key-create takes security officers only.
+        message = await Self.refusal(.wrongRole) { _ = try await deployment.approve(status, by: "dave") }
+        #expect(message.contains("dave is a pki-officer"))
+
+        // Self-approval: alice asked.
+        await Self.refusal(.selfApproval) { _ = try await deployment.approve(status, by: "alice") }
+
+        // Duplicate custodian: bob counts once.
+        let afterBob = try await deployment.approve(status, by: "bob")
+        #expect(afterBob.tally.counted == ["bob"])
+        message = await Self.refusal(.duplicateApproval) { _ = try await deployment.approve(status, by: "bob") }
+        #expect(message.contains("bob already approved"))
+
+        // Wrong request: the same operation asked again is another request (new nonce); bob's approval of the first
+        // does not count for it, whether it names the first request or claims the second.
+        let twin = try await deployment.request(.caCreate, ["kind": "operational", "name": "south"])
+        #expect(twin.id != status.id)
+        let record = try #require(try await deployment.fixture.store.adminRequest(id: twin.id))
+        let policy = try await deployment.service.policy(for: .caKeyCreate)
+        let registry = try await deployment.service.registry()
+        let bobsFirst = try Approval.parse(try deployment.approval(of: status, by: "bob"))
+        #expect(throws: QuorumError.self) { try QuorumRules.check(bobsFirst, for: record, policy: policy, registry: registry, now: Date()) }
+        message = await Self.refusal(.wrongRequest) {
+            _ = try QuorumRules.check(bobsFirst, for: record, policy: policy, registry: registry, now: Date())
+        }
+        #expect(message.contains("never counts for another request"))
+        var relabelled = try JSONSerialization.jsonObject(with: Data(bobsFirst.bytes)) as! [String: String]
+        relabelled["request"] = twin.id
+        await Self.refusal(.forgedApproval) {
+            _ = try await deployment.service.approve(try JSONSerialization.data(withJSONObject: relabelled).map { $0 }, uploader: "bob")
+        }
+
+        // Unknown custodian: a certificate from the Admin CA that was never registered.
+        let (strangerKey, _) = try await Deployment.custodianCertificate(deployment.fixture, name: "mallory", role: .securityOfficer)
+        let stranger = try Approval(approving: status.request, custodian: "mallory", certificateFingerprint: String(repeating: "0", count: 64), key: strangerKey)
+        await Self.refusal(.unknownCustodian) { _ = try await deployment.service.approve(stranger.bytes, uploader: "bob") }
+
+        // Expired: a request that lived one second.
+        let shortLived = try await deployment.request(.caCreate, ["kind": "operational", "name": "west"], lifetime: 1)
+        try await Task.sleep(for: .milliseconds(2100))
+        message = await Self.refusal(.expiredRequest) { _ = try await deployment.approve(shortLived, by: "bob") }
+        #expect(message.contains("expired"))
+        await Self.refusal(.expiredRequest) { _ = try await deployment.service.execute(id: shortLived.id, by: deployment.custodians["bob"]!) }
+
+        // Replayed: once the request ran, its approvals cannot be used again, not even by a new approver.
+        _ = try await deployment.approve(status, by: "carol")
+        let executed = try await deployment.service.execute(id: status.id, by: deployment.custodians["carol"]!)
+        #expect(executed.state == .executed)
+        await Self.refusal(.alreadyExecuted) { _ = try await deployment.approve(status, by: "erin") }
+        await Self.refusal(.alreadyExecuted) { _ = try await deployment.service.execute(id: status.id, by: deployment.custodians["bob"]!) }
+
+        // None of the refused approvals was stored: only bob's and carol's.
+        #expect(try await deployment.fixture.store.approvals(requestID: status.id).map(\.custodian).sorted() == ["bob", "carol"])
+        #expect(try await deployment.fixture.store.approvals(requestID: twin.id).isEmpty)
+        #expect(try await deployment.fixture.store.certificateAuthority(named: "south") != nil)
+    }
+
+    @Test("a removed custodian's approvals stop counting, and new ones are refused")
+    func removedCustodian() async throws {
+        let deployment = try await Deployment.make()
+        let pending = try await deployment.request(.caCreate, ["kind": "admin", "name": "admin2"])
+        _ = try await deployment.approve(pending, by: "carol")
+        _ = try await deployment.approve(pending, by: "bob")
+
+        let removal = try await deployment.request(.custodianRemove, ["name": "carol"], by: "erin")
+        _ = try await deployment.approve(removal, by: "alice")
+        _ = try await deployment.approve(removal, by: "bob")
+        _ = try await deployment.service.execute(id: removal.id, by: deployment.custodians["bob"]!)
+
+        let message = await Self.refusal(.removedCustodian) { _ = try await deployment.approve(removal, by: "carol") }
+        #expect(message.contains("carol was removed"))
+        // carol approved before her removal: it no longer counts, so the request is now below quorum.
+        let status = try await deployment.service.status(id: pending.id)
+        #expect(status.tally.counted == ["bob"])
+        #expect(status.tally.notCounted["carol"]?.contains("removed") == true)
+        await Self.refusal(.belowQuorum) { _ = try await deployment.service.execute(id: pending.id, by: deployment.custodians["bob"]!) }
+        // A removed custodian cannot authenticate to the admin API either.
+        await Self.refusal(.unknownCustodian) {
+            _ = try await deployment.service.authenticate(certificateDER: deployment.custodians["carol"]!.record.certificateDER)
+        }
+    }
+
+    @Test("below quorum nothing runs: no CA, no key in the HSM, only the refused request in the audit log")
+    func belowQuorumLeavesNoTrace() async throws {
+        let deployment = try await Deployment.make()
+        let caCount = try await deployment.fixture.store.certificateAuthorities().count
+        let keysBefore = try await deployment.fixture.token.perform { try $0.privateKeyLabels() }
+        let status = try await deployment.request(.manufacturerRegister, ["name": "globex"])
+        _ = try await deployment.approve(status, by: "dave")
+        let message = await Self.refusal(.belowQuorum) {
+            _ = try await deployment.service.execute(id: status.id, by: deployment.custodians["dave"]!)
+        }
+        #expect(message.contains("1 of the 2 approvals") && message.contains("nothing was run"))
+        #expect(try await deployment.fixture.store.certificateAuthorities().count == caCount)
+        #expect(try await deployment.fixture.store.certificateAuthority(named: "globex") == nil)
+        #expect(try await deployment.fixture.token.perform { try $0.privateKeyLabels() } == keysBefore)
+        #expect(try await deployment.fixture.store.adminRequest(id: status.id)?.state == .pending)
+        let entry = try await deployment.lastAuditEvent()
+        #expect(entry.action == "admin.execute" && entry.outcome == .refused && entry.subject == status.id)
+        #expect(entry.details["reason"]?.contains("approvals") == true)
+
+        // With a second approval (security officer), it runs: the manufacturer's CA exists.
+        _ = try await deployment.approve(status, by: "bob")
+        let executed = try await deployment.service.execute(id: status.id, by: deployment.custodians["dave"]!)
+        #expect(executed.state == .executed && executed.tally.counted.sorted() == ["bob", "dave"])
+        #expect(try await deployment.fixture.store.certificateAuthority(named: "globex")?.role == .manufacturer)
+        #expect(try await deployment.fixture.token.perform { try $0.privateKeyLabels() }.contains { $0.hasPrefix("metertrust/manufacturer/globex/") })
+    }
+
+    @Test("a request runs at most once, even when executed concurrently")
+    func runsOnce() async throws {
+        let deployment = try await Deployment.make()
+        let status = try await deployment.request(.caCreate, ["kind": "operational", "name": "east"])
+        _ = try await deployment.approve(status, by: "bob")
+        _ = try await deployment.approve(status, by: "carol")
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for name in ["alice", "bob", "carol", "erin"] {
+                group.addTask {
+                    (try? await deployment.service.execute(id: status.id, by: deployment.custodians[name]!)) != nil
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 1)
+        #expect(try await deployment.fixture.store.certificateAuthorities().filter { $0.name == "east" }.count == 1)
+    }
+
+    @Test("policies change only under the current quorum, never to an unreachable one; the requester counts if the policy says so")
+    func policyChanges() async throws {
+        let deployment = try await Deployment.make()
+        await Self.refusal(.invalidRequest) {
+            _ = try await deployment.request(.policySet, ["class": "ca-key-create", "required": "5"])
+        }
+        let change = try await deployment.request(.policySet, ["class": "ca-key-create", "required": "3", "requester-may-approve": "true"])
+        _ = try await deployment.approve(change, by: "bob")
+        _ = try await deployment.approve(change, by: "carol")
+        _ = try await deployment.service.execute(id: change.id, by: deployment.custodians["bob"]!)
+        let policy = try await deployment.service.policy(for: .caKeyCreate)
+        #expect(policy.required == 3 && policy.requesterMayApprove)
+
+        let status = try await deployment.request(.caCreate, ["kind": "operational", "name": "central"])
+        _ = try await deployment.approve(status, by: "alice")
+        _ = try await deployment.approve(status, by: "bob")
+        await Self.refusal(.belowQuorum) { _ = try await deployment.service.execute(id: status.id, by: deployment.custodians["alice"]!) }
+        _ = try await deployment.approve(status, by: "erin")
+        #expect(try await deployment.service.execute(id: status.id, by: deployment.custodians["alice"]!).state == .executed)
+    }
+
+    @Test("request documents are canonical and content-addressed; altered or malformed ones are refused")
+    func canonicalRequests() throws {
+        let request = try AdminRequest(operation: .caDestroy, parameters: ["name": "north"], requester: "alice", lifetime: 600)
+        let bytes = request.canonicalBytes
+        #expect(try AdminRequest.parse(bytes) == request)
+        #expect(request.id == SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
+        #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("{\"created\":"))
+        // Same content, other layout: refused (one request, one id).
+        let spaced = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: ",\"", with: ", \"").utf8)
+        #expect(throws: QuorumError.self) { try AdminRequest.parse(spaced) }
+        let altered = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "north", with: "south").utf8)
+        #expect(try AdminRequest.parse(altered).id != request.id)
+        #expect(throws: QuorumError.self) { try AdminRequest(operation: .caDestroy, parameters: [:], requester: "a", lifetime: 60) }
+        #expect(throws: QuorumError.self) { try AdminRequest(operation: .caDestroy, parameters: ["name": "x", "force": "1"], requester: "a", lifetime: 60) }
+        #expect(throws: QuorumError.self) { try AdminRequest(operation: .caDestroy, parameters: ["name": "x"], requester: "a", lifetime: 30 * 86_400) }
+        #expect(throws: QuorumError.self) { try AdminRequest.parse(Array(repeating: UInt8(ascii: " "), count: AdminRequest.maximumSize + 1)) }
+        #expect(throws: QuorumError.self) { try AdminRequest.parse(Array("{\"format\":\"other\"}".utf8)) }
+    }
+
+    @Test("bootstrap runs once, takes only Admin CA custodian certificates, and needs a quorum that survives losing a custodian")
+    func bootstrapCeremony() async throws {
+        let deployment = try await Deployment.make()
+        let (_, extra) = try await Deployment.custodianCertificate(deployment.fixture, name: "frank", role: .securityOfficer)
+        await Self.refusal(.underQuorumControl) { _ = try await deployment.service.bootstrap(custodianCertificates: [extra], actor: "test") }
+
+        let fresh = try await PKIFixture.make()
+        let service = AdminService(hierarchy: fresh.hierarchy, audit: AuditLog(store: fresh.store, signer: nil, origin: "t"))
+        let (_, one) = try await Deployment.custodianCertificate(fresh, name: "solo", role: .securityOfficer)
+        let (_, two) = try await Deployment.custodianCertificate(fresh, name: "duo", role: .securityOfficer)
+        await Self.refusal(.invalidRequest) { _ = try await service.bootstrap(custodianCertificates: [one, two], actor: "test") }
+        // A certificate from another CA (the operational CA) is not an admin certificate.
+        let signer = try CertificateSigner(authority: fresh.operational, profile: .tlsServer, settings: PKISettings())
+        let (server, _) = try signer.signNamed(
+            try PublicKeyInfo(publicKey: Certificate.PublicKey(P256.Signing.PrivateKey().publicKey)), commonName: "host", organizationalUnit: nil, dnsNames: ["host"]
+        )
+        await Self.refusal(.invalidCertificate) { _ = try await service.bootstrap(custodianCertificates: [one, two, try server.derBytes], actor: "test") }
+        #expect(try await !fresh.store.isQuorumBootstrapped())
+    }
+
+    @Test("Shamir k-of-n: every k shares recover the secret, k-1 do not; shares decrypt only with their custodian's key")
+    func shamirAndShareEncryption() async throws {
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        for (k, n) in [(2, 3), (3, 5), (5, 7)] {
+            let shares = try Shamir.split(secret, threshold: k, count: n)
+            #expect(Set(shares.map(\.value)).count == n && !shares.contains { $0.value == secret })
+            for subset in combinations(shares, k) { #expect(try Shamir.combine(subset) == secret) }
+            for subset in combinations(shares, k - 1) { #expect(try Shamir.combine(subset) != secret) }
+        }
+        // GF(2^8) sanity against the AES field (FIPS 197 §4.2: {57} • {83} = {c1}).
+        #expect(Shamir.multiply(0x57, 0x83) == 0xc1)
+        #expect(throws: QuorumError.self) { try Shamir.split(secret, threshold: 1, count: 3) }
+        #expect(throws: QuorumError.self) { try Shamir.split(secret, threshold: 4, count: 3) }
+
+        let deployment = try await Deployment.make(names: [("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer)])
+        let holders = ["alice", "bob", "carol"].map { deployment.custodians[$0]! }
+        let shares = try BackupShares(key: secret, threshold: 2, custodians: holders)
+        #expect(try shares.recover(with: ["alice": deployment.keys["alice"]!, "carol": deployment.keys["carol"]!]) == secret)
+        #expect(throws: QuorumError.self) { try shares.recover(with: ["alice": deployment.keys["alice"]!]) }
+        // bob's key cannot open alice's share (a share passed off as another's).
+        #expect(throws: QuorumError.self) { try shares.shares[0].decrypt(with: deployment.keys["bob"]!, keyCheckValue: shares.keyCheckValue) }
+    }
+
+    private func combinations<T>(_ items: [T], _ k: Int) -> [[T]] {
+        guard k > 0 else { return [[]] }
+        guard items.count >= k else { return [] }
+        let head = items[0]
+        let tail = Array(items.dropFirst())
+        return combinations(tail, k - 1).map { [head] + $0 } + combinations(tail, k)
+    }
+}
