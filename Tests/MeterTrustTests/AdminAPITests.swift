@@ -1,0 +1,226 @@
+import Crypto
+import Foundation
+import MeterTrustHSM
+import MeterTrustPKI
+import Testing
+import X509
+
+/// The admin API over real TLS on loopback, driven by the `metertrust` CLI and by openssl s_client; key backup
+/// exported under quorum and restored into a second SoftHSM2 token, the restored key checked with openssl.
+@Suite("Admin API over mutual TLS, and key backup")
+struct AdminAPITests {
+    let deployment: CLITests.Deployment
+    let people: URL
+
+    init() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.metertrust), "build metertrust first (make test does)")
+        deployment = try CLITests.Deployment.make()
+        people = deployment.dataDirectory.deletingLastPathComponent().appendingPathComponent("people")
+        try FileManager.default.createDirectory(at: people, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { people.appendingPathComponent(name).path }
+
+    /// Runs metertrust without --data-dir (the custodian's client commands, the restore ceremony).
+    func client(_ arguments: [String], as custodian: String, port: Int) throws -> TestEnvironment.ProcessResult {
+        try TestEnvironment.run(
+            TestEnvironment.metertrust, arguments,
+            environment: [
+                "METERTRUST_ADMIN_URL": "https://localhost:\(port)", "METERTRUST_ADMIN_CERT": path("\(custodian).pem"),
+                "METERTRUST_ADMIN_KEY": path("\(custodian).key"), "METERTRUST_ADMIN_TRUST": path("root.pem"),
+            ]
+        )
+    }
+
+    func clientJSON(_ arguments: [String], as custodian: String, port: Int) throws -> [String: Any] {
+        let result = try client(arguments + ["--json"], as: custodian, port: port)
+        try #require(result.status == 0, "metertrust \(arguments.joined(separator: " ")) as \(custodian): \(result.stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+    }
+
+    /// GET /healthz through openssl s_client; true if the server answered.
+    func handshake(_ extra: [String], port: Int) throws -> Bool {
+        let request = people.appendingPathComponent("healthz-\(UUID().uuidString.prefix(6)).http")
+        try "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".write(to: request, atomically: true, encoding: .utf8)
+        let result = try TestEnvironment.run(
+            "/bin/sh",
+            ["-c", "openssl s_client -quiet -connect 127.0.0.1:\(port) -servername localhost -CAfile '\(path("root.pem"))' -verify_return_error \(extra.joined(separator: " ")) < '\(request.path)'"]
+        )
+        return result.stdout.contains("HTTP/1.1 200") && result.stdout.contains("ok")
+    }
+
+    /// Sets up root, admin CA, operational CA (key for backup), four custodian certificates (dave's never
+    /// registered), the bootstrap, the server identity and the backup key.
+    func ceremony() throws {
+        let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
+        let rootSerial = try #require((root["certificate"] as? [String: Any])?["serial"] as? String)
+        let pem = try deployment.run(["cert", "show", rootSerial, "--pem"])
+        try pem.stdout.write(toFile: path("root.pem"), atomically: true, encoding: .utf8)
+        _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
+        _ = try deployment.json(["ca", "create-operational", "--name", "north", "--backup"])
+        for (name, role) in [("alice", "security-officer"), ("bob", "security-officer"), ("carol", "security-officer"), ("dave", "pki-officer")] {
+            let keygen = try TestEnvironment.run(TestEnvironment.metertrust, ["admin", "keygen", "--name", name, "--out", people.path])
+            try #require(keygen.status == 0, "\(keygen.stderr)")
+            _ = try deployment.json(["admin", "certify", "--csr", path("\(name).csr"), "--name", name, "--role", role, "--out", path("\(name).pem")])
+        }
+        let mode = try FileManager.default.attributesOfItem(atPath: path("alice.key"))[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+        _ = try deployment.json(["admin", "bootstrap", "--custodian", path("alice.pem"), "--custodian", path("bob.pem"), "--custodian", path("carol.pem")])
+        // From now on a CA is created only under quorum.
+        let direct = try deployment.run(["ca", "create-manufacturer", "--name", "acme"])
+        #expect(direct.status == 1 && direct.stderr.contains("under quorum control") && direct.stderr.contains("manufacturer.register"))
+        _ = try deployment.json(["admin", "server-cert", "--host", "localhost"])
+        let soPIN = "so-" + (deployment.environment["METERTRUST_HSM_PIN"] ?? "")
+        let backupKey = try deployment.run(["backup", "init-key", "--json"], environment: ["METERTRUST_HSM_SO_PIN": soPIN])
+        try #require(backupKey.status == 0, "\(backupKey.stderr)")
+        let split = try JSONSerialization.jsonObject(with: Data(backupKey.stdout.utf8)) as? [String: String]
+        #expect(split?["threshold"] == "2" && split?["holders"] == "alice,bob,carol")
+    }
+
+    /// Starts `admin serve` on a free port; returns the process and the port.
+    func startServer() throws -> (Process, Int) {
+        let portFile = people.appendingPathComponent("port").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
+        process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", deployment.dataDirectory.path]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SOFTHSM2_CONF"] = TestEnvironment.softHSMConfiguration
+        environment.merge(deployment.environment) { $1 }
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                return (process, port)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        process.terminate()
+        throw CLIError("the admin server did not start")
+    }
+
+    struct CLIError: Error { let message: String; init(_ message: String) { self.message = message } }
+
+    @Test("only registered custodians complete the TLS 1.3 handshake; requests, online and offline approvals and execution work over it")
+    func mutualTLSAndQuorum() throws {
+        try ceremony()
+        let (server, port) = try startServer()
+        defer { server.terminate(); server.waitUntilExit() }
+
+        // The handshake, seen by openssl: a registered custodian gets through; no certificate, an Admin CA
+        // certificate that was never registered, a certificate from elsewhere, and TLS 1.2 do not.
+        #expect(try handshake(["-cert", path("alice.pem"), "-key", path("alice.key")], port: port))
+        #expect(try !handshake([], port: port))
+        #expect(try !handshake(["-cert", path("dave.pem"), "-key", path("dave.key")], port: port))
+        _ = try TestEnvironment.run("openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=alice/OU=security-officer",
+            "-days", "1", "-keyout", path("forged.key"), "-out", path("forged.pem"),
+        ])
+        #expect(try !handshake(["-cert", path("forged.pem"), "-key", path("forged.key")], port: port))
+        #expect(try !handshake(["-tls1_2", "-cert", path("alice.pem"), "-key", path("alice.key")], port: port))
+        let refusedClient = try client(["admin", "list"], as: "dave", port: port)
+        #expect(refusedClient.status == 1 && refusedClient.stderr.hasPrefix("error: cannot reach the admin API"))
+
+        // alice asks; bob approves offline from the request file; carol online; alice uploads bob's file.
+        let requestFile = path("south.request.json")
+        let created = try clientJSON(
+            ["admin", "request", "manufacturer.register", "name=south", "organization=South Meters", "--out", requestFile], as: "alice", port: port
+        )
+        let id = try #require(created["id"] as? String)
+        let document = try Data(contentsOf: URL(fileURLWithPath: requestFile))
+        #expect(SHA256.hash(data: document).map { String(format: "%02x", $0) }.joined() == id)
+        let offline = try client(["admin", "approve", "--offline", "--request", requestFile, "--out", path("bob.approval")], as: "bob", port: 1)
+        try #require(offline.status == 0, "\(offline.stderr)")
+        let early = try client(["admin", "execute", id], as: "alice", port: port)
+        #expect(early.status == 1 && early.stderr.contains("below-quorum") && early.stderr.contains("nothing was run"))
+        let selfApproval = try client(["admin", "approve", id], as: "alice", port: port)
+        #expect(selfApproval.status == 1 && selfApproval.stderr.contains("self-approval"))
+        _ = try clientJSON(["admin", "approve", id], as: "carol", port: port)
+        let uploaded = try clientJSON(["admin", "approve", "--upload", path("bob.approval")], as: "alice", port: port)
+        #expect(((uploaded["tally"] as? [String: Any])?["counted"] as? [String])?.sorted() == ["bob", "carol"])
+        let again = try client(["admin", "approve", "--upload", path("bob.approval")], as: "carol", port: port)
+        #expect(again.status == 1 && again.stderr.contains("duplicate-approval"))
+        let executed = try clientJSON(["admin", "execute", id], as: "alice", port: port)
+        #expect(executed["state"] as? String == "executed")
+        #expect((executed["outcome"] as? String)?.contains("\"role\":\"manufacturer\"") == true)
+        let twice = try client(["admin", "execute", id], as: "bob", port: port)
+        #expect(twice.status == 1 && twice.stderr.contains("already-executed") && twice.stderr.split(separator: "\n").count == 1)
+        let listed = try client(["admin", "list", "--state", "executed"], as: "bob", port: port)
+        #expect(listed.stdout.contains(id) && listed.stdout.contains("manufacturer.register"))
+
+        // Every step is in the audit log, the refused execution included.
+        let audit = try deployment.run(["audit", "log", "--json"])
+        for action in ["quorum.bootstrap", "admin.request", "admin.approve", "admin.execute", "backup.init-key"] {
+            #expect(audit.stdout.contains("\"\(action)\""), "audit log lacks \(action)")
+        }
+        #expect(audit.stdout.contains("below-quorum") || audit.stdout.contains("nothing was run"))
+    }
+
+    @Test("a backup exported under quorum restores into a second, empty token with k custodians; the restored key signs and openssl verifies against the original CA certificate; keys not marked for backup stay unextractable")
+    func backupAndRestore() throws {
+        try ceremony()
+        let (server, port) = try startServer()
+        let created = try clientJSON(["admin", "request", "backup.export"], as: "alice", port: port)
+        let id = try #require(created["id"] as? String)
+        _ = try clientJSON(["admin", "approve", id], as: "bob", port: port)
+        _ = try clientJSON(["admin", "approve", id], as: "carol", port: port)
+        let backupFile = path("backup.json")
+        _ = try clientJSON(["admin", "execute", id, "--backup-out", backupFile], as: "alice", port: port)
+        server.terminate()
+        server.waitUntilExit()
+
+        let backup = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: backupFile))) as? [String: Any])
+        let keys = try #require(backup["keys"] as? [[String: Any]])
+        #expect(keys.map { $0["ca"] as? String } == ["north"], "only the key created with --backup is exported")
+        #expect(backup["mechanism"] as? String == "CKM_AES_KEY_WRAP_PAD")
+
+        // A fresh, empty token; one custodian is not enough, two are.
+        let target = try TestEnvironment.makeToken(sessions: 1)
+        let restore = ["backup", "restore", "--file", backupFile, "--token", target.tokenLabel, "--module", TestEnvironment.modulePath, "--pin-file", target.pinFile!]
+        let alone = try client(restore + ["--custodian", "alice=\(path("alice.key"))"], as: "alice", port: 1)
+        #expect(alone.status == 1 && alone.stderr.contains("2 are needed"))
+        let wrongKey = try client(restore + ["--custodian", "alice=\(path("bob.key"))", "--custodian", "carol=\(path("carol.key"))"], as: "alice", port: 1)
+        #expect(wrongKey.status == 1 && wrongKey.stderr.contains("does not decrypt"))
+        let restored = try client(restore + ["--custodian", "alice=\(path("alice.key"))", "--custodian", "carol=\(path("carol.key"))"], as: "alice", port: 1)
+        try #require(restored.status == 0, "\(restored.stderr)")
+
+        // The restored key signs in the second token; openssl verifies with the original CA certificate.
+        let label = try #require(keys[0]["label"] as? String)
+        let token = try HSMToken.open(target)
+        let key = try token.findKey(label: label)
+        let protection = try token.protection(of: key)
+        #expect(protection.isSensitive && protection.wrapWithTrusted)
+        #expect(throws: HSMError.self) { try token.readPrivateValue(of: key) }
+        let message = Array("restored into a second token".utf8)
+        try Data(message).write(to: URL(fileURLWithPath: path("message")))
+        try Data(try token.sign(message: message, with: key)).write(to: URL(fileURLWithPath: path("signature")))
+        let certificate = try Certificate(derEncoded: Array(Data(base64Encoded: keys[0]["certificate"] as! String)!))
+        try certificate.pem.write(toFile: path("north.pem"), atomically: true, encoding: .utf8)
+        let verified = try TestEnvironment.run("/bin/sh", [
+            "-c", "openssl x509 -in '\(path("north.pem"))' -pubkey -noout > '\(path("north.pub"))' && openssl dgst -sha256 -verify '\(path("north.pub"))' -signature '\(path("signature"))' '\(path("message"))'",
+        ])
+        #expect(verified.stdout.contains("Verified OK"), "\(verified.stdout)\(verified.stderr)")
+
+        // On the source token, the admin CA's key (not created for backup) cannot be wrapped, not even under the
+        // trusted backup key: the token refuses.
+        let sourceToken = try HSMToken.open(HSMConfiguration(
+            modulePath: TestEnvironment.modulePath, tokenLabel: deployment.tokenLabel, pinEnvironmentVariable: nil,
+            pinFile: try writePIN(deployment.environment["METERTRUST_HSM_PIN"]!), sessionCount: 1
+        ))
+        let backupKey = try sourceToken.findSecretKey(label: "metertrust/backup-key")
+        let adminKey = try #require(try sourceToken.privateKeyLabels().first { $0.hasPrefix("metertrust/admin/admin/") })
+        do {
+            _ = try sourceToken.wrap(try sourceToken.findKey(label: adminKey), with: backupKey)
+            Issue.record("the token wrapped a key that was not created for backup")
+        } catch let error as HSMError {
+            #expect(error.message.contains("CKR_KEY_UNEXTRACTABLE"), "\(error)")
+        }
+    }
+
+    func writePIN(_ pin: String) throws -> String {
+        let file = path("source.pin")
+        _ = FileManager.default.createFile(atPath: file, contents: Data(pin.utf8), attributes: [.posixPermissions: 0o600])
+        return file
+    }
+}
