@@ -23,10 +23,10 @@ struct StoreTests {
     @Test("a new store is migrated and in WAL mode")
     func migratedAndWAL() async throws {
         let store = try await TestEnvironment.makeStore()
-        #expect(try await store.appliedMigrations() == ["0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log"])
+        #expect(try await store.appliedMigrations() == ["0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum"])
         #expect(try await store.journalMode() == "wal")
         try await store.migrate()  // idempotent
-        #expect(try await store.appliedMigrations().count == 3)
+        #expect(try await store.appliedMigrations().count == 4)
     }
 
     @Test("records round-trip, dates and the year-9999 notAfter included")
