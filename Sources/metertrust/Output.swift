@@ -12,6 +12,7 @@ enum Output {
 
     static func line(_ text: String = "") {
         print(text)
+        fflush(stdout)
     }
 
     static func error(_ text: String) {
