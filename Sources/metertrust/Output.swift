@@ -12,7 +12,7 @@ enum Output {
 
     static func line(_ text: String = "") {
         print(text)
-        fflush(stdout)
+        fflush(nil)
     }
 
     static func error(_ text: String) {
