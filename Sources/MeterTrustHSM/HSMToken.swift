@@ -84,28 +84,8 @@ public final class HSMToken: Sendable {
     public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil, backup: Bool = false) throws -> HSMKey {
         let keyID = id ?? Array(SHA256.hash(data: Array(label.utf8) + randomBytes(16)).prefix(16))
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-        let publicTemplate: [PKCS11Attribute] = [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), true),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), curve.ecParameters),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), keyID),
-        ]
-        let privateTemplate: [PKCS11Attribute] = [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), backup),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP_WITH_TRUSTED), backup),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), keyID),
-        ]
+        let publicTemplate = Self.publicKeyTemplate(curve: curve, label: label, id: keyID)
+        let privateTemplate = Self.privateKeyTemplate(label: label, id: keyID, backup: backup)
         var publicHandle: CK_OBJECT_HANDLE = 0
         var privateHandle: CK_OBJECT_HANDLE = 0
         try pool.withSession { session in
@@ -123,6 +103,36 @@ public final class HSMToken: Sendable {
         let point = try publicPoint(ofPublicKey: publicHandle)
         logger.info("generated key pair in HSM", metadata: ["label": "\(label)", "curve": "\(curve.rawValue)"])
         return HSMKey(label: label, id: keyID, curve: curve, publicPoint: point, privateHandle: privateHandle, publicHandle: publicHandle)
+    }
+
+    /// The public half of an EC key pair: a token object anyone may read.
+    private static func publicKeyTemplate(curve: ECCurve, label: String, id: [UInt8]) -> [PKCS11Attribute] {
+        [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), true),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), curve.ecParameters),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
+        ]
+    }
+
+    /// The private half: sensitive, signing only; extractable solely under a trusted key when `backup`.
+    private static func privateKeyTemplate(label: String, id: [UInt8], backup: Bool) -> [PKCS11Attribute] {
+        [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), backup),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP_WITH_TRUSTED), backup),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
+        ]
     }
 
     /// Destroys both halves of a key pair (used to clean up after a CA creation that could not be recorded).
@@ -327,31 +337,11 @@ public final class HSMToken: Sendable {
         _ wrapped: [UInt8], with unwrappingKey: HSMSecretKey, curve: ECCurve, label: String, id: [UInt8], publicPoint: [UInt8]
     ) throws -> HSMKey {
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_WRAP_PAD), pParameter: nil, ulParameterLen: 0)
-        let privateTemplate: [PKCS11Attribute] = [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP_WITH_TRUSTED), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
-        ]
+        let privateTemplate = Self.privateKeyTemplate(label: label, id: id, backup: true)
         var encodedPoint = DER.Serializer()
         try encodedPoint.serialize(ASN1OctetString(contentBytes: publicPoint[...]))
-        let publicTemplate: [PKCS11Attribute] = [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), true),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), curve.ecParameters),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_POINT), encodedPoint.serializedBytes),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
-        ]
+        let publicTemplate = Self.publicKeyTemplate(curve: curve, label: label, id: id)
+            + [.bytes(CK_ATTRIBUTE_TYPE(CKA_EC_POINT), encodedPoint.serializedBytes)]
         var privateHandle: CK_OBJECT_HANDLE = 0
         var publicHandle: CK_OBJECT_HANDLE = 0
         var input = wrapped
