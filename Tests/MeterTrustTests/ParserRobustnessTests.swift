@@ -1,8 +1,11 @@
 import Foundation
 import MeterTrustDevice
 import MeterTrustFactory
+import MeterTrustAdmin
 import MeterTrustPKI
+import MeterTrustQuorum
 import Testing
+import Crypto
 
 /// Seeded mutation runs over the input parsers: every mutated input is either accepted as valid or refused with
 /// the parser's typed error; nothing crashes, nothing hangs. (A coverage-guided fuzzer can reuse the same entry
@@ -85,6 +88,28 @@ struct ParserRobustnessTests {
                 _ = try BatchManifest.load(from: Data(mutated))
             } catch is FactoryError {
             }
+        }
+    }
+
+    @Test("mutated admin requests, approvals and backup files are refused with a QuorumError or parse intact")
+    func mutatedQuorumDocuments() throws {
+        let request = try AdminRequest(operation: .caCreate, parameters: ["kind": "admin", "name": "a2"], requester: "alice", lifetime: 600)
+        for mutated in Self.mutations(of: request.canonicalBytes, count: 1500, seed: 0xA11CE) {
+            do {
+                // A mutation that still parses must be canonical, so its id is that of its own bytes.
+                let parsed = try AdminRequest.parse(mutated)
+                #expect(parsed.canonicalBytes == mutated)
+            } catch is QuorumError {
+            }
+        }
+        let approval = try Approval(approving: request, custodian: "bob", certificateFingerprint: String(repeating: "0", count: 64), key: P256.Signing.PrivateKey())
+        for mutated in Self.mutations(of: approval.bytes, count: 1000, seed: 0xB0B0) {
+            do { _ = try Approval.parse(mutated) } catch is QuorumError {}
+        }
+        let backup = Array(#"{"created":"2026-01-01T00:00:00Z","format":"metertrust-key-backup/v1","keys":[],"mechanism":"CKM_AES_KEY_WRAP_PAD","shares":{"format":"metertrust-backup-shares/v1","keyCheckValue":"00","shares":[],"threshold":2},"sourceToken":"t"}"#.utf8)
+        _ = try KeyBackupFile.parse(backup)
+        for mutated in Self.mutations(of: backup, count: 1000, seed: 0xBAC0) {
+            do { _ = try KeyBackupFile.parse(mutated) } catch is QuorumError {}
         }
     }
 

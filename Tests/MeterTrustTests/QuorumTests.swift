@@ -251,6 +251,42 @@ struct QuorumTests {
         #expect(try await deployment.service.execute(id: status.id, by: deployment.custodians["alice"]!).state == .executed)
     }
 
+    @Test("custodian.add, ca.destroy and ca.revoke run under quorum and take effect; unrunnable requests are refused up front")
+    func operationsUnderQuorum() async throws {
+        let deployment = try await Deployment.make(names: [("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer)])
+        func run(_ operation: AdminOperation, _ parameters: [String: String]) async throws -> RequestStatus {
+            let status = try await deployment.request(operation, parameters)
+            _ = try await deployment.approve(status, by: "bob")
+            _ = try await deployment.approve(status, by: "carol")
+            return try await deployment.service.execute(id: status.id, by: deployment.custodians["bob"]!)
+        }
+        // custodian.add: the new custodian counts from then on.
+        let (frankKey, frankCertificate) = try await Deployment.custodianCertificate(deployment.fixture, name: "frank", role: .securityOfficer)
+        _ = try await run(.custodianAdd, ["certificate": Data(frankCertificate).base64EncodedString()])
+        let frank = try await deployment.service.authenticate(certificateDER: frankCertificate)
+        #expect(frank.name == "frank" && frank.role == .securityOfficer)
+        let next = try await deployment.request(.caRevoke, ["name": "north", "reason": "4"])
+        _ = try await deployment.service.approve(
+            try Approval(approving: next.request, custodian: "frank", certificateFingerprint: frank.record.fingerprintSHA256, key: frankKey).bytes, uploader: "frank"
+        )
+        _ = try await deployment.approve(next, by: "bob")
+        _ = try await deployment.service.execute(id: next.id, by: frank)
+        let revocation = try await deployment.fixture.store.revocation(issuer: "test-root", serial: deployment.fixture.operational.certificate.serialHex)
+        #expect(revocation?.reason == 4)
+
+        // ca.destroy: the key leaves the HSM and the CA issues nothing more.
+        let label = deployment.fixture.manufacturer.signingKey.key.label
+        _ = try await run(.caDestroy, ["name": "acme"])
+        #expect(try await !deployment.fixture.token.perform { try $0.privateKeyLabels() }.contains(label))
+        await #expect(throws: PKIError.self) { _ = try await deployment.fixture.hierarchy.authority(named: "acme") }
+
+        // Refused before any approval is collected.
+        await Self.refusal(.invalidRequest) { _ = try await deployment.request(.caCreate, ["kind": "root", "name": "r2"]) }
+        await Self.refusal(.invalidCertificate) { _ = try await deployment.request(.custodianAdd, ["certificate": "garbage"]) }
+        await Self.refusal(.backup) { _ = try await deployment.request(.backupExport, [:]) }
+        await #expect(throws: PKIError.self) { _ = try await deployment.request(.caDestroy, ["name": "acme"]) }
+    }
+
     @Test("request documents are canonical and content-addressed; altered or malformed ones are refused")
     func canonicalRequests() throws {
         let request = try AdminRequest(operation: .caDestroy, parameters: ["name": "north"], requester: "alice", lifetime: 600)
