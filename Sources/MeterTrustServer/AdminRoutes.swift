@@ -21,13 +21,6 @@ struct AdminRequestContext: RequestContext {
     var maxUploadSize: Int { AdminRoutes.maximumBodySize }
 }
 
-/// What a client asks for when it makes a request.
-struct NewRequest: Codable {
-    var operation: String
-    var parameters: [String: String]
-    var lifetimeSeconds: Int?
-}
-
 /// Routes of the admin API (JSON in and out; errors as `{"code": ..., "message": ...}`).
 struct AdminRoutes: Sendable {
     static let maximumBodySize = 1 << 20
@@ -44,7 +37,7 @@ struct AdminRoutes: Sendable {
         router.get("/v1/custodians") { _, context in
             _ = try await custodian(context)
             let custodians = try await service.store.custodians().map {
-                CustodianSummary(name: $0.name, role: $0.role, certificate: $0.fingerprintSHA256, registeredAt: $0.registeredAt, removedAt: $0.removedAt)
+                AdminAPIMessage.CustodianSummary(name: $0.name, role: $0.role, certificate: $0.fingerprintSHA256, registeredAt: $0.registeredAt, removedAt: $0.removedAt)
             }
             return try json(custodians)
         }
@@ -55,7 +48,7 @@ struct AdminRoutes: Sendable {
         router.post("/v1/requests") { request, context in
             let requester = try await custodian(context)
             let body = try await read(request, context: context)
-            guard let new = try? JSONDecoder().decode(NewRequest.self, from: Data(body)) else {
+            guard let new = try? JSONDecoder().decode(AdminAPIMessage.NewRequest.self, from: Data(body)) else {
                 throw QuorumError(.invalidRequest, "the body must be {\"operation\": ..., \"parameters\": {...}, \"lifetimeSeconds\": ...}")
             }
             let status = try await service.submit(
@@ -73,7 +66,7 @@ struct AdminRoutes: Sendable {
                 return state
             }
             let records = try await service.requests(state: state)
-            return try json(records.map { RequestSummary(id: $0.id, operation: $0.operation, requester: $0.requester, state: $0.state.rawValue, created: $0.createdAt, expires: $0.expiresAt) })
+            return try json(records.map { AdminAPIMessage.RequestSummary(id: $0.id, operation: $0.operation, requester: $0.requester, state: $0.state.rawValue, created: $0.createdAt, expires: $0.expiresAt) })
         }
         router.get("/v1/requests/:id") { _, context in
             _ = try await custodian(context)
@@ -115,34 +108,11 @@ struct AdminRoutes: Sendable {
     }
 }
 
-struct CustodianSummary: Codable {
-    var name: String
-    var role: String
-    var certificate: String
-    var registeredAt: Date
-    var removedAt: Date?
-}
-
-struct RequestSummary: Codable {
-    var id: String
-    var operation: String
-    var requester: String
-    var state: String
-    var created: Date
-    var expires: Date
-}
-
 func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     encoder.dateEncodingStrategy = .iso8601
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
-}
-
-/// Error body of the admin API.
-struct ErrorBody: Codable {
-    var code: String
-    var message: String
 }
 
 /// Turns domain errors into JSON error responses with a status that says what kind of refusal it is.
@@ -161,14 +131,14 @@ struct ErrorMiddleware: RouterMiddleware {
             case .wrongRequest where error.message.hasPrefix("there is no request"): status = .notFound
             default: status = .conflict
             }
-            return try json(ErrorBody(code: error.code.description, message: error.message), status: status)
+            return try json(AdminAPIMessage.ErrorBody(code: error.code.description, message: error.message), status: status)
         } catch let error as PKIError {
-            return try json(ErrorBody(code: "pki", message: error.message), status: .badRequest)
+            return try json(AdminAPIMessage.ErrorBody(code: "pki", message: error.message), status: .badRequest)
         } catch let error as HTTPError {
-            return try json(ErrorBody(code: "http", message: error.body ?? "\(error.status)"), status: error.status)
+            return try json(AdminAPIMessage.ErrorBody(code: "http", message: error.body ?? "\(error.status)"), status: error.status)
         } catch {
             context.logger.error("admin API error", metadata: ["error": "\(error)"])
-            return try json(ErrorBody(code: "internal", message: "the server failed; see its log"), status: .internalServerError)
+            return try json(AdminAPIMessage.ErrorBody(code: "internal", message: "the server failed; see its log"), status: .internalServerError)
         }
     }
 }

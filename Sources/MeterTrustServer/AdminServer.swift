@@ -79,16 +79,11 @@ struct ClientVerifier: Sendable {
 
     func verify(_ presented: [NIOSSLCertificate]) async -> NIOSSLVerificationResult {
         do {
-            let chain = try presented.map { try Certificate(derEncoded: try $0.toDERBytes()) }
-            guard let leaf = chain.first else { throw QuorumError(.unknownCustodian, "no client certificate") }
-            guard leaf.issuer == adminCA.certificate.subject else {
-                throw QuorumError(.invalidCertificate, "the client certificate was not issued by Admin CA \(adminCA.name)")
-            }
-            try await ChainVerification.verify(leaf: leaf, intermediates: [adminCA.certificate], root: adminCA.root)
-            guard let usage = try? leaf.extensions.extendedKeyUsage, usage.contains(.clientAuth) else {
-                throw QuorumError(.invalidCertificate, "the client certificate lacks extended key usage clientAuth")
-            }
-            let custodian = try await service.authenticate(certificateDER: try leaf.derBytes)
+            guard let leaf = presented.first else { throw QuorumError(.unknownCustodian, "no client certificate") }
+            let der = try leaf.toDERBytes()
+            // The same checks as registration (chain through the Admin CA, custodian profile), then the registry.
+            _ = try await Custodian.admit(certificate: der, adminCA: adminCA, registeredBy: nil)
+            let custodian = try await service.authenticate(certificateDER: der)
             logger.debug("TLS client accepted", metadata: ["custodian": "\(custodian.name)"])
             return .certificateVerified
         } catch {

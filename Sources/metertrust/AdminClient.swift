@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import MeterTrustQuorum
+import MeterTrustServer
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -99,7 +100,7 @@ struct AdminClient {
             throw CLIError("cannot reach the admin API at \(baseURL): \(error)")
         }
         guard (200..<300).contains(status.code) else {
-            if let error = try? JSONDecoder().decode(ServerError.self, from: Data(bytes)) {
+            if let error = try? JSONDecoder().decode(AdminAPIMessage.ErrorBody.self, from: Data(bytes)) {
                 throw CLIError("the admin API refused (\(status.code), \(error.code)): \(error.message)")
             }
             throw CLIError("the admin API answered \(status)")
@@ -119,10 +120,5 @@ struct AdminClient {
         } catch {
             throw CLIError("the admin API sent an answer this metertrust does not understand: \(error)")
         }
-    }
-
-    struct ServerError: Decodable {
-        let code: String
-        let message: String
     }
 }

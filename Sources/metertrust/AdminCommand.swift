@@ -239,7 +239,7 @@ struct AdminCommand: AsyncParsableCommand {
                 }
                 values[key] = value
             }
-            let body = try JSONEncoder().encode(NewRequestBody(operation: operation, parameters: values, lifetimeSeconds: lifetime))
+            let body = try JSONEncoder().encode(AdminAPIMessage.NewRequest(operation: operation, parameters: values, lifetimeSeconds: lifetime))
             let api = try AdminClient(client)
             let bytes = try await api.send(.POST, "/v1/requests", body: Array(body))
             let status = try AdminClient.decode(bytes, as: RequestStatus.self)
@@ -248,32 +248,17 @@ struct AdminCommand: AsyncParsableCommand {
         }
     }
 
-    struct NewRequestBody: Encodable {
-        var operation: String
-        var parameters: [String: String]
-        var lifetimeSeconds: Int
-    }
-
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List requests (newest first).")
         @Option(help: "Only requests in this state: pending, executing, executed, failed.") var state: String?
         @OptionGroup var client: AdminClientOptions
         @OptionGroup var output: OutputOptions
 
-        struct Summary: Codable {
-            var id: String
-            var operation: String
-            var requester: String
-            var state: String
-            var created: Date
-            var expires: Date
-        }
-
         func run() async throws {
             let api = try AdminClient(client)
             let bytes = try await api.send(.GET, "/v1/requests" + (state.map { "?state=\($0)" } ?? ""))
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
-            let requests = try AdminClient.decode(bytes, as: [Summary].self)
+            let requests = try AdminClient.decode(bytes, as: [AdminAPIMessage.RequestSummary].self)
             if requests.isEmpty { Output.line("no requests") }
             for request in requests {
                 Output.line("\(request.id)  \(request.state.padding(toLength: 9, withPad: " ", startingAt: 0))  \(request.operation)  by \(request.requester)  expires \(Output.timestamp.string(from: request.expires))")
@@ -398,19 +383,11 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var client: AdminClientOptions
         @OptionGroup var output: OutputOptions
 
-        struct Entry: Codable {
-            var name: String
-            var role: String
-            var certificate: String
-            var registeredAt: Date
-            var removedAt: Date?
-        }
-
         func run() async throws {
             let api = try AdminClient(client)
             let bytes = try await api.send(.GET, "/v1/custodians")
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
-            for entry in try AdminClient.decode(bytes, as: [Entry].self) {
+            for entry in try AdminClient.decode(bytes, as: [AdminAPIMessage.CustodianSummary].self) {
                 Output.line("\(entry.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(entry.role.padding(toLength: 17, withPad: " ", startingAt: 0)) \(entry.certificate.prefix(16))…\(entry.removedAt.map { "  removed \(Output.timestamp.string(from: $0))" } ?? "")")
             }
         }

@@ -1,0 +1,43 @@
+import Foundation
+
+/// The JSON messages of the admin API that are not domain types, shared by the server and its clients.
+public enum AdminAPIMessage {
+    /// Body of `POST /v1/requests`.
+    public struct NewRequest: Codable, Sendable {
+        public var operation: String
+        public var parameters: [String: String]
+        public var lifetimeSeconds: Int?
+
+        public init(operation: String, parameters: [String: String], lifetimeSeconds: Int?) {
+            self.operation = operation
+            self.parameters = parameters
+            self.lifetimeSeconds = lifetimeSeconds
+        }
+    }
+
+    /// One entry of `GET /v1/custodians`.
+    public struct CustodianSummary: Codable, Sendable {
+        public var name: String
+        public var role: String
+        /// SHA-256 of the admin certificate, hex.
+        public var certificate: String
+        public var registeredAt: Date
+        public var removedAt: Date?
+    }
+
+    /// One entry of `GET /v1/requests`.
+    public struct RequestSummary: Codable, Sendable {
+        public var id: String
+        public var operation: String
+        public var requester: String
+        public var state: String
+        public var created: Date
+        public var expires: Date
+    }
+
+    /// Every error answer: `{"code": ..., "message": ...}`.
+    public struct ErrorBody: Codable, Sendable {
+        public var code: String
+        public var message: String
+    }
+}
