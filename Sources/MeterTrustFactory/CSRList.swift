@@ -32,20 +32,33 @@ public struct CSRListReader {
             while let first = line.first, first == 0x20 || first == 0x09 { line = line.dropFirst() }
             if line.isEmpty || line.first == UInt8(ascii: "#") { continue }
             let separator = line.firstIndex(of: 0x20)
-            let meter = String(decoding: line[..<(separator ?? line.endIndex)], as: UTF8.self)
+            let field = line[..<(separator ?? line.endIndex)]
             guard let separator else {
+                let meter = String(decoding: field, as: UTF8.self)
                 return .refused(Refusal(line: number, meter: meter, reason: "the line is not \"<eui64> <base64 CSR>\""))
             }
-            guard let eui = try? EUI64(meter) else {
+            guard let eui = Self.eui64(field) ?? (try? EUI64(String(decoding: field, as: UTF8.self))) else {
+                let meter = String(decoding: field, as: UTF8.self)
                 return .refused(Refusal(line: number, meter: meter, reason: "\"\(meter)\" is not an EUI-64 (16 hex digits)"))
             }
             let encoded = line[(separator + 1)...].drop { $0 == 0x20 }
-            guard let der = Data(base64Encoded: Data(encoded)) else {
+            guard let der = Base64.decode(encoded) ?? Data(base64Encoded: Data(encoded)).map({ Array($0) }) else {
                 return .refused(Refusal(line: number, meter: eui.description, reason: "the CSR is not valid base64"))
             }
-            return .request(line: number, eui64: eui, csr: Array(der))
+            return .request(line: number, eui64: eui, csr: der)
         }
         return nil
+    }
+
+    /// 16 hex digits, read on the bytes (the common spelling; others go through ``EUI64/init(_:)``).
+    private static func eui64(_ digits: ArraySlice<UInt8>) -> EUI64? {
+        guard digits.count == 16 else { return nil }
+        var value: UInt64 = 0
+        for digit in digits {
+            guard let nibble = Base64.hexValue(digit) else { return nil }
+            value = value << 4 | UInt64(nibble)
+        }
+        return EUI64(value)
     }
 
     /// One line of the list.
@@ -110,6 +123,58 @@ final class LineReader {
             }
             let chunk = try handle.read(upToCount: 1 << 20) ?? Data()
             if chunk.isEmpty { finished = true } else { buffer.append(contentsOf: chunk) }
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648 §4, with padding) decoded straight into bytes: the CSR list's one decoding per meter.
+enum Base64 {
+    private static let values: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, character) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
+            table[Int(character)] = UInt8(index)
+        }
+        return table
+    }()
+
+    /// The decoded bytes, or nil unless `text` is canonical padded base64 (length a multiple of 4, `=` only at the end,
+    /// unused bits zero), which is what ``CSRListReader/line(eui64:csr:)`` writes; the reader hands anything else to
+    /// Foundation's decoder.
+    static func decode(_ text: ArraySlice<UInt8>) -> [UInt8]? {
+        guard !text.isEmpty, text.count % 4 == 0 else { return nil }
+        var padding = 0
+        if text.last == UInt8(ascii: "=") { padding += 1 }
+        if text.dropLast().last == UInt8(ascii: "=") { padding += 1 }
+        var output: [UInt8] = []
+        output.reserveCapacity(text.count / 4 * 3)
+        var index = text.startIndex
+        while index < text.endIndex {
+            let lastQuad = index + 4 == text.endIndex
+            var quad: UInt32 = 0
+            for offset in 0..<4 {
+                let character = text[index + offset]
+                if lastQuad && offset >= 4 - padding {
+                    quad <<= 6
+                    continue
+                }
+                let value = values[Int(character)]
+                guard value != 0xFF else { return nil }
+                quad = quad << 6 | UInt32(value)
+            }
+            output.append(UInt8(quad >> 16))
+            if !(lastQuad && padding == 2) { output.append(UInt8((quad >> 8) & 0xFF)) } else if quad & 0xFFFF != 0 { return nil }
+            if !(lastQuad && padding >= 1) { output.append(UInt8(quad & 0xFF)) } else if padding == 1 && quad & 0xFF != 0 { return nil }
+            index += 4
+        }
+        return output
+    }
+
+    static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
+        default: return nil
         }
     }
 }

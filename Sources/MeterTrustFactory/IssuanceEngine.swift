@@ -62,6 +62,7 @@ public struct IssuanceEngine: Sendable {
     ) async throws -> IssuanceCounts {
         var counts = IssuanceCounts()
         var pendingWrite: Task<[(IssuanceItem, CertificateRecord, Bool)], any Error>?
+        var templates: TemplateIssuer?
 
         func settle(_ task: Task<[(IssuanceItem, CertificateRecord, Bool)], any Error>) async throws {
             for (item, record, stored) in try await task.value {
@@ -77,8 +78,9 @@ public struct IssuanceEngine: Sendable {
             }
         }
 
-        /// Reads the next round and sorts out the meters that must not be signed.
-        func prepareRound() async throws -> [IssuanceItem]? {
+        /// Reads the next round, sorts out the meters that must not be signed, and lays out the round's certificate
+        /// templates (while the workers sign the previous round, so neither costs them time).
+        func prepareRound() async throws -> Round? {
             var round: [IssuanceItem] = []
             round.reserveCapacity(roundSize)
             while round.count < roundSize, let item = try next() { round.append(item) }
@@ -111,12 +113,18 @@ public struct IssuanceEngine: Sendable {
                     toSign.append(item)
                 }
             }
-            return toSign
+            // Templates are laid out once per second (their notBefore); rounds within it share them.
+            let now = Date()
+            if !toSign.isEmpty, !(templates?.isCurrent(at: now) ?? false) {
+                templates = try TemplateIssuer.make(signer: signer, now: now)
+            }
+            return Round(items: toSign, templates: templates)
         }
 
         var current = try await prepareRound()
-        while let toSign = current {
-            async let signing = sign(toSign, batch: batch)
+        while let round = current {
+            let toSign = round.items
+            async let signing = sign(round, batch: batch)
             current = try await prepareRound()
             let results = await signing
 
@@ -147,12 +155,27 @@ public struct IssuanceEngine: Sendable {
         return counts
     }
 
-    /// Checks and signs `items` on `workers` threads, each using its own HSM session for the signature.
-    private func sign(_ items: [IssuanceItem], batch: String) async -> [Result<CertificateRecord, any Error>] {
+    /// The meters of one round that are to be signed, and the certificate templates laid out for it (nil where the
+    /// profile has none).
+    private struct Round {
+        var items: [IssuanceItem]
+        var templates: TemplateIssuer?
+    }
+
+    /// Checks and signs a round on `workers` threads, each using its own HSM session for the signature: from the
+    /// round's certificate templates where the profile has them (device profiles), else through the signer's model
+    /// path.
+    private func sign(_ round: Round, batch: String) async -> [Result<CertificateRecord, any Error>] {
         let signer = self.signer
+        let (items, templates) = (round.items, round.templates)
         return await parallelMap(count: items.count, workers: workers) { index in
             let item = items[index]
-            return Result { try signer.signUnstored(csr: item.csr, for: item.eui64, batch: batch, position: item.position) }
+            return Result {
+                if let templates {
+                    return try templates.signUnstored(csr: item.csr, for: item.eui64, batch: batch, position: item.position)
+                }
+                return try signer.signUnstored(csr: item.csr, for: item.eui64, batch: batch, position: item.position)
+            }
         }
     }
 }

@@ -28,7 +28,13 @@ struct CertificateContents: Sendable {
 
     /// Signs the contents with `signer`'s HSM key, blocking on the HSM: call from the HSM queue or a worker
     /// thread, never from an event loop. `now` is truncated to whole seconds.
-    func sign(by signer: Signer, policy: ASN1ObjectIdentifier, settings: PKISettings, now: Date = Date()) throws -> Certificate {
+    ///
+    /// `issuerKey` replaces the HSM key only where the certificate is a layout, never issued: the templates of
+    /// ``TBSCertificateTemplate`` are laid out by this very function with a throwaway software key.
+    func sign(
+        by signer: Signer, policy: ASN1ObjectIdentifier, settings: PKISettings, now: Date = Date(),
+        serialNumber: Certificate.SerialNumber = SerialNumbers.random(), issuerKey: Certificate.PrivateKey? = nil
+    ) throws -> Certificate {
         let notBefore = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         var notAfter: Date
         switch profile.validity {
@@ -42,10 +48,10 @@ struct CertificateContents: Sendable {
         }
         let extensions = try makeExtensions(signer: signer, policy: policy, settings: settings)
         return try Certificate(
-            version: .v3, serialNumber: SerialNumbers.random(), publicKey: publicKey, notValidBefore: notBefore,
+            version: .v3, serialNumber: serialNumber, publicKey: publicKey, notValidBefore: notBefore,
             notValidAfter: notAfter, issuer: signer.name, subject: subject,
             signatureAlgorithm: signer.key.defaultSignatureAlgorithm, extensions: extensions,
-            issuerPrivateKey: Certificate.PrivateKey(signer.key)
+            issuerPrivateKey: issuerKey ?? Certificate.PrivateKey(signer.key)
         )
     }
 

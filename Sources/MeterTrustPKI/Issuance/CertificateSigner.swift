@@ -14,8 +14,8 @@ public struct CertificateSigner: Sendable {
     public let settings: PKISettings
     /// hwType for the HardwareModuleName of device profiles.
     public let hardwareType: ASN1ObjectIdentifier
-    private let signer: CertificateContents.Signer
-    private let policy: ASN1ObjectIdentifier
+    let signer: CertificateContents.Signer
+    let policy: ASN1ObjectIdentifier
 
     public init(authority: CertificateAuthority, profile: CertificateProfile, settings: PKISettings, hardwareType: ASN1ObjectIdentifier? = nil) throws {
         guard authority.role == profile.issuerRole else {
@@ -43,6 +43,16 @@ public struct CertificateSigner: Sendable {
 
     /// Signs an already checked request. The result is not stored (see ``signUnstored(csr:for:batch:position:)``).
     public func signUnstored(_ csr: ValidatedCSR, for eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> (certificate: Certificate, record: CertificateRecord) {
+        let (certificate, device) = try certificate(csr, for: eui64, now: Date(), serialNumber: SerialNumbers.random())
+        let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64, batch: batch, position: position)
+        return (certificate, record)
+    }
+
+    /// The model path's certificate for `csr`, signed in the HSM, at `now` with `serialNumber` (tests compare the
+    /// templates of ``TemplateIssuer`` with it).
+    func certificate(
+        _ csr: ValidatedCSR, for eui64: EUI64?, now: Date, serialNumber: Certificate.SerialNumber
+    ) throws -> (Certificate, device: (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)?) {
         let device = try deviceIdentity(csr: csr, eui64: eui64)
         let keyUsage: KeyUsage
         switch profile.keyUsage {
@@ -60,9 +70,7 @@ public struct CertificateSigner: Sendable {
             profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device,
             subjectKeyIdentifier: csr.subjectKeyIdentifier
         )
-        let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
-        let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64, batch: batch, position: position)
-        return (certificate, record)
+        return (try contents.sign(by: signer, policy: policy, settings: settings, now: now, serialNumber: serialNumber), device)
     }
 
     /// Signs a request under a profile whose subject the issuer names (custodian, tls-server): `CN=commonName`,

@@ -1,16 +1,30 @@
 import Crypto
+import Foundation
 import X509
 
-/// Certificate serial numbers: 16 bytes from a CSPRNG (BoringSSL's, through swift-crypto), first bit cleared so the
-/// INTEGER is positive (RFC 5280 §4.1.2.2). Uniqueness per issuer is the store's constraint; a collision is retried
-/// by the caller.
+/// Certificate serial numbers: 16 octets, the first 6 the issuance time in milliseconds since 1970 (big-endian), the
+/// other 10 (80 bits) from a CSPRNG (BoringSSL's, through swift-crypto).
+///
+/// - Positive and always 16 octets: the time's first octet is 0x01 now and stays in 0x01...0x7F until the year 6400,
+///   so the INTEGER needs no sign octet and never shrinks (RFC 5280 §4.1.2.2: at most 20 octets).
+/// - Unpredictable: 80 CSPRNG bits, more than the 64 the CA/Browser Forum baseline requires (§7.1).
+/// - Time-ordered: the store's (issuer, serial) key grows at its end instead of at 2,048 random places per factory
+///   round, which measured 15 % of the issuance path's CPU at 150,000 certificates and grew with the table.
+///
+/// Uniqueness per issuer is the store's primary key; two serials collide only within one millisecond and then with
+/// probability 2^-80.
 enum SerialNumbers {
     static func random() -> Certificate.SerialNumber {
-        while true {
-            var bytes = SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }
-            bytes[0] &= 0x7F
-            // A leading zero octet would make the DER INTEGER shorter than 16 octets; draw again (1 in 128).
-            if bytes[0] != 0 { return Certificate.SerialNumber(bytes: bytes) }
-        }
+        Certificate.SerialNumber(bytes: randomBytes())
     }
+
+    /// The 16 content octets of a serial's INTEGER: always 16, so it fits a template's slot.
+    static func randomBytes() -> [UInt8] {
+        let milliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
+        var bytes = withUnsafeBytes(of: milliseconds.bigEndian) { Array($0.suffix(6)) }
+        bytes += SymmetricKey(size: SymmetricKeySize(bitCount: 80)).withUnsafeBytes { Array($0) }
+        return bytes
+    }
+
+    static let length = 16
 }

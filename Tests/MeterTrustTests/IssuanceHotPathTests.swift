@@ -1,0 +1,224 @@
+import Crypto
+import Foundation
+@testable import MeterTrustFactory
+@testable import MeterTrustPKI
+import MeterTrustDevice
+import MeterTrustStore
+import SwiftASN1
+import Testing
+import X509
+
+/// The factory's hot path (octet-level CSR reader, certificate templates, hand-written DER) against the model path
+/// it shortcuts (swift-certificates) and against independent verifiers.
+@Suite("Issuance hot path agrees with the model path")
+struct IssuanceHotPathTests {
+    static let meter = EUI64(0x0024_BEFF_FE80_4FF1)
+
+    /// The request shapes a factory line makes, each with what the full check reads from it.
+    static func factoryShapes(key: P256.Signing.PrivateKey) throws -> [(name: String, der: [UInt8])] {
+        let urn = try DistinguishedName { CommonName(meter.deviceURN) }
+        let san = try PKIFixture.hardwareModuleNameSAN(meter)
+        return [
+            ("empty subject, HardwareModuleName", try PKIFixture.csr(key: key, extensions: [san])),
+            ("device URN subject, no extensions", try PKIFixture.csr(key: key, subject: urn, extensions: [])),
+            ("device URN subject and HardwareModuleName", try PKIFixture.csr(key: key, subject: urn, extensions: [san])),
+            ("keyAgreement", try PKIFixture.csr(key: key, extensions: [san, try .init(KeyUsage(keyAgreement: true), critical: true)])),
+            ("digitalSignature", try PKIFixture.csr(key: key, extensions: [san, try .init(KeyUsage(digitalSignature: true), critical: false)])),
+            ("basicConstraints cA FALSE", try PKIFixture.csr(key: key, extensions: [try .init(BasicConstraints.notCertificateAuthority, critical: true), san])),
+            ("no attributes at all", try PKIFixture.csr(key: key, extensions: [])),
+            ("the meter simulator's own CSR", try MeterIdentity(eui64: meter, privateKey: key).certificateSigningRequestDER(hardwareType: PKIFixture.deviceType)),
+        ]
+    }
+
+    /// The fast reader and the full check read the same things from `der`.
+    static func expectAgreement(_ fast: DeviceRequest, _ der: [UInt8], _ name: String) throws {
+        let full = try CSRCheck.validate(der: der, profile: .deviceIdentity)
+        #expect(fast.claimedEUI64 == full.claimedEUI64, "\(name)")
+        #expect(fast.subjectKeyIdentifier == full.subjectKeyIdentifier, "\(name)")
+        #expect(Array(fast.point) == Array(try #require(P256.Signing.PublicKey(full.publicKey)).x963Representation), "\(name)")
+        let fullUsage: DeviceRequest.Usage? = full.requestedKeyUsage.map { $0.keyAgreement ? .keyAgreement : .digitalSignature }
+        #expect(fast.requestedKeyUsage == fullUsage, "\(name)")
+        var typeDER: [UInt8]? = nil
+        if let type = full.claimedHardwareType {
+            var serializer = DER.Serializer()
+            try serializer.serialize(type)
+            typeDER = Array(serializer.serializedBytes.dropFirst(2))
+        }
+        #expect(fast.claimedHardwareType.map(Array.init) == typeDER, "\(name)")
+    }
+
+    @Test("every factory request shape takes the octet-level reader, which reads what the full check reads")
+    func factoryShapesTakeTheFastReader() throws {
+        for (name, der) in try Self.factoryShapes(key: P256.Signing.PrivateKey()) {
+            let fast = try #require(DeviceRequest.read(der, profile: .deviceIdentity), "\(name) should take the fast reader")
+            try Self.expectAgreement(fast, der, name)
+            #expect(DeviceRequest.verifiesProofOfPossession(der), "\(name)")
+        }
+    }
+
+    @Test("other shapes and failing requests are left to the full check")
+    func otherShapesFallBack() throws {
+        let key = P256.Signing.PrivateKey()
+        let san = try PKIFixture.hardwareModuleNameSAN(Self.meter)
+        let otherMeterSubject = try DistinguishedName { CommonName(EUI64(7).deviceURN) }
+        let shapes: [(String, [UInt8])] = [
+            ("extendedKeyUsage requested", try PKIFixture.csr(key: key, extensions: [san, try .init(ExtendedKeyUsage([.clientAuth]), critical: false)])),
+            ("P-384 key", try {
+                let key = P384.Signing.PrivateKey()
+                let request = try CertificateSigningRequest(
+                    version: .v1, subject: DistinguishedName(), privateKey: .init(key), attributes: .init(), signatureAlgorithm: .ecdsaWithSHA384)
+                var serializer = DER.Serializer()
+                try serializer.serialize(request)
+                return serializer.serializedBytes
+            }()),
+            ("organisation in the subject", try PKIFixture.csr(key: key, subject: try DistinguishedName { OrganizationName("Acme") }, extensions: [san])),
+            ("subject and HardwareModuleName name different meters", try PKIFixture.csr(key: key, subject: otherMeterSubject, extensions: [san])),
+            ("both key usages", try PKIFixture.csr(key: key, extensions: [san, try .init(KeyUsage(digitalSignature: true, keyAgreement: true), critical: true)])),
+            ("two names in the SAN", try PKIFixture.csr(key: key, extensions: [try PKIFixture.hardwareModuleNameSAN(Self.meter, extra: [.dnsName("m.example")])])),
+        ]
+        for (name, der) in shapes {
+            #expect(DeviceRequest.read(der, profile: .deviceIdentity) == nil, "\(name)")
+        }
+        // A request whose signature does not verify: both refuse (the full check with its message).
+        var forged = try PKIFixture.csr(key: key, extensions: [san])
+        forged[forged.count - 5] ^= 0x01
+        #expect(DeviceRequest.read(forged, profile: .deviceIdentity) == nil)
+        #expect(!DeviceRequest.verifiesProofOfPossession(forged))
+        #expect(throws: PKIError.self) { try CSRCheck.validate(der: forged, profile: .deviceIdentity) }
+        // Not a device profile: never.
+        #expect(DeviceRequest.read(try PKIFixture.csr(key: key, extensions: []), profile: .custodian) == nil)
+    }
+
+    @Test("whatever the octet-level reader accepts among 6,000 mutated requests, the full check accepts with the same reading")
+    func mutatedRequestsNeverWidenTheFastReader() throws {
+        let key = P256.Signing.PrivateKey()
+        let bases = try Self.factoryShapes(key: key).map(\.der)
+        var acceptedByFast = 0
+        for (index, base) in bases.prefix(3).enumerated() {
+            for mutated in ParserRobustnessTests.mutations(of: base, count: 2000, seed: 0xFA57 + UInt64(index)) {
+                guard let fast = DeviceRequest.read(mutated, profile: .deviceIdentity) else { continue }
+                acceptedByFast += 1
+                try Self.expectAgreement(fast, mutated, "mutation of shape \(index)")
+            }
+        }
+        // Most mutations break the signature; a few touch nothing signed (e.g. flip a bit the DER ignores nowhere).
+        #expect(acceptedByFast < 600)
+    }
+
+    @Test("the hand-written DER ECDSA-Sig-Value equals swift-crypto's, leading zeros and high bits included")
+    func ecdsaSignatureEncoding() throws {
+        var random = ParserRobustnessTests.SplitMix(state: 0xD5A)
+        var cases: [[UInt8]] = (0..<500).map { _ in (0..<64).map { _ in UInt8.random(in: 0...255, using: &random) } }
+        cases.append([0x00, 0x00, 0x80] + [UInt8](repeating: 0x11, count: 29) + [0x80] + [UInt8](repeating: 0, count: 31))
+        cases.append([UInt8](repeating: 0, count: 31) + [1] + [0xFF] + [UInt8](repeating: 0xFF, count: 31))
+        for raw in cases where raw[..<32].contains(where: { $0 != 0 }) && raw[32...].contains(where: { $0 != 0 }) {
+            let expected = Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
+            #expect(DERWriter.ecdsaSignature(raw: raw) == expected)
+        }
+    }
+
+    @Test("the CSR list's base64 and EUI-64 readers agree with Foundation and EUI64(_:)")
+    func csrListDecoding() throws {
+        var random = ParserRobustnessTests.SplitMix(state: 0xB64)
+        for length in 0..<200 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let encoded = Array(Data(bytes).base64EncodedString().utf8)
+            if length == 0 {
+                #expect(Base64.decode(encoded[...]) == nil)
+            } else {
+                #expect(Base64.decode(encoded[...]) == bytes)
+            }
+        }
+        for bad in ["QQ", "QQ=", "Q===", "QQ=A", "QR==", "Q!==", "QUJD\u{0}"] {
+            #expect(Base64.decode(Array(bad.utf8)[...]) == nil, "\(bad)")
+        }
+        let path = TestEnvironment.temporaryDirectory().appendingPathComponent("list.txt").path
+        let csr = try PKIFixture.csr(extensions: [])
+        try (CSRListReader.line(eui64: Self.meter, csr: csr) + "0024BEFFFE804FF2 \(Data(csr).base64EncodedString())\n" + "00:24:be:ff:fe:80:4f:f3 \(Data(csr).base64EncodedString())\n")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        var reader = try CSRListReader(path: path)
+        var meters: [EUI64] = []
+        while let line = try reader.next() {
+            guard case .request(_, let eui, let der) = line else { Issue.record("refused \(line)"); continue }
+            #expect(der == csr)
+            meters.append(eui)
+        }
+        #expect(meters == [Self.meter, EUI64(0x0024_BEFF_FE80_4FF2), EUI64(0x0024_BEFF_FE80_4FF3)])
+    }
+
+    static func templates(
+        _ authority: CertificateAuthority, _ profile: CertificateProfile, _ fixture: PKIFixture, now: Date
+    ) throws -> (CertificateSigner, TemplateIssuer) {
+        let signer = try CertificateSigner(authority: authority, profile: profile, settings: fixture.hierarchy.settings, hardwareType: PKIFixture.deviceType)
+        return (signer, try #require(try TemplateIssuer.make(signer: signer, now: now)))
+    }
+
+    @Test("a template-issued certificate is the model's, octet for octet up to its signature, and passes openssl and pkilint")
+    func templateEqualsModel() async throws {
+        let fixture = try await PKIFixture.make()
+        let now = Date()
+        let (signer, templates) = try Self.templates(fixture.manufacturer, .deviceIdentity, fixture, now: now)
+        #expect(templates.isCurrent(at: now) && !templates.isCurrent(at: now.addingTimeInterval(1)))
+        let directory = TestEnvironment.temporaryDirectory()
+        for (name, der) in try Self.factoryShapes(key: P256.Signing.PrivateKey()) {
+            let record = try templates.signUnstored(csr: der, for: Self.meter, batch: "b", position: 7)
+            let certificate = try Certificate(derEncoded: record.der)
+            // The model path with the same request, time and serial builds the same TBSCertificate.
+            let (model, _) = try signer.certificate(
+                try CSRCheck.validate(der: der, profile: .deviceIdentity), for: Self.meter, now: now, serialNumber: certificate.serialNumber)
+            #expect(certificate.tbsCertificateBytes == model.tbsCertificateBytes, "\(name)")
+            #expect(certificate.signatureAlgorithm == model.signatureAlgorithm, "\(name)")
+            #expect(fixture.manufacturer.certificate.publicKey.isValidSignature(certificate.signature, for: certificate), "\(name)")
+            // The record says what the certificate says.
+            #expect(record.serial == certificate.serialHex && record.fingerprintSHA256 == hexString(SHA256.hash(data: record.der)))
+            #expect(record.subject == certificate.subject.description && record.eui64 == Self.meter.description)
+            #expect(record.notBefore == certificate.notValidBefore && record.notAfter == certificate.notValidAfter)
+            #expect(record.issuer == "acme" && record.profile == "device-identity" && record.batch == "b" && record.batchPosition == 7)
+            #expect(record.serial.count == 32 && SerialNumbers.length == 16)
+
+            let path = directory.appendingPathComponent("device.pem").path
+            try certificate.pem.write(toFile: path, atomically: true, encoding: .utf8)
+            let root = directory.appendingPathComponent("root.pem").path
+            let acme = directory.appendingPathComponent("acme.pem").path
+            try fixture.root.certificate.pem.write(toFile: root, atomically: true, encoding: .utf8)
+            try fixture.manufacturer.certificate.pem.write(toFile: acme, atomically: true, encoding: .utf8)
+            let verified = try TestEnvironment.run("openssl", ["verify", "-CAfile", root, "-untrusted", acme, path])
+            #expect(verified.status == 0, "\(name): \(verified.stdout) \(verified.stderr)")
+            if FileManager.default.isExecutableFile(atPath: TestEnvironment.python) {
+                let lint = try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("pkilint_run.py"), "lint_pkix_cert", "lint", "-s", "WARNING", path])
+                #expect(lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(name): \(lint.stdout) \(lint.stderr)")
+            }
+        }
+        // Refusals come from the model path, with its messages.
+        let otherMeter = try PKIFixture.csr(extensions: [try PKIFixture.hardwareModuleNameSAN(EUI64(9))])
+        #expect {
+            try templates.signUnstored(csr: otherMeter, for: Self.meter)
+        } throws: { error in
+            (error as? PKIError)?.message.contains("claims EUI-64 0000000000000009 but the request is for meter 0024befffe804ff1") == true
+        }
+        let otherType = try PKIFixture.csr(extensions: [try PKIFixture.hardwareModuleNameSAN(Self.meter, type: [2, 999, 9])])
+        #expect {
+            try templates.signUnstored(csr: otherType, for: Self.meter)
+        } throws: { error in
+            (error as? PKIError)?.message.contains("names device type 2.999.9") == true
+        }
+        // A profile without templates: nil, the engine uses the signer.
+        let custodian = try CertificateSigner(authority: fixture.admin, profile: .custodian, settings: fixture.hierarchy.settings)
+        #expect(try TemplateIssuer.make(signer: custodian) == nil)
+    }
+
+    @Test("operational device certificates (subject names the meter, notAfter from the validity) come from templates too")
+    func operationalTemplates() async throws {
+        let fixture = try await PKIFixture.make()
+        let now = Date()
+        let (signer, templates) = try Self.templates(fixture.operational, .deviceOperational, fixture, now: now)
+        let der = try PKIFixture.csr(extensions: [try PKIFixture.hardwareModuleNameSAN(Self.meter)])
+        let record = try templates.signUnstored(csr: der, for: Self.meter)
+        let certificate = try Certificate(derEncoded: record.der)
+        let (model, _) = try signer.certificate(
+            try CSRCheck.validate(der: der, profile: .deviceOperational), for: Self.meter, now: now, serialNumber: certificate.serialNumber)
+        #expect(certificate.tbsCertificateBytes == model.tbsCertificateBytes)
+        #expect(record.subject == "CN=\(Self.meter.deviceURN)")
+        #expect(fixture.operational.certificate.publicKey.isValidSignature(certificate.signature, for: certificate))
+    }
+}
