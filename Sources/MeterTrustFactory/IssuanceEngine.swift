@@ -52,8 +52,8 @@ public struct IssuanceEngine: Sendable {
     /// Issues every item `next` yields (nil: the end), in rounds. Refusals go to `refused` as they happen; progress
     /// after each round.
     ///
-    /// Three things overlap: while the workers sign round k, this task reads and pre-checks round k+1, and the
-    /// store commits round k-1.
+    /// Three things overlap: while the workers sign rounds k and k+1 (queued one after the other, so they never
+    /// wait at a round's end), this task reads and pre-checks round k+2, and the store commits round k-1.
     public func run(
         batch: String,
         next: () throws -> IssuanceItem?,
@@ -121,12 +121,17 @@ public struct IssuanceEngine: Sendable {
             return Round(items: toSign, templates: templates)
         }
 
-        var current = try await prepareRound()
-        while let round = current {
-            let toSign = round.items
-            async let signing = sign(round, batch: batch)
-            current = try await prepareRound()
-            let results = await signing
+        // Two rounds queued for the workers at any time: when they finish one, the next is already there.
+        let pool = WorkerPool(threads: workers)
+        defer { pool.shutdown() }
+        var signing: [(items: [IssuanceItem], results: PoolJobResults<Result<CertificateRecord, any Error>>)] = []
+        func submit(_ round: Round) { signing.append((round.items, sign(round, batch: batch, on: pool))) }
+        while signing.count < 2, let round = try await prepareRound() { submit(round) }
+
+        while !signing.isEmpty {
+            let (toSign, job) = signing.removeFirst()
+            if let next = try await prepareRound() { submit(next) }
+            let results = await job.values()
 
             var signed: [(IssuanceItem, CertificateRecord)] = []
             signed.reserveCapacity(toSign.count)
@@ -162,13 +167,13 @@ public struct IssuanceEngine: Sendable {
         var templates: TemplateIssuer?
     }
 
-    /// Checks and signs a round on `workers` threads, each using its own HSM session for the signature: from the
+    /// Queues a round for the workers, each using its own HSM session for the signature: from the
     /// round's certificate templates where the profile has them (device profiles), else through the signer's model
     /// path.
-    private func sign(_ round: Round, batch: String) async -> [Result<CertificateRecord, any Error>] {
+    private func sign(_ round: Round, batch: String, on pool: WorkerPool) -> PoolJobResults<Result<CertificateRecord, any Error>> {
         let signer = self.signer
         let (items, templates) = (round.items, round.templates)
-        return await parallelMap(count: items.count, workers: workers) { index in
+        return pool.submit(count: items.count) { index in
             let item = items[index]
             return Result {
                 if let templates {

@@ -13,12 +13,6 @@ public final class SQLiteStore: MeterTrustStore {
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
         configuration.label = "metertrust"
-        configuration.prepareDatabase { db in
-            // 64 MiB of page cache per connection (SQLite's default is 2 MiB): a factory batch inserts into the
-            // (issuer, serial) index at random places, and with the index cached each insert is a memory operation
-            // instead of a read from the file.
-            try db.execute(sql: "PRAGMA cache_size = -65536")
-        }
         do {
             self.pool = try DatabasePool(path: path, configuration: configuration)
         } catch {
