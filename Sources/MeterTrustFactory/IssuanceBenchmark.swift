@@ -62,16 +62,18 @@ public struct IssuanceBenchmark: Sendable {
         try await Self.makeCSRs(count: count, hardwareType: hardwareType, path: csrPath, threads: threads, progress: progress)
         let preparation = Date().timeIntervalSince(prepared)
 
-        // The limits, measured now, with the same threads, sessions and key. Each is measured twice, interleaved, and
-        // the faster run kept: a noisy neighbour can lower a limit, so keeping the best cannot flatter the ratio.
+        // The limits, with the same threads, sessions and key: each measured twice before the issuance run and once
+        // after it, interleaved, and the fastest measurement kept. A noisy neighbour can lower a limit, so keeping
+        // the best cannot flatter the ratio.
         var (rawSign, signCPU) = (0.0, 0.0)
         var (rawVerify, verifyCPU) = (0.0, 0.0)
-        for _ in 0..<2 {
+        func measureLimits() async throws {
             let sign = try await measureSign(key: manufacturer.signingKey.key)
             if sign.perSecond > rawSign { (rawSign, signCPU) = sign }
             let verify = try await measureVerify(csrPath: csrPath)
             if verify.perSecond > rawVerify { (rawVerify, verifyCPU) = verify }
         }
+        for _ in 0..<2 { try await measureLimits() }
 
         // The real path.
         _ = try await hierarchy.store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
@@ -94,6 +96,7 @@ public struct IssuanceBenchmark: Sendable {
         let elapsed = Date().timeIntervalSince(started)
         let issuanceCPU = Self.cpuSeconds() - cpuStarted
         progress.finish(phase: "issuing")
+        try await measureLimits()
         let stored = try await hierarchy.store.batchCertificateCount(batch: "bench")
         guard stored == count, counts.issued == count else {
             throw FactoryError(.output, "benchmark issued \(counts.issued) and stored \(stored) of \(count) certificates")

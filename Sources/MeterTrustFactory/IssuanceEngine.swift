@@ -61,14 +61,16 @@ public struct IssuanceEngine: Sendable {
         progress: (IssuanceCounts) -> Void
     ) async throws -> IssuanceCounts {
         var counts = IssuanceCounts()
-        var pendingWrite: Task<[(IssuanceItem, CertificateRecord, Bool)], any Error>?
+        /// The round the store is committing: its meters, their certificates, and which the store took.
+        var pendingWrite: (items: [IssuanceItem], records: [CertificateRecord], stored: Task<[Bool], any Error>)?
         var templates: TemplateIssuer?
 
-        func settle(_ task: Task<[(IssuanceItem, CertificateRecord, Bool)], any Error>) async throws {
-            for (item, record, stored) in try await task.value {
+        func settle(_ write: (items: [IssuanceItem], records: [CertificateRecord], stored: Task<[Bool], any Error>)) async throws {
+            for (index, stored) in try await write.stored.value.enumerated() {
                 if stored {
                     counts.issued += 1
                 } else {
+                    let (item, record) = (write.items[index], write.records[index])
                     counts.refused += 1
                     try refused(Refusal(
                         line: item.position, meter: item.eui64.description,
@@ -133,12 +135,15 @@ public struct IssuanceEngine: Sendable {
             if let next = try await prepareRound() { submit(next) }
             let results = await job.values()
 
-            var signed: [(IssuanceItem, CertificateRecord)] = []
-            signed.reserveCapacity(toSign.count)
+            var signedItems: [IssuanceItem] = []
+            var records: [CertificateRecord] = []
+            signedItems.reserveCapacity(toSign.count)
+            records.reserveCapacity(toSign.count)
             for (item, result) in zip(toSign, results) {
                 switch result {
                 case .success(let record):
-                    signed.append((item, record))
+                    signedItems.append(item)
+                    records.append(record)
                 case .failure(let error as PKIError):
                     counts.refused += 1
                     try refused(Refusal(line: item.position, meter: item.eui64.description, reason: error.message))
@@ -148,11 +153,8 @@ public struct IssuanceEngine: Sendable {
             }
             // Store: wait for the previous round, then start this one's transaction.
             if let pendingWrite { try await settle(pendingWrite) }
-            let store = self.store
-            pendingWrite = Task {
-                let stored = try await store.insertDeviceIdentities(signed.map(\.1))
-                return zip(signed, stored).map { ($0.0, $0.1, $1) }
-            }
+            let (store, toStore) = (self.store, records)
+            pendingWrite = (signedItems, records, Task { try await store.insertDeviceIdentities(toStore) })
             progress(counts)
         }
         if let pendingWrite { try await settle(pendingWrite) }
