@@ -1,5 +1,8 @@
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import X509
 
@@ -27,7 +30,7 @@ enum SerialNumbers {
         bytes.reserveCapacity(length)
         randomness.withLock { buffer in
             if buffer.next + randomLength > buffer.bytes.count {
-                buffer.bytes = SymmetricKey(size: SymmetricKeySize(bitCount: 8 * randomLength * 4096)).withUnsafeBytes { Array($0) }
+                buffer.bytes = kernelRandomBytes(randomLength * 4096)
                 buffer.next = 0
             }
             bytes += buffer.bytes[buffer.next..<(buffer.next + randomLength)]
@@ -38,9 +41,26 @@ enum SerialNumbers {
 
     private static let randomLength = 10
 
-    /// CSPRNG output drawn 4,096 serials at a time: BoringSSL mixes fresh OS entropy (a getrandom call) into every
-    /// draw, which per certificate cost more than the rest of the serial. Each octet is handed out once.
+    /// CSPRNG output drawn 4,096 serials at a time (each octet handed out once): swift-crypto's `SymmetricKey(size:)`
+    /// makes one getrandom system call per 8 octets, which per certificate cost more than the rest of the serial.
     private static let randomness = Mutex<(bytes: [UInt8], next: Int)>(([], 0))
+
+    /// `count` octets from the kernel's CSPRNG (the source getrandom(2) draws from), in one read.
+    private static func kernelRandomBytes(_ count: Int) -> [UInt8] {
+        let descriptor = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        precondition(descriptor >= 0, "cannot open /dev/urandom")
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { buffer in
+            var filled = 0
+            while filled < count {
+                let got = read(descriptor, buffer.baseAddress! + filled, count - filled)
+                precondition(got > 0, "reading /dev/urandom failed")
+                filled += got
+            }
+        }
+        return bytes
+    }
 
     static let length = 16
 }
