@@ -105,6 +105,22 @@ struct IssuanceHotPathTests {
         #expect(acceptedByFast < 600)
     }
 
+    @Test("serials: 16 octets, positive without a sign octet, issuance time first, 80 random bits, never repeated")
+    func serials() throws {
+        let before = UInt64(Date().timeIntervalSince1970 * 1000)
+        let serials = (0..<10_000).map { _ in SerialNumbers.randomBytes() }
+        let after = UInt64(Date().timeIntervalSince1970 * 1000)
+        #expect(Set(serials).count == serials.count)
+        #expect(Set(serials.map { $0.suffix(10) }).count == serials.count)
+        for serial in serials {
+            #expect(serial.count == 16 && (0x01...0x7F).contains(serial[0]))
+            let milliseconds = serial.prefix(6).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect((before...after).contains(milliseconds))
+        }
+        // The random octets look random: every octet value turns up among 100,000 of them.
+        #expect(Set(serials.flatMap { $0.suffix(10) }).count == 256)
+    }
+
     @Test("the hand-written DER ECDSA-Sig-Value equals swift-crypto's, leading zeros and high bits included")
     func ecdsaSignatureEncoding() throws {
         var random = ParserRobustnessTests.SplitMix(state: 0xD5A)
