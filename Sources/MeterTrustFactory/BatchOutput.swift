@@ -57,6 +57,7 @@ struct BatchOutput {
 
         var position: Int64 = 0
         var written = 0
+        progress.update(phase: "writing bundles", done: 0, total: total)  // the phase's clock starts now
         var buffer = Data()
         while true {
             let page = try await store.batchCertificates(batch: manifest.batch, afterPosition: position, limit: 1000)

@@ -31,6 +31,7 @@ enum FactoryKeys {
         let csrs = try FileHandle(forWritingTo: URL(fileURLWithPath: csrPath))
         let round = 4096
         var position = 0
+        progress.update(phase: "generating factory keys", done: 0, total: meters.total)  // the phase's clock starts now
         while position < meters.total {
             let range = position..<min(position + round, meters.total)
             let lines = try await generate(range: range, meters: meters, hardwareType: hardwareType, workers: workers)

@@ -169,6 +169,7 @@ public struct IssuanceBenchmark: Sendable {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         let first: UInt64 = 0x0024_BEFF_FE00_0000
         var position = 0
+        progress.update(phase: "making CSRs", done: 0, total: count)  // the phase's clock starts now
         while position < count {
             let range = position..<min(position + 4096, count)
             let lines = await parallelMap(count: range.count, workers: threads) { index -> Result<String, any Error> in

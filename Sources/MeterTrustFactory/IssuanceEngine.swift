@@ -123,6 +123,7 @@ public struct IssuanceEngine: Sendable {
             return Round(items: toSign, templates: templates)
         }
 
+        progress(counts)  // the progress clock starts now, not after the first round
         // Two rounds queued for the workers at any time: when they finish one, the next is already there.
         let pool = WorkerPool(threads: workers)
         defer { pool.shutdown() }

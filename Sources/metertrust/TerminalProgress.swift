@@ -37,8 +37,8 @@ final class TerminalProgress: BatchProgress {
             let elapsed = max(now.timeIntervalSince(state.started), 0.001)
             let rate = Double(done) / elapsed
             let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
-            let eta = rate > 0 ? Double(total - done) / rate : 0
-            let numbers = "\(done)/\(total) \(String(format: "%.1f", fraction * 100))% \(Self.rate(rate))/s ETA \(Self.duration(eta))"
+            let eta = rate > 0 ? Self.duration(Double(total - done) / rate) : "-"
+            let numbers = "\(done)/\(total) \(String(format: "%.1f", fraction * 100))% \(Self.rate(rate))/s ETA \(eta)"
             if isTerminal {
                 let width = 30
                 let filled = Int(fraction * Double(width))
