@@ -91,10 +91,12 @@ final class WorkerPool: @unchecked Sendable {
         return job
     }
 
-    /// Lets the threads finish the queued jobs and exit.
+    /// Drops the jobs not yet started (after an error nobody waits for them: no signature is made for nothing) and
+    /// lets the threads finish the indices they are running and exit.
     func shutdown() {
         condition.lock()
         stopped = true
+        queue.removeAll()
         condition.broadcast()
         condition.unlock()
     }

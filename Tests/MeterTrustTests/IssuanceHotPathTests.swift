@@ -1,10 +1,12 @@
 import Crypto
+import Dispatch
 import Foundation
 @testable import MeterTrustFactory
 @testable import MeterTrustPKI
 import MeterTrustDevice
 import MeterTrustStore
 import SwiftASN1
+import Synchronization
 import Testing
 import X509
 
@@ -119,6 +121,35 @@ struct IssuanceHotPathTests {
         }
         // The random octets look random: every octet value turns up among 100,000 of them.
         #expect(Set(serials.flatMap { $0.suffix(10) }).count == 256)
+    }
+
+    @Test("the worker pool runs every index of every job once, and on shutdown drops the jobs not yet started")
+    func workerPool() async throws {
+        let pool = WorkerPool(threads: 2)
+        let first = pool.submit(count: 1000) { $0 * 2 }
+        let second = pool.submit(count: 10) { $0 + 1 }
+        #expect(await first.values() == (0..<1000).map { $0 * 2 })
+        #expect(await second.values() == Array(1...10))
+        #expect(await pool.submit(count: 0) { $0 }.values() == [])
+
+        // Both workers held inside a job; the job queued behind it must never start once the pool shuts down.
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let blocking = pool.submit(count: 2) { _ in
+            held.signal()
+            release.wait()
+            return 0
+        }
+        let ran = Mutex(0)
+        _ = pool.submit(count: 100) { _ in ran.withLock { $0 += 1 } }
+        held.wait()
+        held.wait()
+        pool.shutdown()
+        release.signal()
+        release.signal()
+        #expect(await blocking.values() == [0, 0])
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(ran.withLock { $0 } == 0)
     }
 
     @Test("the hand-written DER ECDSA-Sig-Value equals swift-crypto's, leading zeros and high bits included")
