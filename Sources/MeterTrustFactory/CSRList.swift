@@ -37,7 +37,7 @@ public struct CSRListReader {
                 let meter = String(decoding: field, as: UTF8.self)
                 return .refused(Refusal(line: number, meter: meter, reason: "the line is not \"<eui64> <base64 CSR>\""))
             }
-            guard let eui = Self.eui64(field) ?? (try? EUI64(String(decoding: field, as: UTF8.self))) else {
+            guard let eui = EUI64(asciiHex: field) ?? (try? EUI64(String(decoding: field, as: UTF8.self))) else {
                 let meter = String(decoding: field, as: UTF8.self)
                 return .refused(Refusal(line: number, meter: meter, reason: "\"\(meter)\" is not an EUI-64 (16 hex digits)"))
             }
@@ -48,17 +48,6 @@ public struct CSRListReader {
             return .request(line: number, eui64: eui, csr: der)
         }
         return nil
-    }
-
-    /// 16 hex digits, read on the bytes (the common spelling; others go through ``EUI64/init(_:)``).
-    private static func eui64(_ digits: ArraySlice<UInt8>) -> EUI64? {
-        guard digits.count == 16 else { return nil }
-        var value: UInt64 = 0
-        for digit in digits {
-            guard let nibble = Base64.hexValue(digit) else { return nil }
-            value = value << 4 | UInt64(nibble)
-        }
-        return EUI64(value)
     }
 
     /// One line of the list.
@@ -167,14 +156,5 @@ enum Base64 {
             index += 4
         }
         return output
-    }
-
-    static func hexValue(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return digit - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }

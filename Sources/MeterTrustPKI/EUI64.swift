@@ -30,6 +30,24 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
         self.bytes = bytes
     }
 
+    /// Exactly 16 hex digits as ASCII octets, either case, no separators (the spelling lists and device URNs use);
+    /// read on the octets, as the factory's hot path needs. Nil for anything else: use ``init(_:)`` for the rest.
+    public init?(asciiHex digits: some Collection<UInt8>) {
+        guard digits.count == 16 else { return nil }
+        var value: UInt64 = 0
+        for digit in digits {
+            let nibble: UInt8
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = digit - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = digit - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(nibble)
+        }
+        self.init(value)
+    }
+
     public init(_ value: UInt64) {
         self.bytes = withUnsafeBytes(of: value.bigEndian) { Array($0) }
     }

@@ -179,6 +179,10 @@ struct IssuanceHotPathTests {
         for bad in ["QQ", "QQ=", "Q===", "QQ=A", "QR==", "Q!==", "QUJD\u{0}"] {
             #expect(Base64.decode(Array(bad.utf8)[...]) == nil, "\(bad)")
         }
+        #expect(EUI64(asciiHex: Array("0024BEfffe804FF1".utf8)) == Self.meter)
+        for bad in ["0024befffe804ff", "0024befffe804ff1a", "0024befffe804ffg", "00:24:be:ff:fe:80:4f:f1"] {
+            #expect(EUI64(asciiHex: Array(bad.utf8)) == nil, "\(bad)")
+        }
         let path = TestEnvironment.temporaryDirectory().appendingPathComponent("list.txt").path
         let csr = try PKIFixture.csr(extensions: [])
         try (CSRListReader.line(eui64: Self.meter, csr: csr) + "0024BEFFFE804FF2 \(Data(csr).base64EncodedString())\n" + "00:24:be:ff:fe:80:4f:f3 \(Data(csr).base64EncodedString())\n")

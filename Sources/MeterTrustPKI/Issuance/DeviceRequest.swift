@@ -152,11 +152,7 @@ public struct DeviceRequest: Sendable, Hashable {
             let text = der[value.content]
             let prefix = DeviceRequest.deviceURNPrefix
             guard text.count == prefix.count + 16, text.starts(with: prefix) else { return nil }
-            let digits = text.dropFirst(prefix.count)
-            guard digits.allSatisfy({ UInt8(ascii: "0") <= $0 && $0 <= UInt8(ascii: "9") || UInt8(ascii: "a") <= $0 && $0 <= UInt8(ascii: "f") || UInt8(ascii: "A") <= $0 && $0 <= UInt8(ascii: "F") }) else {
-                return nil
-            }
-            return try? EUI64(String(decoding: digits, as: UTF8.self))
+            return EUI64(asciiHex: text.dropFirst(prefix.count))
         }
 
         /// The self-signature verifies with the request's own key.
