@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "metertrust", targets: ["metertrust"]),
+        .library(name: "MeterTrustCore", targets: ["MeterTrustCore"]),
         .library(name: "MeterTrustHSM", targets: ["MeterTrustHSM"]),
         .library(name: "MeterTrustStore", targets: ["MeterTrustStore"]),
         .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
@@ -34,6 +35,11 @@ let package = Package(
             name: "CPKCS11",
             pkgConfig: "p11-kit-1",
             providers: [.apt(["libp11-kit-dev"])]
+        ),
+        // The vocabulary platform and meter share; depends on no other MeterTrust module (today: secret files).
+        .target(
+            name: "MeterTrustCore",
+            swiftSettings: strict
         ),
         // PKCS#11 module loading, token login, session pool, key generation and signing. Knows nothing of X.509.
         .target(
@@ -72,6 +78,7 @@ let package = Package(
         .target(
             name: "MeterTrustDevice",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustPKI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -105,6 +112,7 @@ let package = Package(
         .target(
             name: "MeterTrustAdmin",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
@@ -120,6 +128,7 @@ let package = Package(
         .target(
             name: "MeterTrustFactory",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
@@ -174,6 +183,7 @@ let package = Package(
         .testTarget(
             name: "MeterTrustTests",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",

@@ -17,7 +17,11 @@ public struct RequestStatus: Sendable, Codable {
     public let tally: QuorumTally
     public let approvals: [String]
     public let executedBy: String?
+    /// What the execution produced, readable by every custodian: never a secret.
     public let outcome: String?
+    /// A `backup.export`'s backup document: only in the executing custodian's execute answer, never stored, never
+    /// in any other answer or log.
+    public var backup: String? = nil
 }
 
 /// Operations under quorum: requests, approvals and execution, the custodian registry and policies. The admin API
@@ -45,10 +49,7 @@ public struct AdminService: Sendable {
     }
 
     public func policy(for operationClass: OperationClass) async throws -> QuorumPolicy {
-        guard let policy = try await policies().first(where: { $0.operationClass == operationClass }) else {
-            throw QuorumError(.notBootstrapped, "no quorum policy for \(operationClass.rawValue): run the bootstrap ceremony (metertrust admin bootstrap)")
-        }
-        return policy
+        try await QuorumGate(store: store).policy(for: operationClass)
     }
 
     /// The admin CA custodian certificates must come from.
@@ -167,47 +168,77 @@ public struct AdminService: Sendable {
     }
 
     /// Runs request `id` if, now, enough distinct registered custodians of the right roles approved it, it has
-    /// not expired and it never ran. Below quorum nothing runs; the refusal is recorded in the audit log.
+    /// not expired and it never ran. Below quorum nothing runs; the refusal is recorded in the audit log. The answer
+    /// carries a backup document only here, for the executor.
     public func execute(id: String, by executor: Custodian) async throws -> RequestStatus {
         try await recorded(actor: executor.name, action: "admin.execute", subject: id, details: [:]) {
-            guard let record = try await store.adminRequest(id: id) else {
-                throw QuorumError(.wrongRequest, "there is no request \(id)")
-            }
-            guard record.state == .pending else {
-                throw QuorumError(.alreadyExecuted, "request \(id.prefix(16))… is \(record.state.rawValue); a request runs at most once")
-            }
-            guard Date() < record.expiresAt else {
-                throw QuorumError(.expiredRequest, "request \(id.prefix(16))… expired at \(record.expiresAt); make a new request")
-            }
-            let request = try AdminRequest.parse(record.document)
-            let operation = try request.adminOperation
-            let policy = try await policy(for: operation.operationClass)
-            let tally = QuorumRules.tally(
-                record, approvals: try await store.approvals(requestID: id), policy: policy, registry: try await registry(), now: Date()
-            )
-            guard tally.isMet else {
-                let notCounted = tally.notCounted.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: "; ")
+            let gate = QuorumGate(store: store)
+            let authorized = try await gate.approved(id: id)
+            let operation = authorized.operation
+            if operation == .backupReshare {
                 throw QuorumError(
-                    .belowQuorum,
-                    "request \(id.prefix(16))… has \(tally.counted.count) of the \(policy.required) approvals \(operation.operationClass.rawValue) needs (\(policy.summary))\(tally.counted.isEmpty ? "" : "; counted: \(tally.counted.joined(separator: ", "))")\(notCounted.isEmpty ? "" : "; not counted: \(notCounted)"); nothing was run"
+                    .invalidRequest,
+                    "backup.reshare runs as a ceremony on the HSM host with k security officers present: metertrust backup reshare --request \(id) --custodian NAME=KEYFILE ..."
                 )
             }
-            guard try await store.claimAdminRequest(id: id, by: executor.name, at: Date()) else {
-                throw QuorumError(.alreadyExecuted, "request \(id.prefix(16))… was executed by someone else meanwhile; a request runs at most once")
-            }
-            let outcome: [String: String]
+            try await checkNoLockOut(operation, parameters: authorized.request.parameters)
+            try await gate.claim(authorized, by: executor.name)
+            let result: OperationResult
             do {
-                outcome = try await run(operation, parameters: request.parameters, requestID: id)
+                result = try await run(operation, parameters: authorized.request.parameters, requestID: id)
             } catch {
-                try await store.finishAdminRequest(id: id, state: .failed, outcome: Self.json(["error": "\(error)"]))
+                try await gate.finish(authorized, failure: error, outcome: [:])
                 throw error
             }
-            try await store.finishAdminRequest(id: id, state: .executed, outcome: Self.json(outcome))
-            logger.notice("request executed", metadata: ["request": "\(id)", "operation": "\(operation.rawValue)", "approvers": "\(tally.counted)"])
-            var details = outcome.filter { $0.key != "backup" }
+            try await gate.finish(authorized, failure: nil, outcome: result.outcome)
+            logger.notice("request executed", metadata: ["request": "\(id)", "operation": "\(operation.rawValue)", "approvers": "\(authorized.tally.counted)"])
+            var details = result.outcome
             details["operation"] = operation.rawValue
-            details["approvers"] = tally.counted.joined(separator: ",")
-            return (try await status(id: id), details)
+            details["approvers"] = authorized.tally.counted.joined(separator: ",")
+            var answer = try await status(id: id)
+            answer.backup = result.backup
+            return (answer, details)
+        }
+    }
+
+    /// What an operation produced: the outcome everyone may read, and for `backup.export` the backup document,
+    /// which only the executor receives.
+    struct OperationResult {
+        var outcome: [String: String]
+        var backup: String? = nil
+    }
+
+    /// Refuses what would lock the deployment out of its own quorum: a second Admin CA (the admin API could not tell
+    /// which one certifies custodians), destroying or revoking the Admin CA in use or the root it chains to (every
+    /// custodian certificate would stop verifying), and, for custodian removals, leaving a policy no one can meet.
+    /// Checked when a request is made, so nobody collects approvals for it, and again at execution.
+    func checkNoLockOut(_ operation: AdminOperation, parameters: [String: String]) async throws {
+        switch operation {
+        case .caCreate where parameters["kind"] == "admin":
+            let admins = try await hierarchy.authorities(role: .admin).filter { $0.destroyedAt == nil }
+            if let existing = admins.first {
+                throw QuorumError(
+                    .lockOut,
+                    "the Admin CA \(existing.name) exists: a second one would leave the admin API unable to tell which certifies custodians; there is one Admin CA per deployment"
+                )
+            }
+        case .caDestroy, .caRevoke:
+            guard let name = parameters["name"], let record = try await store.certificateAuthority(named: name) else { return }
+            if record.role == .admin {
+                throw QuorumError(
+                    .lockOut,
+                    "CA \(name) is the Admin CA that certifies every custodian: \(operation.rawValue) would leave nobody able to approve anything"
+                )
+            }
+            if record.role == .root {
+                throw QuorumError(
+                    .lockOut, "CA \(name) is the root the Admin CA chains to: \(operation.rawValue) would invalidate every custodian certificate"
+                )
+            }
+        case .custodianRemove:
+            if let name = parameters["name"] { try await checkQuorumsSurvive(removing: name) }
+        default:
+            return
         }
     }
 
@@ -216,6 +247,7 @@ public struct AdminService: Sendable {
     /// Checks what can be checked before approvals are collected.
     private func preflight(_ request: AdminRequest) async throws {
         let parameters = request.parameters
+        try await checkNoLockOut(try request.adminOperation, parameters: parameters)
         switch try request.adminOperation {
         case .caCreate:
             guard ["operational", "admin"].contains(parameters["kind"]) else {
@@ -235,14 +267,27 @@ public struct AdminService: Sendable {
             guard try await registry().custodian(named: parameters["name"]!)?.isActive == true else {
                 throw QuorumError(.unknownCustodian, "there is no registered custodian \(parameters["name"]!)")
             }
-        case .backupExport:
+        case .backupExport, .backupReshare:
             guard try await store.backupKey() != nil else {
                 throw QuorumError(.backup, "there is no backup key: run the backup-key ceremony (metertrust backup init-key) first")
             }
         }
     }
 
-    private func run(_ operation: AdminOperation, parameters: [String: String], requestID: String) async throws -> [String: String] {
+    private func run(_ operation: AdminOperation, parameters: [String: String], requestID: String) async throws -> OperationResult {
+        switch operation {
+        case .backupExport:
+            let names = parameters["cas"].map { $0.split(separator: ",").map(String.init) }
+            let file = try await KeyBackup.export(hierarchy: hierarchy, authorities: names)
+            return OperationResult(outcome: ["keys": file.keys.map(\.ca).joined(separator: ",")], backup: String(decoding: file.bytes, as: UTF8.self))
+        case .backupReshare:
+            throw QuorumError(.invalidRequest, "backup.reshare runs as a ceremony: metertrust backup reshare --request \(requestID)")
+        default:
+            return OperationResult(outcome: try await runOutcome(operation, parameters: parameters, requestID: requestID))
+        }
+    }
+
+    private func runOutcome(_ operation: AdminOperation, parameters: [String: String], requestID: String) async throws -> [String: String] {
         switch operation {
         case .caCreate, .manufacturerRegister:
             let role: CertificateAuthorityRole = operation == .manufacturerRegister ? .manufacturer : (parameters["kind"] == "admin" ? .admin : .operational)
@@ -272,10 +317,8 @@ public struct AdminService: Sendable {
             try await checkQuorumsSurvive(removing: name)
             try await store.removeCustodian(named: name, at: Date())
             return ["custodian": name, "removed": "true"]
-        case .backupExport:
-            let names = parameters["cas"].map { $0.split(separator: ",").map(String.init) }
-            let file = try await KeyBackup.export(hierarchy: hierarchy, authorities: names)
-            return ["keys": file.keys.map(\.ca).joined(separator: ","), "backup": String(decoding: file.bytes, as: UTF8.self)]
+        case .backupExport, .backupReshare:
+            throw QuorumError(.invalidRequest, "\(operation.rawValue) is run by run(_:parameters:requestID:)")
         }
     }
 
@@ -302,7 +345,7 @@ public struct AdminService: Sendable {
             let eligible = remaining.filter { policy.approverRoles.contains($0.role) }.count
             guard eligible >= policy.required else {
                 throw QuorumError(
-                    .invalidRequest,
+                    .lockOut,
                     "removing \(name) would leave \(eligible) custodians able to approve \(policy.operationClass.rawValue), which needs \(policy.required): add a custodian first"
                 )
             }

@@ -32,7 +32,7 @@ public struct KeyBackupFile: Sendable, Codable {
     public let created: String
     public let sourceToken: String
     public let mechanism: String
-    public let shares: BackupShares
+    public let shares: SecretShares
     public let keys: [WrappedKey]
 
     public var bytes: [UInt8] {
@@ -43,47 +43,184 @@ public struct KeyBackupFile: Sendable, Codable {
 
     public static func parse(_ bytes: [UInt8]) throws -> KeyBackupFile {
         guard bytes.count <= maximumSize else { throw QuorumError(.backup, "the backup file is over \(maximumSize) bytes") }
-        guard let file = try? JSONDecoder().decode(KeyBackupFile.self, from: Data(bytes)), file.format == formatName else {
+        guard let file = try? JSONDecoder().decode(KeyBackupFile.self, from: Data(bytes)), file.format == formatName,
+            file.shares.purpose == .backupKey
+        else {
             throw QuorumError(.backup, "the file is not a \(formatName) document")
         }
         return file
     }
 }
 
+/// What a backup-key ceremony did: the record now in the store and who holds the shares.
+public struct BackupKeyCeremonyResult: Sendable {
+    public let record: BackupKeyRecord
+    public let holders: [String]
+    /// The backup key this one replaced (a reshare), and whether it was still on the token to be destroyed.
+    public let replaced: String?
+    public let replacedKeyWasPresent: Bool
+}
+
 /// Key backup under split knowledge.
+///
+/// Who holds what after the backup-key ceremony (docs/threat-model.md, "Key custody"):
+/// - the server host holds the token's user PIN: it can sign with CA keys and wrap backup-enabled keys under the
+///   backup key, but nothing can unwrap them on this token (the backup key cannot unwrap);
+/// - the security officers each hold one share of the backup key and one share of the SO PIN, encrypted to their
+///   admin certificates; any k of them rebuild either, fewer learn nothing;
+/// - nobody holds the SO PIN: the ceremony replaced it with a random one that exists only as those shares, so nobody
+///   alone can make a trusted key of known value and wrap a CA key under it.
 public enum KeyBackup {
-    /// CKA_LABEL of the backup key.
+    /// CKA_LABEL of the first backup key; a reshare's keys are labelled `metertrust/backup-key/<8 hex digits>`.
     public static let defaultKeyLabel = "metertrust/backup-key"
 
-    /// Ceremony: generates the AES-256 backup key on the token in a security-officer session (it alone may mark the
-    /// key CKA_TRUSTED), splits it k-of-n among the active security officers, each share encrypted to their admin
-    /// certificate, stores the shares, and wipes the key from memory. k is the backup-restore policy's quorum.
-    ///
-    /// Runs in a process without a user login to the token (the CLI ceremony, not the server).
-    public static func createBackupKey(
-        module: PKCS11Module, tokenLabel: String, securityOfficerPIN: PINSource, store: any MeterTrustStore, label: String = defaultKeyLabel
-    ) async throws -> BackupKeyRecord {
-        if try await store.backupKey() != nil {
-            throw QuorumError(.backup, "the backup key exists already; a deployment has one")
-        }
+    /// The security officers who receive shares, and k (the backup-restore policy's quorum, at least 2).
+    static func shareHolders(store: any MeterTrustStore) async throws -> (holders: [Custodian], threshold: Int) {
         let registry = try CustodianRegistry(try await store.custodians())
         let holders = registry.active.filter { $0.role == .securityOfficer }
-        let policies = try await store.quorumPolicies().map(QuorumPolicy.init)
-        guard let restorePolicy = policies.first(where: { $0.operationClass == .backupRestore }) else {
-            throw QuorumError(.notBootstrapped, "no quorum is set up: run the bootstrap ceremony (metertrust admin bootstrap) first")
-        }
+        let restorePolicy = try await QuorumGate(store: store).policy(for: .backupRestore)
         let threshold = max(2, restorePolicy.required)
         guard holders.count >= threshold else {
             throw QuorumError(.backup, "\(holders.count) security officer(s) are registered; a \(threshold)-of-n split needs at least \(threshold)")
         }
-        var key = try module.generateTrustedBackupKey(tokenLabel: tokenLabel, securityOfficerPIN: securityOfficerPIN, label: label)
+        return (holders, threshold)
+    }
+
+    /// A new random security-officer PIN: 24 bytes of the kernel CSPRNG as 48 hex digits.
+    static func randomPIN() -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        var pin: [UInt8] = []
+        for _ in 0..<24 {
+            let byte = UInt8.random(in: .min ... .max, using: &generator)
+            pin.append(digits[Int(byte >> 4)])
+            pin.append(digits[Int(byte & 0x0f)])
+        }
+        return pin
+    }
+
+    /// Makes a backup key in `so`, splits it and a new SO PIN among `holders`, records both, then changes the SO PIN
+    /// from `currentPIN` to the new one. If the PIN cannot be changed, the record and the new key are removed again.
+    private static func makeBackupKey(
+        in so: SecurityOfficerSession, label: String, currentPIN: [UInt8], holders: [Custodian], threshold: Int,
+        record store: @Sendable (BackupKeyRecord) async throws -> Void, rollback: @Sendable (BackupKeyRecord) async throws -> Void
+    ) async throws -> BackupKeyRecord {
+        var key = try so.createTrustedBackupKey(label: label)
         defer { for index in key.indices { key[index] = 0 } }
-        let shares = try BackupShares(key: key, threshold: threshold, custodians: holders)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let record = BackupKeyRecord(label: label, threshold: threshold, shares: Array(try encoder.encode(shares)), keyCheckValue: shares.keyCheckValue)
-        try await store.setBackupKey(record)
+        var newPIN = randomPIN()
+        defer { for index in newPIN.indices { newPIN[index] = 0 } }
+        let record: BackupKeyRecord
+        do {
+            let keyShares = try SecretShares(secret: key, purpose: .backupKey, threshold: threshold, custodians: holders)
+            let pinShares = try SecretShares(secret: newPIN, purpose: .securityOfficerPIN, threshold: threshold, custodians: holders)
+            record = BackupKeyRecord(
+                label: label, threshold: threshold, shares: keyShares.encoded, keyCheckValue: keyShares.keyCheckValue,
+                securityOfficerPINShares: pinShares.encoded
+            )
+            try await store(record)
+        } catch {
+            _ = try? so.destroySecretKeys(label: label)
+            throw error
+        }
+        do {
+            try so.changePIN(from: currentPIN, to: newPIN)
+        } catch {
+            try? await rollback(record)
+            _ = try? so.destroySecretKeys(label: label)
+            throw error
+        }
         return record
+    }
+
+    /// Ceremony: creates the backup key (``SecurityOfficerSession/createTrustedBackupKey(label:)``: trusted, wrap
+    /// only), splits it k-of-n among the active security officers, replaces the SO PIN with a random one split the
+    /// same way, and stores both sets of shares. k is the backup-restore policy's quorum.
+    ///
+    /// Every precondition is checked before anything is created: no backup key yet, the quorum bootstrapped, enough
+    /// security officers, the SO PIN and the user PIN both readable and accepted by the token (the user PIN signs the
+    /// audit entry afterwards). Runs in a process without a user login to the token (the CLI ceremony).
+    public static func createBackupKey(
+        module: PKCS11Module, tokenLabel: String, securityOfficerPIN: PINSource, userPIN: PINSource, store: any MeterTrustStore,
+        label: String = defaultKeyLabel
+    ) async throws -> BackupKeyCeremonyResult {
+        if try await store.backupKey() != nil {
+            throw QuorumError(.backup, "the backup key exists already; a deployment has one (replace it with backup.reshare)")
+        }
+        let (holders, threshold) = try await shareHolders(store: store)
+        var soPIN = try securityOfficerPIN.read()
+        defer { for index in soPIN.indices { soPIN[index] = 0 } }
+        try module.checkLogin(tokenLabel: tokenLabel, as: .user, pin: userPIN)
+        let current = soPIN
+        let record = try await module.withSecurityOfficerSession(tokenLabel: tokenLabel, pin: soPIN, describedAs: "\(securityOfficerPIN)") { so in
+            guard try so.secretKeyCount(label: label) == 0 else {
+                throw QuorumError(.backup, "token \(tokenLabel) already holds a secret key labelled \(label); a token has one backup key")
+            }
+            return try await makeBackupKey(
+                in: so, label: label, currentPIN: current, holders: holders, threshold: threshold,
+                record: { try await store.setBackupKey($0) }, rollback: { try await store.deleteBackupKey(label: $0.label) }
+            )
+        }
+        return BackupKeyCeremonyResult(record: record, holders: holders.map(\.name), replaced: nil, replacedKeyWasPresent: false)
+    }
+
+    /// Ceremony `backup.reshare`: with request `requestID` approved under the backup-restore policy and k security
+    /// officers present (`custodianKeys` decrypt their shares of the SO PIN), makes a new backup key, splits it and a
+    /// new SO PIN among the security officers registered now, destroys the old backup key and records the request
+    /// executed by `executor`.
+    ///
+    /// A deployment whose backup key predates the split SO PIN (no SO PIN shares on record) gives the SO PIN from
+    /// `legacySecurityOfficerPIN` instead, once; afterwards the PIN is split like any other.
+    ///
+    /// Older backup files stay restorable by the holders of *their* shares: they must be destroyed (README).
+    public static func reshare(
+        module: PKCS11Module, tokenLabel: String, requestID: String, custodianKeys: [String: P256.Signing.PrivateKey],
+        legacySecurityOfficerPIN: PINSource? = nil, userPIN: PINSource, store: any MeterTrustStore, executor: String
+    ) async throws -> BackupKeyCeremonyResult {
+        guard let old = try await store.backupKey() else {
+            throw QuorumError(.backup, "there is no backup key to replace: run the backup-key ceremony (metertrust backup init-key) first")
+        }
+        let gate = QuorumGate(store: store)
+        let authorized = try await gate.approved(id: requestID, expected: .backupReshare)
+        let (holders, threshold) = try await shareHolders(store: store)
+        var soPIN: [UInt8]
+        let described: String
+        if let stored = old.securityOfficerPINShares {
+            guard legacySecurityOfficerPIN == nil else {
+                throw QuorumError(.backup, "the SO PIN is split among the security officers; it is rebuilt from their shares, not given")
+            }
+            soPIN = try SecretShares.decode(stored, purpose: .securityOfficerPIN).recover(with: custodianKeys)
+            described = "the security officers' shares"
+        } else {
+            guard let legacySecurityOfficerPIN else {
+                throw QuorumError(.backup, "this backup key predates the split SO PIN: give the current SO PIN once (--so-pin-file or $\(PINSource.securityOfficerEnvironmentVariable))")
+            }
+            soPIN = try legacySecurityOfficerPIN.read()
+            described = "\(legacySecurityOfficerPIN)"
+        }
+        defer { for index in soPIN.indices { soPIN[index] = 0 } }
+        try module.checkLogin(tokenLabel: tokenLabel, as: .user, pin: userPIN)
+        try module.checkLogin(tokenLabel: tokenLabel, as: .securityOfficer, pin: soPIN, describedAs: described)
+        try await gate.claim(authorized, by: executor)
+        let label = "\(defaultKeyLabel)/\(hexString(Array(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4))))"
+        let current = soPIN
+        do {
+            let (record, present) = try await module.withSecurityOfficerSession(tokenLabel: tokenLabel, pin: soPIN, describedAs: described) { so in
+                let record = try await makeBackupKey(
+                    in: so, label: label, currentPIN: current, holders: holders, threshold: threshold,
+                    record: { try await store.replaceBackupKey($0, replacing: old.label) },
+                    rollback: { try await store.replaceBackupKey(old, replacing: $0.label) }
+                )
+                return (record, try so.destroySecretKeys(label: old.label) > 0)
+            }
+            try await gate.finish(
+                authorized, failure: nil,
+                outcome: ["backupKey": record.label, "replaced": old.label, "threshold": "\(threshold)", "holders": holders.map(\.name).joined(separator: ",")]
+            )
+            return BackupKeyCeremonyResult(record: record, holders: holders.map(\.name), replaced: old.label, replacedKeyWasPresent: present)
+        } catch {
+            try? await gate.finish(authorized, failure: error, outcome: [:])
+            throw error
+        }
     }
 
     /// Wraps the keys of `authorities` (all CAs whose keys allow it, if nil) under the backup key.
@@ -91,7 +228,7 @@ public enum KeyBackup {
         guard let record = try await hierarchy.store.backupKey() else {
             throw QuorumError(.backup, "there is no backup key: run the backup-key ceremony (metertrust backup init-key) first")
         }
-        let shares = try JSONDecoder().decode(BackupShares.self, from: Data(record.shares))
+        let shares = try SecretShares.decode(record.shares, purpose: .backupKey)
         let token = hierarchy.token
         let backupKey = try await token.perform { try $0.findSecretKey(label: record.label) }
         let all = try await hierarchy.store.certificateAuthorities().filter { $0.destroyedAt == nil }
@@ -125,8 +262,9 @@ public enum KeyBackup {
     }
 
     /// Restores every key of `file` into `token` (a fresh, empty one): recovers the backup key from the shares that
-    /// the custodians' admin keys decrypt (at least k), imports it as a session object, unwraps each key, checks each
-    /// restored public key against its CA certificate, and destroys the session copy of the backup key.
+    /// the custodians' admin keys decrypt (at least k), imports it as a private session object that can only unwrap
+    /// into sensitive keys wrappable solely under a trusted key (its CKA_UNWRAP_TEMPLATE), unwraps each key, checks
+    /// each restored public key against its CA certificate, and destroys the session copy of the backup key.
     public static func restore(_ file: KeyBackupFile, into token: HSMToken, custodianKeys: [String: P256.Signing.PrivateKey]) async throws -> [HSMKey] {
         var key = try file.shares.recover(with: custodianKeys)
         let unwrapping: HSMSecretKey
@@ -148,8 +286,12 @@ public enum KeyBackup {
                 throw QuorumError(.backup, "the backup entry for CA \(entry.ca) is malformed")
             }
             let certificate = try Certificate(derEncoded: Array(certificateDER))
+            // Manufacturer CA keys sign factory batches from session copies (HSMKeyPolicy.sessionCopies).
+            let sessionCopies = entry.role == CertificateAuthorityRole.manufacturer.rawValue
             let key = try await token.perform {
-                try $0.unwrap(Array(wrapped), with: unwrapping, curve: curve, label: entry.label, id: id, publicPoint: Array(point))
+                try $0.unwrap(
+                    Array(wrapped), with: unwrapping, curve: curve, label: entry.label, id: id, publicPoint: Array(point), sessionCopies: sessionCopies
+                )
             }
             guard HSMSigningKey(token: token, key: key).publicKey == certificate.publicKey else {
                 throw QuorumError(.backup, "the restored key of CA \(entry.ca) does not match its certificate")

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustPKI
 import SwiftASN1
 import X509
@@ -229,8 +230,10 @@ public struct FactoryConfigurator: Sendable {
     }
 
     private func storeKey(_ key: P256.Signing.PrivateKey) throws {
-        guard FileManager.default.createFile(atPath: keyURL.path, contents: key.derRepresentation, attributes: [.posixPermissions: 0o600]) else {
-            throw ConfiguratorError(.storage, "cannot store the identity key in \(directory.path)")
+        do {
+            try SecretFile.write(Array(key.derRepresentation), to: keyURL.path)
+        } catch {
+            throw ConfiguratorError(.storage, "cannot store the identity key in \(directory.path): \(error)")
         }
     }
 

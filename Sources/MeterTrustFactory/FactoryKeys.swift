@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustPKI
 import SwiftASN1
@@ -22,12 +23,17 @@ enum FactoryKeys {
         let csrPath = directory.appendingPathComponent(csrFile).path
         if FileManager.default.fileExists(atPath: directory.appendingPathComponent(completeMarker).path) { return csrPath }
         let keyPath = directory.appendingPathComponent(keyFile).path
-        guard FileManager.default.createFile(atPath: keyPath, contents: nil, attributes: [.posixPermissions: 0o600]),
-            FileManager.default.createFile(atPath: csrPath, contents: nil)
-        else {
-            throw FactoryError(.output, "cannot create \(keyPath) and \(csrPath)")
+        // The keys file is 0600 from its creation (a new file renamed into place when whole; an old one, whatever
+        // its mode, is replaced, never reused).
+        var keys: SecretFile
+        do {
+            keys = try SecretFile(creating: keyPath)
+        } catch {
+            throw FactoryError(.output, "cannot create \(keyPath): \(error)")
         }
-        let keys = try FileHandle(forWritingTo: URL(fileURLWithPath: keyPath))
+        guard FileManager.default.createFile(atPath: csrPath, contents: nil) else {
+            throw FactoryError(.output, "cannot create \(csrPath)")
+        }
         let csrs = try FileHandle(forWritingTo: URL(fileURLWithPath: csrPath))
         let round = 4096
         var position = 0
@@ -35,12 +41,12 @@ enum FactoryKeys {
         while position < meters.total {
             let range = position..<min(position + round, meters.total)
             let lines = try await generate(range: range, meters: meters, hardwareType: hardwareType, workers: workers)
-            try keys.write(contentsOf: Data(lines.map(\.key).joined().utf8))
+            try keys.write(Array(lines.map(\.key).joined().utf8))
             try csrs.write(contentsOf: Data(lines.map(\.csr).joined().utf8))
             position = range.upperBound
             progress.update(phase: "generating factory keys", done: position, total: meters.total)
         }
-        try keys.close()
+        try keys.commit()
         try csrs.close()
         _ = FileManager.default.createFile(atPath: directory.appendingPathComponent(completeMarker).path, contents: nil)
         progress.finish(phase: "generating factory keys")

@@ -75,17 +75,14 @@ public final class HSMToken: Sendable {
 
     // MARK: Keys
 
-    /// Generates an EC key pair on the token: private key CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE true and
-    /// CKA_EXTRACTABLE false, so it can sign but never be read out.
-    ///
-    /// With `backup: true` the private key is instead CKA_EXTRACTABLE true and CKA_WRAP_WITH_TRUSTED true: it still
-    /// can never be read in clear, and the token wraps it only under a key the security officer marked CKA_TRUSTED
-    /// (the backup key, see ``PKCS11Module/generateTrustedBackupKey(tokenLabel:securityOfficerPIN:label:)``).
-    public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil, backup: Bool = false) throws -> HSMKey {
+    /// Generates an EC key pair on the token. The private key is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and signs
+    /// only; `policy` says whether it may also be wrapped under the trusted backup key and copied into session
+    /// objects (``HSMKeyPolicy``). The public half is a private object too (``KeyTemplates/publicKey(curve:label:id:)``).
+    public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil, policy: HSMKeyPolicy = .signingOnly) throws -> HSMKey {
         let keyID = id ?? Array(SHA256.hash(data: Array(label.utf8) + randomBytes(16)).prefix(16))
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-        let publicTemplate = Self.publicKeyTemplate(curve: curve, label: label, id: keyID)
-        let privateTemplate = Self.privateKeyTemplate(label: label, id: keyID, backup: backup)
+        let publicTemplate = KeyTemplates.publicKey(curve: curve, label: label, id: keyID)
+        let privateTemplate = KeyTemplates.privateKey(label: label, id: keyID, policy: policy)
         var publicHandle: CK_OBJECT_HANDLE = 0
         var privateHandle: CK_OBJECT_HANDLE = 0
         try pool.withSession { session in
@@ -103,36 +100,6 @@ public final class HSMToken: Sendable {
         let point = try publicPoint(ofPublicKey: publicHandle)
         logger.info("generated key pair in HSM", metadata: ["label": "\(label)", "curve": "\(curve.rawValue)"])
         return HSMKey(label: label, id: keyID, curve: curve, publicPoint: point, privateHandle: privateHandle, publicHandle: publicHandle)
-    }
-
-    /// The public half of an EC key pair: a token object anyone may read.
-    private static func publicKeyTemplate(curve: ECCurve, label: String, id: [UInt8]) -> [PKCS11Attribute] {
-        [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PUBLIC_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), true),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_EC_PARAMS), curve.ecParameters),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
-        ]
-    }
-
-    /// The private half: sensitive, signing only; extractable solely under a trusted key when `backup`.
-    private static func privateKeyTemplate(label: String, id: [UInt8], backup: Bool) -> [PKCS11Attribute] {
-        [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_PRIVATE_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_EC)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), backup),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP_WITH_TRUSTED), backup),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
-        ]
     }
 
     /// Destroys both halves of a key pair (used to clean up after a CA creation that could not be recorded).
@@ -209,21 +176,7 @@ public final class HSMToken: Sendable {
     }
 
     private func findObjects(_ template: [PKCS11Attribute]) throws -> [CK_OBJECT_HANDLE] {
-        try pool.withSession { session in
-            try withTemplate(template) { attributes, count in
-                try module.check("C_FindObjectsInit") { $0.C_FindObjectsInit(session, attributes, count) }
-            }
-            defer { _ = module.functions.pointee.C_FindObjectsFinal(session) }
-            var found: [CK_OBJECT_HANDLE] = []
-            var batch = [CK_OBJECT_HANDLE](repeating: 0, count: 16)
-            while true {
-                var returned: CK_ULONG = 0
-                try module.check("C_FindObjects") { $0.C_FindObjects(session, &batch, CK_ULONG(batch.count), &returned) }
-                if returned == 0 { break }
-                found.append(contentsOf: batch.prefix(Int(returned)))
-            }
-            return found
-        }
+        try pool.withSession { session in try module.findObjects(in: session, matching: template) }
     }
 
     /// Reads one attribute of an object; fails with the token's CKR_ for sensitive or unextractable values.
@@ -304,26 +257,13 @@ public final class HSMToken: Sendable {
         }
     }
 
-    /// Imports a 256-bit AES key as a *session* object that can only unwrap (sensitive, unextractable); it
-    /// disappears with the session pool. Used to restore a backup: the caller wipes `value` afterwards.
+    /// Imports the backup key rebuilt from k shares as a private *session* object that can only unwrap, and only
+    /// into sensitive private keys extractable solely under a trusted key (``KeyTemplates/restoreKey(label:value:)``);
+    /// it disappears with the session pool. The caller wipes `value` afterwards.
     public func importUnwrappingKey(_ value: [UInt8], label: String) throws -> HSMSecretKey {
         guard value.count == 32 else { throw HSMError.make(.invalidKeyMaterial, "a backup key is 32 bytes, not \(value.count)") }
-        let template: [PKCS11Attribute] = [
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_SECRET_KEY)),
-            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_AES)),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_UNWRAP), true),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_ENCRYPT), false),
-            .bool(CK_ATTRIBUTE_TYPE(CKA_DECRYPT), false),
-            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
-            .bytes(CK_ATTRIBUTE_TYPE(CKA_VALUE), value),
-        ]
         var handle: CK_OBJECT_HANDLE = 0
-        try withTemplate(template) { attributes, count in
+        try withTemplate(KeyTemplates.restoreKey(label: label, value: value)) { attributes, count in
             try module.check("C_CreateObject", context: "importing the backup key") {
                 $0.C_CreateObject(loginSession, attributes, count, &handle)
             }
@@ -332,15 +272,17 @@ public final class HSMToken: Sendable {
     }
 
     /// Unwraps a private key wrapped by ``wrap(_:with:)`` into a token object (sensitive; extractable only under a
-    /// trusted key, as before), and creates its public half from `publicPoint`. Returns the restored pair.
+    /// trusted key, as before; copyable only if `sessionCopies`), and creates its public half from `publicPoint`.
+    /// Returns the restored pair.
     public func unwrap(
-        _ wrapped: [UInt8], with unwrappingKey: HSMSecretKey, curve: ECCurve, label: String, id: [UInt8], publicPoint: [UInt8]
+        _ wrapped: [UInt8], with unwrappingKey: HSMSecretKey, curve: ECCurve, label: String, id: [UInt8], publicPoint: [UInt8],
+        sessionCopies: Bool = false
     ) throws -> HSMKey {
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_AES_KEY_WRAP_PAD), pParameter: nil, ulParameterLen: 0)
-        let privateTemplate = Self.privateKeyTemplate(label: label, id: id, backup: true)
+        let privateTemplate = KeyTemplates.privateKey(label: label, id: id, policy: HSMKeyPolicy(backup: true, sessionCopies: sessionCopies))
         var encodedPoint = DER.Serializer()
         try encodedPoint.serialize(ASN1OctetString(contentBytes: publicPoint[...]))
-        let publicTemplate = Self.publicKeyTemplate(curve: curve, label: label, id: id)
+        let publicTemplate = KeyTemplates.publicKey(curve: curve, label: label, id: id)
             + [.bytes(CK_ATTRIBUTE_TYPE(CKA_EC_POINT), encodedPoint.serializedBytes)]
         var privateHandle: CK_OBJECT_HANDLE = 0
         var publicHandle: CK_OBJECT_HANDLE = 0

@@ -19,7 +19,7 @@ public enum PINSource: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Reads the PIN. The bytes are the caller's to wipe.
-    func read() throws -> [UInt8] {
+    public func read() throws -> [UInt8] {
         switch self {
         case .environment(let name):
             guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else {

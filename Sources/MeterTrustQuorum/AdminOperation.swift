@@ -14,6 +14,10 @@ public enum AdminOperation: String, Sendable, Hashable, Codable, CaseIterable {
     case custodianRemove = "custodian.remove"
     /// Export the CA keys marked for backup, wrapped under the backup key.
     case backupExport = "backup.export"
+    /// Replace the backup key and re-split it and the security officer's PIN among the current security officers.
+    /// Approved here, run as a ceremony on the HSM host (`metertrust backup reshare --request ID`), where k security
+    /// officers' admin keys rebuild the SO PIN.
+    case backupReshare = "backup.reshare"
 
     public var operationClass: OperationClass {
         switch self {
@@ -25,6 +29,7 @@ public enum AdminOperation: String, Sendable, Hashable, Codable, CaseIterable {
         case .custodianAdd: return .custodianAdd
         case .custodianRemove: return .custodianRemove
         case .backupExport: return .backupExport
+        case .backupReshare: return .backupRestore
         }
     }
 
@@ -37,7 +42,7 @@ public enum AdminOperation: String, Sendable, Hashable, Codable, CaseIterable {
         case .manufacturerRegister: return ["name"]
         case .policySet: return ["class", "required"]
         case .custodianAdd: return ["certificate"]
-        case .backupExport: return []
+        case .backupExport, .backupReshare: return []
         }
     }
 
@@ -48,7 +53,7 @@ public enum AdminOperation: String, Sendable, Hashable, Codable, CaseIterable {
         case .caRevoke: return ["reason"]
         case .policySet: return ["roles", "requester-may-approve"]
         case .backupExport: return ["cas"]
-        case .caDestroy, .custodianAdd, .custodianRemove: return []
+        case .caDestroy, .custodianAdd, .custodianRemove, .backupReshare: return []
         }
     }
 

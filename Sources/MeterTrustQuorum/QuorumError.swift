@@ -18,6 +18,7 @@ public struct QuorumError: Error, Hashable, Sendable, CustomStringConvertible {
             case notBootstrapped = "not-bootstrapped"
             case underQuorumControl = "under-quorum-control"
             case backup = "backup"
+            case lockOut = "lock-out"
         }
         let backing: Backing
         public static let forgedApproval = Code(backing: .forgedApproval)
@@ -35,6 +36,8 @@ public struct QuorumError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let notBootstrapped = Code(backing: .notBootstrapped)
         public static let underQuorumControl = Code(backing: .underQuorumControl)
         public static let backup = Code(backing: .backup)
+        /// The operation would leave the deployment without a reachable quorum (no Admin CA, two, no custodians).
+        public static let lockOut = Code(backing: .lockOut)
         public var description: String { backing.rawValue }
     }
 

@@ -77,7 +77,12 @@ public protocol QuorumStore: Sendable {
     /// This is the run-once guard: of any number of concurrent callers on any number of nodes, one gets true.
     func claimAdminRequest(id: String, by custodian: String, at date: Date) async throws -> Bool
     func finishAdminRequest(id: String, state: AdminRequestRecord.State, outcome: String) async throws
+    /// Records the deployment's backup key; ``StoreError/Code/duplicate`` if it has one.
     func setBackupKey(_ record: BackupKeyRecord) async throws
+    /// Replaces the backup key labelled `label` (a reshare); notFound if that is not the current one.
+    func replaceBackupKey(_ record: BackupKeyRecord, replacing label: String) async throws
+    /// Forgets the backup key labelled `label` (a ceremony rolled back before it finished).
+    func deleteBackupKey(label: String) async throws
     func backupKey() async throws -> BackupKeyRecord?
     /// Marks a CA destroyed (its key was destroyed in the HSM); its certificates stay on record.
     func markCertificateAuthorityDestroyed(named name: String, at date: Date) async throws

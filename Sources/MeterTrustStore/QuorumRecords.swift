@@ -108,7 +108,8 @@ public struct ApprovalRecord: Sendable, Hashable, Codable {
     }
 }
 
-/// The backup key's public description: where it is and its shares (each encrypted to one custodian).
+/// The backup key's public description: where it is and its shares (each encrypted to one custodian), and the shares
+/// of the security officer's PIN, which exists nowhere else once the backup-key ceremony changed it.
 public struct BackupKeyRecord: Sendable, Hashable, Codable {
     /// CKA_LABEL of the backup key on the token.
     public var label: String
@@ -118,12 +119,17 @@ public struct BackupKeyRecord: Sendable, Hashable, Codable {
     /// Key check value (lets a restore tell a wrong reconstruction), lowercase hex.
     public var keyCheckValue: String
     public var createdAt: Date
+    /// The encrypted shares of the security officer's PIN (JSON); nil for a backup key made before the PIN was split.
+    public var securityOfficerPINShares: [UInt8]?
 
-    public init(label: String, threshold: Int, shares: [UInt8], keyCheckValue: String, createdAt: Date = Date()) {
+    public init(
+        label: String, threshold: Int, shares: [UInt8], keyCheckValue: String, createdAt: Date = Date(), securityOfficerPINShares: [UInt8]? = nil
+    ) {
         self.label = label
         self.threshold = threshold
         self.shares = shares
         self.keyCheckValue = keyCheckValue
         self.createdAt = createdAt
+        self.securityOfficerPINShares = securityOfficerPINShares
     }
 }

@@ -151,6 +151,15 @@ public final class SQLiteStore: MeterTrustStore {
                 ALTER TABLE certificate_authorities ADD COLUMN destroyed_at BIGINT;
                 """)
         }
+        migrator.registerMigration("0005-key-custody") { db in
+            // The security officer's PIN, split like the backup key; and no backup document kept in a request's
+            // outcome any more (they were served to every custodian): only the executor gets one, once.
+            try db.execute(sql: """
+                ALTER TABLE backup_key ADD COLUMN so_pin_shares BLOB;
+                UPDATE admin_requests SET outcome = json_remove(outcome, '$.backup')
+                    WHERE operation = 'backup.export' AND outcome IS NOT NULL AND json_valid(outcome);
+                """)
+        }
         return migrator
     }
 
@@ -612,9 +621,34 @@ public final class SQLiteStore: MeterTrustStore {
     public func setBackupKey(_ record: BackupKeyRecord) async throws {
         try await write { db in
             try db.execute(
-                sql: "INSERT INTO backup_key (id, label, threshold, shares, key_check_value, created_at) VALUES (1, ?, ?, ?, ?, ?)",
-                arguments: [record.label, record.threshold, Data(record.shares), record.keyCheckValue, Self.seconds(record.createdAt)]
+                sql: "INSERT INTO backup_key (id, label, threshold, shares, key_check_value, created_at, so_pin_shares) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    record.label, record.threshold, Data(record.shares), record.keyCheckValue, Self.seconds(record.createdAt),
+                    record.securityOfficerPINShares.map { Data($0) },
+                ]
             )
+        }
+    }
+
+    public func replaceBackupKey(_ record: BackupKeyRecord, replacing label: String) async throws {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    UPDATE backup_key SET label = ?, threshold = ?, shares = ?, key_check_value = ?, created_at = ?, so_pin_shares = ?
+                    WHERE id = 1 AND label = ?
+                    """,
+                arguments: [
+                    record.label, record.threshold, Data(record.shares), record.keyCheckValue, Self.seconds(record.createdAt),
+                    record.securityOfficerPINShares.map { Data($0) }, label,
+                ]
+            )
+            guard db.changesCount == 1 else { throw StoreError(.notFound, "the backup key \(label) is no longer the deployment's backup key") }
+        }
+    }
+
+    public func deleteBackupKey(label: String) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM backup_key WHERE id = 1 AND label = ?", arguments: [label])
         }
     }
 
@@ -623,7 +657,8 @@ public final class SQLiteStore: MeterTrustStore {
             try Row.fetchOne(db, sql: "SELECT * FROM backup_key WHERE id = 1").map {
                 BackupKeyRecord(
                     label: $0["label"], threshold: $0["threshold"], shares: Array($0["shares"] as Data),
-                    keyCheckValue: $0["key_check_value"], createdAt: Self.date($0["created_at"])
+                    keyCheckValue: $0["key_check_value"], createdAt: Self.date($0["created_at"]),
+                    securityOfficerPINShares: ($0["so_pin_shares"] as Data?).map { Array($0) }
                 )
             }
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustQuorum
 import MeterTrustServer
 import NIOCore
@@ -52,9 +53,7 @@ enum CustodianKeyFile {
     }
 
     static func write(_ key: P256.Signing.PrivateKey, to path: String) throws {
-        guard FileManager.default.createFile(atPath: path, contents: Data((key.pemRepresentation + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("cannot write \(path)")
-        }
+        try SecretFile.write(Array((key.pemRepresentation + "\n").utf8), to: path)
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import MeterTrustAdmin
+import MeterTrustCore
 import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustPKI
@@ -366,15 +367,25 @@ struct AdminCommand: AsyncParsableCommand {
             let api = try AdminClient(client)
             let bytes = try await api.send(.POST, "/v1/requests/\(id)/execute")
             let status = try AdminClient.decode(bytes, as: RequestStatus.self)
-            if let backupOut {
-                guard let outcome = status.outcome.flatMap({ try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }),
-                    let backup = outcome["backup"]
-                else { throw CLIError("the request produced no backup file") }
-                try backup.write(toFile: backupOut, atomically: true, encoding: .utf8)
-                try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: backupOut)
+            // The backup document exists only in this answer: write it (0600 from creation) or say it is lost.
+            if let backup = status.backup {
+                guard let backupOut else {
+                    throw CLIError("request \(id) ran and produced a backup document, which was not written: it is shown only to its executor, once; pass --backup-out FILE with a new request")
+                }
+                try SecretFile.write(Array(backup.utf8), to: backupOut)
+            } else if backupOut != nil {
+                throw CLIError("the request produced no backup file")
             }
-            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
-            AdminCommand.print(status)
+            var shown = status
+            shown.backup = nil
+            if output.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                encoder.dateEncodingStrategy = .iso8601
+                FileHandle.standardOutput.write(try encoder.encode(shown) + Data([10]))
+                return
+            }
+            AdminCommand.print(shown)
         }
     }
 
@@ -417,7 +428,7 @@ struct AdminCommand: AsyncParsableCommand {
         for (name, reason) in status.tally.notCounted.sorted(by: { $0.key < $1.key }) { Output.line("  not counted: \(name): \(reason)") }
         Output.line("  state:      \(status.state.rawValue)\(status.executedBy.map { " by \($0)" } ?? "")")
         if let outcome = status.outcome, let values = try? JSONDecoder().decode([String: String].self, from: Data(outcome.utf8)) {
-            for (key, value) in values.sorted(by: { $0.key < $1.key }) where key != "backup" { Output.line("  \(key): \(value)") }
+            for (key, value) in values.sorted(by: { $0.key < $1.key }) { Output.line("  \(key): \(value)") }
         }
     }
 }

@@ -14,18 +14,21 @@ struct BackupCommand: AsyncParsableCommand {
             Exporting is an operation under quorum: metertrust admin request backup.export, then admin execute \
             ID --backup-out FILE.
             """,
-        subcommands: [InitKey.self, Restore.self]
+        subcommands: [InitKey.self, Reshare.self, Restore.self]
     )
 
     struct InitKey: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "init-key",
-            abstract: "Ceremony: generate the AES-256 backup key in the HSM and split it k-of-n among the security officers.",
+            abstract: "Ceremony: create the backup key in the HSM, split it and the SO PIN k-of-n among the security officers.",
             discussion: """
                 Needs the token's security-officer PIN in $METERTRUST_HSM_SO_PIN (or --so-pin-file): only the SO may mark \
                 the key CKA_TRUSTED. k is the backup-restore policy's quorum; n the registered security officers. The \
                 key's value exists in this process only long enough to be split; each share is encrypted (HPKE) to one \
-                custodian's admin certificate.
+                custodian's admin certificate. The key can only wrap: nothing wrapped under it can be unwrapped on this \
+                token. The ceremony then replaces the SO PIN with a random one, split the same way: the PIN you gave no \
+                longer works and nobody knows the new one; destroy the file or variable that held it. Every precondition \
+                (no backup key yet, the quorum, enough security officers, both PINs) is checked before anything is made.
                 """
         )
         @Option(help: "File holding the security officer's PIN (mode 0600).") var soPinFile: String?
@@ -35,21 +38,60 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             let context = try Context(data)
             let store = try await context.openStore()
-            let module = try PKCS11Module.load(path: context.configuration.hsm.modulePath)
             let pin: PINSource = soPinFile.map { .file($0) } ?? .environment(PINSource.securityOfficerEnvironmentVariable)
-            let record = try await context.audited("backup.init-key", subject: KeyBackup.defaultKeyLabel, store: store, token: nil) {
-                let record = try await KeyBackup.createBackupKey(
-                    module: module, tokenLabel: context.configuration.hsm.tokenLabel, securityOfficerPIN: pin, store: store
+            let result = try await context.audited("backup.init-key", subject: KeyBackup.defaultKeyLabel, store: store, token: nil) {
+                let module = try PKCS11Module.load(path: context.configuration.hsm.modulePath)
+                let result = try await KeyBackup.createBackupKey(
+                    module: module, tokenLabel: context.configuration.hsm.tokenLabel, securityOfficerPIN: pin,
+                    userPIN: context.configuration.hsm.pinSource, store: store
                 )
-                return (record, ["threshold": "\(record.threshold)", "kcv": record.keyCheckValue])
+                return (result, ["threshold": "\(result.record.threshold)", "kcv": result.record.keyCheckValue, "holders": result.holders.joined(separator: ",")])
             }
-            let shares = try JSONDecoder().decode(BackupShares.self, from: Data(record.shares))
-            if output.json {
-                try Output.json(["label": record.label, "threshold": "\(record.threshold)", "holders": shares.shares.map(\.custodian).joined(separator: ","), "keyCheckValue": record.keyCheckValue])
-            } else {
-                Output.line("backup key \(record.label) generated in the HSM (trusted, sensitive, unextractable)")
-                Output.line("split \(record.threshold) of \(shares.shares.count) among \(shares.shares.map(\.custodian).joined(separator: ", ")); key check value \(record.keyCheckValue)")
+            BackupCommand.report(result, json: output.json)
+        }
+    }
+
+    struct Reshare: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ceremony: replace the backup key and re-split it and the SO PIN among today's security officers.",
+            discussion: """
+                Runs an approved backup.reshare request (metertrust admin request backup.reshare, approved under the \
+                backup-restore policy) on the HSM host, with k security officers present: each supplies their admin key \
+                file (--custodian NAME=KEYFILE), which decrypts their share of the SO PIN. A new backup key is made and \
+                split, with a new SO PIN, among the security officers registered now; the old backup key is destroyed. \
+                Backup files exported before stay restorable by the holders of their own shares: destroy them once a \
+                new backup is taken. A backup key made before the SO PIN was split takes the SO PIN once from \
+                --so-pin-file or $METERTRUST_HSM_SO_PIN.
+                """
+        )
+        @Option(help: "The approved backup.reshare request.") var request: String
+        @Option(name: .customLong("custodian"), help: "NAME=KEYFILE of a security officer taking part; repeat.") var custodians: [String] = []
+        @Option(help: "Only for a backup key made before the SO PIN was split: file holding the SO PIN (mode 0600).") var soPinFile: String?
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let context = try Context(data)
+            let store = try await context.openStore()
+            let keys = try BackupCommand.custodianKeys(custodians)
+            let legacy: PINSource? = soPinFile.map { .file($0) }
+                ?? (ProcessInfo.processInfo.environment[PINSource.securityOfficerEnvironmentVariable] != nil
+                    ? .environment(PINSource.securityOfficerEnvironmentVariable) : nil)
+            let executor = keys.keys.sorted().joined(separator: "+")
+            let result = try await context.audited("backup.reshare", subject: request, store: store, token: nil, details: ["officers": executor]) {
+                let module = try PKCS11Module.load(path: context.configuration.hsm.modulePath)
+                let record = try await store.backupKey()
+                let result = try await KeyBackup.reshare(
+                    module: module, tokenLabel: context.configuration.hsm.tokenLabel, requestID: request, custodianKeys: keys,
+                    legacySecurityOfficerPIN: record?.securityOfficerPINShares == nil ? legacy : nil,
+                    userPIN: context.configuration.hsm.pinSource, store: store, executor: executor
+                )
+                return (result, [
+                    "backupKey": result.record.label, "replaced": result.replaced ?? "", "threshold": "\(result.record.threshold)",
+                    "holders": result.holders.joined(separator: ","),
+                ])
             }
+            BackupCommand.report(result, json: output.json)
         }
     }
 
@@ -72,11 +114,7 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             guard let bytes = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
             let backup = try KeyBackupFile.parse(Array(bytes))
-            var keys: [String: P256.Signing.PrivateKey] = [:]
-            for entry in custodians {
-                guard let equals = entry.firstIndex(of: "=") else { throw CLIError("--custodian takes NAME=KEYFILE, not \(entry)") }
-                keys[String(entry[..<equals])] = try CustodianKeyFile.load(String(entry[entry.index(after: equals)...]))
-            }
+            let keys = try BackupCommand.custodianKeys(custodians)
             let target = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: token, pinFile: pinFile, sessionCount: 1))
             let restored = try await KeyBackup.restore(backup, into: target, custodianKeys: keys)
             if output.json {
@@ -85,5 +123,35 @@ struct BackupCommand: AsyncParsableCommand {
                 for key in restored { Output.line("restored \(key.label) (\(key.curve.rawValue)) into token \(token)") }
             }
         }
+    }
+
+    /// `NAME=KEYFILE` arguments: each custodian's admin key.
+    static func custodianKeys(_ arguments: [String]) throws -> [String: P256.Signing.PrivateKey] {
+        var keys: [String: P256.Signing.PrivateKey] = [:]
+        for entry in arguments {
+            guard let equals = entry.firstIndex(of: "=") else { throw CLIError("--custodian takes NAME=KEYFILE, not \(entry)") }
+            keys[String(entry[..<equals])] = try CustodianKeyFile.load(String(entry[entry.index(after: equals)...]))
+        }
+        return keys
+    }
+
+    static func report(_ result: BackupKeyCeremonyResult, json: Bool) {
+        let record = result.record
+        if json {
+            var fields = [
+                "label": record.label, "threshold": "\(record.threshold)", "holders": result.holders.joined(separator: ","),
+                "keyCheckValue": record.keyCheckValue, "securityOfficerPIN": "split",
+            ]
+            if let replaced = result.replaced { fields["replaced"] = replaced }
+            try? Output.json(fields)
+            return
+        }
+        if let replaced = result.replaced {
+            Output.line("backup key \(replaced) replaced by \(record.label)\(result.replacedKeyWasPresent ? " (old key destroyed)" : " (the old key was no longer on the token)")")
+        } else {
+            Output.line("backup key \(record.label) created in the HSM (trusted, wrap only, sensitive, unextractable, unmodifiable)")
+        }
+        Output.line("split \(record.threshold) of \(result.holders.count) among \(result.holders.joined(separator: ", ")); key check value \(record.keyCheckValue)")
+        Output.line("the security officer's PIN was replaced by a random one, split the same way: the old SO PIN no longer works")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI
@@ -66,7 +67,8 @@ struct FactoryCommand: AsyncParsableCommand {
                 throw CLIError("no bundle for meter \(eui) in \(path): the meter was refused or is not in this batch (see report.json)")
             }
             if let out {
-                try bundle.write(to: URL(fileURLWithPath: out))
+                // A bundle may carry the meter's private key (factory-keys mode): 0600 from creation.
+                try SecretFile.write(Array(bundle), to: out)
             } else {
                 FileHandle.standardOutput.write(bundle + Data("\n".utf8))
             }

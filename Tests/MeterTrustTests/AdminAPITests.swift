@@ -80,6 +80,7 @@ struct AdminAPITests {
     /// Starts `admin serve` on a free port; returns the process and the port.
     func startServer() throws -> (Process, Int) {
         let portFile = people.appendingPathComponent("port").path
+        try? FileManager.default.removeItem(atPath: portFile)  // a port from an earlier server must not be read
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
         process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", deployment.dataDirectory.path]

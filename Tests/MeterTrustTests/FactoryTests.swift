@@ -199,11 +199,30 @@ struct FactoryTests {
         let line = try await FactoryFixture.make()
         let meters = (1...3).map { EUI64(0x0024_BEFF_FEC0_0000 + UInt64($0)) }
         let manifestPath = try line.manifest(batch: "factory-keys", meters: meters.map(\.description), csrLines: nil, keyGeneration: "factory")
+        // Attacker: a local user who planted a world-readable keys file (or left one from an earlier run) hoping the
+        // line writes the meters' private keys into it. The file is replaced by a new 0600 one, never reused.
+        let keyFile = line.output(of: manifestPath).appendingPathComponent("factory-keys.txt").path
+        try FileManager.default.createDirectory(at: line.output(of: manifestPath), withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: keyFile, contents: Data("planted\n".utf8), attributes: [.posixPermissions: 0o644]))
+        let planted = try FileManager.default.attributesOfItem(atPath: keyFile)[.systemFileNumber] as? Int
         let report = try await line.run(manifestPath)
         #expect(report.counts.issued == 3)
-        let keyFile = line.output(of: manifestPath).appendingPathComponent("factory-keys.txt").path
-        let mode = try FileManager.default.attributesOfItem(atPath: keyFile)[.posixPermissions] as? Int
-        #expect(mode == 0o600)
+        let attributes = try FileManager.default.attributesOfItem(atPath: keyFile)
+        #expect(attributes[.posixPermissions] as? Int == 0o600)
+        #expect(attributes[.systemFileNumber] as? Int != planted, "the planted inode was reused")
+        #expect(try String(contentsOfFile: keyFile, encoding: .utf8).split(separator: "\n").count == 3)
+
+        // `factory bundle --out` over an existing 0644 file: the bundle holds the meter's private key, so the file
+        // is 0600 (checked with stat(1), as an operator would).
+        let bundleOut = line.output(of: manifestPath).appendingPathComponent("meter.bundle.json").path
+        #expect(FileManager.default.createFile(atPath: bundleOut, contents: Data("old".utf8), attributes: [.posixPermissions: 0o644]))
+        let extracted = try TestEnvironment.run(
+            TestEnvironment.metertrust,
+            ["factory", "bundle", "--batch-dir", line.output(of: manifestPath).path, "--eui64", meters[0].description, "--out", bundleOut]
+        )
+        #expect(extracted.status == 0, "\(extracted.stderr)")
+        #expect(try TestEnvironment.run("stat", ["-c", "%a", bundleOut]).stdout == "600\n")
+        #expect(try String(contentsOfFile: bundleOut, encoding: .utf8).contains("PRIVATE KEY"))
         for (data, bundle) in try line.bundles(of: manifestPath) {
             let key = try P256.Signing.PrivateKey(pemRepresentation: try #require(bundle.privateKey))
             let certificate = try Certificate(pemEncoded: bundle.deviceCertificate)

@@ -108,7 +108,7 @@ struct HSMTests {
     @Test("a session copy of a key stays sensitive and unextractable inside the HSM, signs, and is destroyed on request")
     func sessionCopy() throws {
         let token = try TestEnvironment.openToken()
-        let key = try token.generateKeyPair(curve: .p256, label: "batch-ca")
+        let key = try token.generateKeyPair(curve: .p256, label: "batch-ca", policy: HSMKeyPolicy(sessionCopies: true))
         let copy = try token.sessionCopy(of: key)
         let protection = try token.protection(of: copy)
         #expect(!protection.isToken && protection.isSensitive && !protection.isExtractable && protection.neverExtractable)

@@ -163,7 +163,7 @@ struct QuorumTests {
     @Test("a removed custodian's approvals stop counting, and new ones are refused")
     func removedCustodian() async throws {
         let deployment = try await Deployment.make()
-        let pending = try await deployment.request(.caCreate, ["kind": "admin", "name": "admin2"])
+        let pending = try await deployment.request(.caCreate, ["kind": "operational", "name": "east2"])
         _ = try await deployment.approve(pending, by: "carol")
         _ = try await deployment.approve(pending, by: "bob")
 
@@ -342,11 +342,59 @@ struct QuorumTests {
 
         let deployment = try await Deployment.make(names: [("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer)])
         let holders = ["alice", "bob", "carol"].map { deployment.custodians[$0]! }
-        let shares = try BackupShares(key: secret, threshold: 2, custodians: holders)
+        let shares = try SecretShares(secret: secret, purpose: .backupKey, threshold: 2, custodians: holders)
         #expect(try shares.recover(with: ["alice": deployment.keys["alice"]!, "carol": deployment.keys["carol"]!]) == secret)
         #expect(throws: QuorumError.self) { try shares.recover(with: ["alice": deployment.keys["alice"]!]) }
         // bob's key cannot open alice's share (a share passed off as another's).
-        #expect(throws: QuorumError.self) { try shares.shares[0].decrypt(with: deployment.keys["bob"]!, keyCheckValue: shares.keyCheckValue) }
+        #expect(throws: QuorumError.self) {
+            try shares.shares[0].decrypt(with: deployment.keys["bob"]!, purpose: .backupKey, keyCheckValue: shares.keyCheckValue)
+        }
+        // A share of the SO PIN cannot be passed off as a share of the backup key (the HPKE info names the purpose),
+        // and a stored document of one kind is not accepted as the other.
+        let pinShares = try SecretShares(secret: secret, purpose: .securityOfficerPIN, threshold: 2, custodians: holders)
+        #expect(try pinShares.shares[0].decrypt(with: deployment.keys["alice"]!, purpose: .securityOfficerPIN, keyCheckValue: pinShares.keyCheckValue).index == 1)
+        #expect(throws: QuorumError.self) {
+            try pinShares.shares[0].decrypt(with: deployment.keys["alice"]!, purpose: .backupKey, keyCheckValue: pinShares.keyCheckValue)
+        }
+        #expect(throws: QuorumError.self) { try SecretShares.decode(pinShares.encoded, purpose: .backupKey) }
+        #expect(try SecretShares.decode(pinShares.encoded, purpose: .securityOfficerPIN) == pinShares)
+    }
+
+    @Test("attacker: custodians reaching quorum for an operation that would lock the deployment out — a second Admin CA, destroying or revoking the Admin CA or the root, removing a needed custodian — are refused before approvals are collected and again at execution")
+    func lockOutRefused() async throws {
+        let deployment = try await Deployment.make()
+        let store = deployment.fixture.store
+        let before = try await store.adminRequests(state: nil, limit: 100).count
+        let secondAdmin = await Self.refusal(.lockOut) { _ = try await deployment.request(.caCreate, ["kind": "admin", "name": "admin2"]) }
+        #expect(secondAdmin.contains("Admin CA admin exists"))
+        for operation in [AdminOperation.caDestroy, .caRevoke] {
+            let admin = await Self.refusal(.lockOut) { _ = try await deployment.request(operation, ["name": "admin"]) }
+            #expect(admin.contains("certifies every custodian"))
+            let root = await Self.refusal(.lockOut) { _ = try await deployment.request(operation, ["name": "test-root"]) }
+            #expect(root.contains("every custodian certificate"))
+        }
+        // Nothing to approve was recorded for any of them.
+        #expect(try await store.adminRequests(state: nil, limit: 100).count == before)
+
+        // Two removals, each harmless when requested (4 security officers, every policy needs 2), approved together:
+        // after erin's, carol's and bob's each still leave 2; after carol's runs, bob's would leave 1 and is refused
+        // at execution, before it is claimed (it stays pending; nothing changes).
+        func approvedRemoval(_ name: String, by approvers: [String]) async throws -> RequestStatus {
+            let removal = try await deployment.request(.custodianRemove, ["name": name], by: "dave")
+            for approver in approvers { _ = try await deployment.approve(removal, by: approver) }
+            return removal
+        }
+        let erin = try await approvedRemoval("erin", by: ["alice", "bob"])
+        _ = try await deployment.service.execute(id: erin.id, by: deployment.custodians["alice"]!)
+        let carol = try await approvedRemoval("carol", by: ["alice", "bob"])
+        let bob = try await approvedRemoval("bob", by: ["alice", "bob"])
+        _ = try await deployment.service.execute(id: carol.id, by: deployment.custodians["alice"]!)
+        let atExecution = await Self.refusal(.lockOut) { _ = try await deployment.service.execute(id: bob.id, by: deployment.custodians["alice"]!) }
+        #expect(atExecution.contains("removing bob would leave 1"))
+        #expect(try await store.adminRequest(id: bob.id)?.state == .pending)
+        #expect(try await deployment.service.registry().custodian(named: "bob")?.isActive == true)
+        let asked = await Self.refusal(.lockOut) { _ = try await deployment.request(.custodianRemove, ["name": "bob"]) }
+        #expect(asked.contains("add a custodian first"))
     }
 
     private func combinations<T>(_ items: [T], _ k: Int) -> [[T]] {

@@ -23,10 +23,38 @@ struct StoreTests {
     @Test("a new store is migrated and in WAL mode")
     func migratedAndWAL() async throws {
         let store = try await TestEnvironment.makeStore()
-        #expect(try await store.appliedMigrations() == ["0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum"])
+        #expect(
+            try await store.appliedMigrations()
+                == ["0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody"]
+        )
         #expect(try await store.journalMode() == "wal")
         try await store.migrate()  // idempotent
-        #expect(try await store.appliedMigrations().count == 4)
+        #expect(try await store.appliedMigrations().count == 5)
+    }
+
+    @Test("migration 0005 removes the backup documents that earlier versions kept in executed backup.export requests, and keeps the rest of each outcome")
+    func migrationRemovesStoredBackups() async throws {
+        let path = TestEnvironment.temporaryDirectory().appendingPathComponent("old.sqlite").path
+        do {
+            let store = try SQLiteStore(path: path)
+            try await store.migrate()
+        }
+        // Turn it back into a store at 0004 holding what 0004 stored: the backup document inside the outcome.
+        let old = """
+            DELETE FROM grdb_migrations WHERE identifier = '0005-key-custody';
+            ALTER TABLE backup_key DROP COLUMN so_pin_shares;
+            INSERT INTO admin_requests (id, document, operation, requester, created_at, expires_at, state, outcome)
+                VALUES ('r1', x'7b7d', 'backup.export', 'alice', 0, 1, 'executed', '{"backup":"{\\"keys\\":[{\\"wrapped\\":\\"AAAA\\"}]}","keys":"north"}'),
+                       ('r2', x'7b7d', 'ca.create', 'alice', 0, 1, 'executed', '{"backup":"kept: not an export","ca":"x"}');
+            """
+        let downgraded = try TestEnvironment.run("sqlite3", [path, old])
+        try #require(downgraded.status == 0, "\(downgraded.stderr)")
+        let store = try SQLiteStore(path: path)
+        try await store.migrate()
+        let export = try #require(try await store.adminRequest(id: "r1"))
+        #expect(export.outcome == #"{"keys":"north"}"#)
+        #expect(try await store.adminRequest(id: "r2")?.outcome == #"{"backup":"kept: not an export","ca":"x"}"#)
+        #expect(try await store.backupKey() == nil)
     }
 
     @Test("records round-trip, dates and the year-9999 notAfter included")

@@ -30,7 +30,7 @@ public struct CAHierarchy: Sendable {
     }
 
     /// Creates a CA of `role` (manufacturer, operational or admin) under the root. With `backup`, the CA key is
-    /// generated wrappable under the trusted backup key (see ``HSMToken/generateKeyPair(curve:label:id:backup:)``).
+    /// generated wrappable under the trusted backup key (see ``HSMKeyPolicy``).
     public func createAuthority(
         role: CertificateAuthorityRole, name: String, organization: String? = nil, curve: ECCurve = .p256, backup: Bool = false
     ) async throws -> CertificateAuthority {
@@ -90,7 +90,9 @@ public struct CAHierarchy: Sendable {
         }
         let profile = CertificateProfile.forAuthority(role)
         let label = "metertrust/\(role.rawValue)/\(name)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
-        let key = try await token.perform { try $0.generateKeyPair(curve: curve, label: label, backup: backup) }
+        // Manufacturer CAs sign factory batches from session copies of their key; no other CA key may be copied.
+        let keyPolicy = HSMKeyPolicy(backup: backup, sessionCopies: role == .manufacturer)
+        let key = try await token.perform { try $0.generateKeyPair(curve: curve, label: label, policy: keyPolicy) }
         do {
             let signingKey = try HSMSigningKey.validated(token: token, key: key)
             let subject = try Self.subject(for: profile, name: name, organization: organization)
