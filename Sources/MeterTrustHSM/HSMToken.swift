@@ -15,7 +15,7 @@ public final class HSMToken: Sendable {
     public let label: String
     private let loginSession: CK_SESSION_HANDLE
     private let pool: SessionPool
-    private let logger: Logger
+    let logger: Logger
     private static let queue = DispatchQueue(label: "metertrust.hsm", attributes: .concurrent)
 
     /// Number of sessions, i.e. of operations that can run at once.
@@ -177,6 +177,37 @@ public final class HSMToken: Sendable {
 
     private func findObjects(_ template: [PKCS11Attribute]) throws -> [CK_OBJECT_HANDLE] {
         try pool.withSession { session in try module.findObjects(in: session, matching: template) }
+    }
+
+    /// Every object of class `objectClass` this login sees.
+    func objects(ofClass objectClass: CK_ULONG) throws -> [CK_OBJECT_HANDLE] {
+        try findObjects([.ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), objectClass)])
+    }
+
+    /// C_CopyObject inside the token with `template`.
+    @discardableResult
+    func copyObject(_ handle: CK_OBJECT_HANDLE, _ template: [PKCS11Attribute], context: String) throws -> CK_OBJECT_HANDLE {
+        var copy: CK_OBJECT_HANDLE = 0
+        try pool.withSession { session in
+            try withTemplate(template) { attributes, count in
+                try module.check("C_CopyObject", context: context) { $0.C_CopyObject(session, handle, attributes, count, &copy) }
+            }
+        }
+        return copy
+    }
+
+    func setAttributes(_ handle: CK_OBJECT_HANDLE, _ template: [PKCS11Attribute], context: String) throws {
+        try pool.withSession { session in
+            try withTemplate(template) { attributes, count in
+                try module.check("C_SetAttributeValue", context: context) { $0.C_SetAttributeValue(session, handle, attributes, count) }
+            }
+        }
+    }
+
+    func destroyObject(_ handle: CK_OBJECT_HANDLE, context: String) throws {
+        try pool.withSession { session in
+            try module.check("C_DestroyObject", context: context) { $0.C_DestroyObject(session, handle) }
+        }
     }
 
     /// Reads one attribute of an object; fails with the token's CKR_ for sensitive or unextractable values.

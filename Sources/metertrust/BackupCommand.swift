@@ -75,7 +75,7 @@ struct BackupCommand: AsyncParsableCommand {
             let store = try await context.openStore()
             let keys = try BackupCommand.custodianKeys(custodians)
             let legacy: PINSource? = soPinFile.map { .file($0) }
-                ?? (ProcessInfo.processInfo.environment[PINSource.securityOfficerEnvironmentVariable] != nil
+                ?? (ProcessInfo.processInfo.environment[PINSource.securityOfficerEnvironmentVariable]?.isEmpty == false
                     ? .environment(PINSource.securityOfficerEnvironmentVariable) : nil)
             let executor = keys.keys.sorted().joined(separator: "+")
             let result = try await context.audited("backup.reshare", subject: request, store: store, token: nil, details: ["officers": executor]) {

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
+import MeterTrustAudit
 import MeterTrustHSM
 
 struct HSMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "hsm", abstract: "Inspect PKCS#11 tokens; initialise development tokens.", subcommands: [Tokens.self, InitToken.self]
+        commandName: "hsm", abstract: "Inspect PKCS#11 tokens; initialise development tokens.", subcommands: [Tokens.self, InitToken.self, Harden.self]
     )
 
     struct ModuleOptions: ParsableArguments {
@@ -74,6 +75,61 @@ struct HSMCommand: AsyncParsableCommand {
             } else {
                 Output.line("initialised token \(label) in slot \(slot)")
             }
+        }
+    }
+
+    struct Harden: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what every MeterTrust object on the token may do; make public halves from earlier versions private.",
+            discussion: """
+                Lists the private, public and secret key objects MeterTrust made, with the attributes that decide who \
+                can use, change, copy or destroy them, and what to do about any that an earlier version made looser. \
+                Public halves that are public objects (made before key custody) are re-created as private objects, so a \
+                session without a PIN can no longer see, copy or destroy them, and private keys lose the decrypt, \
+                unwrap and derive abilities a token grants by default; --dry-run only reports. A backup key that can \
+                unwrap cannot be fixed in place: the backup.reshare ceremony replaces it.
+                """
+        )
+        @Flag(help: "Report only; change nothing.") var dryRun = false
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Report: Encodable {
+            var madePrivate: [String]
+            var abilitiesRemoved: [String]
+            var objects: [HSMObjectAttributes]
+        }
+
+        func run() async throws {
+            let context = try Context(data)
+            let token = try context.openToken()
+            let changed = dryRun ? HSMToken.Hardening() : try await token.perform { try $0.harden() }
+            let objects = try await token.perform { try $0.objectInventory() }
+            if changed != HSMToken.Hardening() {
+                let store = try await context.openStore()
+                try await context.audit(
+                    AuditEvent(
+                        actor: context.actor, action: "hsm.harden", subject: token.label, outcome: .success,
+                        details: ["madePrivate": changed.madePrivate.joined(separator: ","), "abilitiesRemoved": changed.abilitiesRemoved.joined(separator: ",")]
+                    ),
+                    store: store, token: token
+                )
+            }
+            if output.json {
+                try Output.json(Report(madePrivate: changed.madePrivate, abilitiesRemoved: changed.abilitiesRemoved, objects: objects))
+                return
+            }
+            for label in changed.madePrivate { Output.line("made private: public half of \(label)") }
+            for label in changed.abilitiesRemoved { Output.line("can no longer decrypt, unwrap or derive: \(label)") }
+            for object in objects {
+                let flags = [
+                    object.isPrivate ? "private" : "PUBLIC", object.isModifiable ? "modifiable" : nil, object.isCopyable ? "copyable" : nil,
+                    object.canUnwrapDecryptOrDerive ? "UNWRAP/DECRYPT/DERIVE" : nil,
+                ].compactMap { $0 }.joined(separator: ", ")
+                Output.line("\(object.kind.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(object.label)  [\(flags)]\(object.finding.map { "\n    -> \($0)" } ?? "")")
+            }
+            let findings = objects.filter { $0.finding != nil }.count
+            Output.line(findings == 0 ? "every object is as tight as this version makes it" : "\(findings) object(s) need attention (see above)")
         }
     }
 }

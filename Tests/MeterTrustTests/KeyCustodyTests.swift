@@ -1,6 +1,9 @@
 import Crypto
 import Foundation
 import MeterTrustHSM
+import MeterTrustPKI
+import MeterTrustQuorum
+import MeterTrustStore
 import Testing
 import X509
 
@@ -291,5 +294,84 @@ struct KeyCustodyTests {
         // The SO PIN the operator typed is dead: only k officers can rebuild the new one.
         let pinless = try attack(as: "pinless", backupLabel: "metertrust/backup-key", extra: ["--handles", "0"], oldSOPIN: soPIN)
         expectRefused(pinless, "old-so-pin-login", ["CKR_PIN_INCORRECT"])
+    }
+
+    @Test("migration of a deployment made before key custody: hsm harden makes public halves private, backup.reshare (given the old SO PIN once) replaces the unwrap-capable backup key and splits the SO PIN")
+    func legacyDeploymentMigrates() async throws {
+        let pin = deployment.environment["METERTRUST_HSM_PIN"] ?? ""
+        let soPIN = "so-" + pin
+        _ = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
+        _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
+        _ = try deployment.json(["ca", "create-operational", "--name", "north", "--backup"])
+        for name in ["alice", "bob", "carol"] {
+            let keygen = try TestEnvironment.run(TestEnvironment.metertrust, ["admin", "keygen", "--name", name, "--out", api.people.path])
+            try #require(keygen.status == 0, "\(keygen.stderr)")
+            _ = try deployment.json(["admin", "certify", "--csr", path("\(name).csr"), "--name", name, "--role", "security-officer", "--out", path("\(name).pem")])
+        }
+        _ = try deployment.json(["admin", "bootstrap", "--custodian", path("alice.pem"), "--custodian", path("bob.pem"), "--custodian", path("carol.pem")])
+        _ = try deployment.json(["admin", "server-cert", "--host", "localhost"])
+        let authorities = try JSONSerialization.jsonObject(with: Data(try deployment.run(["ca", "list", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let rootCertificate = authorities?.first { $0["role"] as? String == "root" }?["certificate"] as? [String: Any]
+        let rootSerial = try #require(rootCertificate?["serial"] as? String)
+        try deployment.run(["cert", "show", rootSerial, "--pem"]).stdout.write(toFile: path("root.pem"), atomically: true, encoding: .utf8)
+
+        // What the earlier version left: an unwrap-capable backup key (its shares in the store, no SO PIN shares)
+        // and a key pair whose public half is a public object.
+        func legacy(_ who: String, _ label: String) throws -> String {
+            let made = try TestEnvironment.run(
+                TestEnvironment.python,
+                [TestEnvironment.tool("pkcs11_legacy.py"), "--module", TestEnvironment.modulePath, "--token", deployment.tokenLabel, "--as", who, "--label", label],
+                environment: ["LEGACY_SO_PIN": soPIN, "LEGACY_USER_PIN": pin]
+            )
+            try #require(made.status == 0, "\(made.stderr)")
+            return made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let oldKey = try #require(hexBytes(try legacy("so", "metertrust/backup-key")))
+        _ = try legacy("user", "metertrust/legacy/pair")
+        let store = try SQLiteStore(path: deployment.dataDirectory.appendingPathComponent("metertrust.sqlite").path)
+        let officers = try CustodianRegistry(try await store.custodians()).active
+        let oldShares = try SecretShares(secret: oldKey, purpose: .backupKey, threshold: 2, custodians: officers)
+        try await store.setBackupKey(BackupKeyRecord(label: "metertrust/backup-key", threshold: 2, shares: oldShares.encoded, keyCheckValue: oldShares.keyCheckValue))
+
+        // The inventory names both problems; harden fixes what can be fixed in place.
+        func inventory(_ arguments: [String]) throws -> [String: Any] {
+            let result = try deployment.run(["hsm", "harden", "--json"] + arguments)
+            try #require(result.status == 0, "\(result.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        }
+        func findings(_ report: [String: Any]) -> [String: String] {
+            Dictionary(uniqueKeysWithValues: (report["objects"] as? [[String: Any]] ?? []).compactMap { object in
+                (object["finding"] as? String).map { ("\(object["kind"] as? String ?? "")|\(object["label"] as? String ?? "")", $0) }
+            })
+        }
+        // (SoftHSM2's defaults gave the old private key CKA_DERIVE: an ECDH oracle on the key for the PIN holder.)
+        let before = findings(try inventory(["--dry-run"]))
+        #expect(before["public-key|metertrust/legacy/pair"]?.contains("hsm harden") == true, "\(before)")
+        #expect(before["private-key|metertrust/legacy/pair"]?.contains("derive") == true, "\(before)")
+        #expect(before["secret-key|metertrust/backup-key"]?.contains("backup.reshare") == true, "\(before)")
+        #expect(before.count == 3, "keys made by this version need nothing: \(before)")
+        let hardened = try inventory([])
+        #expect(hardened["madePrivate"] as? [String] == ["metertrust/legacy/pair"])
+        #expect(hardened["abilitiesRemoved"] as? [String] == ["metertrust/legacy/pair"])
+        #expect(Set(findings(hardened).keys) == ["secret-key|metertrust/backup-key"])
+        let pinless = try attack(as: "pinless", backupLabel: "metertrust/backup-key", extra: ["--handles", "0"])
+        #expect(pinless["pinless-visible-objects"]?["labels"] as? [String] == ["metertrust/backup-key"])
+
+        // The reshare replaces the old backup key; the first time, the SO PIN comes from the operator, once.
+        let (server, port) = try api.startServer()
+        let reshare = try approvedRequest("backup.reshare", port: port)
+        server.terminate()
+        server.waitUntilExit()
+        let officersPresent = ["--custodian", "alice=\(path("alice.key"))", "--custodian", "bob=\(path("bob.key"))"]
+        let withoutPIN = try deployment.run(["backup", "reshare", "--request", reshare] + officersPresent, environment: ["METERTRUST_HSM_SO_PIN": ""])
+        #expect(withoutPIN.status == 1 && withoutPIN.stderr.contains("predates the split SO PIN"), "\(withoutPIN.stderr)")
+        #expect(try await store.adminRequest(id: reshare)?.state == .pending, "a refused ceremony does not use up the request")
+        let migrated = try deployment.run(["backup", "reshare", "--request", reshare, "--json"] + officersPresent, environment: ["METERTRUST_HSM_SO_PIN": soPIN])
+        try #require(migrated.status == 0, "\(migrated.stderr)")
+        #expect(findings(try inventory(["--dry-run"])).isEmpty, "after the migration nothing needs attention")
+        #expect(try await store.backupKey()?.securityOfficerPINShares != nil)
+        let after = try attack(as: "pinless", backupLabel: "metertrust/backup-key", extra: ["--handles", "0"], oldSOPIN: soPIN)
+        expectRefused(after, "old-so-pin-login", ["CKR_PIN_INCORRECT"])
+        #expect((after["pinless-visible-objects"]?["labels"] as? [String])?.allSatisfy { $0.hasPrefix("metertrust/backup-key/") } == true)
     }
 }
