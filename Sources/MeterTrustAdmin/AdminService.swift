@@ -257,15 +257,15 @@ public struct AdminService: Sendable {
         case .manufacturerRegister:
             try Self.checkKeyParameters(parameters)
         case .caDestroy, .caRevoke:
-            _ = try await hierarchy.authority(named: parameters["name"]!)
+            _ = try await hierarchy.authority(named: try parameters.required("name"))
             if let reason = parameters["reason"], Int(reason) == nil { throw QuorumError(.invalidRequest, "reason must be an RFC 5280 reason code") }
         case .policySet:
             _ = try await proposedPolicy(parameters)
         case .custodianAdd:
-            _ = try await Custodian.admit(certificate: try Self.certificateDER(parameters["certificate"]!), adminCA: try await adminAuthority(), registeredBy: nil)
+            _ = try await Custodian.admit(certificate: try Self.certificateDER(try parameters.required("certificate")), adminCA: try await adminAuthority(), registeredBy: nil)
         case .custodianRemove:
-            guard try await registry().custodian(named: parameters["name"]!)?.isActive == true else {
-                throw QuorumError(.unknownCustodian, "there is no registered custodian \(parameters["name"]!)")
+            guard try await registry().custodian(named: try parameters.required("name"))?.isActive == true else {
+                throw QuorumError(.unknownCustodian, "there is no registered custodian \(try parameters.required("name"))")
             }
         case .backupExport, .backupReshare:
             guard try await store.backupKey() != nil else {
@@ -293,27 +293,27 @@ public struct AdminService: Sendable {
             let role: CertificateAuthorityRole = operation == .manufacturerRegister ? .manufacturer : (parameters["kind"] == "admin" ? .admin : .operational)
             let curve = try Self.curve(parameters["curve"])
             let authority = try await hierarchy.createAuthority(
-                role: role, name: parameters["name"]!, organization: parameters["organization"], curve: curve, backup: parameters["backup"] == "true"
+                role: role, name: try parameters.required("name"), organization: parameters["organization"], curve: curve, backup: parameters["backup"] == "true"
             )
             return ["ca": authority.name, "role": role.rawValue, "serial": authority.certificate.serialHex, "key": authority.signingKey.key.label]
         case .caDestroy:
-            try await hierarchy.destroyAuthority(named: parameters["name"]!)
-            return ["ca": parameters["name"]!, "destroyed": "true"]
+            try await hierarchy.destroyAuthority(named: try parameters.required("name"))
+            return ["ca": try parameters.required("name"), "destroyed": "true"]
         case .caRevoke:
-            try await hierarchy.revokeAuthority(named: parameters["name"]!, reason: Int(parameters["reason"] ?? "0") ?? 0)
-            return ["ca": parameters["name"]!, "revoked": "true"]
+            try await hierarchy.revokeAuthority(named: try parameters.required("name"), reason: Int(parameters["reason"] ?? "0") ?? 0)
+            return ["ca": try parameters.required("name"), "revoked": "true"]
         case .policySet:
             let policy = try await proposedPolicy(parameters)
             try await store.setQuorumPolicy(policy.record(updatedBy: requestID))
             return ["class": policy.operationClass.rawValue, "policy": policy.summary]
         case .custodianAdd:
             let record = try await Custodian.admit(
-                certificate: try Self.certificateDER(parameters["certificate"]!), adminCA: try await adminAuthority(), registeredBy: requestID
+                certificate: try Self.certificateDER(try parameters.required("certificate")), adminCA: try await adminAuthority(), registeredBy: requestID
             )
             try await store.insertCustodian(record)
             return ["custodian": record.name, "role": record.role, "certificate": record.fingerprintSHA256]
         case .custodianRemove:
-            let name = parameters["name"]!
+            let name = try parameters.required("name")
             try await checkQuorumsSurvive(removing: name)
             try await store.removeCustodian(named: name, at: Date())
             return ["custodian": name, "removed": "true"]
@@ -323,8 +323,8 @@ public struct AdminService: Sendable {
     }
 
     private func proposedPolicy(_ parameters: [String: String]) async throws -> QuorumPolicy {
-        let operationClass = try OperationClass.parse(parameters["class"]!)
-        guard let required = Int(parameters["required"]!), required >= 1 else {
+        let operationClass = try OperationClass.parse(try parameters.required("class"))
+        guard let required = Int(try parameters.required("required")), required >= 1 else {
             throw QuorumError(.invalidRequest, "required must be a whole number of approvals, at least 1")
         }
         let current = try await policy(for: operationClass)
@@ -399,5 +399,13 @@ public struct AdminService: Sendable {
             )
             throw error
         }
+    }
+}
+
+extension [String: String] {
+    /// A parameter ``AdminOperation/check(_:)`` made sure is present; refused, not trapped, if it is not.
+    func required(_ name: String) throws -> String {
+        guard let value = self[name] else { throw QuorumError(.invalidRequest, "parameter \(name) is missing") }
+        return value
     }
 }

@@ -12,22 +12,27 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
         self.bytes = Array(bytes)
     }
 
+    /// Parses 16 ASCII hex digits, either case, optionally with `:` or `-` between them. ASCII only: Unicode "hex
+    /// digits" such as fullwidth `０`–`９` (which `Character.isHexDigit` accepts) are refused, not read.
     public init(_ text: String) throws {
-        let digits = text.filter { $0 != ":" && $0 != "-" }
-        guard digits.count == 16, digits.allSatisfy(\.isHexDigit) else {
-            throw PKIError(
-                .invalidArgument,
-                "\"\(text)\" is not an EUI-64: write 16 hex digits, e.g. 0024befffe804ff1"
-            )
+        let digits = text.utf8.filter { $0 != UInt8(ascii: ":") && $0 != UInt8(ascii: "-") }
+        guard let eui = EUI64(asciiHex: digits) else {
+            throw PKIError(.invalidArgument, "\(Self.quoted(text)) is not an EUI-64: write 16 hex digits (ASCII), e.g. 0024befffe804ff1")
         }
-        var bytes: [UInt8] = []
-        var index = digits.startIndex
-        while index < digits.endIndex {
-            let next = digits.index(index, offsetBy: 2)
-            bytes.append(UInt8(digits[index..<next], radix: 16)!)
-            index = next
+        self = eui
+    }
+
+    /// `text` in quotes for a message, cut at 40 characters, with anything but printable ASCII escaped.
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars.prefix(40) {
+            if scalar.isASCII, scalar.value >= 0x20, scalar.value < 0x7f, scalar != "\"", scalar != "\\" {
+                out.unicodeScalars.append(scalar)
+            } else {
+                out += "\\u{\(String(scalar.value, radix: 16))}"
+            }
         }
-        self.bytes = bytes
+        return out + (text.unicodeScalars.count > 40 ? "…\"" : "\"")
     }
 
     /// Exactly 16 hex digits as ASCII octets, either case, no separators (the spelling lists and device URNs use);

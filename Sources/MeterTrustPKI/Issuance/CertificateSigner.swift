@@ -62,7 +62,9 @@ public struct CertificateSigner: Sendable {
         let subject: DistinguishedName
         switch profile.subject {
         case .empty: subject = DistinguishedName()
-        case .deviceURN: subject = try DistinguishedName { CommonName(device!.eui64.deviceURN) }
+        case .deviceURN:
+            guard let device else { throw PKIError(.issuance, "profile \(profile.name) names the meter, and the request names none") }
+            subject = try DistinguishedName { CommonName(device.eui64.deviceURN) }
         case .authority: throw PKIError(.issuance, "profile \(profile.name) is for CAs; create CAs with metertrust ca")
         case .named: throw PKIError(.issuance, "profile \(profile.name) needs a name: use signNamed")
         }
