@@ -100,6 +100,7 @@ let package = Package(
         .target(
             name: "MeterTrustQuorum",
             dependencies: [
+                "MeterTrustAudit",
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 .product(name: "X509", package: "swift-certificates"),

@@ -74,16 +74,23 @@ public enum KeyBackup {
     /// CKA_LABEL of the first backup key; a reshare's keys are labelled `metertrust/backup-key/<8 hex digits>`.
     public static let defaultKeyLabel = "metertrust/backup-key"
 
-    /// The security officers who receive shares, and k (the backup-restore policy's quorum, at least 2).
-    static func shareHolders(store: any MeterTrustStore) async throws -> (holders: [Custodian], threshold: Int) {
-        let registry = try CustodianRegistry(try await store.custodians())
-        let holders = registry.active.filter { $0.role == .securityOfficer }
-        let restorePolicy = try await QuorumGate(store: store).policy(for: .backupRestore)
-        let threshold = max(2, restorePolicy.required)
+    /// Who receives shares: the active security officers the audit log backs, and k (the backup-restore policy's
+    /// quorum, at least 2).
+    public struct ShareHolders: Sendable {
+        public let custodians: [Custodian]
+        public let threshold: Int
+        public var names: [String] { custodians.map(\.name) }
+    }
+
+    /// The share holders as the gate (the verified audit log) sees them. Needs a user login (the audit key); call it
+    /// before a security-officer session, in its own scope.
+    public static func shareHolders(gate: QuorumGate) async throws -> ShareHolders {
+        let holders = try await gate.registry().active.filter { $0.role == .securityOfficer }
+        let threshold = max(2, try await gate.policy(for: .backupRestore).required)
         guard holders.count >= threshold else {
             throw QuorumError(.backup, "\(holders.count) security officer(s) are registered; a \(threshold)-of-n split needs at least \(threshold)")
         }
-        return (holders, threshold)
+        return ShareHolders(custodians: holders, threshold: threshold)
     }
 
     /// A new random security-officer PIN: 24 bytes of the kernel CSPRNG as 48 hex digits.
@@ -141,12 +148,12 @@ public enum KeyBackup {
     /// audit entry afterwards). Runs in a process without a user login to the token (the CLI ceremony).
     public static func createBackupKey(
         module: PKCS11Module, tokenLabel: String, securityOfficerPIN: PINSource, userPIN: PINSource, store: any MeterTrustStore,
-        label: String = defaultKeyLabel
+        holders shareHolders: ShareHolders, label: String = defaultKeyLabel
     ) async throws -> BackupKeyCeremonyResult {
         if try await store.backupKey() != nil {
             throw QuorumError(.backup, "the backup key exists already; a deployment has one (replace it with backup.reshare)")
         }
-        let (holders, threshold) = try await shareHolders(store: store)
+        let (holders, threshold) = (shareHolders.custodians, shareHolders.threshold)
         var soPIN = try securityOfficerPIN.read()
         defer { for index in soPIN.indices { soPIN[index] = 0 } }
         try module.checkLogin(tokenLabel: tokenLabel, as: .user, pin: userPIN)
@@ -163,64 +170,61 @@ public enum KeyBackup {
         return BackupKeyCeremonyResult(record: record, holders: holders.map(\.name), replaced: nil, replacedKeyWasPresent: false)
     }
 
-    /// Ceremony `backup.reshare`: with request `requestID` approved under the backup-restore policy and k security
-    /// officers present (`custodianKeys` decrypt their shares of the SO PIN), makes a new backup key, splits it and a
-    /// new SO PIN among the security officers registered now, destroys the old backup key and records the request
-    /// executed by `executor`.
-    ///
-    /// A deployment whose backup key predates the split SO PIN (no SO PIN shares on record) gives the SO PIN from
-    /// `legacySecurityOfficerPIN` instead, once; afterwards the PIN is split like any other.
-    ///
-    /// Older backup files stay restorable by the holders of *their* shares: they must be destroyed (README).
-    public static func reshare(
-        module: PKCS11Module, tokenLabel: String, requestID: String, custodianKeys: [String: P256.Signing.PrivateKey],
-        legacySecurityOfficerPIN: PINSource? = nil, userPIN: PINSource, store: any MeterTrustStore, executor: String
-    ) async throws -> BackupKeyCeremonyResult {
-        guard let old = try await store.backupKey() else {
-            throw QuorumError(.backup, "there is no backup key to replace: run the backup-key ceremony (metertrust backup init-key) first")
-        }
-        let gate = QuorumGate(store: store)
-        let authorized = try await gate.approved(id: requestID, expected: .backupReshare)
-        let (holders, threshold) = try await shareHolders(store: store)
-        var soPIN: [UInt8]
+    /// Ceremony `backup.reshare`, step 1 (no user login): rebuilds the SO PIN from the shares k security officers'
+    /// admin keys decrypt (`custodianKeys`), or, for a backup key made before the SO PIN was split, takes it once from
+    /// `legacy`, and checks the token accepts it. Changes nothing. The caller wipes the result.
+    public static func recoverSecurityOfficerPIN(
+        module: PKCS11Module, tokenLabel: String, record: BackupKeyRecord, custodianKeys: [String: P256.Signing.PrivateKey], legacy: PINSource?
+    ) throws -> [UInt8] {
+        var pin: [UInt8]
         let described: String
-        if let stored = old.securityOfficerPINShares {
-            guard legacySecurityOfficerPIN == nil else {
+        if let stored = record.securityOfficerPINShares {
+            guard legacy == nil else {
                 throw QuorumError(.backup, "the SO PIN is split among the security officers; it is rebuilt from their shares, not given")
             }
-            soPIN = try SecretShares.decode(stored, purpose: .securityOfficerPIN).recover(with: custodianKeys)
+            pin = try SecretShares.decode(stored, purpose: .securityOfficerPIN).recover(with: custodianKeys)
             described = "the security officers' shares"
         } else {
-            guard let legacySecurityOfficerPIN else {
-                throw QuorumError(.backup, "this backup key predates the split SO PIN: give the current SO PIN once (--so-pin-file or $\(PINSource.securityOfficerEnvironmentVariable))")
-            }
-            soPIN = try legacySecurityOfficerPIN.read()
-            described = "\(legacySecurityOfficerPIN)"
-        }
-        defer { for index in soPIN.indices { soPIN[index] = 0 } }
-        try module.checkLogin(tokenLabel: tokenLabel, as: .user, pin: userPIN)
-        try module.checkLogin(tokenLabel: tokenLabel, as: .securityOfficer, pin: soPIN, describedAs: described)
-        try await gate.claim(authorized, by: executor)
-        let label = "\(defaultKeyLabel)/\(hexString(Array(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4))))"
-        let current = soPIN
-        do {
-            let (record, present) = try await module.withSecurityOfficerSession(tokenLabel: tokenLabel, pin: soPIN, describedAs: described) { so in
-                let record = try await makeBackupKey(
-                    in: so, label: label, currentPIN: current, holders: holders, threshold: threshold,
-                    record: { try await store.replaceBackupKey($0, replacing: old.label) },
-                    rollback: { try await store.replaceBackupKey(old, replacing: $0.label) }
+            guard let legacy else {
+                throw QuorumError(
+                    .backup,
+                    "this backup key predates the split SO PIN: give the current SO PIN once (--so-pin-file or $\(PINSource.securityOfficerEnvironmentVariable))"
                 )
-                return (record, try so.destroySecretKeys(label: old.label) > 0)
             }
-            try await gate.finish(
-                authorized, failure: nil,
-                outcome: ["backupKey": record.label, "replaced": old.label, "threshold": "\(threshold)", "holders": holders.map(\.name).joined(separator: ",")]
-            )
-            return BackupKeyCeremonyResult(record: record, holders: holders.map(\.name), replaced: old.label, replacedKeyWasPresent: present)
+            pin = try legacy.read()
+            described = "\(legacy)"
+        }
+        do {
+            try module.checkLogin(tokenLabel: tokenLabel, as: .securityOfficer, pin: pin, describedAs: described)
         } catch {
-            try? await gate.finish(authorized, failure: error, outcome: [:])
+            for index in pin.indices { pin[index] = 0 }
             throw error
         }
+        return pin
+    }
+
+    /// Ceremony `backup.reshare`, step 2 (user login, after ``QuorumGate/claim(_:by:at:)`` of the approved request):
+    /// in a security-officer session logged in with `securityOfficerPIN`, makes a new backup key, splits it and a new
+    /// SO PIN among `holders` (the security officers registered now), records them in place of `old` and destroys the
+    /// old key. Needs a process with no user login. Older backup files stay restorable by the holders of *their*
+    /// shares: they must be destroyed (README).
+    public static func reshare(
+        module: PKCS11Module, tokenLabel: String, securityOfficerPIN: [UInt8], replacing old: BackupKeyRecord, holders: ShareHolders,
+        store: any MeterTrustStore
+    ) async throws -> BackupKeyCeremonyResult {
+        let label = "\(defaultKeyLabel)/\(hexString(Array(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4))))"
+        let current = securityOfficerPIN
+        let (record, present) = try await module.withSecurityOfficerSession(
+            tokenLabel: tokenLabel, pin: securityOfficerPIN, describedAs: "the security officers' shares"
+        ) { so in
+            let record = try await makeBackupKey(
+                in: so, label: label, currentPIN: current, holders: holders.custodians, threshold: holders.threshold,
+                record: { try await store.replaceBackupKey($0, replacing: old.label) },
+                rollback: { try await store.replaceBackupKey(old, replacing: $0.label) }
+            )
+            return (record, try so.destroySecretKeys(label: old.label) > 0)
+        }
+        return BackupKeyCeremonyResult(record: record, holders: holders.names, replaced: old.label, replacedKeyWasPresent: present)
     }
 
     /// Wraps the keys of `authorities` (all CAs whose keys allow it, if nil) under the backup key.
@@ -234,7 +238,7 @@ public enum KeyBackup {
         let all = try await hierarchy.store.certificateAuthorities().filter { $0.destroyedAt == nil }
         var keys: [KeyBackupFile.WrappedKey] = []
         for authorityRecord in all where names?.contains(authorityRecord.name) ?? true {
-            let authority = try await hierarchy.authority(named: authorityRecord.name)
+            let authority = try await hierarchy.authority(named: authorityRecord.name, toIssue: false)
             let key = authority.signingKey.key
             let protection = try await token.perform { try $0.protection(of: key) }
             guard protection.isExtractable && protection.wrapWithTrusted else {

@@ -11,32 +11,96 @@ public struct AuditLog: Sendable {
     /// Checkpoint origin line, e.g. `metertrust.example/audit`.
     public let origin: String
     public let checkpointInterval: Int
+    /// Where the latest checkpoint is kept outside the store (the HSM), so truncating or rewriting the log in the
+    /// database is detected by the process itself, not only by witnesses.
+    public let anchor: (any AuditAnchor)?
 
-    public init(store: any AuditStore, signer: (any CheckpointSigner)?, origin: String, checkpointInterval: Int = 1) {
+    public init(
+        store: any AuditStore, signer: (any CheckpointSigner)?, origin: String, checkpointInterval: Int = 1, anchor: (any AuditAnchor)? = nil
+    ) {
         self.store = store
         self.signer = signer
         self.origin = origin
         self.checkpointInterval = max(1, checkpointInterval)
+        self.anchor = anchor
     }
 
-    /// Appends `event`; signs a checkpoint when the interval is reached. Returns the entry's index.
+    /// Appends `event`; signs a checkpoint when the interval is reached, and always after an event that changes the
+    /// security state (``SecurityState/Change``), so a decision never waits on an unsigned entry. Returns the index.
     @discardableResult
     public func record(_ event: AuditEvent) async throws -> Int64 {
         let index = try await store.appendAuditEntry { last in
             let previous = last.map { hex(MerkleTree.leafHash($0.entry)) } ?? ""
             return try AuditEntry(index: (last?.position ?? -1) + 1, time: Date(), event: event, previous: previous).encoded()
         }
-        if signer != nil, (index + 1) % Int64(checkpointInterval) == 0 { _ = try await checkpoint() }
+        let changesState = event.details.keys.contains { $0.hasPrefix(SecurityState.Change.prefix) }
+        if signer != nil, changesState || (index + 1) % Int64(checkpointInterval) == 0 { _ = try await checkpoint() }
         return index
     }
 
-    /// Signs a checkpoint over every entry now in the log.
+    /// Signs a checkpoint over every entry now in the log, stores it and advances the anchor. A size already signed
+    /// is not signed again: the stored note is returned (one signature per size, whatever node reaches it first).
     public func checkpoint() async throws -> SignedCheckpoint {
         guard let signer else { throw AuditError(.signature, "there is no audit key yet: run metertrust audit init") }
         let leaves = try await Self.leafHashes(in: store)
+        if let stored = try await store.auditCheckpoints().last(where: { $0.size == Int64(leaves.count) }),
+            let existing = try? SignedCheckpoint(text: stored.note), existing.isValid(for: signer.publicKey, keyName: signer.keyName),
+            existing.checkpoint.rootHash == MerkleTree.root(leaves[...])
+        {
+            try anchor?.advance(to: existing)
+            return existing
+        }
         let signed = try signer.sign(Checkpoint(origin: origin, size: leaves.count, rootHash: MerkleTree.root(leaves[...])))
         try await store.insertAuditCheckpoint(size: Int64(leaves.count), note: signed.text)
+        try anchor?.advance(to: signed)
         return signed
+    }
+
+    /// The security state the log records, from the entries its latest checkpoint covers, after checking that
+    /// checkpoint is signed by the audit key (held in the HSM), covers exactly those entries, and is consistent with
+    /// the head kept in the HSM (``AuditAnchor``). Throws ``AuditError`` `.tampered` naming what was changed.
+    public func verifiedState() async throws -> SecurityState {
+        guard let signer else {
+            throw AuditError(.signature, "there is no audit key yet: run metertrust audit init (security decisions rest on the signed audit log)")
+        }
+        let rows = try await Self.rows(in: store)
+        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
+        try AuditVerifier.checkStructure(rows, leaves: leaves)
+        var latest: SignedCheckpoint?
+        if let row = try await store.auditCheckpoints().max(by: { $0.size < $1.size }) {
+            guard let signed = try? SignedCheckpoint(text: row.note), signed.isValid(for: signer.publicKey, keyName: signer.keyName),
+                signed.checkpoint.size == Int(row.size)
+            else {
+                throw AuditError(.tampered, "the latest checkpoint in the store (size \(row.size)) is not signed by the audit key \(signer.keyName)")
+            }
+            guard signed.checkpoint.size <= leaves.count, MerkleTree.root(leaves[..<signed.checkpoint.size]) == signed.checkpoint.rootHash else {
+                throw AuditError(.tampered, "the log no longer matches its signed checkpoint for size \(signed.checkpoint.size): entries were altered or removed")
+            }
+            latest = signed
+        }
+        if let anchor, let head = try anchor.latest() {
+            guard head.isValid(for: signer.publicKey, keyName: signer.keyName) else {
+                throw AuditError(.tampered, "the log head kept in the HSM is not signed by the audit key")
+            }
+            let size = head.checkpoint.size
+            guard size <= leaves.count, MerkleTree.root(leaves[..<size]) == head.checkpoint.rootHash else {
+                throw AuditError(
+                    .tampered,
+                    "the log was truncated or rewritten: the HSM holds a signed checkpoint for \(size) entries that the store's \(leaves.count) entries do not match"
+                )
+            }
+            guard let latest, latest.checkpoint.size >= size else {
+                throw AuditError(.tampered, "checkpoints were removed from the store: the HSM's head is at \(size) entries, the store's latest checkpoint at \(latest?.checkpoint.size ?? 0)")
+            }
+        }
+        let covered = latest?.checkpoint.size ?? 0
+        var entries: [AuditEntry] = []
+        entries.reserveCapacity(covered)
+        for row in rows.prefix(covered) {
+            guard let entry = AuditEntry.decode(row.entry) else { throw AuditError(.tampered, "entry \(row.position) is not a valid audit entry") }
+            entries.append(entry)
+        }
+        return SecurityState.replay(entries)
     }
 
     /// An inclusion proof of entry `index` against the latest checkpoint that covers it.

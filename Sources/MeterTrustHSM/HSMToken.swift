@@ -175,7 +175,7 @@ public final class HSMToken: Sendable {
         return HSMKey(label: label, id: id, curve: curve, publicPoint: point, privateHandle: privateKeys[0], publicHandle: publicKeys[0])
     }
 
-    private func findObjects(_ template: [PKCS11Attribute]) throws -> [CK_OBJECT_HANDLE] {
+    func findObjects(_ template: [PKCS11Attribute]) throws -> [CK_OBJECT_HANDLE] {
         try pool.withSession { session in try module.findObjects(in: session, matching: template) }
     }
 
@@ -200,6 +200,15 @@ public final class HSMToken: Sendable {
         try pool.withSession { session in
             try withTemplate(template) { attributes, count in
                 try module.check("C_SetAttributeValue", context: context) { $0.C_SetAttributeValue(session, handle, attributes, count) }
+            }
+        }
+    }
+
+    func createObject(_ template: [PKCS11Attribute], context: String) throws {
+        var handle: CK_OBJECT_HANDLE = 0
+        try pool.withSession { session in
+            try withTemplate(template) { attributes, count in
+                try module.check("C_CreateObject", context: context) { $0.C_CreateObject(session, attributes, count, &handle) }
             }
         }
     }

@@ -70,35 +70,60 @@ public final class PKCS11Module: @unchecked Sendable {
         guard rv == CKR_OK else { throw HSMError.pkcs11(operation, rv, context: context) }
     }
 
-    /// Slots that hold a token, with their token labels.
+    /// Slots that hold a token, with their token labels. A slot whose token cannot be read just now (another process
+    /// is initialising it or rewriting its files: SoftHSM2 answers CKR_GENERAL_ERROR) is left out and counted in
+    /// `unreadable`.
     public func tokens() throws -> [(slot: CK_SLOT_ID, label: String, initialized: Bool)] {
+        try readTokens().tokens
+    }
+
+    private func readTokens() throws -> (tokens: [(slot: CK_SLOT_ID, label: String, initialized: Bool)], unreadable: Int) {
         var count: CK_ULONG = 0
         try check("C_GetSlotList") { $0.C_GetSlotList(CK_BBOOL(CK_TRUE), nil, &count) }
         var slots = [CK_SLOT_ID](repeating: 0, count: Int(count))
         try check("C_GetSlotList") { $0.C_GetSlotList(CK_BBOOL(CK_TRUE), &slots, &count) }
-        return try slots.prefix(Int(count)).map { slot in
+        var tokens: [(slot: CK_SLOT_ID, label: String, initialized: Bool)] = []
+        var unreadable = 0
+        for slot in slots.prefix(Int(count)) {
             var info = CK_TOKEN_INFO()
-            try check("C_GetTokenInfo") { $0.C_GetTokenInfo(slot, &info) }
+            let rv = functions.pointee.C_GetTokenInfo(slot, &info)
+            guard rv == CKR_OK else {
+                guard rv == CKR_GENERAL_ERROR || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_ERROR else {
+                    throw HSMError.pkcs11("C_GetTokenInfo", rv)
+                }
+                unreadable += 1
+                continue
+            }
             let label = withUnsafeBytes(of: info.label) { String(decoding: $0, as: UTF8.self) }
                 .trimmingCharacters(in: .whitespaces)
-            let initialized = info.flags & CK_FLAGS(CKF_TOKEN_INITIALIZED) != 0
-            return (slot, label, initialized)
+            tokens.append((slot, label, info.flags & CK_FLAGS(CKF_TOKEN_INITIALIZED) != 0))
         }
+        return (tokens, unreadable)
     }
 
-    /// Finds the slot whose token carries `label`.
+    /// Finds the slot whose token carries `label`. If it is not found while some token could not be read, looks
+    /// again a few times (the token may be the one being rewritten).
     public func slot(forTokenLabel label: String) throws -> CK_SLOT_ID {
-        let matches = try tokens().filter { $0.initialized && $0.label == label }
-        guard let match = matches.first else {
-            throw HSMError.make(
-                .tokenNotFound,
-                "no initialised token labelled \"\(label)\" in \(path): create it (softhsm2-util --init-token --free --label \(label)) or fix hsm.tokenLabel"
-            )
+        var attempt = 0
+        while true {
+            let (tokens, unreadable) = try readTokens()
+            let matches = tokens.filter { $0.initialized && $0.label == label }
+            if matches.isEmpty, unreadable > 0, attempt < 20 {
+                attempt += 1
+                usleep(50_000)
+                continue
+            }
+            guard let match = matches.first else {
+                throw HSMError.make(
+                    .tokenNotFound,
+                    "no initialised token labelled \"\(label)\" in \(path): create it (metertrust hsm init-token --label \(label)) or fix hsm.tokenLabel"
+                )
+            }
+            guard matches.count == 1 else {
+                throw HSMError.make(.tokenNotFound, "\(matches.count) tokens are labelled \"\(label)\": labels must be unique")
+            }
+            return match.slot
         }
-        guard matches.count == 1 else {
-            throw HSMError.make(.tokenNotFound, "\(matches.count) tokens are labelled \"\(label)\": labels must be unique")
-        }
-        return match.slot
     }
 
     /// Initialises a new token in the first free slot and sets its user PIN (what `softhsm2-util --init-token

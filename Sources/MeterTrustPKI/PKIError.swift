@@ -6,7 +6,7 @@ public struct PKIError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         enum Backing: String, Hashable, Sendable {
             case malformedRequest, badSignature, keyNotAllowed, requestExceedsProfile, unknownProfile
-            case unknownAuthority, authorityExists, invalidArgument, issuance
+            case unknownAuthority, authorityExists, invalidArgument, issuance, revokedAuthority
         }
         let backing: Backing
         /// The CSR (or other input) is not well-formed DER/PEM.
@@ -22,6 +22,8 @@ public struct PKIError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let authorityExists = Code(backing: .authorityExists)
         public static let invalidArgument = Code(backing: .invalidArgument)
         public static let issuance = Code(backing: .issuance)
+        /// The CA (or one above it) is revoked or destroyed: it issues nothing more.
+        public static let revokedAuthority = Code(backing: .revokedAuthority)
         public var description: String { backing.rawValue }
     }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustAudit
 import MeterTrustPKI
 import MeterTrustStore
 import SwiftASN1
@@ -69,9 +70,38 @@ public struct Custodian: Sendable {
 /// The custodian registry as of one moment.
 public struct CustodianRegistry: Sendable {
     public let custodians: [Custodian]
+    /// Rows of the store that the audit log does not back, with why they were left out.
+    public private(set) var disregarded: [String: String] = [:]
 
     public init(_ records: [CustodianRecord]) throws {
         custodians = try records.map(Custodian.init)
+    }
+
+    /// The registry the audit log backs: a row counts only if the log registered that custodian with that role and
+    /// that certificate; a custodian the log removed is removed whatever the row says; a custodian whose admin
+    /// certificate is revoked (in the log) or not valid `now` is not active. So a changed role, a cleared
+    /// `removed_at` or a custodian inserted with sqlite3 gains nothing.
+    public init(_ records: [CustodianRecord], boundTo state: SecurityState, now: Date = Date()) throws {
+        var bound: [CustodianRecord] = []
+        var disregarded: [String: String] = [:]
+        for var record in records {
+            guard let logged = state.custodians[record.name] else {
+                disregarded[record.name] = "the audit log never registered \(record.name)"
+                continue
+            }
+            guard logged.role == record.role, logged.fingerprint == record.fingerprintSHA256 else {
+                disregarded[record.name] = "the store's role or certificate for \(record.name) differs from what the audit log registered"
+                continue
+            }
+            let certificate = try Certificate(derEncoded: record.certificateDER)
+            let revoked = state.isRevoked(serial: certificate.serialHex)
+            if logged.removed || revoked || now < certificate.notValidBefore || now > certificate.notValidAfter {
+                record.removedAt = record.removedAt ?? now
+            }
+            bound.append(record)
+        }
+        custodians = try bound.map(Custodian.init)
+        self.disregarded = disregarded
     }
 
     public var active: [Custodian] { custodians.filter(\.isActive) }

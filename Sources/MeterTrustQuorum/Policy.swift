@@ -80,6 +80,11 @@ public struct QuorumPolicy: Sendable, Hashable, Codable {
         )
     }
 
+    /// The policy as the audit log records it (``SecurityState``): `required=2 roles=a,b requester-may-approve=false`.
+    public var stateText: String {
+        "required=\(required) roles=\(approverRoles.map(\.rawValue).joined(separator: ",")) requester-may-approve=\(requesterMayApprove)"
+    }
+
     public var summary: String {
         "\(required) of [\(approverRoles.map(\.rawValue).joined(separator: ", "))]\(requesterMayApprove ? ", requester counts" : "")"
     }

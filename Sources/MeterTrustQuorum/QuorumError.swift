@@ -19,6 +19,7 @@ public struct QuorumError: Error, Hashable, Sendable, CustomStringConvertible {
             case underQuorumControl = "under-quorum-control"
             case backup = "backup"
             case lockOut = "lock-out"
+            case untrustedState = "untrusted-state"
         }
         let backing: Backing
         public static let forgedApproval = Code(backing: .forgedApproval)
@@ -38,6 +39,8 @@ public struct QuorumError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let backup = Code(backing: .backup)
         /// The operation would leave the deployment without a reachable quorum (no Admin CA, two, no custodians).
         public static let lockOut = Code(backing: .lockOut)
+        /// A store row does not match the verified audit log (someone changed the database outside MeterTrust).
+        public static let untrustedState = Code(backing: .untrustedState)
         public var description: String { backing.rawValue }
     }
 

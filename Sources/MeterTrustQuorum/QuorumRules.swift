@@ -58,8 +58,10 @@ public enum QuorumRules {
         guard request.state == .pending else {
             throw QuorumError(.alreadyExecuted, "request \(request.id.prefix(16))… is \(request.state.rawValue); a request runs at most once")
         }
-        guard now < request.expiresAt else {
-            throw QuorumError(.expiredRequest, "request \(request.id.prefix(16))… expired at \(AdminRequest.timestamp(request.expiresAt))")
+        // The expiry the approvers signed, not the store's copy of it (a row anyone with the database can extend).
+        let expires = try AdminRequest.parse(request.document).expiresDate
+        guard now < expires else {
+            throw QuorumError(.expiredRequest, "request \(request.id.prefix(16))… expired at \(AdminRequest.timestamp(expires))")
         }
         return custodian
     }

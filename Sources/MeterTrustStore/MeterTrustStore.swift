@@ -62,8 +62,9 @@ public protocol QuorumStore: Sendable {
     /// Every custodian ever registered, removed ones included.
     func custodians() async throws -> [CustodianRecord]
     func insertCustodian(_ custodian: CustodianRecord) async throws
-    /// Marks a custodian removed (their approvals stop counting); throws notFound if there is no such active one.
-    func removeCustodian(named name: String, at date: Date) async throws
+    /// Marks a custodian removed (their approvals stop counting) if `check`, run in the same serialised write
+    /// transaction on the custodians as they are then, does not throw; notFound if there is no such active one.
+    func removeCustodian(named name: String, at date: Date, ifAllowed check: @escaping @Sendable ([CustodianRecord]) throws -> Void) async throws
     func quorumPolicies() async throws -> [QuorumPolicyRecord]
     func setQuorumPolicy(_ policy: QuorumPolicyRecord) async throws
     func insertAdminRequest(_ request: AdminRequestRecord) async throws

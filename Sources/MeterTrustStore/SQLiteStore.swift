@@ -467,14 +467,16 @@ public final class SQLiteStore: MeterTrustStore {
     }
 
     public func custodians() async throws -> [CustodianRecord] {
-        try await run { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM custodians ORDER BY registered_at, name").map { row in
-                CustodianRecord(
-                    name: row["name"], role: row["role"], certificateDER: Array(row["certificate"] as Data),
-                    fingerprintSHA256: row["fingerprint_sha256"], registeredAt: Self.date(row["registered_at"]),
-                    registeredBy: row["registered_by"], removedAt: (row["removed_at"] as Int64?).map(Self.date)
-                )
-            }
+        try await run { db in try Self.custodians(in: db) }
+    }
+
+    private static func custodians(in db: Database) throws -> [CustodianRecord] {
+        try Row.fetchAll(db, sql: "SELECT * FROM custodians ORDER BY registered_at, name").map { row in
+            CustodianRecord(
+                name: row["name"], role: row["role"], certificateDER: Array(row["certificate"] as Data),
+                fingerprintSHA256: row["fingerprint_sha256"], registeredAt: Self.date(row["registered_at"]),
+                registeredBy: row["registered_by"], removedAt: (row["removed_at"] as Int64?).map(Self.date)
+            )
         }
     }
 
@@ -495,8 +497,17 @@ public final class SQLiteStore: MeterTrustStore {
         )
     }
 
-    public func removeCustodian(named name: String, at date: Date) async throws {
+    public func removeCustodian(
+        named name: String, at date: Date, ifAllowed check: @escaping @Sendable ([CustodianRecord]) throws -> Void
+    ) async throws {
+        // GRDB runs writes one at a time on its writer (SQLite takes its write lock at BEGIN IMMEDIATE), so the check
+        // sees every removal committed before it: two concurrent removals cannot both pass it.
         try await write { db in
+            do {
+                try check(try Self.custodians(in: db))
+            } catch {
+                throw CallerRefusal(underlying: error)
+            }
             try db.execute(
                 sql: "UPDATE custodians SET removed_at = ? WHERE name = ? AND removed_at IS NULL", arguments: [Self.seconds(date), name]
             )
@@ -705,6 +716,12 @@ public final class SQLiteStore: MeterTrustStore {
         }
     }
 
+    /// An error thrown by a caller's check inside a transaction: rolls the transaction back and reaches the caller as
+    /// it was, not as a store failure.
+    private struct CallerRefusal: Error {
+        let underlying: any Error
+    }
+
     private func write(_ body: @escaping @Sendable (Database) throws -> Void) async throws {
         try await writeReturning(body)
     }
@@ -712,6 +729,8 @@ public final class SQLiteStore: MeterTrustStore {
     private func writeReturning<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await pool.write(body)
+        } catch let refusal as CallerRefusal {
+            throw refusal.underlying
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw StoreError(.duplicate, "the store refused a duplicate: \(error.message ?? "constraint violated")")
         } catch let error as StoreError {

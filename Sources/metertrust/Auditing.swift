@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustAdmin
 import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustStore
@@ -15,12 +16,26 @@ extension Context {
         let key = try token.findKey(label: settings.keyLabel)
         return AuditLog(
             store: store, signer: try HSMCheckpointSigner(token: token, key: key, keyName: settings.keyName), origin: settings.keyName,
-            checkpointInterval: settings.checkpointInterval
+            checkpointInterval: settings.checkpointInterval, anchor: HSMAuditAnchor(token: token, origin: settings.keyName)
         )
     }
 
-    /// Who is acting: the operating-system user running the command.
-    var actor: String { "cli:\(ProcessInfo.processInfo.environment["USER"] ?? "uid-\(getuid())")" }
+    /// Runs `body` with the token logged in as user, the audit log and the quorum gate over the verified log; the
+    /// token is closed (and so logged out) when `body` returns, so a security-officer session can follow in this
+    /// process (PKCS#11 allows one login type per application).
+    func withGate<R>(store: any MeterTrustStore, _ body: (QuorumGate) async throws -> R) async throws -> R {
+        let token = try openToken()
+        let gate = try await QuorumGate(store: store, audit: try auditLog(store: store, token: token))
+        return try await body(gate)
+    }
+
+    /// Who is acting: the operating-system account running the command, as the kernel says (the effective user id
+    /// and its name from the password database), never an environment variable anyone can set.
+    var actor: String {
+        let uid = geteuid()
+        guard let entry = getpwuid(uid), let name = entry.pointee.pw_name else { return "cli:uid-\(uid)" }
+        return "cli:\(String(cString: name))(uid \(uid))"
+    }
 
     /// Records `event` in the audit log; a failure to record is an error (an unaudited key event must not pass).
     func audit(_ event: AuditEvent, store: any MeterTrustStore, token: HSMToken? = nil) async throws {

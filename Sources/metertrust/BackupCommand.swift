@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import MeterTrustAdmin
+import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustQuorum
 import MeterTrustStore
@@ -41,9 +42,11 @@ struct BackupCommand: AsyncParsableCommand {
             let pin: PINSource = soPinFile.map { .file($0) } ?? .environment(PINSource.securityOfficerEnvironmentVariable)
             let result = try await context.audited("backup.init-key", subject: KeyBackup.defaultKeyLabel, store: store, token: nil) {
                 let module = try PKCS11Module.load(path: context.configuration.hsm.modulePath)
+                // The security officers as the verified audit log registered them (user login, closed before the SO's).
+                let holders = try await context.withGate(store: store) { try await KeyBackup.shareHolders(gate: $0) }
                 let result = try await KeyBackup.createBackupKey(
                     module: module, tokenLabel: context.configuration.hsm.tokenLabel, securityOfficerPIN: pin,
-                    userPIN: context.configuration.hsm.pinSource, store: store
+                    userPIN: context.configuration.hsm.pinSource, store: store, holders: holders
                 )
                 return (result, ["threshold": "\(result.record.threshold)", "kcv": result.record.keyCheckValue, "holders": result.holders.joined(separator: ",")])
             }
@@ -80,16 +83,48 @@ struct BackupCommand: AsyncParsableCommand {
             let executor = keys.keys.sorted().joined(separator: "+")
             let result = try await context.audited("backup.reshare", subject: request, store: store, token: nil, details: ["officers": executor]) {
                 let module = try PKCS11Module.load(path: context.configuration.hsm.modulePath)
-                let record = try await store.backupKey()
-                let result = try await KeyBackup.reshare(
-                    module: module, tokenLabel: context.configuration.hsm.tokenLabel, requestID: request, custodianKeys: keys,
-                    legacySecurityOfficerPIN: record?.securityOfficerPINShares == nil ? legacy : nil,
-                    userPIN: context.configuration.hsm.pinSource, store: store, executor: executor
+                let tokenLabel = context.configuration.hsm.tokenLabel
+                guard let old = try await store.backupKey() else {
+                    throw QuorumError(.backup, "there is no backup key to replace: run the backup-key ceremony (metertrust backup init-key) first")
+                }
+                // 1. The request is approved and who the security officers are, from the verified audit log.
+                let holders = try await context.withGate(store: store) { gate in
+                    _ = try await gate.approved(id: request, expected: .backupReshare)
+                    return try await KeyBackup.shareHolders(gate: gate)
+                }
+                // 2. k officers rebuild the SO PIN (no login in this process meanwhile); nothing changes yet.
+                var soPIN = try KeyBackup.recoverSecurityOfficerPIN(
+                    module: module, tokenLabel: tokenLabel, record: old, custodianKeys: keys, legacy: old.securityOfficerPINShares == nil ? legacy : nil
                 )
-                return (result, [
-                    "backupKey": result.record.label, "replaced": result.replaced ?? "", "threshold": "\(result.record.threshold)",
+                defer { for index in soPIN.indices { soPIN[index] = 0 } }
+                // 3. The run-once claim and its intent entry in the log.
+                let authorized = try await context.withGate(store: store) { gate in
+                    let authorized = try await gate.approved(id: request, expected: .backupReshare)
+                    try await gate.claim(authorized, by: executor)
+                    return authorized
+                }
+                // 4. The security officer's work.
+                let result: BackupKeyCeremonyResult
+                do {
+                    result = try await KeyBackup.reshare(
+                        module: module, tokenLabel: tokenLabel, securityOfficerPIN: soPIN, replacing: old, holders: holders, store: store
+                    )
+                } catch {
+                    try? await QuorumGate.finish(authorized, in: store, failure: error, outcome: [:])
+                    let failed = SecurityState.Change.request(request, "failed")
+                    try? await context.audit(
+                        AuditEvent(actor: "custodian:\(executor)", action: "admin.execute", subject: request, outcome: .failed, details: [failed.0: failed.1, "reason": "\(error)"]),
+                        store: store
+                    )
+                    throw error
+                }
+                let outcome = [
+                    "backupKey": result.record.label, "replaced": old.label, "threshold": "\(result.record.threshold)",
                     "holders": result.holders.joined(separator: ","),
-                ])
+                ]
+                try await QuorumGate.finish(authorized, in: store, failure: nil, outcome: outcome)
+                let executed = SecurityState.Change.request(request, "executed")
+                return (result, outcome.merging([executed.0: executed.1, "approvers": authorized.tally.counted.joined(separator: ",")]) { $1 })
             }
             BackupCommand.report(result, json: output.json)
         }

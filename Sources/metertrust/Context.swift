@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import MeterTrustAdmin
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
@@ -43,8 +44,12 @@ struct Context {
         try HSMToken.open(configuration.hsm, logger: Logger(label: "metertrust.hsm"))
     }
 
+    /// The CA hierarchy; once the audit log exists, which CAs may issue is also judged from the verified log.
     func hierarchy() async throws -> CAHierarchy {
-        CAHierarchy(token: try openToken(), store: try await openStore(), settings: configuration.pki)
+        let token = try openToken()
+        let store = try await openStore()
+        let status = configuration.audit == nil ? nil : AuditedAuthorityStatus(audit: try auditLog(store: store, token: token))
+        return CAHierarchy(token: token, store: store, settings: configuration.pki, statusSource: status)
     }
 }
 

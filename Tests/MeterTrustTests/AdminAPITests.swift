@@ -65,12 +65,16 @@ struct AdminAPITests {
         }
         let mode = try FileManager.default.attributesOfItem(atPath: path("alice.key"))[.posixPermissions] as? NSNumber
         #expect(mode?.intValue == 0o600)
+        // The quorum's state is bound to the audit log: it exists before the bootstrap.
+        let early = try deployment.run(["admin", "bootstrap", "--custodian", path("alice.pem"), "--custodian", path("bob.pem"), "--custodian", path("carol.pem")])
+        #expect(early.status == 1 && early.stderr.contains("audit init"), "\(early.stderr)")
+        _ = try deployment.json(["audit", "init"])
         _ = try deployment.json(["admin", "bootstrap", "--custodian", path("alice.pem"), "--custodian", path("bob.pem"), "--custodian", path("carol.pem")])
         // From now on a CA is created only under quorum.
         let direct = try deployment.run(["ca", "create-manufacturer", "--name", "acme"])
         #expect(direct.status == 1 && direct.stderr.contains("under quorum control") && direct.stderr.contains("manufacturer.register"))
         _ = try deployment.json(["admin", "server-cert", "--host", "localhost"])
-        let soPIN = "so-" + (deployment.environment["METERTRUST_HSM_PIN"] ?? "")
+        let soPIN = deployment.securityOfficerPIN
         let backupKey = try deployment.run(["backup", "init-key", "--json"], environment: ["METERTRUST_HSM_SO_PIN": soPIN])
         try #require(backupKey.status == 0, "\(backupKey.stderr)")
         let split = try JSONSerialization.jsonObject(with: Data(backupKey.stdout.utf8)) as? [String: String]
@@ -85,7 +89,6 @@ struct AdminAPITests {
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
         process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", deployment.dataDirectory.path]
         var environment = ProcessInfo.processInfo.environment
-        environment["SOFTHSM2_CONF"] = TestEnvironment.softHSMConfiguration
         environment.merge(deployment.environment) { $1 }
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
@@ -204,24 +207,18 @@ struct AdminAPITests {
         #expect(verified.stdout.contains("Verified OK"), "\(verified.stdout)\(verified.stderr)")
 
         // On the source token, the admin CA's key (not created for backup) cannot be wrapped, not even under the
-        // trusted backup key: the token refuses.
-        let sourceToken = try HSMToken.open(HSMConfiguration(
-            modulePath: TestEnvironment.modulePath, tokenLabel: deployment.tokenLabel, pinEnvironmentVariable: nil,
-            pinFile: try writePIN(deployment.environment["METERTRUST_HSM_PIN"]!), sessionCount: 1
-        ))
-        let backupKey = try sourceToken.findSecretKey(label: "metertrust/backup-key")
-        let adminKey = try #require(try sourceToken.privateKeyLabels().first { $0.hasPrefix("metertrust/admin/admin/") })
-        do {
-            _ = try sourceToken.wrap(try sourceToken.findKey(label: adminKey), with: backupKey)
-            Issue.record("the token wrapped a key that was not created for backup")
-        } catch let error as HSMError {
-            #expect(error.message.contains("CKR_KEY_UNEXTRACTABLE"), "\(error)")
-        }
-    }
-
-    func writePIN(_ pin: String) throws -> String {
-        let file = path("source.pin")
-        _ = FileManager.default.createFile(atPath: file, contents: Data(pin.utf8), attributes: [.posixPermissions: 0o600])
-        return file
+        // trusted backup key: the token refuses (PyKCS11 as the holder of the user PIN, in the deployment's own
+        // token directory).
+        let authorities = try JSONSerialization.jsonObject(with: Data(try deployment.run(["ca", "list", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let adminKey = try #require(authorities?.first { $0["name"] as? String == "admin" }?["keyLabel"] as? String)
+        let attack = try TestEnvironment.run(
+            TestEnvironment.python,
+            [TestEnvironment.tool("pkcs11_attack.py"), "--module", TestEnvironment.modulePath, "--token", deployment.tokenLabel, "--as", "user",
+             "--backup-label", "metertrust/backup-key", "--ca", adminKey],
+            environment: ["SOFTHSM2_CONF": deployment.environment["SOFTHSM2_CONF"] ?? "", "ATTACK_USER_PIN": deployment.environment["METERTRUST_HSM_PIN"] ?? ""]
+        )
+        try #require(attack.status == 0, "\(attack.stderr)")
+        let results = try #require(try JSONSerialization.jsonObject(with: Data(attack.stdout.utf8)) as? [String: [String: Any]])
+        #expect(results["user-wrap-under-backup-key:\(adminKey)"]?["ckr"] as? String == "CKR_KEY_UNEXTRACTABLE", "\(results)")
     }
 }

@@ -92,13 +92,12 @@ struct AuditTests {
 
     @Test("an inclusion proof from `audit prove` checks out with an independent verifier holding only the audit certificate")
     func inclusionProofIndependentlyVerified() throws {
-        let hsm = try TestEnvironment.makeToken()
-        let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
+        let hsm = try TestEnvironment.makeIsolatedToken()
         let data = TestEnvironment.temporaryDirectory().appendingPathComponent("data")
         func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult {
-            try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--data-dir", data.path], environment: ["METERTRUST_HSM_PIN": pin])
+            try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--data-dir", data.path], environment: hsm.environment)
         }
-        try #require(try metertrust(["init", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath]).status == 0)
+        try #require(try metertrust(["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]).status == 0)
         try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
         try #require(try metertrust(["audit", "init", "--interval", "2"]).status == 0)
         try #require(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 0)

@@ -8,19 +8,21 @@ import Testing
 @Suite("metertrust CLI with independent verifiers")
 struct CLITests {
     /// A data directory initialised on a fresh token, and the environment that carries its PIN.
+    /// A deployment driven through the binary, on a token in a SoftHSM2 directory of its own.
     struct Deployment {
         let dataDirectory: URL
+        /// SOFTHSM2_CONF and METERTRUST_HSM_PIN: every process of this deployment (binary, PyKCS11) runs with them.
         let environment: [String: String]
         let tokenLabel: String
+        let securityOfficerPIN: String
 
         static func make() throws -> Deployment {
-            let hsm = try TestEnvironment.makeToken()
-            let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
+            let hsm = try TestEnvironment.makeIsolatedToken()
             let deployment = Deployment(
                 dataDirectory: TestEnvironment.temporaryDirectory().appendingPathComponent("data"),
-                environment: ["METERTRUST_HSM_PIN": pin], tokenLabel: hsm.tokenLabel
+                environment: hsm.environment, tokenLabel: hsm.label, securityOfficerPIN: hsm.securityOfficerPIN
             )
-            let initialised = try deployment.run(["init", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath, "--json"])
+            let initialised = try deployment.run(["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath, "--json"])
             try #require(initialised.status == 0, "\(initialised.stderr)")
             let result = try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any]
             #expect(result?["journalMode"] as? String == "wal")
@@ -173,11 +175,10 @@ struct CLITests {
 
     @Test("metertrust demo runs at a small size: hierarchy, meters, a sample certificate with its EUI-64")
     func demo() throws {
-        let hsm = try TestEnvironment.makeToken()
-        let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
+        let hsm = try TestEnvironment.makeIsolatedToken()
         let directory = TestEnvironment.temporaryDirectory().appendingPathComponent("demo")
-        let environment = ["METERTRUST_HSM_PIN": pin]
-        let arguments = ["demo", "--data-dir", directory.path, "--meters", "3", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath]
+        let environment = hsm.environment
+        let arguments = ["demo", "--data-dir", directory.path, "--meters", "3", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]
         let json = try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--json"], environment: environment)
         try #require(json.status == 0, "\(json.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])

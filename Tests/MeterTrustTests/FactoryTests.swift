@@ -308,14 +308,13 @@ struct FactoryTests {
     func resumeAfterSIGKILL() async throws {
         let count = 12_000
         let directory = TestEnvironment.temporaryDirectory()
-        let hsm = try TestEnvironment.makeToken()
-        let pin = try String(contentsOfFile: hsm.pinFile!, encoding: .utf8)
-        let environment = ["METERTRUST_HSM_PIN": pin]
+        let hsm = try TestEnvironment.makeIsolatedToken()
+        let environment = hsm.environment
         let data = directory.appendingPathComponent("data").path
         func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult {
             try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--data-dir", data], environment: environment)
         }
-        try #require(try metertrust(["init", "--token-label", hsm.tokenLabel, "--module", TestEnvironment.modulePath]).status == 0)
+        try #require(try metertrust(["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]).status == 0)
         try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
         try #require(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 0)
         let csrs = directory.appendingPathComponent("csrs.txt").path
@@ -335,7 +334,7 @@ struct FactoryTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment.merging(["SOFTHSM2_CONF": TestEnvironment.softHSMConfiguration]) { $1 }) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

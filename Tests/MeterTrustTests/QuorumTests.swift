@@ -24,7 +24,7 @@ struct QuorumTests {
             ("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer), ("erin", .securityOfficer), ("dave", .pkiOfficer),
         ]) async throws -> Deployment {
             let fixture = try await PKIFixture.make()
-            let service = AdminService(hierarchy: fixture.hierarchy, audit: AuditLog(store: fixture.store, signer: nil, origin: "test/audit"))
+            let service = AdminService(hierarchy: fixture.hierarchy, audit: try await fixture.auditLog())
             var keys: [String: P256.Signing.PrivateKey] = [:]
             var certificates: [[UInt8]] = []
             for (name, role) in names {
@@ -313,7 +313,7 @@ struct QuorumTests {
         await Self.refusal(.underQuorumControl) { _ = try await deployment.service.bootstrap(custodianCertificates: [extra], actor: "test") }
 
         let fresh = try await PKIFixture.make()
-        let service = AdminService(hierarchy: fresh.hierarchy, audit: AuditLog(store: fresh.store, signer: nil, origin: "t"))
+        let service = AdminService(hierarchy: fresh.hierarchy, audit: try await fresh.auditLog())
         let (_, one) = try await Deployment.custodianCertificate(fresh, name: "solo", role: .securityOfficer)
         let (_, two) = try await Deployment.custodianCertificate(fresh, name: "duo", role: .securityOfficer)
         await Self.refusal(.invalidRequest) { _ = try await service.bootstrap(custodianCertificates: [one, two], actor: "test") }

@@ -191,6 +191,7 @@ def user(session, args, blob):
         attempt(f"user-copy-ca-key-extractable:{ca_label}", lambda: copy(session, ca_key, [(PyKCS11.CKA_TOKEN, PyKCS11.CK_FALSE), (PyKCS11.CKA_EXTRACTABLE, PyKCS11.CK_TRUE)]))
         attempt(f"user-set-ca-key-extractable:{ca_label}", lambda: set_attribute(session, ca_key, PyKCS11.CKA_EXTRACTABLE, PyKCS11.CK_TRUE))
         attempt(f"user-read-ca-key-value:{ca_label}", lambda: read_value(session, ca_key))
+        attempt(f"user-wrap-under-backup-key:{ca_label}", lambda: {"length": len(session.wrapKey(backup_key, ca_key, PyKCS11.Mechanism(PyKCS11.CKM_AES_KEY_WRAP_PAD, None)))})
         # What the key may do, as the token reports it.
         names = ["CKA_PRIVATE", "CKA_SENSITIVE", "CKA_EXTRACTABLE", "CKA_MODIFIABLE", "CKA_COPYABLE", "CKA_DECRYPT", "CKA_UNWRAP", "CKA_DERIVE"]
         values = session.getAttributeValue(ca_key, [getattr(PyKCS11, name) for name in names])

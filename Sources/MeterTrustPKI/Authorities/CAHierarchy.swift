@@ -5,18 +5,31 @@ import MeterTrustHSM
 import MeterTrustStore
 import X509
 
+/// Whether a CA may issue, as a source other than the store sees it (the verified audit log).
+public protocol AuthorityStatusSource: Sendable {
+    /// Why `authority` may not issue (revoked, destroyed), or nil.
+    func refusal(for authority: CertificateAuthorityRecord) async throws -> String?
+}
+
 /// The CA hierarchy: a root, and under it a Manufacturer Device CA per manufacturer, an Operational CA per utility
 /// account and an Admin CA. Keys are generated in the HSM; certificates and metadata go to the store.
 public struct CAHierarchy: Sendable {
     public let token: HSMToken
     public let store: any MeterTrustStore
     public let settings: PKISettings
+    /// What the verified audit log says of CAs (revoked, destroyed); asked before any CA is loaded to issue, so a
+    /// deleted revocation row does not let a revoked CA sign again. Nil only before the audit log exists.
+    public let statusSource: (any AuthorityStatusSource)?
     let logger: Logger
 
-    public init(token: HSMToken, store: any MeterTrustStore, settings: PKISettings, logger: Logger = Logger(label: "metertrust.pki")) {
+    public init(
+        token: HSMToken, store: any MeterTrustStore, settings: PKISettings, statusSource: (any AuthorityStatusSource)? = nil,
+        logger: Logger = Logger(label: "metertrust.pki")
+    ) {
         self.token = token
         self.store = store
         self.settings = settings
+        self.statusSource = statusSource
         self.logger = logger
     }
 
@@ -43,7 +56,7 @@ public struct CAHierarchy: Sendable {
     /// Destroys a CA's key in the HSM and marks the CA destroyed; its certificates stay on record. The root cannot
     /// be destroyed this way.
     public func destroyAuthority(named name: String) async throws {
-        let authority = try await self.authority(named: name)
+        let authority = try await self.authority(named: name, toIssue: false)
         guard authority.role != .root else { throw PKIError(.invalidArgument, "the root CA's key cannot be destroyed") }
         try await store.markCertificateAuthorityDestroyed(named: name, at: Date())
         let key = authority.signingKey.key
@@ -158,12 +171,22 @@ public struct CAHierarchy: Sendable {
     }
 
     /// Loads the CA called `name`: its certificate from the store, its key from the HSM, its chain to the root.
-    public func authority(named name: String) async throws -> CertificateAuthority {
+    /// With `toIssue` (the default: every signing path), a CA that is destroyed or revoked, or under such a CA, is
+    /// refused, whether the store or the audit log (``statusSource``) says so.
+    public func authority(named name: String, toIssue: Bool = true) async throws -> CertificateAuthority {
         guard let record = try await store.certificateAuthority(named: name) else {
             throw PKIError(.unknownAuthority, "there is no CA named \"\(name)\": see metertrust ca list")
         }
         if let destroyed = record.destroyedAt {
             throw PKIError(.unknownAuthority, "CA \(name) was destroyed on \(destroyed); it issues nothing more")
+        }
+        if toIssue {
+            if let parent = record.parent, let revoked = try await store.revocation(issuer: parent, serial: record.certificateSerial) {
+                throw PKIError(.revokedAuthority, "CA \(name) was revoked on \(revoked.date) (reason \(revoked.reason)); it issues nothing more")
+            }
+            if let refusal = try await statusSource?.refusal(for: record) {
+                throw PKIError(.revokedAuthority, refusal)
+            }
         }
         let issuer = record.parent ?? record.name
         guard let stored = try await store.certificate(issuer: issuer, serial: record.certificateSerial) else {
@@ -179,7 +202,7 @@ public struct CAHierarchy: Sendable {
             throw PKIError(.unknownAuthority, "the HSM key of CA \(name) does not match its certificate")
         }
         var chain = [certificate]
-        if let parent = record.parent { chain += try await authority(named: parent).chain }
+        if let parent = record.parent { chain += try await authority(named: parent, toIssue: toIssue).chain }
         return CertificateAuthority(record: record, certificate: certificate, signingKey: signingKey, chain: chain)
     }
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
@@ -20,6 +21,22 @@ struct PKIFixture {
     var issuer: CertificateIssuer { CertificateIssuer(hierarchy: hierarchy) }
 
     static let deviceType: ASN1ObjectIdentifier = [2, 999, 2, 1]
+
+    /// The audit log of this deployment, signed by an audit key made in the HSM (certified by the root) and anchored
+    /// in the HSM, as `metertrust audit init` makes it. Every call returns a log over the same key and head.
+    func auditLog() async throws -> AuditLog {
+        let origin = "test.metertrust/audit"
+        let key: HSMKey
+        if let existing = try? token.findKey(label: "metertrust/audit/test") {
+            key = existing
+        } else {
+            key = try token.generateKeyPair(curve: .p256, label: "metertrust/audit/test")
+        }
+        return AuditLog(
+            store: store, signer: try HSMCheckpointSigner(token: token, key: key, keyName: origin), origin: origin,
+            anchor: HSMAuditAnchor(token: token, origin: origin)
+        )
+    }
 
     static func make() async throws -> PKIFixture {
         let token = try TestEnvironment.openToken()

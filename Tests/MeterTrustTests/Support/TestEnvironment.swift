@@ -52,6 +52,43 @@ enum TestEnvironment {
         return HSMConfiguration(modulePath: modulePath, tokenLabel: label, pinEnvironmentVariable: nil, pinFile: pinFile, sessionCount: sessions)
     }
 
+    /// A token in a SoftHSM2 token directory of its own, made by `metertrust hsm init-token`, for tests that drive
+    /// the binary. SoftHSM2 processes that share a token directory read each other's files while they are being
+    /// rewritten (CKR_GENERAL_ERROR, even crashes); a deployment's processes then see only their own token.
+    struct IsolatedToken {
+        let label: String
+        let pin: String
+        let securityOfficerPIN: String
+        let configuration: String
+        /// SOFTHSM2_CONF and METERTRUST_HSM_PIN for the processes that use this token.
+        var environment: [String: String] { ["SOFTHSM2_CONF": configuration, "METERTRUST_HSM_PIN": pin] }
+    }
+
+    static func makeIsolatedToken(label: String = "deployment") throws -> IsolatedToken {
+        let directory = temporaryDirectory().appendingPathComponent("softhsm")
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("tokens"), withIntermediateDirectories: true)
+        let configuration = directory.appendingPathComponent("softhsm2.conf").path
+        try """
+            directories.tokendir = \(directory.appendingPathComponent("tokens").path)
+            objectstore.backend = file
+            log.level = ERROR
+            slots.removable = false
+
+            """.write(toFile: configuration, atomically: true, encoding: .utf8)
+        let token = IsolatedToken(label: label, pin: UUID().uuidString, securityOfficerPIN: "so-\(UUID().uuidString)", configuration: configuration)
+        let made = try run(
+            metertrust, ["hsm", "init-token", "--label", label, "--module", modulePath],
+            environment: token.environment.merging(["METERTRUST_HSM_SO_PIN": token.securityOfficerPIN]) { $1 }
+        )
+        guard made.status == 0 else { throw TestSetupError("hsm init-token: \(made.stderr)") }
+        return token
+    }
+
+    struct TestSetupError: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     static func openToken(sessions: Int = 2) throws -> HSMToken {
         try HSMToken.open(try makeToken(sessions: sessions))
     }

@@ -1,0 +1,102 @@
+import Foundation
+
+/// The security state the audit log records: what the policies are, who the custodians are (role and certificate),
+/// which requests were claimed or ran, which certificates are revoked and which CAs destroyed.
+///
+/// Events that change it carry `state.*` details (``Change``); ``AuditLog/verifiedState()`` replays them from the part
+/// of the log a signed checkpoint covers, after checking that part against the audit key and the head kept in the HSM.
+/// Decisions use a store row only when it matches this state, so changing, deleting or rolling back a row (someone
+/// with the database but without the HSM) is refused or ignored, never believed.
+///
+/// Why replay rather than a MAC per row: the holder of the user PIN could compute a MAC with an HSM key, and a MAC
+/// does not stop an old, validly MACed row from being put back. The log's order and its checkpoints do.
+public struct SecurityState: Sendable, Hashable {
+    /// What the log says of a custodian.
+    public struct CustodianState: Sendable, Hashable {
+        public var role: String
+        /// SHA-256 of their admin certificate, hex.
+        public var fingerprint: String
+        public var removed: Bool
+    }
+
+    public var bootstrapped = false
+    /// Operation class → ``QuorumPolicy`` text as the quorum module writes it.
+    public var policies: [String: String] = [:]
+    public var custodians: [String: CustodianState] = [:]
+    /// Request id → `executing`, `executed` or `failed`.
+    public var requests: [String: String] = [:]
+    /// `<issuer>/<serial hex>` → RFC 5280 reason code.
+    public var revoked: [String: Int] = [:]
+    public var destroyedAuthorities: Set<String> = []
+    /// Entries the replay covered (the latest checkpoint's size).
+    public var verifiedSize = 0
+
+    public init() {}
+
+    /// The detail keys of state changes. Stored values: never renamed.
+    public enum Change {
+        public static let prefix = "state."
+
+        public static func bootstrapped() -> (String, String) { ("state.bootstrapped", "true") }
+        public static func policy(_ operationClass: String, _ text: String) -> (String, String) { ("state.policy.\(operationClass)", text) }
+        public static func custodian(_ name: String, role: String, fingerprint: String) -> (String, String) {
+            ("state.custodian.\(name)", "\(role) \(fingerprint)")
+        }
+        public static func custodianRemoved(_ name: String) -> (String, String) { ("state.custodian.\(name)", "removed") }
+        public static func request(_ id: String, _ state: String) -> (String, String) { ("state.request.\(id)", state) }
+        public static func revoked(issuer: String, serial: String, reason: Int) -> (String, String) {
+            ("state.revoked.\(issuer)/\(serial)", "\(reason)")
+        }
+        public static func destroyed(_ authority: String) -> (String, String) { ("state.destroyed.\(authority)", "true") }
+    }
+
+    /// Whether the certificate `serial` of `issuer` is revoked.
+    public func isRevoked(issuer: String, serial: String) -> Bool { revoked["\(issuer)/\(serial)"] != nil }
+
+    /// Whether a certificate with `serial` is revoked by any issuer (serials carry 80 random bits).
+    public func isRevoked(serial: String) -> Bool { revoked.keys.contains { $0.hasSuffix("/\(serial)") } }
+
+    /// Applies the state changes of `entries`, in log order. Only successful events change state; refusals and
+    /// failures are recorded but change nothing (a failed execution is recorded as `failed` by its own detail).
+    public static func replay(_ entries: some Sequence<AuditEntry>) -> SecurityState {
+        var state = SecurityState()
+        for entry in entries {
+            state.verifiedSize = Int(entry.index) + 1
+            for (key, value) in entry.details where key.hasPrefix(Change.prefix) {
+                // A request's claim and failure are state even when the event around them failed.
+                let isRequestState = key.hasPrefix("state.request.")
+                guard entry.outcome == .success || isRequestState else { continue }
+                state.apply(key: String(key.dropFirst(Change.prefix.count)), value: value)
+            }
+        }
+        return state
+    }
+
+    private mutating func apply(key: String, value: String) {
+        if key == "bootstrapped" {
+            bootstrapped = true
+        } else if let name = key.dropPrefix("policy.") {
+            policies[name] = value
+        } else if let name = key.dropPrefix("custodian.") {
+            if value == "removed" {
+                custodians[name]?.removed = true
+            } else {
+                let fields = value.split(separator: " ").map(String.init)
+                if fields.count == 2 { custodians[name] = CustodianState(role: fields[0], fingerprint: fields[1], removed: false) }
+            }
+        } else if let id = key.dropPrefix("request.") {
+            // A request moves forward only: executing → executed | failed; never back to nothing.
+            if requests[id] == nil || value != "executing" { requests[id] = value }
+        } else if let certificate = key.dropPrefix("revoked."), let reason = Int(value) {
+            if revoked[certificate] == nil { revoked[certificate] = reason }
+        } else if let name = key.dropPrefix("destroyed.") {
+            destroyedAuthorities.insert(name)
+        }
+    }
+}
+
+extension String {
+    fileprivate func dropPrefix(_ prefix: String) -> String? {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil
+    }
+}

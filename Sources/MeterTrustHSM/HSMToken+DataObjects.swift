@@ -1,0 +1,38 @@
+import CPKCS11
+
+extension HSMToken {
+    /// The values of the private data objects (CKO_DATA) labelled `label` (normally one; two for a moment while
+    /// ``replaceDataObject(label:value:)`` runs in another process).
+    ///
+    /// Data objects hold small pieces of state that must not live in the store alone (the audit log's head): private,
+    /// so a session without a PIN can neither read nor change them, and outside the database, so write access to the
+    /// database alone cannot roll them back.
+    public func dataObjects(label: String) throws -> [[UInt8]] {
+        try dataObjectHandles(label: label).map { try attribute(CK_ATTRIBUTE_TYPE(CKA_VALUE), of: $0) }
+    }
+
+    /// Replaces the private data object labelled `label` by one holding `value` (CKA_TOKEN, CKA_PRIVATE, not
+    /// copyable): the new object is created first, then the old ones destroyed, so a reader never finds none.
+    /// (A data object's CKA_VALUE cannot be changed in place on SoftHSM2.)
+    public func replaceDataObject(label: String, value: [UInt8]) throws {
+        let old = try dataObjectHandles(label: label)
+        let template: [PKCS11Attribute] = [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_DATA)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_COPYABLE), false),
+            .string(CK_ATTRIBUTE_TYPE(CKA_APPLICATION), "metertrust"),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_VALUE), value),
+        ]
+        try createObject(template, context: "creating data object \(label)")
+        for handle in old {
+            // Another node may have replaced it first; what is gone is gone.
+            try? destroyObject(handle, context: "destroying the previous data object \(label)")
+        }
+    }
+
+    private func dataObjectHandles(label: String) throws -> [CK_OBJECT_HANDLE] {
+        try findObjects([.ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_DATA)), .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label)])
+    }
+}
