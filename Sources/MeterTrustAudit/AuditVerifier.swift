@@ -72,6 +72,36 @@ public struct AuditVerifier: Sendable {
         return Result(entries: rows.count, checkpoints: checked, latestCheckpointSize: latest, uncheckpointedEntries: rows.count - latest)
     }
 
+    /// Checks that the log is consistent with `earlier`, a checkpoint someone saved before (a witness): it must be
+    /// signed by this key, and an RFC 9162 §2.1.4 consistency proof must lead from it to the latest checkpoint now in
+    /// the store. Returns the earlier checkpoint's size. Throws `.tampered` if the log was truncated or rewritten since.
+    public func verifyConsistency(from earlier: SignedCheckpoint, store: any AuditStore) async throws -> Int {
+        guard earlier.isValid(for: publicKey, keyName: keyName) else {
+            throw AuditError(.signature, "the saved checkpoint is not signed by the audit key \(keyName)")
+        }
+        let leaves = try await AuditLog.leafHashes(in: store)
+        guard let row = try await store.auditCheckpoints().max(by: { $0.size < $1.size }), let latest = try? SignedCheckpoint(text: row.note),
+            latest.isValid(for: publicKey, keyName: keyName)
+        else {
+            throw AuditError(.tampered, "the store holds no checkpoint signed by the audit key")
+        }
+        let m = earlier.checkpoint.size, n = latest.checkpoint.size
+        guard m <= n, n <= leaves.count else {
+            throw AuditError(.tampered, "the log was truncated: you saved a checkpoint for \(m) entries, the store's latest covers \(n)")
+        }
+        if m == n {
+            guard earlier.checkpoint.rootHash == latest.checkpoint.rootHash else {
+                throw AuditError(.tampered, "the log was rewritten: two different signed trees of \(m) entries")
+            }
+            return m
+        }
+        let proof = m == 0 ? [] : MerkleTree.consistencyProof(from: m, leaves[..<n])
+        guard m == 0 || MerkleTree.verifyConsistency(size1: m, size2: n, root1: earlier.checkpoint.rootHash, root2: latest.checkpoint.rootHash, proof: proof) else {
+            throw AuditError(.tampered, "the log is not consistent with the checkpoint you saved for \(m) entries: it was rewritten")
+        }
+        return m
+    }
+
     /// Entries in storage order must carry indices 0, 1, 2, ... and each the leaf hash of the one before.
     static func checkStructure(_ rows: [AuditRow], leaves: [MerkleTree.Hash]) throws {
         var entries: [AuditEntry] = []

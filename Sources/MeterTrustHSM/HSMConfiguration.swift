@@ -1,3 +1,4 @@
+import Foundation
 /// How to reach the token that holds MeterTrust's keys.
 public struct HSMConfiguration: Sendable, Hashable, Codable {
     /// Path of the PKCS#11 module to dlopen (SoftHSM2 by default, the vendor's module in production).
@@ -30,5 +31,13 @@ public struct HSMConfiguration: Sendable, Hashable, Codable {
     public var pinSource: PINSource {
         if let pinFile { return .file(pinFile) }
         return .environment(pinEnvironmentVariable ?? PINSource.defaultEnvironmentVariable)
+    }
+
+    /// Whether a PIN is configured and present (the variable set, or the file there), without reading it.
+    public var pinAvailable: Bool {
+        switch pinSource {
+        case .file(let path): return FileManager.default.fileExists(atPath: path)
+        case .environment(let name): return !(ProcessInfo.processInfo.environment[name] ?? "").isEmpty
+        }
     }
 }

@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import MeterTrustAudit
 import MeterTrustPKI
+import MeterTrustStore
 import X509
 
 struct AuditCommand: AsyncParsableCommand {
@@ -64,27 +65,103 @@ struct AuditCommand: AsyncParsableCommand {
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "verify",
-            abstract: "Recompute the tree, check every checkpoint signature and consistency; name the first tampered entry."
+            abstract: "Recompute the tree, check every checkpoint signature and consistency; name the first tampered entry.",
+            discussion: """
+                The audit signer's certificate (from the store) must chain to the root pinned in metertrust.json when \
+                the root was made, or to --root FILE (an outside auditor's copy of the root certificate). With the HSM \
+                at hand (the user PIN configured) the log is also checked against the head kept in the HSM, which \
+                catches entries and checkpoints deleted together. --since FILE checks a consistency proof from a \
+                checkpoint you saved earlier (with --save FILE) to the latest one: anyone holding an earlier \
+                checkpoint detects truncation or rewriting.
+                """
         )
+        @Option(help: "The root CA certificate (PEM) to verify the audit signer against, instead of the pinned one.") var root: String?
+        @Option(help: "A checkpoint note saved earlier (--save): check the log is consistent with it.") var since: String?
+        @Option(help: "Write the latest checkpoint note here, to check against next time with --since.") var save: String?
+        @Flag(help: "Do not open the HSM (no head check): an auditor without the PIN.") var offline = false
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
+
+        struct Report: Encodable {
+            var entries: Int
+            var checkpoints: Int
+            var latestCheckpointSize: Int
+            var uncheckpointedEntries: Int
+            var signer: String
+            var root: String
+            var headChecked: Bool
+            var since: Int?
+        }
 
         func run() async throws {
             let context = try Context(data)
             guard let settings = context.configuration.audit else { throw CLIError("there is no audit key yet: run metertrust audit init") }
             let store = try await context.openStore()
+            let anchor = try await trustedRoot(context: context, store: store)
             let certificates = try await store.certificates(serial: settings.certificateSerial)
-            guard let record = certificates.first(where: { $0.profile == CertificateProfile.auditSigner.name }),
-                let publicKey = P256.Signing.PublicKey(try Certificate(derEncoded: record.der).publicKey)
-            else {
+            guard let record = certificates.first(where: { $0.profile == CertificateProfile.auditSigner.name }) else {
                 throw CLIError("the audit-signer certificate \(settings.certificateSerial) is missing from the store")
             }
-            let result = try await AuditVerifier(publicKey: publicKey, keyName: settings.keyName).verify(store)
+            let signer = try Certificate(derEncoded: record.der)
+            do {
+                try await ChainVerification.verify(leaf: signer, intermediates: [], root: anchor)
+            } catch {
+                throw AuditError(.signature, "the audit-signer certificate in the store does not chain to the pinned root (\(error)): the store was tampered with, or the wrong root was given")
+            }
+            guard signer.issuer == anchor.subject, let publicKey = P256.Signing.PublicKey(signer.publicKey) else {
+                throw AuditError(.signature, "the audit-signer certificate was not issued by the pinned root")
+            }
+            let verifier = AuditVerifier(publicKey: publicKey, keyName: settings.keyName)
+            let result = try await verifier.verify(store)
+            var headChecked = false
+            if !offline, context.configuration.hsm.pinAvailable {
+                // The process holds the HSM: check the log against the head kept there too.
+                let token = try context.openToken()
+                _ = try await context.auditLog(store: store, token: token).verifiedState()
+                headChecked = true
+            }
+            var sinceSize: Int?
+            if let since {
+                guard let text = try? String(contentsOfFile: since, encoding: .utf8) else { throw CLIError("cannot read \(since)") }
+                sinceSize = try await verifier.verifyConsistency(from: try SignedCheckpoint(text: text), store: store)
+            }
+            if let save, let latest = try await store.auditCheckpoints().max(by: { $0.size < $1.size }) {
+                try latest.note.write(toFile: save, atomically: true, encoding: .utf8)
+            }
+            let report = Report(
+                entries: result.entries, checkpoints: result.checkpoints, latestCheckpointSize: result.latestCheckpointSize,
+                uncheckpointedEntries: result.uncheckpointedEntries, signer: "\(signer.subject)",
+                root: hexString(SHA256.hash(data: try anchor.derBytes)), headChecked: headChecked, since: sinceSize
+            )
             if output.json {
-                try Output.json(result)
+                try Output.json(report)
             } else {
                 Output.line("audit log verified: \(result.entries) entries, \(result.checkpoints) checkpoints (latest covers \(result.latestCheckpointSize)), \(result.uncheckpointedEntries) entries since")
+                Output.line("signer \(signer.subject) chains to the root \(report.root.prefix(16))…\(headChecked ? "; consistent with the head kept in the HSM" : "; HSM head not checked")")
+                if let sinceSize { Output.line("consistent with the checkpoint you saved for \(sinceSize) entries") }
             }
+        }
+
+        /// The root to trust: --root FILE, or the store's root certificate if its SHA-256 is the pinned one.
+        private func trustedRoot(context: Context, store: any MeterTrustStore) async throws -> Certificate {
+            if let root {
+                guard let text = try? String(contentsOfFile: root, encoding: .utf8), let certificate = try? Certificate(pemEncoded: text) else {
+                    throw CLIError("\(root) is not a PEM certificate")
+                }
+                return certificate
+            }
+            guard let pinned = context.configuration.rootFingerprint else {
+                throw CLIError("no root is pinned in \(Configuration.fileName) (it is pinned when ca create-root makes the root): give the root certificate with --root FILE")
+            }
+            let roots = try await store.certificateAuthorities().filter { $0.role == .root }
+            for record in roots {
+                if let stored = try await store.certificate(issuer: record.name, serial: record.certificateSerial),
+                    hexString(SHA256.hash(data: stored.der)) == pinned
+                {
+                    return try Certificate(derEncoded: stored.der)
+                }
+            }
+            throw AuditError(.signature, "the store holds no root certificate with the pinned SHA-256 \(pinned.prefix(16))…: the store was tampered with")
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Crypto
 import Foundation
 import MeterTrustHSM
 import MeterTrustPKI
@@ -45,6 +46,11 @@ struct CACommand: AsyncParsableCommand {
                 role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup
             )
             return (authority, ["key": authority.record.keyLabel, "serial": authority.certificate.serialHex, "curve": curve.rawValue])
+        }
+        if role == .root {
+            var configuration = context.configuration
+            configuration.rootFingerprint = hexString(SHA256.hash(data: try authority.certificate.derBytes))
+            try configuration.write(to: context.dataDirectory)
         }
         let description = try CertificateDescription(authority.certificate, profile: CertificateProfile.forAuthority(role).name)
         if output.json {

@@ -12,6 +12,10 @@ struct Configuration: Codable, Sendable {
     var pki: PKISettings
     /// SQLite file, relative to the data directory unless absolute.
     var sqlitePath: String = "metertrust.sqlite"
+    /// SHA-256 (hex) of the root CA certificate, pinned when `ca create-root` made it: the trust anchor the audit
+    /// log's signer certificate must chain to. It lives here, outside the store, so replacing certificate rows in the
+    /// database cannot swap it.
+    var rootFingerprint: String?
     /// The audit log's checkpoint key, once `metertrust audit init` made it.
     var audit: AuditSettings?
     /// The admin API server's TLS identity, once `metertrust admin server-cert` made it.
