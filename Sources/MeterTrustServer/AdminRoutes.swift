@@ -25,6 +25,8 @@ struct AdminRequestContext: RequestContext {
 struct AdminRoutes: Sendable {
     static let maximumBodySize = 1 << 20
     let service: AdminService
+    /// The Admin CA custodian certificates must chain to (checked again on every request).
+    let adminCA: CertificateAuthority
     let logger: Logger
 
     func router() -> Router<AdminRequestContext> {
@@ -94,13 +96,16 @@ struct AdminRoutes: Sendable {
         return router
     }
 
-    /// The custodian behind this connection's client certificate (checked again: they may have been removed since
-    /// the handshake).
+    /// The custodian behind this connection's client certificate, checked again on every request: chain to the
+    /// Admin CA, validity now, revocation and the registry (both bound to the audit log). A resumed TLS session skips
+    /// the handshake's verify callback, and the custodian may have been removed since; this is where both are caught.
     private func custodian(_ context: AdminRequestContext) async throws -> Custodian {
         guard let certificate = try await context.channel.nioSSL_peerCertificate().get() else {
             throw QuorumError(.unknownCustodian, "no client certificate")
         }
-        return try await service.authenticate(certificateDER: try certificate.toDERBytes())
+        let der = try certificate.toDERBytes()
+        _ = try await Custodian.admit(certificate: der, adminCA: adminCA, registeredBy: nil)
+        return try await service.authenticate(certificateDER: der)
     }
 
     private func read(_ request: Request, context: AdminRequestContext) async throws -> [UInt8] {

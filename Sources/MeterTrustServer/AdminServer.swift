@@ -1,14 +1,18 @@
+import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import MeterTrustAdmin
+import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum
 import MeterTrustStore
 import NIOCore
 import NIOSSL
+import NIOTLS
 import X509
 
 /// The HTTPS admin API: TLS 1.3 only, a client certificate required, issued by the Admin CA and belonging to a
@@ -21,12 +25,21 @@ public struct AdminServer: Sendable {
         public var certificateChain: [Certificate]
         /// The server's key, in the HSM.
         public var key: HSMKey
+        /// A TLS handshake not finished within this is dropped (a client holding connections half-open).
+        public var handshakeTimeout: TimeAmount
+        /// A connection with no request for this long is closed.
+        public var idleTimeout: TimeAmount
 
-        public init(host: String, port: Int, certificateChain: [Certificate], key: HSMKey) {
+        public init(
+            host: String, port: Int, certificateChain: [Certificate], key: HSMKey, handshakeTimeout: TimeAmount = .seconds(10),
+            idleTimeout: TimeAmount = .seconds(60)
+        ) {
             self.host = host
             self.port = port
             self.certificateChain = certificateChain
             self.key = key
+            self.handshakeTimeout = handshakeTimeout
+            self.idleTimeout = idleTimeout
         }
     }
 
@@ -43,11 +56,15 @@ public struct AdminServer: Sendable {
     /// Serves until SIGTERM/SIGINT; `onStarted` receives the bound port (useful with port 0).
     public func run(onStarted: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let adminCA = try await service.adminAuthority()
-        let tls = try tlsConfiguration(root: adminCA.root)
+        let tls = try tlsConfiguration(acceptableIssuer: adminCA.certificate)
         let verifier = ClientVerifier(service: service, adminCA: adminCA, logger: logger)
+        let handshakeTimeout = configuration.handshakeTimeout
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HandshakeTimeoutHandler(timeout: handshakeTimeout)], idleTimeout: configuration.idleTimeout
+        )
         let app = Application(
-            router: AdminRoutes(service: service, logger: logger).router(),
-            server: try .tls(.http1(), configuration: TLSChannelConfiguration(tlsConfiguration: tls) { certificates in
+            router: AdminRoutes(service: service, adminCA: adminCA, logger: logger).router(),
+            server: try .tls(.http1(configuration: http), configuration: TLSChannelConfiguration(tlsConfiguration: tls) { certificates in
                 await verifier.verify(certificates)
             }),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "metertrust-admin"),
@@ -57,7 +74,9 @@ public struct AdminServer: Sendable {
         try await app.runService()
     }
 
-    func tlsConfiguration(root: Certificate) throws -> TLSConfiguration {
+    /// TLS 1.3, a client certificate required; `acceptableIssuer` (the Admin CA) is what the CertificateRequest names.
+    /// Path validation is ClientVerifier's (chain through the Admin CA to the root), not BoringSSL's.
+    func tlsConfiguration(acceptableIssuer: Certificate) throws -> TLSConfiguration {
         let chain = try configuration.certificateChain.map { NIOSSLCertificateSource.certificate(try NIOSSLCertificate(bytes: try $0.derBytes, format: .der)) }
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain, privateKey: .privateKey(NIOSSLPrivateKey(customPrivateKey: HSMTLSKey(token: service.hierarchy.token, key: configuration.key)))
@@ -65,7 +84,13 @@ public struct AdminServer: Sendable {
         tls.minimumTLSVersion = .tlsv13
         // Request and require a client certificate; ClientVerifier replaces BoringSSL's path validation.
         tls.certificateVerification = .noHostnameVerification
-        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try root.derBytes, format: .der)])
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try acceptableIssuer.derBytes, format: .der)])
+        // The CertificateRequest names the acceptable CA and offers only what custodian keys sign with (P-256,
+        // SHA-256): no RSA, no SHA-1.
+        tls.sendCANameList = true
+        tls.verifySignatureAlgorithms = [.ecdsaSecp256R1Sha256]
+        // swift-nio-ssl has no switch for session tickets, and a resumed session skips the verify callback: every
+        // request therefore checks the session's client certificate again (AdminRoutes.custodian).
         return tls
     }
 }
@@ -88,7 +113,48 @@ struct ClientVerifier: Sendable {
             return .certificateVerified
         } catch {
             logger.warning("TLS client refused", metadata: ["reason": "\(error)"])
+            // A refused certificate is a security event: record who tried (never for a connection without one, so
+            // anonymous scanners cannot fill the log).
+            if let leaf = presented.first, let der = try? leaf.toDERBytes() {
+                let fingerprint = SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
+                let subject = (try? Certificate(derEncoded: der)).map { "\($0.subject)" } ?? "unparseable"
+                _ = try? await service.audit.record(
+                    AuditEvent(
+                        actor: "tls:\(fingerprint.prefix(16))", action: "admin.handshake", subject: subject, outcome: .refused,
+                        details: ["certificate": fingerprint, "reason": "\(error)"]
+                    )
+                )
+            }
             return .failed
         }
+    }
+}
+
+/// Closes a connection whose TLS handshake has not completed within `timeout` (placed after the TLS handler, it sees
+/// the handshake-completed event).
+final class HandshakeTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(timeout: TimeAmount) {
+        self.timeout = timeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls {
+            deadline?.cancel()
+            deadline = nil
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

@@ -169,10 +169,15 @@ struct AdminCommand: AsyncParsableCommand {
         )
         @Option(help: "Listen address host:port (default from admin server-cert: 127.0.0.1:8443).") var listen: String?
         @Option(help: "Write the bound port to this file once listening (for port 0).") var portFile: String?
+        @Option(help: "Seconds a client has to finish the TLS handshake.") var handshakeTimeout = 10
+        @Option(help: "Seconds a connection may stay idle between requests.") var idleTimeout = 60
         @OptionGroup var data: DataDirectoryOptions
 
         func run() async throws {
             let context = try Context(data)
+            guard (1...3600).contains(handshakeTimeout), (1...86400).contains(idleTimeout) else {
+                throw CLIError("--handshake-timeout is 1 to 3600 seconds and --idle-timeout 1 to 86400")
+            }
             guard let settings = context.configuration.adminServer else {
                 throw CLIError("the admin API has no TLS identity yet: run metertrust admin server-cert first")
             }
@@ -198,7 +203,10 @@ struct AdminCommand: AsyncParsableCommand {
             let key = try await hierarchy.token.perform { try $0.findKey(label: settings.keyLabel) }
             let server = AdminServer(
                 service: service,
-                configuration: .init(host: host, port: port, certificateChain: [certificate] + issuer.chain.dropLast(), key: key)
+                configuration: .init(
+                    host: host, port: port, certificateChain: [certificate] + issuer.chain.dropLast(), key: key,
+                    handshakeTimeout: .seconds(Int64(handshakeTimeout)), idleTimeout: .seconds(Int64(idleTimeout))
+                )
             )
             let portFile = self.portFile
             let listeningHost = host

@@ -82,12 +82,12 @@ struct AdminAPITests {
     }
 
     /// Starts `admin serve` on a free port; returns the process and the port.
-    func startServer() throws -> (Process, Int) {
+    func startServer(extra: [String] = []) throws -> (Process, Int) {
         let portFile = people.appendingPathComponent("port").path
         try? FileManager.default.removeItem(atPath: portFile)  // a port from an earlier server must not be read
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
-        process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", deployment.dataDirectory.path]
+        process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", deployment.dataDirectory.path] + extra
         var environment = ProcessInfo.processInfo.environment
         environment.merge(deployment.environment) { $1 }
         process.environment = environment
@@ -159,6 +159,86 @@ struct AdminAPITests {
             #expect(audit.stdout.contains("\"\(action)\""), "audit log lacks \(action)")
         }
         #expect(audit.stdout.contains("below-quorum") || audit.stdout.contains("nothing was run"))
+    }
+
+    /// GET /healthz through openssl s_client with `extra` options; the whole transcript (stdout and stderr).
+    func transcript(_ extra: [String], port: Int) throws -> String {
+        let request = people.appendingPathComponent("healthz-\(UUID().uuidString.prefix(6)).http")
+        try "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".write(to: request, atomically: true, encoding: .utf8)
+        let result = try TestEnvironment.run(
+            "/bin/sh",
+            ["-c", "openssl s_client -ign_eof -connect 127.0.0.1:\(port) -servername localhost -CAfile '\(path("root.pem"))' \(extra.joined(separator: " ")) < '\(request.path)' 2>&1"]
+        )
+        return result.stdout
+    }
+
+    @Test("attacker: a removed custodian resuming a saved TLS session without a certificate gets 403, not an answer; the CertificateRequest names the Admin CA and offers only ECDSA P-256 SHA-256")
+    func resumedSessionRecheckedPerRequest() throws {
+        try ceremony()
+        let (server, port) = try startServer()
+        defer { server.terminate(); server.waitUntilExit() }
+
+        // What the server asks for: the acceptable CA by name, and only ecdsa_secp256r1_sha256.
+        let first = try transcript(["-cert", path("bob.pem"), "-key", path("bob.key"), "-sess_out", path("bob.session")], port: port)
+        #expect(first.contains("HTTP/1.1 200"), "\(first)")
+        let names = first.components(separatedBy: "Acceptable client certificate CA names").dropFirst().first ?? ""
+        #expect(names.contains("Admin CA"), "the CertificateRequest names no CA: \(first)")
+        let requested = first.split(separator: "\n").first { $0.contains("Requested Signature Algorithms") } ?? ""
+        #expect(requested.contains("ECDSA+SHA256") && !requested.contains("RSA") && !requested.contains("SHA1"), "\(requested)")
+
+        // Resumption works while bob is a custodian (and skips the handshake's verify callback)...
+        let resumed = try transcript(["-sess_in", path("bob.session")], port: port)
+        #expect(resumed.contains("Reused, TLSv1.3"), "the server did not resume: \(resumed)")
+        #expect(resumed.contains("HTTP/1.1 200"))
+
+        // ...then bob is removed under quorum, and his saved session no longer gets an answer.
+        let removal = try clientJSON(["admin", "request", "custodian.remove", "name=bob"], as: "alice", port: port)
+        let id = try #require(removal["id"] as? String)
+        _ = try clientJSON(["admin", "approve", id], as: "carol", port: port)
+        _ = try clientJSON(["admin", "approve", id], as: "bob", port: port)
+        _ = try clientJSON(["admin", "execute", id], as: "alice", port: port)
+        let afterRemoval = try transcript(["-sess_in", path("bob.session")], port: port)
+        #expect(afterRemoval.contains("Reused, TLSv1.3") || afterRemoval.contains("New, TLSv1.3"), "\(afterRemoval)")
+        #expect(afterRemoval.contains("HTTP/1.1 403") && !afterRemoval.contains("HTTP/1.1 200"), "\(afterRemoval)")
+        // The refused handshake of a fresh connection with his certificate is audited.
+        #expect(try !handshake(["-cert", path("bob.pem"), "-key", path("bob.key")], port: port))
+        let audit = try deployment.run(["audit", "log", "--json"])
+        #expect(audit.stdout.contains("\"admin.handshake\""), "refused handshakes are audited")
+    }
+
+    @Test("attacker: a client that opens TCP connections and never finishes the handshake (or never sends a request) is cut off by the handshake and idle timeouts")
+    func handshakeAndIdleTimeouts() throws {
+        try ceremony()
+        let (server, port) = try startServer(extra: ["--handshake-timeout", "1", "--idle-timeout", "2"])
+        defer { server.terminate(); server.waitUntilExit() }
+        // A silent TCP client, and one that completes TLS as a custodian and then sends nothing: Python measures when
+        // the server closes each (bounded waits; both must close well before 10 s).
+        let script = """
+            import socket, ssl, sys, time
+            def wait_closed(sock):
+                start = time.monotonic()
+                sock.settimeout(10)
+                try:
+                    while sock.recv(1024):
+                        pass
+                except (socket.timeout, ssl.SSLError, ConnectionResetError):
+                    return 99
+                return time.monotonic() - start
+            silent = socket.create_connection(("127.0.0.1", \(port)))
+            print("handshake", round(wait_closed(silent), 1))
+            context = ssl.create_default_context(cafile=sys.argv[1])
+            context.load_cert_chain(sys.argv[2], sys.argv[3])
+            idle = context.wrap_socket(socket.create_connection(("127.0.0.1", \(port))), server_hostname="localhost")
+            print("idle", round(wait_closed(idle), 1))
+            """
+        let result = try TestEnvironment.run(TestEnvironment.python, ["-c", script, path("root.pem"), path("alice.pem"), path("alice.key")])
+        try #require(result.status == 0, "\(result.stderr)")
+        let times = Dictionary(uniqueKeysWithValues: result.stdout.split(separator: "\n").compactMap { line -> (String, Double)? in
+            let fields = line.split(separator: " ")
+            return fields.count == 2 ? (String(fields[0]), Double(fields[1]) ?? 99) : nil
+        })
+        #expect((times["handshake"] ?? 99) < 5, "a silent client was not cut off: \(result.stdout)")
+        #expect((times["idle"] ?? 99) < 6, "an idle connection was not closed: \(result.stdout)")
     }
 
     @Test("a backup exported under quorum restores into a second, empty token with k custodians; the restored key signs and openssl verifies against the original CA certificate; keys not marked for backup stay unextractable")
