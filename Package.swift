@@ -65,6 +65,7 @@ let package = Package(
         .target(
             name: "MeterTrustPKI",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 .product(name: "X509", package: "swift-certificates"),

@@ -1,3 +1,5 @@
+import MeterTrustCore
+
 /// A meter's 64-bit extended unique identifier (IEEE EUI-64), its hardware serial number.
 ///
 /// Written as 16 lowercase hex digits (`0024befffe804ff1`), as RFC 9039 device URNs use it. Parsing also accepts
@@ -22,17 +24,9 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
         self = eui
     }
 
-    /// `text` in quotes for a message, cut at 40 characters, with anything but printable ASCII escaped.
+    /// `text` in quotes for a message, cut at 40 characters, anything but printable ASCII escaped.
     static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars.prefix(40) {
-            if scalar.isASCII, scalar.value >= 0x20, scalar.value < 0x7f, scalar != "\"", scalar != "\\" {
-                out.unicodeScalars.append(scalar)
-            } else {
-                out += "\\u{\(String(scalar.value, radix: 16))}"
-            }
-        }
-        return out + (text.unicodeScalars.count > 40 ? "…\"" : "\"")
+        "\"" + DisplayText.escaped(text, asciiOnly: true, limit: 40) + "\""
     }
 
     /// Exactly 16 hex digits as ASCII octets, either case, no separators (the spelling lists and device URNs use);

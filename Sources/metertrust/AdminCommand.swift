@@ -290,7 +290,10 @@ struct AdminCommand: AsyncParsableCommand {
             guard request.id == id else { throw CLIError("the server sent a document whose SHA-256 is not \(id): do not approve it") }
             if let documentOut { try Data(document).write(to: URL(fileURLWithPath: documentOut)) }
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
-            AdminCommand.print(try AdminClient.decode(bytes, as: RequestStatus.self))
+            // What the request asks is shown from the document whose SHA-256 is the id (what approvers sign), never from
+            // the server's JSON; the server's JSON only says where it stands.
+            AdminCommand.render(request).forEach { Output.line($0) }
+            AdminCommand.printStanding(try AdminClient.decode(bytes, as: RequestStatus.self))
         }
     }
 
@@ -309,14 +312,27 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "With --offline: where to write the approval.") var out: String?
         @Option(help: "Upload an approval file made offline.") var upload: String?
         @Option(help: "With --offline: your name as registered (default: the CN of --cert).") var custodian: String?
+        @Flag(help: "Do not ask for confirmation on a terminal.") var yes = false
         @OptionGroup var client: AdminClientOptions
         @OptionGroup var output: OutputOptions
+
+        /// Shows what is about to be signed (from the canonical document) and, on a terminal, asks.
+        func confirm(_ request: AdminRequest) throws {
+            let lines = AdminCommand.render(request)
+            FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            guard !yes, isatty(STDIN_FILENO) == 1 else { return }
+            FileHandle.standardError.write(Data("approve this request? type yes: ".utf8))
+            guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
+                throw CLIError("not approved: you did not confirm")
+            }
+        }
 
         func run() async throws {
             if offline {
                 guard let request, let out else { throw CLIError("--offline needs --request FILE and --out FILE") }
                 guard let bytes = FileManager.default.contents(atPath: request) else { throw CLIError("cannot read \(request)") }
                 let document = try AdminRequest.parse(Array(bytes))
+                try confirm(document)
                 let approval = try sign(document)
                 try Data(approval.bytes).write(to: URL(fileURLWithPath: out))
                 if output.json {
@@ -339,6 +355,7 @@ struct AdminCommand: AsyncParsableCommand {
                 let document = try await api.send(.GET, "/v1/requests/\(id)/document")
                 let parsed = try AdminRequest.parse(document)
                 guard parsed.id == id else { throw CLIError("the server sent a document whose SHA-256 is not \(id): not approving") }
+                try confirm(parsed)
                 body = try sign(parsed).bytes
                 requestID = id
             }
@@ -427,16 +444,63 @@ struct AdminCommand: AsyncParsableCommand {
         }
     }
 
-    static func print(_ status: RequestStatus) {
-        Output.line("request \(status.id)")
-        Output.line("  operation:  \(status.request.operation) \(status.request.parameters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.count > 60 ? String($0.value.prefix(57)) + "..." : $0.value)" }.joined(separator: " "))")
-        Output.line("  requester:  \(status.request.requester), created \(status.request.created), expires \(status.request.expires)")
-        Output.line("  policy:     \(status.policy.operationClass.rawValue): \(status.policy.summary)")
-        Output.line("  approvals:  \(status.tally.counted.count)/\(status.tally.required)\(status.tally.counted.isEmpty ? "" : " (\(status.tally.counted.joined(separator: ", ")))")")
-        for (name, reason) in status.tally.notCounted.sorted(by: { $0.key < $1.key }) { Output.line("  not counted: \(name): \(reason)") }
-        Output.line("  state:      \(status.state.rawValue)\(status.executedBy.map { " by \($0)" } ?? "")")
-        if let outcome = status.outcome, let values = try? JSONDecoder().decode([String: String].self, from: Data(outcome.utf8)) {
-            for (key, value) in values.sorted(by: { $0.key < $1.key }) { Output.line("  \(key): \(value)") }
+    /// What a request asks, from its canonical document: every parameter in full, anything that could deceive a
+    /// terminal escaped (``DisplayText``), certificates by subject, role, issuer and SHA-256.
+    static func render(_ request: AdminRequest) -> [String] {
+        var lines = [
+            "request \(request.id)  (the SHA-256 of this document; approving signs it)",
+            "  operation:  \(DisplayText.escaped(request.operation))",
+            "  requester:  \(DisplayText.escaped(request.requester))",
+            "  created:    \(DisplayText.escaped(request.created)), expires \(DisplayText.escaped(request.expires))",
+        ]
+        for (name, value) in request.parameters.sorted(by: { $0.key < $1.key }) {
+            if name == "certificate" {
+                lines.append("  \(DisplayText.escaped(name)):")
+                lines += certificateLines(value).map { "    \($0)" }
+            } else {
+                lines.append("  \(DisplayText.escaped(name)) = \(DisplayText.escaped(value))")
+            }
         }
+        return lines
+    }
+
+    static func certificateLines(_ value: String) -> [String] {
+        let der: [UInt8]?
+        if value.contains("-----BEGIN"), let certificate = try? Certificate(pemEncoded: value) {
+            der = try? certificate.derBytes
+        } else {
+            der = Data(base64Encoded: value).map(Array.init)
+        }
+        guard let der, let certificate = try? Certificate(derEncoded: der) else {
+            return ["not a certificate: \(DisplayText.escaped(value, limit: 120))"]
+        }
+        let units = certificate.subject.flatMap { Array($0) }.filter { $0.type == .RDNAttributeType.organizationalUnitName }.compactMap { String($0.value) }
+        return [
+            "subject:  \(DisplayText.escaped("\(certificate.subject)"))",
+            "role:     \(DisplayText.escaped(units.joined(separator: ", ")))",
+            "issuer:   \(DisplayText.escaped("\(certificate.issuer)"))",
+            "SHA-256:  \(hexString(SHA256.hash(data: der)))",
+        ]
+    }
+
+    /// Where a request stands, as the server reports it (policy, tally, state, outcome).
+    static func printStanding(_ status: RequestStatus) {
+        Output.line("  policy:     \(status.policy.operationClass.rawValue): \(status.policy.summary)")
+        Output.line("  approvals:  \(status.tally.counted.count)/\(status.tally.required)\(status.tally.counted.isEmpty ? "" : " (\(status.tally.counted.map { DisplayText.escaped($0) }.joined(separator: ", ")))")")
+        for (name, reason) in status.tally.notCounted.sorted(by: { $0.key < $1.key }) {
+            Output.line("  not counted: \(DisplayText.escaped(name)): \(DisplayText.escaped(reason))")
+        }
+        Output.line("  state:      \(status.state.rawValue)\(status.executedBy.map { " by \(DisplayText.escaped($0))" } ?? "")")
+        if let outcome = status.outcome, let values = try? JSONDecoder().decode([String: String].self, from: Data(outcome.utf8)) {
+            for (key, value) in values.sorted(by: { $0.key < $1.key }) { Output.line("  \(DisplayText.escaped(key)): \(DisplayText.escaped(value))") }
+        }
+    }
+
+    /// A status answer after a request, approval or execution: the request (from the verified document the status
+    /// carries, whose id is checked) and where it stands.
+    static func print(_ status: RequestStatus) {
+        render(status.request).forEach { Output.line($0) }
+        if status.request.id != status.id { Output.line("  warning: the server's id \(DisplayText.escaped(status.id)) is not this document's SHA-256") }
+        printStanding(status)
     }
 }

@@ -241,6 +241,38 @@ struct AdminAPITests {
         #expect((times["idle"] ?? 99) < 6, "an idle connection was not closed: \(result.stdout)")
     }
 
+    @Test("attacker: a requester hiding what approvers sign behind ANSI escapes, U+202E and a long value — admin show and approve print it from the signed document, in full, escaped; a certificate parameter by subject, role, issuer and SHA-256")
+    func approversSeeWhatTheySign() throws {
+        try ceremony()
+        let (server, port) = try startServer()
+        defer { server.terminate(); server.waitUntilExit() }
+        let long = String(repeating: "x", count: 300) + "END"
+        let hostile = "Acme\u{1B}[2J\u{1B}[1A\u{202E}sretem\u{200B}"
+        let created = try clientJSON(
+            ["admin", "request", "manufacturer.register", "name=evil", "organization=\(hostile)", "curve=P-256", "backup=false"], as: "alice", port: port
+        )
+        let id = try #require(created["id"] as? String)
+        let shown = try client(["admin", "show", id], as: "bob", port: port)
+        #expect(shown.status == 0, "\(shown.stderr)")
+        #expect(!shown.stdout.unicodeScalars.contains("\u{1B}") && !shown.stdout.unicodeScalars.contains("\u{202E}") && !shown.stdout.unicodeScalars.contains("\u{200B}"))
+        #expect(shown.stdout.contains(#"Acme\u{1b}[2J\u{1b}[1A\u{202e}sretem\u{200b}"#), "\(shown.stdout)")
+        let approved = try client(["admin", "approve", id], as: "bob", port: port)
+        #expect(approved.status == 0 && approved.stderr.contains(#"\u{202e}"#) && !approved.stderr.unicodeScalars.contains("\u{202E}"), "\(approved.stderr)")
+
+        // Every parameter in full: no 57-character cut.
+        let policy = try clientJSON(["admin", "request", "ca.create", "kind=operational", "name=long", "organization=\(long)"], as: "alice", port: port)
+        let longShown = try client(["admin", "show", try #require(policy["id"] as? String)], as: "carol", port: port)
+        #expect(longShown.stdout.contains(long), "\(longShown.stdout)")
+
+        // A certificate parameter is shown for what it is.
+        let add = try clientJSON(["admin", "request", "custodian.add", "certificate=@\(path("dave.pem"))"], as: "alice", port: port)
+        let addShown = try client(["admin", "show", try #require(add["id"] as? String)], as: "bob", port: port)
+        let daveDER = try #require(try Certificate(pemEncoded: String(contentsOfFile: path("dave.pem"), encoding: .utf8)).derBytes as [UInt8]?)
+        let fingerprint = SHA256.hash(data: daveDER).map { String(format: "%02x", $0) }.joined()
+        #expect(addShown.stdout.contains("CN=dave") && addShown.stdout.contains("role:     pki-officer"), "\(addShown.stdout)")
+        #expect(addShown.stdout.contains("issuer:") && addShown.stdout.contains(fingerprint), "\(addShown.stdout)")
+    }
+
     @Test("a backup exported under quorum restores into a second, empty token with k custodians; the restored key signs and openssl verifies against the original CA certificate; keys not marked for backup stay unextractable")
     func backupAndRestore() throws {
         try ceremony()
