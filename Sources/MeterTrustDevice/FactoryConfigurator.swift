@@ -52,6 +52,9 @@ public struct FactoryConfigurator: Sendable {
         public var imageSHA256: String
         public var keyGeneratedOnMeter: Bool
         public var lockedAt: Date?
+        /// SHA-256 (hex) of the root certificate the image pins: the only trust anchor a bundle may bring. Nil for a
+        /// meter imaged before pinning; such a meter accepts no bundle until it is imaged again.
+        public var trustAnchorSHA256: String?
     }
 
     public let directory: URL
@@ -62,8 +65,12 @@ public struct FactoryConfigurator: Sendable {
         self.directory = directory
     }
 
-    /// Stage 1: the software image is injected into a blank meter.
-    public static func injectImage(_ image: Data, eui64: EUI64, into directory: URL) throws -> FactoryConfigurator {
+    /// Stage 1: the software image is injected into a blank meter, with the SHA-256 of the root certificate it
+    /// trusts (the meter's trust anchor, pinned from here on: a bundle carrying any other root is refused).
+    public static func injectImage(_ image: Data, eui64: EUI64, trustAnchorSHA256: String, into directory: URL) throws -> FactoryConfigurator {
+        guard trustAnchorSHA256.utf8.count == 64, trustAnchorSHA256.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            throw ConfiguratorError(.storage, "the trust anchor is pinned by the SHA-256 of the root certificate: 64 lowercase hex digits")
+        }
         let configurator = FactoryConfigurator(directory: directory)
         if FileManager.default.fileExists(atPath: configurator.stateURL.path) {
             _ = try configurator.unlockedState()
@@ -75,7 +82,12 @@ public struct FactoryConfigurator: Sendable {
         } catch {
             throw ConfiguratorError(.storage, "cannot write the meter's storage in \(directory.path)")
         }
-        try configurator.save(State(eui64: eui64.description, stage: .imaged, imageSHA256: hexString(SHA256.hash(data: image)), keyGeneratedOnMeter: false))
+        try configurator.save(
+            State(
+                eui64: eui64.description, stage: .imaged, imageSHA256: hexString(SHA256.hash(data: image)), keyGeneratedOnMeter: false,
+                trustAnchorSHA256: trustAnchorSHA256
+            )
+        )
         return configurator
     }
 
@@ -109,7 +121,8 @@ public struct FactoryConfigurator: Sendable {
 
     /// Stages 3 and 4: receives the bundle the factory tool writes, validates it, and stores it. Nothing is stored
     /// unless every check passes:
-    /// the certificate carries the meter's key; it chains to the root in the bundle; its HardwareModuleName is this
+    /// the certificate carries the meter's key; it chains to the root in the bundle, which is the root the image pinned
+    /// at stage 1; its HardwareModuleName is this
     /// meter's EUI-64; the endpoint name, bootstrap server URI and parameters are present and well-formed; the image
     /// digest is the digest of the meter's image.
     public func install(bundle data: Data) async throws -> ProvisioningBundle {
@@ -148,6 +161,13 @@ public struct FactoryConfigurator: Sendable {
         }
         guard root.issuer == root.subject, root.publicKey.isValidSignature(root.signature, for: root) else {
             throw refuse("the trust anchor is not a self-signed root certificate")
+        }
+        // The root the image pinned at stage 1, not whatever root the bundle brings.
+        guard let pinned = state.trustAnchorSHA256 else {
+            throw refuse("this meter's image pins no trust anchor (imaged by an earlier version): inject the image again")
+        }
+        guard let rootDER = try? root.derBytes, hexString(SHA256.hash(data: rootDER)) == pinned else {
+            throw refuse("its root certificate is not the trust anchor this meter's image pins (SHA-256 \(pinned.prefix(16))…)")
         }
         do {
             try await ChainVerification.verify(leaf: certificate, intermediates: chain, root: root)

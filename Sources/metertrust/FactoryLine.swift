@@ -30,8 +30,9 @@ struct FactoryLine {
 
         // Stage 1: inject the image. Stage 2: each meter generates its key and CSR.
         var csrList = ""
+        let pin = hexString(SHA256.hash(data: try await hierarchy.rootAuthority().certificate.derBytes))
         for eui in meters {
-            let configurator = try FactoryConfigurator.injectImage(image, eui64: eui, into: meterDirectory(eui))
+            let configurator = try FactoryConfigurator.injectImage(image, eui64: eui, trustAnchorSHA256: pin, into: meterDirectory(eui))
             csrList += CSRListReader.line(eui64: eui, csr: try configurator.generateIdentity(hardwareType: deviceType))
         }
         // One rogue line, to show a refusal: a CSR that claims to be another meter.

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Crypto
 import Foundation
+import X509
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI
@@ -22,10 +24,16 @@ struct MeterCommand: AsyncParsableCommand {
         @OptionGroup var meter: StateOptions
         @Option(help: "The meter's EUI-64.") var eui64: String
         @Option(help: "Firmware image file.") var image: String
+        @Option(name: .customLong("trust-anchor"), help: "The root CA certificate (PEM) the image pins; bundles with another root are refused.")
+        var trustAnchor: String
 
         func run() async throws {
             guard let data = FileManager.default.contents(atPath: image) else { throw CLIError("cannot read the image \(image)") }
-            _ = try FactoryConfigurator.injectImage(data, eui64: try EUI64(eui64), into: meter.directory)
+            guard let text = try? String(contentsOfFile: trustAnchor, encoding: .utf8), let root = try? Certificate(pemEncoded: text) else {
+                throw CLIError("\(trustAnchor) is not a PEM certificate (the root CA the meter's image pins)")
+            }
+            let pin = hexString(SHA256.hash(data: try root.derBytes))
+            _ = try FactoryConfigurator.injectImage(data, eui64: try EUI64(eui64), trustAnchorSHA256: pin, into: meter.directory)
             Output.line("meter \(try EUI64(eui64)): image injected")
         }
     }

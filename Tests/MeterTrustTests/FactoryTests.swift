@@ -19,12 +19,14 @@ struct FactoryFixture {
     }
 
     var imageSHA256: String { hexString(SHA256.hash(data: image)) }
+    /// The root the meters' images pin.
+    var rootSHA256: String { hexString(SHA256.hash(data: (try? pki.root.certificate.derBytes) ?? [])) }
 
     func meterDirectory(_ eui: EUI64) -> URL { directory.appendingPathComponent("meters/\(eui)") }
 
     /// Stages 1 and 2 on the meter: image in, key generated, CSR out.
     func keyedMeter(_ eui: EUI64) throws -> (FactoryConfigurator, [UInt8]) {
-        let configurator = try FactoryConfigurator.injectImage(image, eui64: eui, into: meterDirectory(eui))
+        let configurator = try FactoryConfigurator.injectImage(image, eui64: eui, trustAnchorSHA256: rootSHA256, into: meterDirectory(eui))
         return (configurator, try configurator.generateIdentity(hardwareType: PKIFixture.deviceType))
     }
 
@@ -227,7 +229,7 @@ struct FactoryTests {
             let key = try P256.Signing.PrivateKey(pemRepresentation: try #require(bundle.privateKey))
             let certificate = try Certificate(pemEncoded: bundle.deviceCertificate)
             #expect(certificate.publicKey == Certificate.PublicKey(key.publicKey))
-            let configurator = try FactoryConfigurator.injectImage(line.image, eui64: try EUI64(bundle.eui64), into: line.meterDirectory(try EUI64(bundle.eui64)))
+            let configurator = try FactoryConfigurator.injectImage(line.image, eui64: try EUI64(bundle.eui64), trustAnchorSHA256: line.rootSHA256, into: line.meterDirectory(try EUI64(bundle.eui64)))
             _ = try await configurator.install(bundle: data)
             try configurator.finalize()
         }
@@ -266,6 +268,14 @@ struct FactoryTests {
         let stranger = try await CAHierarchy(token: strangerToken, store: try await TestEnvironment.makeStore(), settings: PKISettings())
             .createRoot(name: "stranger", organization: "Stranger")
         otherRoot.trustAnchor = try stranger.certificate.pem
+        // Attacker: someone with a CA of their own hands the meter a bundle that is consistent in itself — a device
+        // certificate for the meter's own key and EUI-64, chained to their root. Only the pinned anchor refuses it.
+        let forger = try await PKIFixture.make()
+        let forged = try await CertificateIssuer(hierarchy: forger.hierarchy).issue(IssuanceRequest(csr: csr, profile: "device-identity"))
+        var consistentForgery = good
+        consistentForgery.deviceCertificate = try forged.certificate.pem
+        consistentForgery.chain = try [forger.manufacturer.certificate.pem]
+        consistentForgery.trustAnchor = try forger.root.certificate.pem
         var injectedKey = good
         injectedKey.privateKey = P256.Signing.PrivateKey().pemRepresentation
 
@@ -275,7 +285,8 @@ struct FactoryTests {
             (wrongMeter, nil, "HardwareModuleName is not this meter's EUI-64"),
             (badURI, nil, "bootstrap server URI"),
             (wrongEndpoint, nil, "endpoint name"),
-            (otherRoot, nil, "does not chain to the trust anchor"),
+            (otherRoot, nil, "is not the trust anchor this meter's image pins"),
+            (consistentForgery, nil, "is not the trust anchor this meter's image pins"),
             (injectedKey, nil, "carries a private key"),
             (nil, Data("{}".utf8), "not a metertrust-provisioning-bundle"),
             (nil, Data(repeating: 0x20, count: 70_000), "the limit is"),
@@ -295,7 +306,7 @@ struct FactoryTests {
             { _ = try configurator.generateIdentity(hardwareType: PKIFixture.deviceType) },
             { _ = try await configurator.install(bundle: try good.encoded()) },
             { try configurator.finalize() },
-            { _ = try FactoryConfigurator.injectImage(line.image, eui64: eui, into: line.meterDirectory(eui)) },
+            { _ = try FactoryConfigurator.injectImage(line.image, eui64: eui, trustAnchorSHA256: line.rootSHA256, into: line.meterDirectory(eui)) },
         ]
         for call in locked {
             let error = await #expect(throws: ConfiguratorError.self) { try await call() }

@@ -57,8 +57,13 @@ struct HostileInputTests {
         // The meter's own tool.
         let image = deployment.file("image.bin")
         try Data("firmware".utf8).write(to: URL(fileURLWithPath: image))
+        let rootPEM = deployment.file("root.pem")
+        let authorities = try JSONSerialization.jsonObject(with: Data(try deployment.run(["ca", "list", "--json"]).stdout.utf8)) as? [[String: Any]]
+        let rootSerial = try #require((authorities?.first { $0["role"] as? String == "root" }?["certificate"] as? [String: Any])?["serial"] as? String)
+        try deployment.run(["cert", "show", rootSerial, "--pem"]).stdout.write(toFile: rootPEM, atomically: true, encoding: .utf8)
         let meterInit = try TestEnvironment.run(
-            TestEnvironment.metertrust, ["meter", "init", "--state", deployment.file("meter"), "--eui64", Self.fullwidth, "--image", image]
+            TestEnvironment.metertrust,
+            ["meter", "init", "--state", deployment.file("meter"), "--eui64", Self.fullwidth, "--image", image, "--trust-anchor", rootPEM]
         )
         expectOneErrorLine(meterInit, "meter init --eui64")
     }

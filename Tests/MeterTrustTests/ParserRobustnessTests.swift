@@ -66,7 +66,7 @@ struct ParserRobustnessTests {
     @Test("mutated provisioning bundles are refused by the configurator with a ConfiguratorError")
     func mutatedBundles() async throws {
         let directory = TestEnvironment.temporaryDirectory()
-        let configurator = try FactoryConfigurator.injectImage(Data("image".utf8), eui64: EUI64(7), into: directory)
+        let configurator = try FactoryConfigurator.injectImage(Data("image".utf8), eui64: EUI64(7), trustAnchorSHA256: String(repeating: "0", count: 64), into: directory)
         _ = try configurator.generateIdentity(hardwareType: PKIFixture.deviceType)
         let bundle = ProvisioningBundle(
             batch: "b", eui64: EUI64(7).description, endpointName: EUI64(7).deviceURN, bootstrapServerURI: "coaps+tcp://b.example",
