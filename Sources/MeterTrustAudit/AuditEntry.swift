@@ -2,7 +2,12 @@ import Foundation
 
 /// Something that happened to keys, CAs, batches or the administration: who, what, when, outcome.
 public struct AuditEvent: Sendable, Hashable {
-    public enum Outcome: String, Codable, Sendable { case success, refused, failed }
+    public enum Outcome: String, Codable, Sendable {
+        case success, refused, failed
+        /// An intent: the operation is about to run (its outcome follows). Recorded first, so an operation whose
+        /// intent cannot be recorded does not run, and one that dies midway is still in the log.
+        case started
+    }
 
     public var actor: String
     public var action: String

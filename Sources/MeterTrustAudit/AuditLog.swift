@@ -40,9 +40,33 @@ public struct AuditLog: Sendable {
 
     /// Signs a checkpoint over every entry now in the log, stores it and advances the anchor. A size already signed
     /// is not signed again: the stored note is returned (one signature per size, whatever node reaches it first).
+    ///
+    /// Only a tree that extends what was signed before is signed: its first entries must hash to the head kept in the
+    /// HSM (or, without an anchor, to the latest checkpoint the audit key signed). Otherwise signing would launder a
+    /// rewritten or truncated log into a genuine checkpoint.
     public func checkpoint() async throws -> SignedCheckpoint {
         guard let signer else { throw AuditError(.signature, "there is no audit key yet: run metertrust audit init") }
-        let leaves = try await Self.leafHashes(in: store)
+        let rows = try await Self.rows(in: store)
+        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
+        try AuditVerifier.checkStructure(rows, leaves: leaves)
+        let previous: SignedCheckpoint?
+        if let anchor {
+            previous = try anchor.latest()
+        } else {
+            previous = try await store.auditCheckpoints().sorted { $0.size > $1.size }.lazy
+                .compactMap { try? SignedCheckpoint(text: $0.note) }.first { $0.isValid(for: signer.publicKey, keyName: signer.keyName) }
+        }
+        if let previous {
+            let size = previous.checkpoint.size
+            guard previous.isValid(for: signer.publicKey, keyName: signer.keyName), size <= leaves.count,
+                MerkleTree.root(leaves[..<size]) == previous.checkpoint.rootHash
+            else {
+                throw AuditError(
+                    .tampered,
+                    "the log does not extend the last signed checkpoint (\(size) entries): it was truncated or rewritten; nothing more is signed until it is restored"
+                )
+            }
+        }
         if let stored = try await store.auditCheckpoints().last(where: { $0.size == Int64(leaves.count) }),
             let existing = try? SignedCheckpoint(text: stored.note), existing.isValid(for: signer.publicKey, keyName: signer.keyName),
             existing.checkpoint.rootHash == MerkleTree.root(leaves[...])

@@ -42,11 +42,13 @@ extension Context {
         try await auditLog(store: store, token: token).record(event)
     }
 
-    /// Runs `body`; records its success or failure as `action` on `subject`.
+    /// Runs `body`; records its intent first (if that cannot be recorded, nothing runs), then its success or failure,
+    /// as `action` on `subject`.
     func audited<T>(
         _ action: String, subject: String, store: any MeterTrustStore, token: HSMToken? = nil, details: [String: String] = [:],
         _ body: () async throws -> (T, [String: String])
     ) async throws -> T {
+        try await audit(AuditEvent(actor: actor, action: action, subject: subject, outcome: .started, details: details), store: store, token: token)
         do {
             let (result, more) = try await body()
             try await audit(AuditEvent(actor: actor, action: action, subject: subject, outcome: .success, details: details.merging(more) { $1 }), store: store, token: token)

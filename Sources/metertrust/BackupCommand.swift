@@ -144,14 +144,32 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "PKCS#11 module of the target token.") var module = HSMConfiguration.defaultModulePath
         @Option(help: "File holding the target token's user PIN (mode 0600).") var pinFile: String?
         @Option(name: .customLong("custodian"), help: "NAME=KEYFILE of a custodian taking part; repeat.") var custodians: [String] = []
+        @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
             guard let bytes = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
             let backup = try KeyBackupFile.parse(Array(bytes))
             let keys = try BackupCommand.custodianKeys(custodians)
-            let target = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: token, pinFile: pinFile, sessionCount: 1))
-            let restored = try await KeyBackup.restore(backup, into: target, custodianKeys: keys)
+            let restore = { () async throws -> [HSMKey] in
+                let target = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: token, pinFile: pinFile, sessionCount: 1))
+                return try await KeyBackup.restore(backup, into: target, custodianKeys: keys)
+            }
+            // Recorded in the deployment's audit log (intent, then outcome) when the ceremony runs in one.
+            let restored: [HSMKey]
+            if let context = Context.ifPresent(data) {
+                let store = try await context.openStore()
+                restored = try await context.audited(
+                    "backup.restore", subject: token, store: store,
+                    details: ["custodians": keys.keys.sorted().joined(separator: ","), "source": backup.sourceToken, "keys": backup.keys.map(\.ca).joined(separator: ",")]
+                ) {
+                    let keys = try await restore()
+                    return (keys, ["restored": keys.map(\.label).joined(separator: ",")])
+                }
+            } else {
+                FileHandle.standardError.write(Data("warning: no data directory at \(data.url.path): this restore is not recorded in an audit log\n".utf8))
+                restored = try await restore()
+            }
             if output.json {
                 try Output.json(restored.map { ["label": $0.label, "curve": $0.curve.rawValue] })
             } else {

@@ -34,6 +34,12 @@ struct Context {
         self.logger = Logging.metertrustLogger()
     }
 
+    /// The deployment's context if `options` names a data directory that has a configuration (for commands that
+    /// also run without one, such as the restore ceremony on another site).
+    static func ifPresent(_ options: DataDirectoryOptions) -> Context? {
+        FileManager.default.fileExists(atPath: options.url.appendingPathComponent(Configuration.fileName).path) ? try? Context(options) : nil
+    }
+
     func openStore() async throws -> SQLiteStore {
         let store = try SQLiteStore(path: configuration.storePath(in: dataDirectory))
         try await store.migrate()

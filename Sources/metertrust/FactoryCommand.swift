@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustAudit
 import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
@@ -59,12 +60,24 @@ struct FactoryCommand: AsyncParsableCommand {
         @Option(name: .customLong("batch-dir"), help: "The batch's output directory.") var batchDirectory: String
         @Option(help: "The meter's EUI-64.") var eui64: String
         @Option(help: "Write the bundle here (default: stdout).") var out: String?
+        @OptionGroup var data: DataDirectoryOptions
 
         func run() async throws {
             let eui = try EUI64(eui64)
             let path = URL(fileURLWithPath: batchDirectory).appendingPathComponent("bundles.jsonl").path
             guard let bundle = try BundleFile.find(eui, in: path) else {
                 throw CLIError("no bundle for meter \(eui) in \(path): the meter was refused or is not in this batch (see report.json)")
+            }
+            // Handing out a bundle (which may hold the meter's private key) is recorded where a deployment is at hand.
+            if let context = Context.ifPresent(data) {
+                let carriesKey = (try? JSONDecoder().decode(ProvisioningBundle.self, from: bundle))?.privateKey != nil
+                try await context.audit(
+                    AuditEvent(
+                        actor: context.actor, action: "factory.bundle", subject: eui.description,
+                        details: ["batchDirectory": batchDirectory, "privateKey": carriesKey ? "included" : "none", "out": out ?? "stdout"]
+                    ),
+                    store: try await context.openStore()
+                )
             }
             if let out {
                 // A bundle may carry the meter's private key (factory-keys mode): 0600 from creation.

@@ -106,13 +106,14 @@ struct AuditTests {
         let verified = try metertrust(["audit", "verify", "--json"])
         try #require(verified.status == 0, "\(verified.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(verified.stdout.utf8)) as? [String: Any])
-        #expect(result["entries"] as? Int == 4)
+        #expect(result["entries"] as? Int == 7)
         let log = try metertrust(["audit", "log", "--json"])
         let entries = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]])
-        #expect(entries.map { $0["action"] as? String } == ["ca.create", "audit.init", "ca.create", "ca.create"])
-        #expect(entries.map { $0["outcome"] as? String } == ["success", "success", "success", "refused"])
+        // Every CLI operation records its intent before it runs, then its outcome.
+        #expect(entries.map { $0["action"] as? String } == ["ca.create", "ca.create", "audit.init", "ca.create", "ca.create", "ca.create", "ca.create"])
+        #expect(entries.map { $0["outcome"] as? String } == ["started", "success", "success", "started", "success", "started", "refused"])
 
-        for index in 0..<4 {
+        for index in 0..<7 {
             let proof = try metertrust(["audit", "prove", "\(index)"])
             try #require(proof.status == 0, "\(proof.stderr)")
             let proofPath = data.deletingLastPathComponent().appendingPathComponent("proof-\(index).json")

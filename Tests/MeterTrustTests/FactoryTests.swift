@@ -349,14 +349,21 @@ struct FactoryTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        var storedBeforeKill = 0
-        let deadline = Date().addingTimeInterval(120)
-        while process.isRunning && Date() < deadline {
-            storedBeforeKill = (try? await store.batchCertificateCount(batch: "killed")) ?? 0
-            if storedBeforeKill > 0 { break }
-            try await Task.sleep(for: .milliseconds(5))
+        // The watcher runs on a thread of its own: a task on the cooperative pool can be starved for seconds by other
+        // tests blocking their threads, and the kill would come too late. It asks sqlite3 (another process) how many
+        // certificates of the batch are stored, and kills as soon as there are some.
+        let storePath = directory.appendingPathComponent("data/metertrust.sqlite").path
+        let watcher = Thread {
+            let deadline = Date().addingTimeInterval(120)
+            while process.isRunning && Date() < deadline {
+                let count = (try? TestEnvironment.run("sqlite3", [storePath, "SELECT count(*) FROM certificates WHERE batch = 'killed'"]))
+                    .flatMap { Int($0.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+                if count > 0 { break }
+                usleep(2000)
+            }
+            kill(process.processIdentifier, SIGKILL)
         }
-        kill(process.processIdentifier, SIGKILL)
+        watcher.start()
         process.waitUntilExit()
         #expect(process.terminationReason == .uncaughtSignal)
         let afterKill = try await store.batchCertificateCount(batch: "killed")

@@ -253,10 +253,26 @@ struct KeyCustodyTests {
         // The old file itself is still restorable by its own share holders: the README says to destroy it.
         let (oldFile, _) = try restore(before, ["bob", "carol"])
         #expect(oldFile.status == 0, "\(oldFile.stderr)")
+        #expect(oldFile.stderr.contains("not recorded in an audit log"), "a restore without a deployment says it is unaudited")
+
+        // A restore run in the deployment is recorded in its audit log (into a token beside the deployment's).
+        let beside = try TestEnvironment.run(
+            TestEnvironment.metertrust, ["hsm", "init-token", "--label", "restored", "--module", TestEnvironment.modulePath],
+            environment: deployment.environment.merging(["METERTRUST_HSM_PIN": "restored-pin", "METERTRUST_HSM_SO_PIN": "restored-so"]) { $1 }
+        )
+        try #require(beside.status == 0, "\(beside.stderr)")
+        let pinFile = path("restored.pin")
+        #expect(FileManager.default.createFile(atPath: pinFile, contents: Data("restored-pin".utf8), attributes: [.posixPermissions: 0o600]))
+        let audited = try deployment.run([
+            "backup", "restore", "--file", after, "--token", "restored", "--module", TestEnvironment.modulePath, "--pin-file", pinFile,
+            "--custodian", "alice=\(path("alice.key"))", "--custodian", "bob=\(path("bob.key"))",
+        ])
+        #expect(audited.status == 0, "\(audited.stderr)")
 
         // Every ceremony step is audited, the refused attempts too.
         let audit = try deployment.run(["audit", "log", "--json"])
         #expect(audit.stdout.contains("\"backup.reshare\"") && audit.stdout.contains("2 are needed"))
+        #expect(audit.stdout.contains("\"backup.restore\"") && audit.stdout.contains("alice,bob"))
     }
 
     @Test("backup init-key checks every precondition before it creates anything and audits success and refusal; the SO PIN it was given stops working")
@@ -287,13 +303,16 @@ struct KeyCustodyTests {
         let nothing = try attack(as: "pinless", backupLabel: "metertrust/backup-key-none", extra: ["--handles", "0"])
         #expect(nothing["pinless-visible-objects"]?["labels"] as? [String] == [], "a refused ceremony left objects on the token")
         let log = try deployment.run(["audit", "log", "--json"])
-        // Each refusal is audited, but the one for a wrong user PIN: the log's key needs that PIN to sign.
-        #expect(log.stdout.components(separatedBy: "\"backup.init-key\"").count - 1 == 4, "each refusal is audited")
+        // Each attempt is audited (its intent, then its refusal), but the one with a wrong user PIN: the log's key
+        // needs that PIN, so that attempt stops before anything, its intent included.
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]])
+        let ceremony = entries.filter { $0["action"] as? String == "backup.init-key" }.map { $0["outcome"] as? String ?? "" }
+        #expect(ceremony == ["started", "refused", "started", "refused", "started", "failed", "started", "failed"], "\(ceremony)")
 
         let made = try deployment.run(["backup", "init-key", "--json"], environment: ["METERTRUST_HSM_SO_PIN": soPIN])
         try #require(made.status == 0, "\(made.stderr)")
-        let ceremony = try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as? [String: String]
-        #expect(ceremony?["securityOfficerPIN"] == "split" && ceremony?["holders"] == "alice,bob,carol" && ceremony?["threshold"] == "2")
+        let split = try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as? [String: String]
+        #expect(split?["securityOfficerPIN"] == "split" && split?["holders"] == "alice,bob,carol" && split?["threshold"] == "2")
         let again = try deployment.run(["backup", "init-key"], environment: ["METERTRUST_HSM_SO_PIN": soPIN])
         #expect(again.status == 1 && again.stderr.contains("exists already"))
         let after = try deployment.run(["audit", "log", "--json"])

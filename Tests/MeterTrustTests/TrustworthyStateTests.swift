@@ -97,7 +97,39 @@ struct TrustworthyStateTests {
         }
         // The process itself holds the audit key in the HSM and refuses to decide on the forged log.
         let decision = try deployment.run(["ca", "create-manufacturer", "--name", "delta"])
-        #expect(decision.status == 1 && decision.stderr.contains("not signed by the audit key"), "\(decision.stderr)")
+        #expect(decision.status == 1 && decision.stderr.contains("truncated or rewritten"), "\(decision.stderr)")
+    }
+
+    @Test("audit completeness: an operation whose intent cannot be recorded does not happen; the actor is the kernel's account, not $USER; handing out a bundle is recorded")
+    func auditCompleteness() throws {
+        let deployment = try LogDeployment.make()
+        // $USER is anyone's to set; the actor comes from geteuid.
+        let made = try deployment.run(["ca", "create-manufacturer", "--name", "echo"], environment: ["USER": "mallory"])
+        try #require(made.status == 0, "\(made.stderr)")
+        let log = try deployment.run(["audit", "log", "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]])
+        let creation = entries.filter { $0["action"] as? String == "ca.create" && $0["subject"] as? String == "echo" }
+        #expect(creation.map { $0["outcome"] as? String } == ["started", "success"], "the intent precedes the outcome: \(creation)")
+        #expect(creation.allSatisfy { ($0["actor"] as? String)?.contains("(uid \(geteuid()))") == true && ($0["actor"] as? String)?.contains("mallory") == false })
+
+        // Attacker with the database (or a full disk): the log refuses new entries. Then nothing is created at all.
+        try Self.sqlite(deployment.store, "CREATE TRIGGER no_audit BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'refused'); END;")
+        let unaudited = try deployment.run(["ca", "create-manufacturer", "--name", "foxtrot"])
+        #expect(unaudited.status == 1, "an operation ran without its audit entry")
+        let list = try deployment.run(["ca", "list", "--json"])
+        #expect(!list.stdout.contains("foxtrot"))
+        let inventory = try deployment.run(["hsm", "harden", "--dry-run", "--json"])
+        #expect(inventory.status == 0 && !inventory.stdout.contains("manufacturer/foxtrot"), "a key was made in the HSM: \(inventory.stdout)")
+        try Self.sqlite(deployment.store, "DROP TRIGGER no_audit")
+
+        // factory bundle hands out what may be a meter's private key: recorded.
+        let batch = deployment.data.appendingPathComponent("../batch")
+        try FileManager.default.createDirectory(at: batch, withIntermediateDirectories: true)
+        try Data(#"{"eui64":"0024befffe000001","privateKey":"-----BEGIN PRIVATE KEY-----"}"#.utf8 + [10]).write(to: batch.appendingPathComponent("bundles.jsonl"))
+        let bundle = try deployment.run(["factory", "bundle", "--batch-dir", batch.path, "--eui64", "0024befffe000001"])
+        #expect(bundle.status == 0, "\(bundle.stderr)")
+        let after = try deployment.run(["audit", "log", "--json"])
+        #expect(after.stdout.contains("\"factory.bundle\"") && after.stdout.contains("0024befffe000001"))
     }
 
     // MARK: Quorum, roles, expiry, revocation (sqlite3 on the store, then the admin service the API uses)
