@@ -127,6 +127,20 @@ public struct AuditLog: Sendable {
         return SecurityState.replay(entries)
     }
 
+    /// What a witness needs to move from the checkpoint it saved (`since` entries) to the latest one: the latest
+    /// signed checkpoint note in the store and the RFC 9162 consistency proof between the two (empty when `since` is 0
+    /// or not smaller). Served as the store holds it; the witness, not this process, judges it.
+    public func consistencyEvidence(since: Int) async throws -> (checkpoint: String, proof: [MerkleTree.Hash]) {
+        guard let latest = try await store.auditCheckpoints().max(by: { $0.size < $1.size }) else {
+            throw AuditError(.notFound, "the audit log has no checkpoint yet")
+        }
+        let size = Int(latest.size)
+        guard since > 0, since < size else { return (latest.note, []) }
+        let leaves = try await Self.leafHashes(in: store)
+        guard size <= leaves.count else { return (latest.note, []) }
+        return (latest.note, MerkleTree.consistencyProof(from: since, leaves[..<size]))
+    }
+
     /// An inclusion proof of entry `index` against the latest checkpoint that covers it.
     public func inclusionProof(index: Int64) async throws -> InclusionProof {
         let rows = try await Self.rows(in: store)

@@ -35,6 +35,25 @@ public enum AdminAPIMessage {
         public var expires: Date
     }
 
+    /// `GET /v1/audit/checkpoint[?since=N]`: the latest signed checkpoint, the audit signer's certificate, and the
+    /// consistency proof from N entries (what a custodian's CLI checks as a witness).
+    public struct AuditCheckpoint: Codable, Sendable {
+        /// The C2SP signed note.
+        public var checkpoint: String
+        /// The audit-signer certificate, DER base64 (the witness checks it chains to its trust anchor).
+        public var signerCertificate: String
+        public var since: Int
+        /// RFC 9162 consistency proof hashes, base64, from `since` entries to the checkpoint's size.
+        public var consistency: [String]
+
+        public init(checkpoint: String, signerCertificate: String, since: Int, consistency: [String]) {
+            self.checkpoint = checkpoint
+            self.signerCertificate = signerCertificate
+            self.since = since
+            self.consistency = consistency
+        }
+    }
+
     /// Every error answer: `{"code": ..., "message": ...}`.
     public struct ErrorBody: Codable, Sendable {
         public var code: String

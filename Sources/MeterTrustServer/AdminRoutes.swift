@@ -27,6 +27,8 @@ struct AdminRoutes: Sendable {
     let service: AdminService
     /// The Admin CA custodian certificates must chain to (checked again on every request).
     let adminCA: CertificateAuthority
+    /// The audit signer's certificate (DER), handed to witnesses with each checkpoint.
+    let auditSigner: [UInt8]?
     let logger: Logger
 
     func router() -> Router<AdminRequestContext> {
@@ -42,6 +44,19 @@ struct AdminRoutes: Sendable {
                 AdminAPIMessage.CustodianSummary(name: $0.name, role: $0.role, certificate: $0.fingerprintSHA256, registeredAt: $0.registeredAt, removedAt: $0.removedAt)
             }
             return try json(custodians)
+        }
+        router.get("/v1/audit/checkpoint") { request, context in
+            _ = try await custodian(context)
+            guard let auditSigner else { throw QuorumError(.notBootstrapped, "this server has no audit log") }
+            let since = request.uri.queryParameters.get("since").flatMap { Int(String($0)) } ?? 0
+            guard since >= 0 else { throw QuorumError(.invalidRequest, "since is a number of entries") }
+            let evidence = try await service.audit.consistencyEvidence(since: since)
+            return try json(
+                AdminAPIMessage.AuditCheckpoint(
+                    checkpoint: evidence.checkpoint, signerCertificate: Data(auditSigner).base64EncodedString(), since: since,
+                    consistency: evidence.proof.map { Data($0).base64EncodedString() }
+                )
+            )
         }
         router.get("/v1/policies") { _, context in
             _ = try await custodian(context)

@@ -29,11 +29,14 @@ public struct AdminServer: Sendable {
         public var handshakeTimeout: TimeAmount
         /// A connection with no request for this long is closed.
         public var idleTimeout: TimeAmount
+        /// The audit signer's certificate (DER), served to the custodians' witnesses.
+        public var auditSigner: [UInt8]?
 
         public init(
             host: String, port: Int, certificateChain: [Certificate], key: HSMKey, handshakeTimeout: TimeAmount = .seconds(10),
-            idleTimeout: TimeAmount = .seconds(60)
+            idleTimeout: TimeAmount = .seconds(60), auditSigner: [UInt8]? = nil
         ) {
+            self.auditSigner = auditSigner
             self.host = host
             self.port = port
             self.certificateChain = certificateChain
@@ -63,7 +66,7 @@ public struct AdminServer: Sendable {
             additionalChannelHandlers: [HandshakeTimeoutHandler(timeout: handshakeTimeout)], idleTimeout: configuration.idleTimeout
         )
         let app = Application(
-            router: AdminRoutes(service: service, adminCA: adminCA, logger: logger).router(),
+            router: AdminRoutes(service: service, adminCA: adminCA, auditSigner: configuration.auditSigner, logger: logger).router(),
             server: try .tls(.http1(configuration: http), configuration: TLSChannelConfiguration(tlsConfiguration: tls) { certificates in
                 await verifier.verify(certificates)
             }),

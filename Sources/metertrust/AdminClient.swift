@@ -3,6 +3,9 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import MeterTrustCore
+import X509
+import MeterTrustPKI
+import MeterTrustAudit
 import MeterTrustQuorum
 import MeterTrustServer
 import NIOCore
@@ -62,6 +65,14 @@ struct AdminClient {
     let configuration: HTTPClient.Configuration
     let baseURL: String
 
+    /// A client whose custodian has first witnessed the audit log (``AuditWitness``): every remote command starts
+    /// by checking that the log the server shows extends the one this custodian saw last, and refuses to go on if not.
+    static func witnessed(_ options: AdminClientOptions) async throws -> AdminClient {
+        let client = try AdminClient(options)
+        try await AuditWitness(trustPath: try options.trustPath).check(client)
+        return client
+    }
+
     init(_ options: AdminClientOptions) throws {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv13
@@ -119,5 +130,92 @@ struct AdminClient {
         } catch {
             throw CLIError("the admin API sent an answer this metertrust does not understand: \(error)")
         }
+    }
+}
+
+/// The custodian's CLI as a witness of the audit log (the C2SP witness model; our witnesses are the custodians): it
+/// keeps the latest checkpoint it verified, keyed by the log's origin and key (several nodes serve one log), and
+/// refuses to go on when the server shows a log that is not consistent with it.
+///
+/// Checked: the audit signer's certificate chains to the custodian's own trust anchor (the root PEM they were given,
+/// never the server's word); the checkpoint is signed by that certificate's key under the log's origin; an RFC 9162
+/// consistency proof leads from the saved checkpoint to the new one. Kept in `$METERTRUST_WITNESS_DIR` or
+/// `~/.metertrust/witness/`.
+struct AuditWitness {
+    let trustPath: String
+
+    var directory: URL {
+        if let path = ProcessInfo.processInfo.environment["METERTRUST_WITNESS_DIR"], !path.isEmpty { return URL(fileURLWithPath: path) }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".metertrust/witness")
+    }
+
+    func check(_ client: AdminClient) async throws {
+        let latest = try AdminClient.decode(try await client.send(.GET, "/v1/audit/checkpoint"), as: AdminAPIMessage.AuditCheckpoint.self)
+        let (key, signed) = try await verifiedCheckpoint(latest)
+        let file = directory.appendingPathComponent(Self.fileName(origin: signed.checkpoint.origin, key: key))
+        if let text = try? String(contentsOf: file, encoding: .utf8) {
+            guard let saved = try? SignedCheckpoint(text: text), saved.isValid(for: key, keyName: signed.keyName) else {
+                throw CLIError("the checkpoint you saved in \(file.path) is not signed by this log's audit key: remove it only if you know why it changed")
+            }
+            let m = saved.checkpoint.size, n = signed.checkpoint.size
+            guard m <= n else { throw Self.inconsistent(saved: m, shown: n, "it is shorter than what you verified before: it was truncated") }
+            if m == n {
+                guard saved.checkpoint.rootHash == signed.checkpoint.rootHash else {
+                    throw Self.inconsistent(saved: m, shown: n, "two different signed trees of the same size: it was rewritten")
+                }
+            } else if m > 0 {
+                let evidence = try AdminClient.decode(try await client.send(.GET, "/v1/audit/checkpoint?since=\(m)"), as: AdminAPIMessage.AuditCheckpoint.self)
+                let (_, proven) = try await verifiedCheckpoint(evidence)
+                let proof = evidence.consistency.compactMap { Data(base64Encoded: $0).map(Array.init) }
+                guard proven.checkpoint.size >= n, proof.count == evidence.consistency.count,
+                    MerkleTree.verifyConsistency(
+                        size1: m, size2: proven.checkpoint.size, root1: saved.checkpoint.rootHash, root2: proven.checkpoint.rootHash, proof: proof
+                    )
+                else {
+                    throw Self.inconsistent(saved: m, shown: proven.checkpoint.size, "no consistency proof leads from yours to it: it was rewritten")
+                }
+                return try save(proven, to: file)
+            }
+        }
+        try save(signed, to: file)
+    }
+
+    private func verifiedCheckpoint(_ message: AdminAPIMessage.AuditCheckpoint) async throws -> (P256.Signing.PublicKey, SignedCheckpoint) {
+        guard let der = Data(base64Encoded: message.signerCertificate), let signer = try? Certificate(derEncoded: Array(der)),
+            let key = P256.Signing.PublicKey(signer.publicKey)
+        else {
+            throw CLIError("the admin API sent no usable audit-signer certificate")
+        }
+        let anchor: Certificate
+        do {
+            anchor = try Certificate(pemEncoded: try String(contentsOfFile: trustPath, encoding: .utf8))
+        } catch {
+            throw CLIError("cannot read your trust anchor \(trustPath)")
+        }
+        do {
+            try await ChainVerification.verify(leaf: signer, intermediates: [], root: anchor)
+        } catch {
+            throw CLIError("the audit log's signer certificate does not chain to your trust anchor: the server's log cannot be trusted; do not approve anything and tell the other custodians")
+        }
+        guard let signed = try? SignedCheckpoint(text: message.checkpoint), signed.keyName == signed.checkpoint.origin, signed.isValid(for: key, keyName: signed.keyName) else {
+            throw CLIError("the audit checkpoint the server shows is not signed by the audit key: do not approve anything and tell the other custodians")
+        }
+        return (key, signed)
+    }
+
+    private func save(_ checkpoint: SignedCheckpoint, to file: URL) throws {
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try Data(checkpoint.text.utf8).write(to: file, options: .atomic)
+    }
+
+    static func fileName(origin: String, key: P256.Signing.PublicKey) -> String {
+        let safe = origin.unicodeScalars.map { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "." || $0 == "-") ? String($0) : "_" }.joined()
+        return "\(safe)+\(hexString(SignedCheckpoint.keyID(for: key))).checkpoint"
+    }
+
+    static func inconsistent(saved: Int, shown: Int, _ why: String) -> CLIError {
+        CLIError(
+            "the audit log the admin API shows (\(shown) entries) is not consistent with the checkpoint you verified before (\(saved) entries): \(why). Do not approve anything; tell the other custodians"
+        )
     }
 }

@@ -201,11 +201,15 @@ struct AdminCommand: AsyncParsableCommand {
             let certificate = try Certificate(derEncoded: stored.der)
             let issuer = try await hierarchy.authority(named: settings.issuer)
             let key = try await hierarchy.token.perform { try $0.findKey(label: settings.keyLabel) }
+            var auditSigner: [UInt8]?
+            if let audit = context.configuration.audit {
+                auditSigner = try await service.store.certificates(serial: audit.certificateSerial).first { $0.profile == CertificateProfile.auditSigner.name }?.der
+            }
             let server = AdminServer(
                 service: service,
                 configuration: .init(
                     host: host, port: port, certificateChain: [certificate] + issuer.chain.dropLast(), key: key,
-                    handshakeTimeout: .seconds(Int64(handshakeTimeout)), idleTimeout: .seconds(Int64(idleTimeout))
+                    handshakeTimeout: .seconds(Int64(handshakeTimeout)), idleTimeout: .seconds(Int64(idleTimeout)), auditSigner: auditSigner
                 )
             )
             let portFile = self.portFile
@@ -249,7 +253,7 @@ struct AdminCommand: AsyncParsableCommand {
                 values[key] = value
             }
             let body = try JSONEncoder().encode(AdminAPIMessage.NewRequest(operation: operation, parameters: values, lifetimeSeconds: lifetime))
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.POST, "/v1/requests", body: Array(body))
             let status = try AdminClient.decode(bytes, as: RequestStatus.self)
             if let out { try Data(status.request.canonicalBytes).write(to: URL(fileURLWithPath: out)) }
@@ -264,7 +268,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/requests" + (state.map { "?state=\($0)" } ?? ""))
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
             let requests = try AdminClient.decode(bytes, as: [AdminAPIMessage.RequestSummary].self)
@@ -283,7 +287,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/requests/\(id)")
             let document = try await api.send(.GET, "/v1/requests/\(id)/document")
             let request = try AdminRequest.parse(document)
@@ -342,7 +346,7 @@ struct AdminCommand: AsyncParsableCommand {
                 }
                 return
             }
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let body: [UInt8]
             let requestID: String
             if let upload {
@@ -389,7 +393,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.POST, "/v1/requests/\(id)/execute")
             let status = try AdminClient.decode(bytes, as: RequestStatus.self)
             // The backup document exists only in this answer: write it (0600 from creation) or say it is lost.
@@ -420,7 +424,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/custodians")
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
             for entry in try AdminClient.decode(bytes, as: [AdminAPIMessage.CustodianSummary].self) {
@@ -435,7 +439,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let api = try AdminClient(client)
+            let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/policies")
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
             for policy in try AdminClient.decode(bytes, as: [QuorumPolicy].self) {

@@ -28,6 +28,7 @@ struct AdminAPITests {
             environment: [
                 "METERTRUST_ADMIN_URL": "https://localhost:\(port)", "METERTRUST_ADMIN_CERT": path("\(custodian).pem"),
                 "METERTRUST_ADMIN_KEY": path("\(custodian).key"), "METERTRUST_ADMIN_TRUST": path("root.pem"),
+                "METERTRUST_WITNESS_DIR": path("\(custodian).witness"),
             ]
         )
     }
@@ -271,6 +272,61 @@ struct AdminAPITests {
         let fingerprint = SHA256.hash(data: daveDER).map { String(format: "%02x", $0) }.joined()
         #expect(addShown.stdout.contains("CN=dave") && addShown.stdout.contains("role:     pki-officer"), "\(addShown.stdout)")
         #expect(addShown.stdout.contains("issuer:") && addShown.stdout.contains(fingerprint), "\(addShown.stdout)")
+    }
+
+    @Test("attacker with the database and the user PIN truncates the audit log and rolls the HSM-held head back: a custodian's CLI, a witness of the checkpoint it verified last, refuses to go on")
+    func custodiansWitnessTheLog() throws {
+        try ceremony()
+        let (server, port) = try startServer()
+        defer { server.terminate(); server.waitUntilExit() }
+        let first = try client(["admin", "policies"], as: "alice", port: port)
+        try #require(first.status == 0, "\(first.stderr)")
+        let saved = try FileManager.default.contentsOfDirectory(atPath: path("alice.witness"))
+        #expect(saved.count == 1 && saved[0].hasSuffix(".checkpoint"), "\(saved)")
+        // The log grows; alice's next command checks a consistency proof from her checkpoint and moves on.
+        _ = try clientJSON(["admin", "request", "ca.create", "kind=operational", "name=east"], as: "bob", port: port)
+        let grown = try client(["admin", "custodians"], as: "alice", port: port)
+        #expect(grown.status == 0, "a grown log is consistent: \(grown.stderr)")
+
+        // Delete the newest entries and the checkpoints above what remains, with sqlite3 on the live store.
+        let store = deployment.dataDirectory.appendingPathComponent("metertrust.sqlite").path
+        let count = Int(try TestEnvironment.run("sqlite3", [store, "SELECT count(*) FROM audit_entries"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        try #require(count > 4)
+        let truncated = try TestEnvironment.run("sqlite3", [store, "DELETE FROM audit_entries WHERE position >= \(count - 3); DELETE FROM audit_checkpoints WHERE size > \(count - 3);"])
+        try #require(truncated.status == 0, "\(truncated.stderr)")
+        // The server alone would now refuse (its head in the HSM is ahead of the store); the holder of the user PIN
+        // puts an older, genuinely signed checkpoint back as the head (PyKCS11), and the server accepts the log.
+        let older = try TestEnvironment.run("sqlite3", [store, "SELECT note FROM audit_checkpoints WHERE size = \(count - 3)"]).stdout
+        try #require(!older.isEmpty)
+        let notePath = path("older.note")
+        try older.trimmingCharacters(in: .newlines).appending("\n").write(toFile: notePath, atomically: true, encoding: .utf8)
+        let rollback = """
+            import os, sys, PyKCS11
+            lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
+            slot = [s for s in lib.getSlotList(tokenPresent=True) if lib.getTokenInfo(s).label.strip() == sys.argv[2]][0]
+            session = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
+            session.login(os.environ["ATTACK_USER_PIN"])
+            heads = [h for h in session.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_DATA)]) if "audit/head" in session.getAttributeValue(h, [PyKCS11.CKA_LABEL])[0]]
+            label = session.getAttributeValue(heads[0], [PyKCS11.CKA_LABEL])[0]
+            for h in heads: session.destroyObject(h)
+            value = open(sys.argv[3], "rb").read()
+            session.createObject([(PyKCS11.CKA_CLASS, PyKCS11.CKO_DATA), (PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_PRIVATE, True), (PyKCS11.CKA_LABEL, label), (PyKCS11.CKA_VALUE, value)])
+            print("rolled back")
+            """
+        let rolled = try TestEnvironment.run(
+            TestEnvironment.python, ["-c", rollback, TestEnvironment.modulePath, deployment.tokenLabel, notePath],
+            environment: ["SOFTHSM2_CONF": deployment.environment["SOFTHSM2_CONF"] ?? "", "ATTACK_USER_PIN": deployment.environment["METERTRUST_HSM_PIN"] ?? ""]
+        )
+        try #require(rolled.status == 0, "\(rolled.stderr)")
+        // The server now serves the shortened log: carol, who never ran a command (no saved checkpoint), is shown it
+        // and cannot tell. alice and bob, who witnessed the longer log, can.
+        let carol = try client(["admin", "list"], as: "carol", port: port)
+        #expect(carol.status == 0, "the rolled-back log is served: \(carol.stderr)")
+        for custodian in ["alice", "bob"] {
+            let refused = try client(["admin", "list"], as: custodian, port: port)
+            #expect(refused.status == 1 && refused.stderr.contains("not consistent with the checkpoint you verified before"), "\(custodian): \(refused.stderr)")
+            #expect(refused.stderr.contains("Do not approve anything"))
+        }
     }
 
     @Test("a backup exported under quorum restores into a second, empty token with k custodians; the restored key signs and openssl verifies against the original CA certificate; keys not marked for backup stay unextractable")
