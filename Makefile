@@ -3,13 +3,14 @@ SHELL := /bin/bash
 SWIFT ?= swift
 VENV := .venv
 
-.PHONY: demo test bench build deps venv clean help
+.PHONY: demo test bench build deps venv clean help fuzz fuzz-smoke fuzz-seeds
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   install what is missing, create a project-local SoftHSM2 token, build, run metertrust demo"
 	@echo "make test   install what is missing, create the test virtualenv, build, run every test"
 	@echo "make bench  release build, project-local bench token, metertrust bench issuance (BENCH_COUNT=$(BENCH_COUNT))"
+	@echo "make fuzz   build the libFuzzer targets (Fuzz/), run each FUZZ_SECONDS=$(FUZZ_SECONDS) s; FUZZ_TARGETS=\"FuzzCSR ...\" to choose"
 
 ## System packages (softhsm2, libp11-kit-dev, ...) through apt-get, only if missing.
 deps:
@@ -30,9 +31,26 @@ $(VENV)/.ready: scripts/requirements-test.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
 	touch $@
 
-test: build venv
+test: build venv fuzz-smoke
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+
+## Fuzzing (Fuzz/, a package of its own; scripts/fuzz.sh): every parser under libFuzzer with AddressSanitizer.
+## `make fuzz` runs each target FUZZ_SECONDS; `fuzz-smoke` (part of `make test`, so of CI) builds every target and
+## runs each a few seconds, failing on any crash. Findings are in .fuzz-artifacts/<Target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_TARGETS ?=
+FUZZ_JOBS ?= 1
+fuzz: deps
+	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh run
+
+fuzz-smoke: deps
+	SWIFT=$(SWIFT) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" FUZZ_JOBS=$(FUZZ_JOBS) scripts/fuzz.sh run
+
+## Rewrites the seed corpora Fuzz/Corpus/ with the real code (a SoftHSM2 token and a factory run); commit the result.
+fuzz-seeds: deps
+	SWIFT=$(SWIFT) scripts/fuzz.sh seeds
 
 ## Benchmarks: release build, a fresh project-local token, the issuance benchmark with its limits measured in the same run.
 BENCH_COUNT ?= 1000000
@@ -43,4 +61,4 @@ bench: deps
 		.build/release/metertrust bench issuance --count $(BENCH_COUNT) --token-label metertrust-bench $(BENCH_ARGS)
 
 clean:
-	rm -rf .build $(VENV) .softhsm demo-data
+	rm -rf .build .build-fuzz .build-fuzz-seeds .fuzz-corpus $(VENV) .softhsm demo-data

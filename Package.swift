@@ -16,6 +16,9 @@ let package = Package(
         .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
         .library(name: "MeterTrustDevice", targets: ["MeterTrustDevice"]),
         .library(name: "MeterTrustFactory", targets: ["MeterTrustFactory"]),
+        .library(name: "MeterTrustAudit", targets: ["MeterTrustAudit"]),
+        .library(name: "MeterTrustQuorum", targets: ["MeterTrustQuorum"]),
+        .library(name: "MeterTrustAdmin", targets: ["MeterTrustAdmin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),

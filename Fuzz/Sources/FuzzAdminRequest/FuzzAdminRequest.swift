@@ -1,0 +1,33 @@
+import Crypto
+import FuzzMain
+import FuzzSupport
+import MeterTrustQuorum
+
+// A request for an operation under quorum, as the admin API, the quorum gate and the CLI parse it. An accepted
+// document is canonical: its own canonical bytes, so one request has one id (the SHA-256 of those bytes), and it
+// parses again as the same request.
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+    let input = Fuzz.bytes(start, count)
+    guard let request = try? AdminRequest.parse(input) else { return 0 }
+    Fuzz.require(request.canonicalBytes == input, "an accepted request is not its own canonical form")
+    Fuzz.require(request.id == SHA256.hash(data: input).map { String(format: "%02x", $0) }.joined(), "the id is not the SHA-256 of the document")
+    Fuzz.require((try? AdminRequest.parse(request.canonicalBytes)) == request, "the canonical bytes parse as another request")
+    do {
+        let operation = try request.adminOperation
+        try operation.check(request.parameters)
+        Fuzz.require(try request.expiresDate > request.createdDate, "an accepted request expires before it was created")
+    } catch {
+        Fuzz.violated("an accepted request fails its own checks: \(error)")
+    }
+    return 0
+}
+
+/// The executable's entry point as SwiftPM links it: libFuzzer's driver, after one empty input has set up this
+/// target's globals and the runtime's caches (so LeakSanitizer does not count them against the first input).
+@_cdecl("FuzzAdminRequest_main")
+public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    Fuzz.warmUp(fuzz)
+    return metertrust_fuzz_main(argc, argv)
+}
