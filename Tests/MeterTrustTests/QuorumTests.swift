@@ -397,6 +397,38 @@ struct QuorumTests {
         #expect(asked.contains("add a custodian first"))
     }
 
+    @Test("two removals executed at once, each harmless alone but together leaving one security officer: exactly one runs, the other is refused as a lock-out")
+    func concurrentRemovalsKeepTheQuorum() async throws {
+        let deployment = try await Deployment.make(names: [("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer), ("dave", .pkiOfficer)])
+        var removals: [RequestStatus] = []
+        for name in ["bob", "carol"] {
+            let removal = try await deployment.request(.custodianRemove, ["name": name], by: "dave")
+            _ = try await deployment.approve(removal, by: "alice")
+            _ = try await deployment.approve(removal, by: name)
+            removals.append(removal)
+        }
+        let service = deployment.service
+        let alice = deployment.custodians["alice"]!
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for removal in removals {
+                group.addTask {
+                    do {
+                        _ = try await service.execute(id: removal.id, by: alice)
+                        return "executed"
+                    } catch let error as QuorumError {
+                        return error.code.description
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(outcomes.sorted() == ["executed", "lock-out"], "\(outcomes)")
+        let officers = try await service.registry().active.filter { $0.role == .securityOfficer }.map(\.name)
+        #expect(officers.count == 2 && officers.contains("alice"), "\(officers)")
+    }
+
     private func combinations<T>(_ items: [T], _ k: Int) -> [[T]] {
         guard k > 0 else { return [[]] }
         guard items.count >= k else { return [] }
