@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// Something that happened to keys, CAs, batches or the administration: who, what, when, outcome.
@@ -38,6 +39,11 @@ public struct AuditEntry: Codable, Sendable, Hashable {
     public var details: [String: String]
     /// Hex leaf hash of the previous entry; empty for the first.
     public var previous: String
+    /// The audit key's ECDSA signature (DER, base64) over ``sealedBytes``, made in the HSM when the entry was
+    /// appended. Anyone can compute an index and a hash chain, so without a seal an entry someone inserted into the
+    /// database would look like any other; an unsealed entry is never signed into a checkpoint after the HSM-held head,
+    /// and never counts as security state. Nil for entries written before the audit key existed.
+    public var seal: String?
 
     public init(index: Int64, time: Date, event: AuditEvent, previous: String) {
         self.index = index
@@ -50,6 +56,23 @@ public struct AuditEntry: Codable, Sendable, Hashable {
         self.outcome = event.outcome
         self.details = event.details
         self.previous = previous
+    }
+
+    /// What the seal signs: a domain-separation prefix, then the entry's canonical JSON without its seal.
+    public var sealedBytes: [UInt8] {
+        get throws {
+            var unsealed = self
+            unsealed.seal = nil
+            return Array("metertrust audit entry v1\n".utf8) + (try unsealed.encoded())
+        }
+    }
+
+    /// Whether the entry carries a valid seal by `key`.
+    public func isSealed(by key: P256.Signing.PublicKey) -> Bool {
+        guard let seal, let der = Data(base64Encoded: seal), let signature = try? P256.Signing.ECDSASignature(derRepresentation: der),
+            let bytes = try? sealedBytes
+        else { return false }
+        return key.isValidSignature(signature, for: bytes)
     }
 
     public func encoded() throws -> [UInt8] {

@@ -29,9 +29,12 @@ public struct AuditLog: Sendable {
     /// security state (``SecurityState/Change``), so a decision never waits on an unsigned entry. Returns the index.
     @discardableResult
     public func record(_ event: AuditEvent) async throws -> Int64 {
+        let signer = self.signer
         let index = try await store.appendAuditEntry { last in
             let previous = last.map { hex(MerkleTree.leafHash($0.entry)) } ?? ""
-            return try AuditEntry(index: (last?.position ?? -1) + 1, time: Date(), event: event, previous: previous).encoded()
+            var entry = AuditEntry(index: (last?.position ?? -1) + 1, time: Date(), event: event, previous: previous)
+            if let signer { entry.seal = Data(try signer.sign(try entry.sealedBytes)).base64EncodedString() }
+            return try entry.encoded()
         }
         let changesState = event.details.keys.contains { $0.hasPrefix(SecurityState.Change.prefix) }
         if signer != nil, changesState || (index + 1) % Int64(checkpointInterval) == 0 { _ = try await checkpoint() }
@@ -65,6 +68,13 @@ public struct AuditLog: Sendable {
                     .tampered,
                     "the log does not extend the last signed checkpoint (\(size) entries): it was truncated or rewritten; nothing more is signed until it is restored"
                 )
+            }
+            // Only entries the audit key sealed are signed into the tree after the head: an entry inserted into the
+            // database (well chained, but unsealed) stops the log instead of becoming part of it.
+            for row in rows.dropFirst(size) {
+                guard let entry = AuditEntry.decode(row.entry), entry.isSealed(by: signer.publicKey) else {
+                    throw AuditError(.tampered, "entry \(row.position) was not written by MeterTrust (it carries no valid seal of the audit key): it was inserted into the store")
+                }
             }
         }
         if let stored = try await store.auditCheckpoints().last(where: { $0.size == Int64(leaves.count) }),
@@ -124,7 +134,8 @@ public struct AuditLog: Sendable {
             guard let entry = AuditEntry.decode(row.entry) else { throw AuditError(.tampered, "entry \(row.position) is not a valid audit entry") }
             entries.append(entry)
         }
-        return SecurityState.replay(entries)
+        // State comes only from entries the audit key sealed when they were written.
+        return SecurityState.replay(entries, sealedBy: signer.publicKey)
     }
 
     /// What a witness needs to move from the checkpoint it saved (`since` entries) to the latest one: the latest

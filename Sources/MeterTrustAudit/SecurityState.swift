@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The security state the audit log records: what the policies are, who the custodians are (role and certificate),
@@ -58,10 +59,11 @@ public struct SecurityState: Sendable, Hashable {
 
     /// Applies the state changes of `entries`, in log order. Only successful events change state; refusals and
     /// failures are recorded but change nothing (a failed execution is recorded as `failed` by its own detail).
-    public static func replay(_ entries: some Sequence<AuditEntry>) -> SecurityState {
+    public static func replay(_ entries: some Sequence<AuditEntry>, sealedBy key: P256.Signing.PublicKey? = nil) -> SecurityState {
         var state = SecurityState()
         for entry in entries {
             state.verifiedSize = Int(entry.index) + 1
+            if let key, !entry.isSealed(by: key) { continue }
             for (key, value) in entry.details where key.hasPrefix(Change.prefix) {
                 // A request's claim and failure are state even when the event around them failed.
                 let isRequestState = key.hasPrefix("state.request.")

@@ -8,7 +8,21 @@ extension HSMToken {
     /// so a session without a PIN can neither read nor change them, and outside the database, so write access to the
     /// database alone cannot roll them back.
     public func dataObjects(label: String) throws -> [[UInt8]] {
-        try dataObjectHandles(label: label).map { try attribute(CK_ATTRIBUTE_TYPE(CKA_VALUE), of: $0) }
+        // An object found may be destroyed by a concurrent replace before it is read (CKR_OBJECT_HANDLE_INVALID): skip
+        // it, and look again if every one found vanished (the new one was created before the old were destroyed).
+        for _ in 0..<5 {
+            let handles = try dataObjectHandles(label: label)
+            var values: [[UInt8]] = []
+            for handle in handles {
+                do {
+                    values.append(try attribute(CK_ATTRIBUTE_TYPE(CKA_VALUE), of: handle))
+                } catch let error as HSMError where error.returnValue == CK_RV(CKR_OBJECT_HANDLE_INVALID) {
+                    continue
+                }
+            }
+            if !values.isEmpty || handles.isEmpty { return values }
+        }
+        return []
     }
 
     /// Replaces the private data object labelled `label` by one holding `value` (CKA_TOKEN, CKA_PRIVATE, not

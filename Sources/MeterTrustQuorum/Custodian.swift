@@ -89,7 +89,9 @@ public struct CustodianRegistry: Sendable {
                 disregarded[record.name] = "the audit log never registered \(record.name)"
                 continue
             }
-            guard logged.role == record.role, logged.fingerprint == record.fingerprintSHA256 else {
+            // The certificate itself, not the fingerprint column next to it: its SHA-256 must be what the log registered.
+            let fingerprint = SHA256.hash(data: record.certificateDER).map { String(format: "%02x", $0) }.joined()
+            guard logged.role == record.role, logged.fingerprint == record.fingerprintSHA256, fingerprint == logged.fingerprint else {
                 disregarded[record.name] = "the store's role or certificate for \(record.name) differs from what the audit log registered"
                 continue
             }

@@ -49,7 +49,9 @@ public enum QuorumRules {
                 "\(custodian.name) is a \(custodian.role.rawValue); \(policy.operationClass.rawValue) needs approvals from \(policy.approverRoles.map(\.rawValue).joined(separator: " or "))"
             )
         }
-        if custodian.name == request.requester && !policy.requesterMayApprove {
+        // The requester the document names (signed by every approver), not the store's copy of it.
+        let document = try AdminRequest.parse(request.document)
+        if custodian.name == document.requester && !policy.requesterMayApprove {
             throw QuorumError(
                 .selfApproval,
                 "\(custodian.name) made request \(request.id.prefix(16))…; the \(policy.operationClass.rawValue) policy does not count the requester's own approval"
@@ -59,7 +61,7 @@ public enum QuorumRules {
             throw QuorumError(.alreadyExecuted, "request \(request.id.prefix(16))… is \(request.state.rawValue); a request runs at most once")
         }
         // The expiry the approvers signed, not the store's copy of it (a row anyone with the database can extend).
-        let expires = try AdminRequest.parse(request.document).expiresDate
+        let expires = try document.expiresDate
         guard now < expires else {
             throw QuorumError(.expiredRequest, "request \(request.id.prefix(16))… expired at \(AdminRequest.timestamp(expires))")
         }

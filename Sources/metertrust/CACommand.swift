@@ -33,7 +33,13 @@ struct CACommand: AsyncParsableCommand {
         let context = try Context(data)
         let hierarchy = try await context.hierarchy()
         let curve = try options.parsedCurve()
-        if role != .root, try await hierarchy.store.isQuorumBootstrapped() {
+        // Whether the quorum controls CA creation is the log's word, not a row's (a deleted bootstrap row changes
+        // nothing).
+        var underQuorum = try await hierarchy.store.isQuorumBootstrapped()
+        if !underQuorum, context.configuration.audit != nil {
+            underQuorum = try await context.auditLog(store: hierarchy.store, token: hierarchy.token).verifiedState().bootstrapped
+        }
+        if role != .root, underQuorum {
             throw QuorumError(
                 .underQuorumControl,
                 "creating a \(role.rawValue) CA is under quorum control since the bootstrap ceremony: metertrust admin request \(role == .manufacturer ? "manufacturer.register name=\(options.name)" : "ca.create kind=\(role.rawValue) name=\(options.name)")"

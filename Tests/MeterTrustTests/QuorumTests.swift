@@ -218,15 +218,23 @@ struct QuorumTests {
         let status = try await deployment.request(.caCreate, ["kind": "operational", "name": "east"])
         _ = try await deployment.approve(status, by: "bob")
         _ = try await deployment.approve(status, by: "carol")
-        let outcomes = await withTaskGroup(of: Bool.self) { group in
+        let outcomes = await withTaskGroup(of: String.self) { group in
             for name in ["alice", "bob", "carol", "erin"] {
                 group.addTask {
-                    (try? await deployment.service.execute(id: status.id, by: deployment.custodians[name]!)) != nil
+                    do {
+                        _ = try await deployment.service.execute(id: status.id, by: deployment.custodians[name]!)
+                        return "executed"
+                    } catch let error as QuorumError {
+                        return error.code.description
+                    } catch {
+                        return "\(error)"
+                    }
                 }
             }
-            return await group.reduce(into: [Bool]()) { $0.append($1) }
+            return await group.reduce(into: [String]()) { $0.append($1) }
         }
-        #expect(outcomes.filter { $0 }.count == 1)
+        // Exactly one runs; every other is refused as already executed (not failed in some other way).
+        #expect(outcomes.sorted() == ["already-executed", "already-executed", "already-executed", "executed"], "\(outcomes)")
         #expect(try await deployment.fixture.store.certificateAuthorities().filter { $0.name == "east" }.count == 1)
     }
 

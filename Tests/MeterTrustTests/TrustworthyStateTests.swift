@@ -8,6 +8,7 @@ import MeterTrustPKI
 import MeterTrustQuorum
 import MeterTrustStore
 import Testing
+import X509
 
 /// Attacker: someone with write access to the database but no HSM. Each attack is made with sqlite3 on the live store
 /// file (or Python on it), then the real decision path runs: the binary, or the admin service the API uses. Each one
@@ -97,7 +98,7 @@ struct TrustworthyStateTests {
         }
         // The process itself holds the audit key in the HSM and refuses to decide on the forged log.
         let decision = try deployment.run(["ca", "create-manufacturer", "--name", "delta"])
-        #expect(decision.status == 1 && decision.stderr.contains("truncated or rewritten"), "\(decision.stderr)")
+        #expect(decision.status == 1 && (decision.stderr.contains("truncated or rewritten") || decision.stderr.contains("not signed by the audit key")), "\(decision.stderr)")
     }
 
     @Test("audit completeness: an operation whose intent cannot be recorded does not happen; the actor is the kernel's account, not $USER; handing out a bundle is recorded")
@@ -130,6 +131,15 @@ struct TrustworthyStateTests {
         #expect(bundle.status == 0, "\(bundle.stderr)")
         let after = try deployment.run(["audit", "log", "--json"])
         #expect(after.stdout.contains("\"factory.bundle\"") && after.stdout.contains("0024befffe000001"))
+    }
+
+    @Test("attacker: the quorum_bootstrap row deleted — direct CA creation stays under quorum control (the log says the quorum exists)")
+    func deletedBootstrapRowRefused() throws {
+        let api = try AdminAPITests()
+        try api.ceremony()
+        try Self.sqlite(api.deployment.dataDirectory.appendingPathComponent("metertrust.sqlite").path, "DELETE FROM quorum_bootstrap")
+        let direct = try api.deployment.run(["ca", "create-manufacturer", "--name", "rogue"])
+        #expect(direct.status == 1 && direct.stderr.contains("under quorum control"), "\(direct.stderr)")
     }
 
     // MARK: Quorum, roles, expiry, revocation (sqlite3 on the store, then the admin service the API uses)
@@ -211,6 +221,79 @@ struct TrustworthyStateTests {
         await QuorumTests.refusal(.unknownCustodian) {
             _ = try await deployment.service.authenticate(certificateDER: deployment.custodians["carol"]!.record.certificateDER)
         }
+    }
+
+    @Test("attacker: a well-chained audit entry inserted with sqlite3 (lowering a policy) and the policy row changed to match — the entry carries no seal of the audit key, so it is never signed into the log and never counts")
+    func insertedEntryRefused() async throws {
+        let deployment = try await QuorumTests.Deployment.make()
+        let store = deployment.fixture.store.path
+        let insert = """
+            import hashlib, json, sqlite3, sys
+            db = sqlite3.connect(sys.argv[1])
+            position, blob = db.execute("SELECT position, entry FROM audit_entries ORDER BY position DESC LIMIT 1").fetchone()
+            last = json.loads(bytes(blob))
+            entry = {"action": "admin.execute", "actor": "custodian:alice", "details": {"state.policy.manufacturer-register": "required=1 roles=security-officer,pki-officer requester-may-approve=true"},
+                     "index": last["index"] + 1, "outcome": "success", "previous": hashlib.sha256(b"\\x00" + bytes(blob)).hexdigest(), "subject": "forged", "time": last["time"]}
+            db.execute("INSERT INTO audit_entries (position, entry, created_at) VALUES (?, ?, 0)", (position + 1, json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()))
+            db.execute("UPDATE quorum_policies SET required = 1, requester_may_approve = 1 WHERE operation_class = 'manufacturer-register'")
+            db.commit()
+            """
+        let inserted = try TestEnvironment.run(TestEnvironment.python, ["-c", insert, store])
+        try #require(inserted.status == 0, "\(inserted.stderr)")
+        await #expect(throws: (any Error).self) {
+            let request = try await deployment.request(.manufacturerRegister, ["name": "rogue"])
+            _ = try await deployment.approve(request, by: "alice")
+            _ = try await deployment.service.execute(id: request.id, by: deployment.custodians["alice"]!)
+        }
+        let error = await #expect(throws: AuditError.self) { _ = try await deployment.service.audit.checkpoint() }
+        #expect(error?.message.contains("not written by MeterTrust") == true, "\(String(describing: error))")
+        #expect(try await deployment.fixture.store.certificateAuthority(named: "rogue") == nil)
+    }
+
+    @Test("attacker: a custodian's certificate column replaced by a certificate for the attacker's key, the fingerprint column left as it was — the row no longer counts")
+    func swappedCertificateRefused() async throws {
+        let deployment = try await QuorumTests.Deployment.make()
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName { CommonName("alice"); OrganizationalUnitName("security-officer") }
+        let forged = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date().addingTimeInterval(-60),
+            notValidAfter: Date().addingTimeInterval(3600), issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: Certificate.Extensions(), issuerPrivateKey: .init(key)
+        )
+        let hex = try forged.derBytes.map { String(format: "%02x", $0) }.joined()
+        try Self.sqlite(deployment.fixture.store.path, "UPDATE custodians SET certificate = X'\(hex)' WHERE name = 'alice'")
+        let registry = try await deployment.service.registry()
+        #expect(registry.custodian(named: "alice") == nil && registry.disregarded["alice"] != nil)
+        let request = try await deployment.request(.caCreate, ["kind": "operational", "name": "swap"], by: "bob")
+        let approval = try Approval(
+            approving: request.request, custodian: "alice", certificateFingerprint: deployment.custodians["alice"]!.record.fingerprintSHA256, key: key
+        )
+        await QuorumTests.refusal(.unknownCustodian) { _ = try await deployment.service.approve(approval.bytes, uploader: "bob") }
+    }
+
+    @Test("attacker: the requester column changed — the requester the signed document names still cannot approve their own request")
+    func changedRequesterRefused() async throws {
+        let deployment = try await QuorumTests.Deployment.make()
+        let request = try await deployment.request(.caCreate, ["kind": "operational", "name": "self"], by: "alice")
+        try Self.sqlite(deployment.fixture.store.path, "UPDATE admin_requests SET requester = 'erin' WHERE id = '\(request.id)'")
+        await QuorumTests.refusal(.selfApproval) { _ = try await deployment.approve(request, by: "alice") }
+    }
+
+    @Test("attacker: a revoked CA's record re-pointed at a copy of its certificate filed under another serial — the record no longer matches its certificate and the CA does not load")
+    func repointedAuthorityRefused() async throws {
+        let fixture = try await PKIFixture.make()
+        let acme = fixture.manufacturer
+        try await fixture.store.revokeCertificate(issuer: "test-root", serial: acme.certificate.serialHex, reason: 1, at: Date())
+        let hex = try acme.certificate.derBytes.map { String(format: "%02x", $0) }.joined()
+        try Self.sqlite(fixture.store.path, """
+            INSERT INTO certificates (issuer, serial, profile, subject, not_before, not_after, fingerprint_sha256, der, created_at)
+                SELECT issuer, 'feed', profile, subject, not_before, not_after, fingerprint_sha256, X'\(hex)', created_at FROM certificates WHERE serial = '\(acme.certificate.serialHex)';
+            UPDATE certificate_authorities SET certificate_serial = 'feed' WHERE name = 'acme';
+            """)
+        let refused = await #expect(throws: PKIError.self) { _ = try await fixture.hierarchy.authority(named: "acme") }
+        #expect(refused?.message.contains("does not match its certificate") == true, "\(String(describing: refused))")
+        try Self.sqlite(fixture.store.path, "UPDATE certificate_authorities SET certificate_serial = '\(acme.certificate.serialHex)', parent = NULL WHERE name = 'acme'")
+        await #expect(throws: PKIError.self) { _ = try await fixture.hierarchy.authority(named: "acme") }
     }
 
     @Test("attacker: the revocation row of a revoked manufacturer CA deleted — neither issue nor a factory batch signs under it")

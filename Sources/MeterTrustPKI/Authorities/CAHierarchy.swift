@@ -7,8 +7,9 @@ import X509
 
 /// Whether a CA may issue, as a source other than the store sees it (the verified audit log).
 public protocol AuthorityStatusSource: Sendable {
-    /// Why `authority` may not issue (revoked, destroyed), or nil.
-    func refusal(for authority: CertificateAuthorityRecord) async throws -> String?
+    /// Why `authority`, whose certificate is `certificate`, may not issue (revoked, destroyed), or nil. Judged on the
+    /// certificate (its serial), not on the row's copy of it.
+    func refusal(for authority: CertificateAuthorityRecord, certificate: Certificate) async throws -> String?
 }
 
 /// The CA hierarchy: a root, and under it a Manufacturer Device CA per manufacturer, an Operational CA per utility
@@ -180,19 +181,24 @@ public struct CAHierarchy: Sendable {
         if let destroyed = record.destroyedAt {
             throw PKIError(.unknownAuthority, "CA \(name) was destroyed on \(destroyed); it issues nothing more")
         }
-        if toIssue {
-            if let parent = record.parent, let revoked = try await store.revocation(issuer: parent, serial: record.certificateSerial) {
-                throw PKIError(.revokedAuthority, "CA \(name) was revoked on \(revoked.date) (reason \(revoked.reason)); it issues nothing more")
-            }
-            if let refusal = try await statusSource?.refusal(for: record) {
-                throw PKIError(.revokedAuthority, refusal)
-            }
-        }
         let issuer = record.parent ?? record.name
         guard let stored = try await store.certificate(issuer: issuer, serial: record.certificateSerial) else {
             throw PKIError(.unknownAuthority, "the certificate of CA \(name) is missing from the store")
         }
         let certificate = try Certificate(derEncoded: stored.der)
+        // The row must describe its certificate: a certificate row re-filed under another serial, or a CA row made
+        // parentless, would otherwise steer the revocation checks below away from the real certificate.
+        guard certificate.serialHex == record.certificateSerial, (record.parent == nil) == (certificate.issuer == certificate.subject) else {
+            throw PKIError(.unknownAuthority, "the store's record of CA \(name) does not match its certificate: it was changed outside MeterTrust")
+        }
+        if toIssue {
+            if let parent = record.parent, let revoked = try await store.revocation(issuer: parent, serial: certificate.serialHex) {
+                throw PKIError(.revokedAuthority, "CA \(name) was revoked on \(revoked.date) (reason \(revoked.reason)); it issues nothing more")
+            }
+            if let refusal = try await statusSource?.refusal(for: record, certificate: certificate) {
+                throw PKIError(.revokedAuthority, refusal)
+            }
+        }
         guard let keyID = hexBytes(record.keyID) else {
             throw PKIError(.unknownAuthority, "CA \(name) has a malformed key id in the store")
         }
