@@ -60,6 +60,18 @@ struct QuorumTests {
             ).bytes
         }
 
+        /// Executes request `id` as `name`: "executed", or the refusal's code, or the other error's text.
+        func executionOutcome(_ id: String, by name: String) async -> String {
+            do {
+                _ = try await service.execute(id: id, by: custodians[name]!)
+                return "executed"
+            } catch let error as QuorumError {
+                return error.code.description
+            } catch {
+                return "\(error)"
+            }
+        }
+
         func approve(_ status: RequestStatus, by name: String) async throws -> RequestStatus {
             try await service.approve(try approval(of: status, by: name), uploader: name)
         }
@@ -221,14 +233,7 @@ struct QuorumTests {
         let outcomes = await withTaskGroup(of: String.self) { group in
             for name in ["alice", "bob", "carol", "erin"] {
                 group.addTask {
-                    do {
-                        _ = try await deployment.service.execute(id: status.id, by: deployment.custodians[name]!)
-                        return "executed"
-                    } catch let error as QuorumError {
-                        return error.code.description
-                    } catch {
-                        return "\(error)"
-                    }
+                    await deployment.executionOutcome(status.id, by: name)
                 }
             }
             return await group.reduce(into: [String]()) { $0.append($1) }
@@ -416,18 +421,10 @@ struct QuorumTests {
             removals.append(removal)
         }
         let service = deployment.service
-        let alice = deployment.custodians["alice"]!
         let outcomes = await withTaskGroup(of: String.self) { group in
             for removal in removals {
                 group.addTask {
-                    do {
-                        _ = try await service.execute(id: removal.id, by: alice)
-                        return "executed"
-                    } catch let error as QuorumError {
-                        return error.code.description
-                    } catch {
-                        return "\(error)"
-                    }
+                    await deployment.executionOutcome(removal.id, by: "alice")
                 }
             }
             return await group.reduce(into: [String]()) { $0.append($1) }
