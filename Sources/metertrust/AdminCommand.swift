@@ -394,6 +394,13 @@ struct AdminCommand: AsyncParsableCommand {
 
         func run() async throws {
             let api = try await AdminClient.witnessed(client)
+            // A backup document is given once, to the executor: refuse before running an export it would lose.
+            if backupOut == nil {
+                let pending = try AdminClient.decode(try await api.send(.GET, "/v1/requests/\(id)"), as: RequestStatus.self)
+                if pending.request.operation == AdminOperation.backupExport.rawValue {
+                    throw CLIError("request \(id) is a backup.export: pass --backup-out FILE (the backup document is shown only to its executor, once); nothing was run")
+                }
+            }
             let bytes = try await api.send(.POST, "/v1/requests/\(id)/execute")
             let status = try AdminClient.decode(bytes, as: RequestStatus.self)
             // The backup document exists only in this answer: write it (0600 from creation) or say it is lost.

@@ -73,6 +73,9 @@ struct KeyCustodyTests {
     @discardableResult
     func exportBackup(to file: String, port: Int) throws -> String {
         let id = try approvedRequest("backup.export", port: port)
+        // Without somewhere to write it, the export is not run (its document would be lost).
+        let nowhere = try api.client(["admin", "execute", id], as: "alice", port: port)
+        #expect(nowhere.status == 1 && nowhere.stderr.contains("pass --backup-out FILE") && nowhere.stderr.contains("nothing was run"), "\(nowhere.stderr)")
         let executed = try api.client(["admin", "execute", id, "--backup-out", file, "--json"], as: "alice", port: port)
         try #require(executed.status == 0, "\(executed.stderr)")
         #expect(!executed.stdout.contains("\"wrapped\""), "the execute answer printed the backup document")
