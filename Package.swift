@@ -39,9 +39,15 @@ let package = Package(
             pkgConfig: "p11-kit-1",
             providers: [.apt(["libp11-kit-dev"])]
         ),
-        // The vocabulary platform and meter share; depends on no other MeterTrust module (today: secret files).
+        // The vocabulary platform and meter share; depends on no other MeterTrust module, only swift-asn1, swift-certificates
+        // and swift-crypto.
         .target(
             name: "MeterTrustCore",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
         // PKCS#11 module loading, token login, session pool, key generation and signing. Knows nothing of X.509.
