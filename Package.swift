@@ -54,6 +54,7 @@ let package = Package(
         .target(
             name: "MeterTrustHSM",
             dependencies: [
+                "MeterTrustCore",
                 "CPKCS11",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -89,7 +90,6 @@ let package = Package(
             name: "MeterTrustDevice",
             dependencies: [
                 "MeterTrustCore",
-                "MeterTrustPKI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -100,6 +100,7 @@ let package = Package(
         .target(
             name: "MeterTrustAudit",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -143,8 +144,8 @@ let package = Package(
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
-                "MeterTrustDevice",
                 .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

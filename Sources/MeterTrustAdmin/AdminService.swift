@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Logging
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum

@@ -1,4 +1,5 @@
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustStore
 import X509

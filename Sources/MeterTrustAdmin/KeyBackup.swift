@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum
@@ -212,7 +213,7 @@ public enum KeyBackup {
         module: PKCS11Module, tokenLabel: String, securityOfficerPIN: [UInt8], replacing old: BackupKeyRecord, holders: ShareHolders,
         store: any MeterTrustStore
     ) async throws -> BackupKeyCeremonyResult {
-        let label = "\(defaultKeyLabel)/\(hexString(Array(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4))))"
+        let label = KeyLabel.unique("backup-key")
         let current = securityOfficerPIN
         let (record, present) = try await module.withSecurityOfficerSession(
             tokenLabel: tokenLabel, pin: securityOfficerPIN, describedAs: "the security officers' shares"

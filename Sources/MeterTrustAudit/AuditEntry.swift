@@ -85,7 +85,3 @@ public struct AuditEntry: Codable, Sendable, Hashable {
         try? JSONDecoder().decode(AuditEntry.self, from: Data(bytes))
     }
 }
-
-func hex(_ bytes: [UInt8]) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
-}

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustStore
 
 /// The tamper-evident audit log: append-only entries in an RFC 6962 Merkle tree, with C2SP checkpoints signed by the
@@ -31,7 +32,7 @@ public struct AuditLog: Sendable {
     public func record(_ event: AuditEvent) async throws -> Int64 {
         let signer = self.signer
         let index = try await store.appendAuditEntry { last in
-            let previous = last.map { hex(MerkleTree.leafHash($0.entry)) } ?? ""
+            let previous = last.map { hexString(MerkleTree.leafHash($0.entry)) } ?? ""
             var entry = AuditEntry(index: (last?.position ?? -1) + 1, time: Date(), event: event, previous: previous)
             if let signer { entry.seal = Data(try signer.sign(try entry.sealedBytes)).base64EncodedString() }
             return try entry.encoded()

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustStore
 
 /// `metertrust audit verify`: recomputes the tree, checks every checkpoint's signature and the consistency between
@@ -116,7 +117,7 @@ public struct AuditVerifier: Sendable {
             let found = indices[p]
             if let q = indices[..<p].firstIndex(of: found) {
                 // The genuine one of the two is the one its successor's chain hash names.
-                let laterIsGenuine = p + 1 < entries.count && entries[p + 1].previous == hex(leaves[p])
+                let laterIsGenuine = p + 1 < entries.count && entries[p + 1].previous == hexString(leaves[p])
                 throw AuditError(.tampered, "an entry was inserted at position \(laterIsGenuine ? q : p): index \(found) appears twice")
             }
             if indices[(p + 1)...].contains(found), found < Int64(p) {
@@ -131,7 +132,7 @@ public struct AuditVerifier: Sendable {
             }
             throw AuditError(.tampered, "an entry was inserted at position \(p): it claims index \(found)")
         }
-        for p in entries.indices.dropFirst() where entries[p].previous != hex(leaves[p - 1]) {
+        for p in entries.indices.dropFirst() where entries[p].previous != hexString(leaves[p - 1]) {
             throw AuditError(.tampered, "entry \(p - 1) was altered: entry \(p) records a different hash for it")
         }
         if let first = entries.first, !first.previous.isEmpty {

@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import MeterTrustCore
-import MeterTrustPKI
 import SwiftASN1
 import X509
 
@@ -171,7 +170,7 @@ public struct FactoryConfigurator: Sendable {
         }
         do {
             try await ChainVerification.verify(leaf: certificate, intermediates: chain, root: root)
-        } catch let error as PKIError {
+        } catch let error as CoreError {
             throw refuse(error.message)
         }
 
@@ -278,19 +277,6 @@ public struct FactoryConfigurator: Sendable {
             throw ConfiguratorError(.invalidBundle, "bundle format \(bundle.format) version \(bundle.version) is not supported (want \(ProvisioningBundle.formatName) version 1)")
         }
         return bundle
-    }
-}
-
-/// The bootstrap server URI a meter accepts: CoAP over TLS/TCP (RFC 8323) or DTLS, with a host.
-public enum BootstrapURI {
-    public static let schemes = ["coaps+tcp", "coaps"]
-
-    public static func check(_ text: String) throws {
-        guard let components = URLComponents(string: text), let scheme = components.scheme, schemes.contains(scheme),
-            let host = components.host, !host.isEmpty
-        else {
-            throw ConfiguratorError(.invalidBundle, "bootstrap server URI \"\(text)\" is not coaps+tcp://host[:port] or coaps://host[:port]")
-        }
     }
 }
 

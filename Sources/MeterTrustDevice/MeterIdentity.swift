@@ -1,5 +1,5 @@
 import Crypto
-import MeterTrustPKI
+import MeterTrustCore
 import SwiftASN1
 import X509
 
@@ -16,28 +16,13 @@ public struct MeterIdentity: Sendable {
         self.privateKey = privateKey
     }
 
-    /// A PKCS#10 request with an empty subject and a requested critical subjectAltName holding exactly one
-    /// HardwareModuleName {hwType, hwSerialNum = EUI-64}, signed with the meter's key (proof of possession).
+    /// The request ``DeviceIdentityRequest`` describes, signed with the meter's key.
     public func certificateSigningRequest(hardwareType: ASN1ObjectIdentifier, keyAgreement: Bool = false) throws -> CertificateSigningRequest {
-        let name = HardwareModuleName(hardwareType: hardwareType, serialNumber: eui64.bytes)
-        let otherName = GeneralName.OtherName(typeID: HardwareModuleName.otherNameTypeID, value: try ASN1Any(erasing: name))
-        let extensions = try Certificate.Extensions([
-            try Certificate.Extension(SubjectAlternativeNames([.otherName(otherName)]), critical: true),
-            try Certificate.Extension(
-                keyAgreement ? KeyUsage(keyAgreement: true) : KeyUsage(digitalSignature: true), critical: true
-            ),
-        ])
-        return try CertificateSigningRequest(
-            version: .v1, subject: DistinguishedName(), privateKey: Certificate.PrivateKey(privateKey),
-            attributes: CertificateSigningRequest.Attributes([try .init(ExtensionRequest(extensions: extensions))]),
-            signatureAlgorithm: .ecdsaWithSHA256
-        )
+        try DeviceIdentityRequest.make(eui64: eui64, privateKey: privateKey, hardwareType: hardwareType, keyAgreement: keyAgreement)
     }
 
     /// DER of ``certificateSigningRequest(hardwareType:keyAgreement:)``.
     public func certificateSigningRequestDER(hardwareType: ASN1ObjectIdentifier, keyAgreement: Bool = false) throws -> [UInt8] {
-        var serializer = DER.Serializer()
-        try serializer.serialize(try certificateSigningRequest(hardwareType: hardwareType, keyAgreement: keyAgreement))
-        return serializer.serializedBytes
+        try DeviceIdentityRequest.der(eui64: eui64, privateKey: privateKey, hardwareType: hardwareType, keyAgreement: keyAgreement)
     }
 }

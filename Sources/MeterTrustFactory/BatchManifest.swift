@@ -1,5 +1,5 @@
 import Foundation
-import MeterTrustDevice
+import MeterTrustCore
 import MeterTrustPKI
 
 /// The input of a factory batch: who makes the meters, what they run, where they bootstrap, which meters.
@@ -84,7 +84,7 @@ public struct BatchManifest: Codable, Sendable {
         guard (1...128).contains(batch.count), batch.allSatisfy({ allowed.contains($0) }) else {
             throw FactoryError(.invalidManifest, "batch id \"\(batch)\" must be 1 to 128 letters, digits, '-', '_' or '.'")
         }
-        guard firmware.sha256.count == 64, firmware.sha256.allSatisfy(\.isHexDigit) else {
+        guard isLowercaseHex(firmware.sha256.lowercased(), count: 64) else {
             throw FactoryError(.invalidManifest, "firmware.sha256 must be the image's SHA-256 as 64 hex digits")
         }
         do {

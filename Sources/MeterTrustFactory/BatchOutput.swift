@@ -1,5 +1,5 @@
 import Foundation
-import MeterTrustDevice
+import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustStore
 import SwiftASN1

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 import Logging
-import MeterTrustDevice
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore

@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustPKI
 
 /// The meters' CSRs for a batch, one line each: `<eui64> <base64 of the DER CSR>`.

@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 import MeterTrustCore
-import MeterTrustDevice
+import MeterTrustCore
 import MeterTrustPKI
 import SwiftASN1
 
@@ -59,9 +59,9 @@ enum FactoryKeys {
         let results = await parallelMap(count: range.count, workers: workers) { index -> Result<(key: String, csr: String), any Error> in
             guard let eui = meters.eui(at: range.lowerBound + index) else { return .success(("", "")) }
             return Result {
-                let meter = MeterIdentity(eui64: eui)
-                let csr = try meter.certificateSigningRequestDER(hardwareType: hardwareType)
-                return ("\(eui) \(meter.privateKey.derRepresentation.base64EncodedString())\n", CSRListReader.line(eui64: eui, csr: csr))
+                let key = P256.Signing.PrivateKey()
+                let csr = try DeviceIdentityRequest.der(eui64: eui, privateKey: key, hardwareType: hardwareType)
+                return ("\(eui) \(key.derRepresentation.base64EncodedString())\n", CSRListReader.line(eui64: eui, csr: csr))
             }
         }
         return try results.map { try $0.get() }

@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import MeterTrustDevice
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
@@ -174,8 +174,9 @@ public struct IssuanceBenchmark: Sendable {
             let range = position..<min(position + 4096, count)
             let lines = await parallelMap(count: range.count, workers: threads) { index -> Result<String, any Error> in
                 Result {
-                    let meter = MeterIdentity(eui64: EUI64(first + UInt64(range.lowerBound + index)))
-                    return CSRListReader.line(eui64: meter.eui64, csr: try meter.certificateSigningRequestDER(hardwareType: hardwareType))
+                    let eui = EUI64(first + UInt64(range.lowerBound + index))
+                    let csr = try DeviceIdentityRequest.der(eui64: eui, privateKey: P256.Signing.PrivateKey(), hardwareType: hardwareType)
+                    return CSRListReader.line(eui64: eui, csr: csr)
                 }
             }
             try handle.write(contentsOf: Data(try lines.map { try $0.get() }.joined().utf8))

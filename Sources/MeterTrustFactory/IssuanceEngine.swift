@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustStore
 

@@ -1,22 +1,7 @@
 import Foundation
+import MeterTrustCore
 import SwiftASN1
 import X509
-
-extension Certificate {
-    /// The HardwareModuleName in the subjectAltName, if there is one.
-    public var hardwareModuleName: HardwareModuleName? {
-        get throws {
-            guard let names = try extensions.subjectAlternativeNames else { return nil }
-            for case .otherName(let otherName) in names where otherName.typeID == HardwareModuleName.otherNameTypeID {
-                guard let value = otherName.value else { continue }
-                var serializer = DER.Serializer()
-                try serializer.serialize(value)
-                return try HardwareModuleName(derEncoded: serializer.serializedBytes)
-            }
-            return nil
-        }
-    }
-}
 
 /// What people and scripts see of a certificate (`metertrust cert show`, `issue`, `demo`).
 public struct CertificateDescription: Encodable, Sendable {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 
 /// A request for an operation under quorum: a canonical, content-addressed document.
 ///
@@ -36,7 +37,7 @@ public struct AdminRequest: Sendable, Hashable, Codable {
         self.created = Self.timestamp(start)
         self.expires = Self.timestamp(start.addingTimeInterval(lifetime.rounded(.down)))
         var generator = SystemRandomNumberGenerator()
-        self.nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0 ... 255, using: &generator)) }.joined()
+        self.nonce = hexString((0..<16).map { _ in UInt8.random(in: 0 ... 255, using: &generator) })
     }
 
     /// The canonical bytes: what is stored, hashed and signed.
@@ -50,7 +51,7 @@ public struct AdminRequest: Sendable, Hashable, Codable {
     public var id: String { Self.id(of: canonicalBytes) }
 
     static func id(of bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        hexString(SHA256.hash(data: bytes))
     }
 
     public var adminOperation: AdminOperation { get throws { try AdminOperation.parse(operation) } }
@@ -79,7 +80,7 @@ public struct AdminRequest: Sendable, Hashable, Codable {
         guard try request.expiresDate > request.createdDate else {
             throw QuorumError(.invalidRequest, "the request expires before it was created")
         }
-        guard request.nonce.count == 32, request.nonce.allSatisfy(\.isHexDigit) else {
+        guard isLowercaseHex(request.nonce, count: 32) else {
             throw QuorumError(.invalidRequest, "the request nonce must be 32 hex digits")
         }
         return request

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustStore
 import SwiftASN1
@@ -61,7 +62,7 @@ public struct Custodian: Sendable {
         let role = try CustodianRole.parse(units[0])
         return CustodianRecord(
             name: names[0], role: role.rawValue, certificateDER: der,
-            fingerprintSHA256: SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined(), registeredAt: now,
+            fingerprintSHA256: hexString(SHA256.hash(data: der)), registeredAt: now,
             registeredBy: request
         )
     }
@@ -90,7 +91,7 @@ public struct CustodianRegistry: Sendable {
                 continue
             }
             // The certificate itself, not the fingerprint column next to it: its SHA-256 must be what the log registered.
-            let fingerprint = SHA256.hash(data: record.certificateDER).map { String(format: "%02x", $0) }.joined()
+            let fingerprint = hexString(SHA256.hash(data: record.certificateDER))
             guard logged.role == record.role, logged.fingerprint == record.fingerprintSHA256, fingerprint == logged.fingerprint else {
                 disregarded[record.name] = "the store's role or certificate for \(record.name) differs from what the audit log registered"
                 continue

@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustStore
 
 /// Where a request stands against its policy.

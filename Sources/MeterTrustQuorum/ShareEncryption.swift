@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 
 /// A Shamir share of a split secret (the backup key, the security officer's PIN) encrypted to one custodian with
 /// HPKE (RFC 9180, base mode, DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-256-GCM) under the public key of their admin
@@ -93,7 +94,7 @@ public struct SecretShares: Sendable, Hashable, Codable {
 
     public static func checkValue(of secret: [UInt8], purpose: Purpose) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(purpose.checkLabel.utf8), using: SymmetricKey(data: secret))
-        return mac.prefix(16).map { String(format: "%02x", $0) }.joined()
+        return hexString(mac.prefix(16))
     }
 
     /// The custodians holding a share.

@@ -6,6 +6,7 @@ import HummingbirdTLS
 import Logging
 import MeterTrustAdmin
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum
@@ -119,7 +120,7 @@ struct ClientVerifier: Sendable {
             // A refused certificate is a security event: record who tried (never for a connection without one, so
             // anonymous scanners cannot fill the log).
             if let leaf = presented.first, let der = try? leaf.toDERBytes() {
-                let fingerprint = SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined()
+                let fingerprint = hexString(SHA256.hash(data: der))
                 let subject = (try? Certificate(derEncoded: der)).map { "\($0.subject)" } ?? "unparseable"
                 _ = try? await service.audit.record(
                     AuditEvent(

@@ -36,7 +36,7 @@ struct AdminClientOptions: ParsableArguments {
         let key = try CustodianKeyFile.load(try keyPath)
         let certificatePEM = try String(contentsOfFile: try certificatePath, encoding: .utf8)
         let der = try NIOSSLCertificate(bytes: Array(certificatePEM.utf8), format: .pem).toDERBytes()
-        return (key, SHA256.hash(data: der).map { String(format: "%02x", $0) }.joined())
+        return (key, hexString(SHA256.hash(data: der)))
     }
 }
 

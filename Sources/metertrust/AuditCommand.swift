@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustStore
 import X509

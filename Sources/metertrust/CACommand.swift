@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum

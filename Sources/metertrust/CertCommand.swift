@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustCore
 import MeterTrustPKI
 import X509
 
@@ -18,7 +19,7 @@ struct CertCommand: AsyncParsableCommand {
 
         func run() async throws {
             let normalized = serial.lowercased().replacingOccurrences(of: ":", with: "")
-            guard !normalized.isEmpty, normalized.allSatisfy(\.isHexDigit) else {
+            guard !normalized.isEmpty, hexBytes(normalized.count % 2 == 0 ? normalized : "0" + normalized) != nil else {
                 throw CLIError("\"\(serial)\" is not a hex serial number")
             }
             let store = try await Context(data).openStore()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustHSM

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustCore
 import MeterTrustPKI
 import X509
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import MeterTrustCore
 import X509
 import MeterTrustDevice
 import MeterTrustFactory

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import Testing

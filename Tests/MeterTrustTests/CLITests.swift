@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustHSM
 import MeterTrustPKI

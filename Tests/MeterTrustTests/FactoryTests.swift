@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI

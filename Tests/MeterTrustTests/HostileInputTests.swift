@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI
@@ -17,7 +18,7 @@ struct HostileInputTests {
     @Test("EUI-64 parsing is ASCII only: fullwidth, Arabic-Indic and other Unicode digits are refused with a message that escapes them")
     func rejectUnicodeDigitsInEUI64() throws {
         for text in [Self.fullwidth, "٠٠٢٤befffe804ff1", "0024befffe804ff\u{0661}", "0024befffe804ff1\u{200B}", "0024befffe80４ff1"] {
-            let error = #expect(throws: PKIError.self, "\(text.debugDescription)") { try EUI64(text) }
+            let error = #expect(throws: CoreError.self, "\(text.debugDescription)") { try EUI64(text) }
             #expect(error?.message.contains("\\u{") == true, "non-ASCII is shown escaped: \(error?.message ?? "")")
             #expect(error?.message.unicodeScalars.allSatisfy(\.isASCII) == true)
         }

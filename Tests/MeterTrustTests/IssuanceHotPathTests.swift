@@ -1,6 +1,7 @@
 import Crypto
 import Dispatch
 import Foundation
+import MeterTrustCore
 @testable import MeterTrustFactory
 @testable import MeterTrustPKI
 import MeterTrustDevice

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import MeterTrustAdmin
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 @testable import MeterTrustQuorum

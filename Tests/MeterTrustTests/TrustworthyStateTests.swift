@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import MeterTrustAdmin
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI

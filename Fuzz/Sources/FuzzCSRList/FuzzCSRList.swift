@@ -1,6 +1,7 @@
 import Foundation
 import FuzzMain
 import FuzzSupport
+import MeterTrustCore
 import MeterTrustFactory
 import MeterTrustPKI
 

@@ -1,6 +1,7 @@
 import Crypto
 import Dispatch
 import Foundation
+import MeterTrustCore
 import MeterTrustPKI
 
 /// What every fuzz target shares. Nothing here stands in for a parser: each target calls the real one.

@@ -3,6 +3,7 @@ import Foundation
 import FuzzSupport
 import MeterTrustAdmin
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustHSM

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Logging
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustStore
 import X509
@@ -81,7 +82,7 @@ public struct CAHierarchy: Sendable {
     public func createTLSServerIdentity(host: String, extraHosts: [String] = [], authority name: String) async throws -> (key: HSMKey, certificate: Certificate) {
         let authority = try await authority(named: name)
         let signer = try CertificateSigner(authority: authority, profile: .tlsServer, settings: settings)
-        let label = "metertrust/tls/\(host)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
+        let label = KeyLabel.unique("tls", host)
         let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
         do {
             let publicKey = HSMSigningKey(token: token, key: key).publicKey
@@ -103,7 +104,7 @@ public struct CAHierarchy: Sendable {
             throw PKIError(.authorityExists, "a CA named \"\(name)\" already exists (\(existing.role.rawValue)); choose another name")
         }
         let profile = CertificateProfile.forAuthority(role)
-        let label = "metertrust/\(role.rawValue)/\(name)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
+        let label = KeyLabel.unique(role.rawValue, name)
         // Manufacturer CAs sign factory batches from session copies of their key; no other CA key may be copied.
         let keyPolicy = HSMKeyPolicy(backup: backup, sessionCopies: role == .manufacturer)
         let key = try await token.perform { try $0.generateKeyPair(curve: curve, label: label, policy: keyPolicy) }
@@ -112,7 +113,7 @@ public struct CAHierarchy: Sendable {
             let subject = try Self.subject(for: profile, name: name, organization: organization)
             let contents = CertificateContents(
                 profile: profile, subject: subject, publicKey: signingKey.publicKey,
-                keyUsage: KeyUsage(keyCertSign: true, cRLSign: true), device: nil
+                keyUsage: profile.keyUsage.prescribed, device: nil
             )
             let signer = try parent?.signer
                 ?? CertificateContents.Signer(authorityName: name, name: subject, key: signingKey, keyIdentifier: nil, notAfter: nil)
@@ -142,7 +143,7 @@ public struct CAHierarchy: Sendable {
     public func createAuditSigner(name: String) async throws -> (key: HSMKey, certificate: Certificate) {
         try Self.validate(name: name)
         let root = try await rootAuthority()
-        let label = "metertrust/audit/\(name)/\(hexString(SHA256.hash(data: Array(UUID().uuidString.utf8)).prefix(4)))"
+        let label = KeyLabel.unique("audit", name)
         let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
         do {
             let publicKey = HSMSigningKey(token: token, key: key).publicKey
@@ -234,17 +235,4 @@ public struct CAHierarchy: Sendable {
             throw PKIError(.invalidArgument, "\"\(name)\" is not a valid CA name: use 1 to 64 letters, digits, '-', '_' or '.'")
         }
     }
-}
-
-public func hexBytes(_ text: String) -> [UInt8]? {
-    guard text.count % 2 == 0 else { return nil }
-    var bytes: [UInt8] = []
-    var index = text.startIndex
-    while index < text.endIndex {
-        let next = text.index(index, offsetBy: 2)
-        guard let byte = UInt8(text[index..<next], radix: 16) else { return nil }
-        bytes.append(byte)
-        index = next
-    }
-    return bytes
 }

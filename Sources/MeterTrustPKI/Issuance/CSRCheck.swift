@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import SwiftASN1
 import X509
@@ -144,8 +145,7 @@ public enum CSRCheck {
         if attributes.isEmpty { return nil }
         guard profile.isDeviceProfile else { return nil }
         if attributes.count == 1, attributes[0].type == .RDNAttributeType.commonName,
-            let commonName = String(attributes[0].value), commonName.hasPrefix("urn:dev:mac:"),
-            let eui = try? EUI64(String(commonName.dropFirst("urn:dev:mac:".count)))
+            let commonName = String(attributes[0].value), let eui = EUI64(deviceURN: commonName)
         {
             return eui
         }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustStore
 import SwiftASN1
@@ -112,28 +113,6 @@ struct CertificateContents: Sendable {
 }
 
 extension Certificate {
-    /// DER encoding.
-    public var derBytes: [UInt8] {
-        get throws {
-            var serializer = DER.Serializer()
-            try serializer.serialize(self)
-            return serializer.serializedBytes
-        }
-    }
-
-    /// PEM encoding with a trailing newline.
-    public var pem: String {
-        get throws { try serializeAsPEM().pemString + "\n" }
-    }
-
-    /// Serial as lowercase hex of the INTEGER's content octets.
-    public var serialHex: String { hexString(serialNumber.bytes) }
-
-    /// SHA-256 fingerprint of the DER, lowercase hex.
-    public var fingerprintSHA256: String {
-        get throws { hexString(SHA256.hash(data: try derBytes)) }
-    }
-
     /// The store's record of this certificate.
     func record(issuer: String, profile: CertificateProfile, eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> CertificateRecord {
         let der = try derBytes

@@ -1,4 +1,5 @@
 import Logging
+import MeterTrustCore
 import MeterTrustStore
 import SwiftASN1
 import X509

@@ -1,4 +1,5 @@
 import Crypto
+import MeterTrustCore
 
 /// A meter's PKCS#10 request in the one shape a factory line makes it, read and checked without building a model:
 /// the issuance hot path.
@@ -97,7 +98,7 @@ public struct DeviceRequest: Sendable, Hashable {
     static let extensionRequestOID: [UInt8] = [0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x0E]
     /// id-at-commonName.
     static let commonNameOID: [UInt8] = [0x06, 0x03, 0x55, 0x04, 0x03]
-    static let deviceURNPrefix = Array("urn:dev:mac:".utf8)
+    static let deviceURNPrefix = Array(EUI64.deviceURNPrefix.utf8)
 
     /// The outer structure, the subject and the key.
     private struct Envelope {

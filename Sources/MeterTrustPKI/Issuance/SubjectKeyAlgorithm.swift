@@ -1,3 +1,4 @@
+import MeterTrustCore
 import MeterTrustHSM
 import SwiftASN1
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import SwiftASN1
 import X509
 

@@ -1,3 +1,4 @@
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustStore
 import X509
@@ -28,6 +29,14 @@ public struct CertificateProfile: Sendable, Hashable {
         case fixed(KeyUsage)
         /// Exactly one of digitalSignature and keyAgreement, chosen by the request; digitalSignature if it names none.
         case signatureOrKeyAgreement
+
+        /// The key usage the profile prescribes when the request chooses nothing (the CA profiles' own).
+        public var prescribed: KeyUsage {
+            switch self {
+            case .fixed(let usage): return usage
+            case .signatureOrKeyAgreement: return KeyUsage(digitalSignature: true)
+            }
+        }
     }
 
     public let name: String

@@ -1,3 +1,4 @@
+import MeterTrustCore
 import SwiftASN1
 
 /// Deployment settings the profiles read: policy and device-type OIDs, revocation URLs.

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore

@@ -1,5 +1,3 @@
-import MeterTrustCore
-
 /// A meter's 64-bit extended unique identifier (IEEE EUI-64), its hardware serial number.
 ///
 /// Written as 16 lowercase hex digits (`0024befffe804ff1`), as RFC 9039 device URNs use it. Parsing also accepts
@@ -9,7 +7,7 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
 
     public init(bytes: some Collection<UInt8>) throws {
         guard bytes.count == 8 else {
-            throw PKIError(.invalidArgument, "an EUI-64 has 8 bytes, not \(bytes.count)")
+            throw CoreError(.invalidArgument, "an EUI-64 has 8 bytes, not \(bytes.count)")
         }
         self.bytes = Array(bytes)
     }
@@ -19,7 +17,7 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
     public init(_ text: String) throws {
         let digits = text.utf8.filter { $0 != UInt8(ascii: ":") && $0 != UInt8(ascii: "-") }
         guard let eui = EUI64(asciiHex: digits) else {
-            throw PKIError(.invalidArgument, "\(Self.quoted(text)) is not an EUI-64: write 16 hex digits (ASCII), e.g. 0024befffe804ff1")
+            throw CoreError(.invalidArgument, "\(Self.quoted(text)) is not an EUI-64: write 16 hex digits (ASCII), e.g. 0024befffe804ff1")
         }
         self = eui
     }
@@ -35,13 +33,7 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
         guard digits.count == 16 else { return nil }
         var value: UInt64 = 0
         for digit in digits {
-            let nibble: UInt8
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = digit - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = digit - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): nibble = digit - UInt8(ascii: "A") + 10
-            default: return nil
-            }
+            guard let nibble = hexNibble(digit) else { return nil }
             value = value << 4 | UInt64(nibble)
         }
         self.init(value)
@@ -56,8 +48,19 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
     /// 16 lowercase hex digits.
     public var description: String { hexString(bytes) }
 
+    /// The RFC 9039 device URN prefix for a MAC-48/EUI-64 (`urn:dev:mac:`), as the subject CN of a device request
+    /// and the LwM2M endpoint name use it.
+    public static let deviceURNPrefix = "urn:dev:mac:"
+
     /// The RFC 9039 device URN, `urn:dev:mac:<eui64>`, used as the LwM2M endpoint name.
-    public var deviceURN: String { "urn:dev:mac:\(description)" }
+    public var deviceURN: String { Self.deviceURNPrefix + description }
+
+    /// Reads `urn:dev:mac:` followed by exactly 16 ASCII hex digits (RFC 9039 §4.1 with an EUI-64); nil otherwise.
+    public init?(deviceURN: String) {
+        guard deviceURN.hasPrefix(Self.deviceURNPrefix) else { return nil }
+        guard let eui = EUI64(asciiHex: deviceURN.utf8.dropFirst(Self.deviceURNPrefix.utf8.count)) else { return nil }
+        self = eui
+    }
 
     public static func < (lhs: EUI64, rhs: EUI64) -> Bool { lhs.value < rhs.value }
 
@@ -68,22 +71,5 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
-    }
-}
-
-/// Lowercase hex of `bytes`, written straight into the string's storage (it is on the issuance hot path).
-public func hexString(_ sequence: some Sequence<UInt8>) -> String {
-    let bytes = Array(sequence)
-    let digits: StaticString = "0123456789abcdef"
-    return digits.withUTF8Buffer { digits in
-        String(unsafeUninitializedCapacity: bytes.count * 2) { buffer in
-            var index = 0
-            for byte in bytes {
-                buffer[index] = digits[Int(byte >> 4)]
-                buffer[index + 1] = digits[Int(byte & 0x0F)]
-                index += 2
-            }
-            return index
-        }
     }
 }

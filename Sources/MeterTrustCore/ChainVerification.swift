@@ -30,7 +30,7 @@ public struct MeterTrustCertificatePolicy: VerifierPolicy {
 
 public enum ChainVerification {
     /// Verifies that `leaf` chains through `intermediates` to `root` (RFC 5280 path validation now, plus
-    /// ``MeterTrustCertificatePolicy``). Throws a ``PKIError`` saying why not.
+    /// ``MeterTrustCertificatePolicy``). Throws a ``CoreError`` (``ErrorCode/untrustedChain``) saying why not.
     public static func verify(leaf: Certificate, intermediates: [Certificate], root: Certificate) async throws {
         var verifier = Verifier(rootCertificates: X509.CertificateStore([root])) {
             RFC5280Policy()
@@ -39,6 +39,6 @@ public enum ChainVerification {
         let result = await verifier.validate(leaf: leaf, intermediates: X509.CertificateStore(intermediates))
         guard case .couldNotValidate(let failures) = result else { return }
         let reasons = failures.map { "\($0.policyFailureReason)" }.joined(separator: "; ")
-        throw PKIError(.badSignature, "the certificate does not chain to the trust anchor: \(reasons.isEmpty ? "no path found" : reasons)")
+        throw CoreError(.untrustedChain, "the certificate does not chain to the trust anchor: \(reasons.isEmpty ? "no path found" : reasons)")
     }
 }

@@ -67,3 +67,16 @@ public struct ProvisioningBundle: Codable, Sendable, Hashable {
         return try encoder.encode(self)
     }
 }
+
+/// The bootstrap server URI a meter accepts: CoAP over TLS/TCP (RFC 8323) or DTLS, with a host.
+public enum BootstrapURI {
+    public static let schemes = ["coaps+tcp", "coaps"]
+
+    public static func check(_ text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme, schemes.contains(scheme),
+            let host = components.host, !host.isEmpty
+        else {
+            throw CoreError(.invalidArgument, "bootstrap server URI \"\(text)\" is not coaps+tcp://host[:port] or coaps://host[:port]")
+        }
+    }
+}

@@ -1,0 +1,118 @@
+/// Every reason MeterTrust refuses or fails, as one closed set of stable codes.
+///
+/// Each domain error (``CodedError``) carries one of these; each edge maps them in exactly one place: the CLI to a
+/// message and an exit status, HTTP to a status and an RFC 9457 problem body. The raw value (`domain.reason`) is
+/// what scripts and clients see (`--json` errors, the problem's `code`); it is never renamed or reused. Adding a
+/// case breaks every edge's exhaustive `switch` until the edge decides what the new code means there.
+public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConvertible {
+    // Input the shared vocabulary refuses (EUI-64, hex, DER productions, bundles, chains).
+    case invalidArgument = "input.invalid-argument"
+    case malformedInput = "input.malformed"
+    case untrustedChain = "input.untrusted-chain"
+
+    // PKI: requests, profiles, authorities.
+    case malformedRequest = "pki.malformed-request"
+    case badSignature = "pki.bad-signature"
+    case keyNotAllowed = "pki.key-not-allowed"
+    case requestExceedsProfile = "pki.request-exceeds-profile"
+    case unknownProfile = "pki.unknown-profile"
+    case unknownAuthority = "pki.unknown-authority"
+    case authorityExists = "pki.authority-exists"
+    case pkiInvalidArgument = "pki.invalid-argument"
+    case issuanceFailed = "pki.issuance-failed"
+    case revokedAuthority = "pki.revoked-authority"
+    case alreadyIssued = "pki.already-issued"
+
+    // HSM.
+    case hsmModuleLoad = "hsm.module-load"
+    case hsmTokenNotFound = "hsm.token-not-found"
+    case hsmPINUnavailable = "hsm.pin-unavailable"
+    case hsmPKCS11 = "hsm.pkcs11"
+    case hsmKeyNotFound = "hsm.key-not-found"
+    case hsmInvalidKeyMaterial = "hsm.invalid-key-material"
+    case hsmConfiguration = "hsm.configuration"
+
+    // Store: each constraint kind has its own code.
+    case storeDuplicate = "store.duplicate"
+    case storeForeignKey = "store.foreign-key"
+    case storeCheckViolation = "store.check"
+    case storeNotNull = "store.not-null"
+    case storeNotFound = "store.not-found"
+    case storeUnavailable = "store.unavailable"
+    case storeMigration = "store.migration"
+    case storeCorrupt = "store.corrupt"
+
+    // Factory.
+    case invalidManifest = "factory.invalid-manifest"
+    case unregisteredManufacturer = "factory.unregistered-manufacturer"
+    case factoryInput = "factory.input"
+    case factoryOutput = "factory.output"
+    case batchRefusedEveryMeter = "factory.every-meter-refused"
+
+    // The meter's configurator.
+    case configuratorLocked = "configurator.locked"
+    case configuratorWrongStage = "configurator.wrong-stage"
+    case invalidBundle = "configurator.invalid-bundle"
+    case configuratorStorage = "configurator.storage"
+
+    // Audit log.
+    case auditMalformed = "audit.malformed"
+    case auditTampered = "audit.tampered"
+    case auditNotFound = "audit.not-found"
+    case auditSignature = "audit.signature"
+
+    // Quorum.
+    case forgedApproval = "quorum.forged-approval"
+    case expiredRequest = "quorum.expired-request"
+    case unknownCustodian = "quorum.unknown-custodian"
+    case removedCustodian = "quorum.removed-custodian"
+    case duplicateApproval = "quorum.duplicate-approval"
+    case wrongRole = "quorum.wrong-role"
+    case wrongRequest = "quorum.wrong-request"
+    case selfApproval = "quorum.self-approval"
+    case alreadyExecuted = "quorum.already-executed"
+    case belowQuorum = "quorum.below-quorum"
+    case invalidRequest = "quorum.invalid-request"
+    case unknownRequest = "quorum.unknown-request"
+    case invalidCertificate = "quorum.invalid-certificate"
+    case notBootstrapped = "quorum.not-bootstrapped"
+    case underQuorumControl = "quorum.under-quorum-control"
+    case backup = "quorum.backup"
+    case lockOut = "quorum.lock-out"
+    case untrustedState = "quorum.untrusted-state"
+    case executionFailed = "quorum.execution-failed"
+
+    // Files the platform writes or reads (secret files, configuration).
+    case fileSystem = "file.system"
+    case configuration = "config.invalid"
+
+    // The edges themselves.
+    case usage = "edge.usage"
+    case unauthenticated = "edge.unauthenticated"
+    case notFound = "edge.not-found"
+    case payloadTooLarge = "edge.payload-too-large"
+    case internalError = "edge.internal"
+
+    public var description: String { rawValue }
+}
+
+/// An error that carries a stable ``ErrorCode`` and a message for people (never secret material).
+public protocol CodedError: Error, CustomStringConvertible {
+    var errorCode: ErrorCode { get }
+    var message: String { get }
+}
+
+extension CodedError {
+    public var description: String { message }
+}
+
+/// An error of the shared vocabulary: an EUI-64, hex or DER production, bundle or chain that is not what it must be.
+public struct CoreError: CodedError, Hashable, Sendable {
+    public let errorCode: ErrorCode
+    public let message: String
+
+    public init(_ code: ErrorCode, _ message: String) {
+        self.errorCode = code
+        self.message = message
+    }
+}
