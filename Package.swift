@@ -66,6 +66,7 @@ let package = Package(
         .target(
             name: "MeterTrustStore",
             dependencies: [
+                "MeterTrustCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
@@ -155,6 +156,8 @@ let package = Package(
         .target(
             name: "MeterTrustServer",
             dependencies: [
+                "MeterTrustCore",
+                "MeterTrustAudit",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",

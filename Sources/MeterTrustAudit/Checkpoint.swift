@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 
 /// A log checkpoint in the C2SP tlog-checkpoint format, as the body of a C2SP signed note:
 ///
@@ -103,14 +104,14 @@ extension CheckpointSigner {
 /// An error from the audit log. The message says what and where.
 public struct AuditError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Backing: String, Hashable, Sendable { case malformed, tampered, notFound, signature }
-        let backing: Backing
-        public static let malformed = Code(backing: .malformed)
+        /// The code in the closed set every edge maps.
+        public let errorCode: ErrorCode
+        public static let malformed = Code(errorCode: .auditMalformed)
         /// The log does not match its signed checkpoints: something was altered, removed, inserted or reordered.
-        public static let tampered = Code(backing: .tampered)
-        public static let notFound = Code(backing: .notFound)
-        public static let signature = Code(backing: .signature)
-        public var description: String { backing.rawValue }
+        public static let tampered = Code(errorCode: .auditTampered)
+        public static let notFound = Code(errorCode: .auditNotFound)
+        public static let signature = Code(errorCode: .auditSignature)
+        public var description: String { errorCode.rawValue }
     }
 
     public let code: Code
@@ -121,4 +122,8 @@ public struct AuditError: Error, Hashable, Sendable, CustomStringConvertible {
         self.code = code
         self.message = message
     }
+}
+
+extension AuditError: CodedError {
+    public var errorCode: ErrorCode { code.errorCode }
 }

@@ -90,6 +90,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case usage = "edge.usage"
     case unauthenticated = "edge.unauthenticated"
     case notFound = "edge.not-found"
+    case unreachable = "edge.unreachable"
     case payloadTooLarge = "edge.payload-too-large"
     case internalError = "edge.internal"
 

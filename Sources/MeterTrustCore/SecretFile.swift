@@ -14,11 +14,12 @@ private let posixWrite = Darwin.write
 /// that already exists at `path` (a 0644 one, or a symbolic link someone planted) is replaced, never reused, and a
 /// crash leaves either the old file or the whole new one.
 public struct SecretFile: ~Copyable {
-    public struct Failure: Error, CustomStringConvertible {
+    public struct Failure: CodedError {
         public let path: String
         public let operation: String
         public let errno: Int32
-        public var description: String {
+        public var errorCode: ErrorCode { .fileSystem }
+        public var message: String {
             "cannot \(operation) \(path): \(String(cString: strerror(errno)))"
         }
     }

@@ -7,15 +7,15 @@ import X509
 /// An error from the meter's factory configurator. The message says what is wrong and what to do.
 public struct ConfiguratorError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Backing: String, Hashable, Sendable { case locked, wrongStage, invalidBundle, storage }
-        let backing: Backing
+        /// The code in the closed set every edge maps.
+        public let errorCode: ErrorCode
         /// Provisioning was finalized: the configurator can never be used again.
-        public static let locked = Code(backing: .locked)
-        public static let wrongStage = Code(backing: .wrongStage)
+        public static let locked = Code(errorCode: .configuratorLocked)
+        public static let wrongStage = Code(errorCode: .configuratorWrongStage)
         /// The bundle failed validation; nothing was stored.
-        public static let invalidBundle = Code(backing: .invalidBundle)
-        public static let storage = Code(backing: .storage)
-        public var description: String { backing.rawValue }
+        public static let invalidBundle = Code(errorCode: .invalidBundle)
+        public static let storage = Code(errorCode: .configuratorStorage)
+        public var description: String { errorCode.rawValue }
     }
 
     public let code: Code
@@ -295,4 +295,8 @@ extension JSONEncoder {
         encoder.dateEncodingStrategy = .iso8601
         return encoder
     }
+}
+
+extension ConfiguratorError: CodedError {
+    public var errorCode: ErrorCode { code.errorCode }
 }

@@ -1,14 +1,16 @@
+import MeterTrustCore
+
 /// An error that stops a batch as a whole (a bad manifest, an unregistered manufacturer, unreadable input).
 /// Errors about one meter are not thrown: they become ``Refusal``s in the batch report.
 public struct FactoryError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Backing: String, Hashable, Sendable { case invalidManifest, unregisteredManufacturer, input, output }
-        let backing: Backing
-        public static let invalidManifest = Code(backing: .invalidManifest)
-        public static let unregisteredManufacturer = Code(backing: .unregisteredManufacturer)
-        public static let input = Code(backing: .input)
-        public static let output = Code(backing: .output)
-        public var description: String { backing.rawValue }
+        /// The code in the closed set every edge maps.
+        public let errorCode: ErrorCode
+        public static let invalidManifest = Code(errorCode: .invalidManifest)
+        public static let unregisteredManufacturer = Code(errorCode: .unregisteredManufacturer)
+        public static let input = Code(errorCode: .factoryInput)
+        public static let output = Code(errorCode: .factoryOutput)
+        public var description: String { errorCode.rawValue }
     }
 
     public let code: Code
@@ -38,4 +40,8 @@ public struct Refusal: Codable, Sendable, Hashable {
     public var description: String {
         "meter \(meter)\(line.map { " (line \($0))" } ?? ""): \(reason)"
     }
+}
+
+extension FactoryError: CodedError {
+    public var errorCode: ErrorCode { code.errorCode }
 }

@@ -1,4 +1,5 @@
 import CPKCS11
+import MeterTrustCore
 
 /// An error raised by the HSM layer.
 ///
@@ -6,18 +7,16 @@ import CPKCS11
 /// never contains secret material (PINs, key values).
 public struct HSMError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Backing: Hashable, Sendable {
-            case moduleLoad, tokenNotFound, pinUnavailable, pkcs11, keyNotFound, invalidKeyMaterial, configuration
-        }
-        let backing: Backing
-        public static let moduleLoad = Code(backing: .moduleLoad)
-        public static let tokenNotFound = Code(backing: .tokenNotFound)
-        public static let pinUnavailable = Code(backing: .pinUnavailable)
-        public static let pkcs11 = Code(backing: .pkcs11)
-        public static let keyNotFound = Code(backing: .keyNotFound)
-        public static let invalidKeyMaterial = Code(backing: .invalidKeyMaterial)
-        public static let configuration = Code(backing: .configuration)
-        public var description: String { "\(backing)" }
+        /// The code in the closed set every edge maps.
+        public let errorCode: ErrorCode
+        public static let moduleLoad = Code(errorCode: .hsmModuleLoad)
+        public static let tokenNotFound = Code(errorCode: .hsmTokenNotFound)
+        public static let pinUnavailable = Code(errorCode: .hsmPINUnavailable)
+        public static let pkcs11 = Code(errorCode: .hsmPKCS11)
+        public static let keyNotFound = Code(errorCode: .hsmKeyNotFound)
+        public static let invalidKeyMaterial = Code(errorCode: .hsmInvalidKeyMaterial)
+        public static let configuration = Code(errorCode: .hsmConfiguration)
+        public var description: String { errorCode.rawValue }
     }
 
     public let code: Code
@@ -86,4 +85,8 @@ public enum PKCS11ReturnValue {
         default: return nil
         }
     }
+}
+
+extension HSMError: CodedError {
+    public var errorCode: ErrorCode { code.errorCode }
 }

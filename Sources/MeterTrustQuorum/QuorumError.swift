@@ -1,47 +1,35 @@
+import MeterTrustCore
+
 /// Why the quorum machinery refused something. The code is opaque and growable; the message names the request,
 /// the custodian and what to do.
 public struct QuorumError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Backing: String, Hashable, Sendable {
-            case forgedApproval = "forged-approval"
-            case expiredRequest = "expired-request"
-            case unknownCustodian = "unknown-custodian"
-            case removedCustodian = "removed-custodian"
-            case duplicateApproval = "duplicate-approval"
-            case wrongRole = "wrong-role"
-            case wrongRequest = "wrong-request"
-            case selfApproval = "self-approval"
-            case alreadyExecuted = "already-executed"
-            case belowQuorum = "below-quorum"
-            case invalidRequest = "invalid-request"
-            case invalidCertificate = "invalid-certificate"
-            case notBootstrapped = "not-bootstrapped"
-            case underQuorumControl = "under-quorum-control"
-            case backup = "backup"
-            case lockOut = "lock-out"
-            case untrustedState = "untrusted-state"
-        }
-        let backing: Backing
-        public static let forgedApproval = Code(backing: .forgedApproval)
-        public static let expiredRequest = Code(backing: .expiredRequest)
-        public static let unknownCustodian = Code(backing: .unknownCustodian)
-        public static let removedCustodian = Code(backing: .removedCustodian)
-        public static let duplicateApproval = Code(backing: .duplicateApproval)
-        public static let wrongRole = Code(backing: .wrongRole)
-        public static let wrongRequest = Code(backing: .wrongRequest)
-        public static let selfApproval = Code(backing: .selfApproval)
-        public static let alreadyExecuted = Code(backing: .alreadyExecuted)
-        public static let belowQuorum = Code(backing: .belowQuorum)
-        public static let invalidRequest = Code(backing: .invalidRequest)
-        public static let invalidCertificate = Code(backing: .invalidCertificate)
-        public static let notBootstrapped = Code(backing: .notBootstrapped)
-        public static let underQuorumControl = Code(backing: .underQuorumControl)
-        public static let backup = Code(backing: .backup)
+        /// The code in the closed set every edge maps.
+        public let errorCode: ErrorCode
+        public static let forgedApproval = Code(errorCode: .forgedApproval)
+        public static let expiredRequest = Code(errorCode: .expiredRequest)
+        public static let unknownCustodian = Code(errorCode: .unknownCustodian)
+        public static let removedCustodian = Code(errorCode: .removedCustodian)
+        public static let duplicateApproval = Code(errorCode: .duplicateApproval)
+        public static let wrongRole = Code(errorCode: .wrongRole)
+        public static let wrongRequest = Code(errorCode: .wrongRequest)
+        /// No request has this id.
+        public static let unknownRequest = Code(errorCode: .unknownRequest)
+        /// The operation was approved and claimed, and failed while it ran.
+        public static let executionFailed = Code(errorCode: .executionFailed)
+        public static let selfApproval = Code(errorCode: .selfApproval)
+        public static let alreadyExecuted = Code(errorCode: .alreadyExecuted)
+        public static let belowQuorum = Code(errorCode: .belowQuorum)
+        public static let invalidRequest = Code(errorCode: .invalidRequest)
+        public static let invalidCertificate = Code(errorCode: .invalidCertificate)
+        public static let notBootstrapped = Code(errorCode: .notBootstrapped)
+        public static let underQuorumControl = Code(errorCode: .underQuorumControl)
+        public static let backup = Code(errorCode: .backup)
         /// The operation would leave the deployment without a reachable quorum (no Admin CA, two, no custodians).
-        public static let lockOut = Code(backing: .lockOut)
+        public static let lockOut = Code(errorCode: .lockOut)
         /// A store row does not match the verified audit log (someone changed the database outside MeterTrust).
-        public static let untrustedState = Code(backing: .untrustedState)
-        public var description: String { backing.rawValue }
+        public static let untrustedState = Code(errorCode: .untrustedState)
+        public var description: String { errorCode.rawValue }
     }
 
     public let code: Code
@@ -52,4 +40,8 @@ public struct QuorumError: Error, Hashable, Sendable, CustomStringConvertible {
         self.code = code
         self.message = message
     }
+}
+
+extension QuorumError: CodedError {
+    public var errorCode: ErrorCode { code.errorCode }
 }

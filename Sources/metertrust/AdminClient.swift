@@ -23,7 +23,7 @@ struct AdminClientOptions: ParsableArguments {
     func resolved(_ value: String?, _ variable: String, _ what: String) throws -> String {
         if let value { return value }
         if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
-        throw CLIError("\(what) is not set: pass it or export \(variable)")
+        throw CLIError(code: .usage, "\(what) is not set: pass it or export \(variable)")
     }
 
     var serverURL: String { get throws { try resolved(server, "METERTRUST_ADMIN_URL", "--server") } }
@@ -44,7 +44,7 @@ struct AdminClientOptions: ParsableArguments {
 enum CustodianKeyFile {
     static func load(_ path: String) throws -> P256.Signing.PrivateKey {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        guard let attributes else { throw CLIError("cannot read the key file \(path)") }
+        guard let attributes else { throw CLIError(code: .fileSystem, "cannot read the key file \(path)") }
         let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0o777
         guard mode & 0o077 == 0 else {
             throw CLIError("the key file \(path) is readable by others (mode \(String(mode, radix: 8))): run chmod 600 \(path)")
@@ -107,13 +107,13 @@ struct AdminClient {
             try? await client.shutdown()
         } catch {
             try? await client.shutdown()
-            throw CLIError("cannot reach the admin API at \(baseURL): \(error)")
+            throw CLIError(code: .unreachable, "cannot reach the admin API at \(baseURL): \(error)")
         }
         guard (200..<300).contains(status.code) else {
             if let error = try? JSONDecoder().decode(AdminAPIMessage.ErrorBody.self, from: Data(bytes)) {
-                throw CLIError("the admin API refused (\(status.code), \(error.code)): \(error.message)")
+                throw CLIError(code: ErrorCode(rawValue: error.code) ?? .internalError, "the admin API refused (\(status.code), \(error.code)): \(error.message)")
             }
-            throw CLIError("the admin API answered \(status)")
+            throw CLIError(code: .internalError, "the admin API answered \(status)")
         }
         return bytes
     }
@@ -128,7 +128,7 @@ struct AdminClient {
         do {
             return try decoder.decode(type, from: Data(bytes))
         } catch {
-            throw CLIError("the admin API sent an answer this metertrust does not understand: \(error)")
+            throw CLIError(code: .internalError, "the admin API sent an answer this metertrust does not understand: \(error)")
         }
     }
 }
@@ -155,7 +155,7 @@ struct AuditWitness {
         let file = directory.appendingPathComponent(Self.fileName(origin: signed.checkpoint.origin, key: key))
         if let text = try? String(contentsOf: file, encoding: .utf8) {
             guard let saved = try? SignedCheckpoint(text: text), saved.isValid(for: key, keyName: signed.keyName) else {
-                throw CLIError("the checkpoint you saved in \(file.path) is not signed by this log's audit key: remove it only if you know why it changed")
+                throw CLIError(code: .auditTampered, "the checkpoint you saved in \(file.path) is not signed by this log's audit key: remove it only if you know why it changed")
             }
             let m = saved.checkpoint.size, n = signed.checkpoint.size
             guard m <= n else { throw Self.inconsistent(saved: m, shown: n, "it is shorter than what you verified before: it was truncated") }
@@ -184,21 +184,21 @@ struct AuditWitness {
         guard let der = Data(base64Encoded: message.signerCertificate), let signer = try? Certificate(derEncoded: Array(der)),
             let key = P256.Signing.PublicKey(signer.publicKey)
         else {
-            throw CLIError("the admin API sent no usable audit-signer certificate")
+            throw CLIError(code: .auditMalformed, "the admin API sent no usable audit-signer certificate")
         }
         let anchor: Certificate
         do {
             anchor = try Certificate(pemEncoded: try String(contentsOfFile: trustPath, encoding: .utf8))
         } catch {
-            throw CLIError("cannot read your trust anchor \(trustPath)")
+            throw CLIError(code: .fileSystem, "cannot read your trust anchor \(trustPath)")
         }
         do {
             try await ChainVerification.verify(leaf: signer, intermediates: [], root: anchor)
         } catch {
-            throw CLIError("the audit log's signer certificate does not chain to your trust anchor: the server's log cannot be trusted; do not approve anything and tell the other custodians")
+            throw CLIError(code: .auditTampered, "the audit log's signer certificate does not chain to your trust anchor: the server's log cannot be trusted; do not approve anything and tell the other custodians")
         }
         guard let signed = try? SignedCheckpoint(text: message.checkpoint), signed.keyName == signed.checkpoint.origin, signed.isValid(for: key, keyName: signed.keyName) else {
-            throw CLIError("the audit checkpoint the server shows is not signed by the audit key: do not approve anything and tell the other custodians")
+            throw CLIError(code: .auditTampered, "the audit checkpoint the server shows is not signed by the audit key: do not approve anything and tell the other custodians")
         }
         return (key, signed)
     }
@@ -215,6 +215,7 @@ struct AuditWitness {
 
     static func inconsistent(saved: Int, shown: Int, _ why: String) -> CLIError {
         CLIError(
+            code: .auditTampered,
             "the audit log the admin API shows (\(shown) entries) is not consistent with the checkpoint you verified before (\(saved) entries): \(why). Do not approve anything; tell the other custodians"
         )
     }

@@ -76,7 +76,7 @@ struct AdminCommand: AsyncParsableCommand {
             let context = try Context(data)
             let service = try await AdminCommand.service(context)
             let adminCA = try await service.adminAuthority()
-            guard let bytes = FileManager.default.contents(atPath: csr) else { throw CLIError("cannot read \(csr)") }
+            guard let bytes = FileManager.default.contents(atPath: csr) else { throw CLIError(code: .fileSystem, "cannot read \(csr)") }
             let validated = try CSRCheck.validate(der: try CSRCheck.decode(Array(bytes)), profile: .custodian)
             let signer = try CertificateSigner(authority: adminCA, profile: .custodian, settings: context.configuration.pki)
             let (certificate, record) = try await context.audited(
@@ -145,7 +145,7 @@ struct AdminCommand: AsyncParsableCommand {
                 issuer = ca
             } else {
                 let operational = try await hierarchy.authorities(role: .operational).filter { $0.destroyedAt == nil }
-                guard operational.count == 1 else { throw CLIError("name the operational CA with --ca") }
+                guard operational.count == 1 else { throw CLIError(code: .usage, "name the operational CA with --ca") }
                 issuer = operational[0].name
             }
             let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: hierarchy.store, token: hierarchy.token) {
@@ -176,16 +176,16 @@ struct AdminCommand: AsyncParsableCommand {
         func run() async throws {
             let context = try Context(data)
             guard (1...3600).contains(handshakeTimeout), (1...86400).contains(idleTimeout) else {
-                throw CLIError("--handshake-timeout is 1 to 3600 seconds and --idle-timeout 1 to 86400")
+                throw CLIError(code: .usage, "--handshake-timeout is 1 to 3600 seconds and --idle-timeout 1 to 86400")
             }
             guard let settings = context.configuration.adminServer else {
-                throw CLIError("the admin API has no TLS identity yet: run metertrust admin server-cert first")
+                throw CLIError(code: .configuration, "the admin API has no TLS identity yet: run metertrust admin server-cert first")
             }
             var host = settings.host
             var port = settings.port
             if let listen {
                 guard let colon = listen.lastIndex(of: ":"), let value = Int(listen[listen.index(after: colon)...]) else {
-                    throw CLIError("--listen must be host:port")
+                    throw CLIError(code: .usage, "--listen must be host:port")
                 }
                 host = String(listen[..<colon])
                 port = value
@@ -196,7 +196,7 @@ struct AdminCommand: AsyncParsableCommand {
                 throw QuorumError(.notBootstrapped, "no custodians are registered: run the bootstrap ceremony (metertrust admin bootstrap) first")
             }
             guard let stored = try await service.store.certificate(issuer: settings.issuer, serial: settings.certificateSerial) else {
-                throw CLIError("the admin API certificate \(settings.certificateSerial) is missing from the store")
+                throw CLIError(code: .untrustedState, "the admin API certificate \(settings.certificateSerial) is missing from the store")
             }
             let certificate = try Certificate(derEncoded: stored.der)
             let issuer = try await hierarchy.authority(named: settings.issuer)
@@ -241,12 +241,12 @@ struct AdminCommand: AsyncParsableCommand {
         func run() async throws {
             var values: [String: String] = [:]
             for parameter in parameters {
-                guard let equals = parameter.firstIndex(of: "=") else { throw CLIError("parameter \(parameter) is not key=value") }
+                guard let equals = parameter.firstIndex(of: "=") else { throw CLIError(code: .usage, "parameter \(parameter) is not key=value") }
                 let key = String(parameter[..<equals])
                 var value = String(parameter[parameter.index(after: equals)...])
                 if value.hasPrefix("@") {
                     guard let text = try? String(contentsOfFile: String(value.dropFirst()), encoding: .utf8) else {
-                        throw CLIError("cannot read \(value.dropFirst()) for parameter \(key)")
+                        throw CLIError(code: .fileSystem, "cannot read \(value.dropFirst()) for parameter \(key)")
                     }
                     value = text
                 }
@@ -291,7 +291,7 @@ struct AdminCommand: AsyncParsableCommand {
             let bytes = try await api.send(.GET, "/v1/requests/\(id)")
             let document = try await api.send(.GET, "/v1/requests/\(id)/document")
             let request = try AdminRequest.parse(document)
-            guard request.id == id else { throw CLIError("the server sent a document whose SHA-256 is not \(id): do not approve it") }
+            guard request.id == id else { throw CLIError(code: .untrustedState, "the server sent a document whose SHA-256 is not \(id): do not approve it") }
             if let documentOut { try Data(document).write(to: URL(fileURLWithPath: documentOut)) }
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
             // What the request asks is shown from the document whose SHA-256 is the id (what approvers sign), never from
@@ -327,14 +327,14 @@ struct AdminCommand: AsyncParsableCommand {
             guard !yes, isatty(STDIN_FILENO) == 1 else { return }
             FileHandle.standardError.write(Data("approve this request? type yes: ".utf8))
             guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
-                throw CLIError("not approved: you did not confirm")
+                throw CLIError(code: .usage, "not approved: you did not confirm")
             }
         }
 
         func run() async throws {
             if offline {
-                guard let request, let out else { throw CLIError("--offline needs --request FILE and --out FILE") }
-                guard let bytes = FileManager.default.contents(atPath: request) else { throw CLIError("cannot read \(request)") }
+                guard let request, let out else { throw CLIError(code: .usage, "--offline needs --request FILE and --out FILE") }
+                guard let bytes = FileManager.default.contents(atPath: request) else { throw CLIError(code: .fileSystem, "cannot read \(request)") }
                 let document = try AdminRequest.parse(Array(bytes))
                 try confirm(document)
                 let approval = try sign(document)
@@ -350,15 +350,15 @@ struct AdminCommand: AsyncParsableCommand {
             let body: [UInt8]
             let requestID: String
             if let upload {
-                guard let bytes = FileManager.default.contents(atPath: upload) else { throw CLIError("cannot read \(upload)") }
+                guard let bytes = FileManager.default.contents(atPath: upload) else { throw CLIError(code: .fileSystem, "cannot read \(upload)") }
                 let approval = try Approval.parse(Array(bytes))
                 body = Array(bytes)
                 requestID = approval.request
             } else {
-                guard let id else { throw CLIError("name the request: metertrust admin approve ID") }
+                guard let id else { throw CLIError(code: .usage, "name the request: metertrust admin approve ID") }
                 let document = try await api.send(.GET, "/v1/requests/\(id)/document")
                 let parsed = try AdminRequest.parse(document)
-                guard parsed.id == id else { throw CLIError("the server sent a document whose SHA-256 is not \(id): not approving") }
+                guard parsed.id == id else { throw CLIError(code: .untrustedState, "the server sent a document whose SHA-256 is not \(id): not approving") }
                 try confirm(parsed)
                 body = try sign(parsed).bytes
                 requestID = id

@@ -27,9 +27,9 @@ struct AuditCommand: AsyncParsableCommand {
         func run() async throws {
             var context = try Context(data)
             guard context.configuration.audit == nil else { throw CLIError("the audit key already exists (\(context.configuration.audit!.keyLabel))") }
-            guard interval >= 1 else { throw CLIError("--interval must be at least 1") }
+            guard interval >= 1 else { throw CLIError(code: .usage, "--interval must be at least 1") }
             guard !keyName.isEmpty, !keyName.contains(" "), !keyName.contains("+") else {
-                throw CLIError("--key-name must be non-empty without spaces or '+', e.g. metertrust.example/audit")
+                throw CLIError(code: .usage, "--key-name must be non-empty without spaces or '+', e.g. metertrust.example/audit")
             }
             let hierarchy = try await context.hierarchy()
             let (key, certificate) = try await hierarchy.createAuditSigner(name: name)
@@ -96,12 +96,12 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try Context(data)
-            guard let settings = context.configuration.audit else { throw CLIError("there is no audit key yet: run metertrust audit init") }
+            guard let settings = context.configuration.audit else { throw CLIError(code: .configuration, "there is no audit key yet: run metertrust audit init") }
             let store = try await context.openStore()
             let anchor = try await trustedRoot(context: context, store: store)
             let certificates = try await store.certificates(serial: settings.certificateSerial)
             guard let record = certificates.first(where: { $0.profile == CertificateProfile.auditSigner.name }) else {
-                throw CLIError("the audit-signer certificate \(settings.certificateSerial) is missing from the store")
+                throw CLIError(code: .untrustedState, "the audit-signer certificate \(settings.certificateSerial) is missing from the store")
             }
             let signer = try Certificate(derEncoded: record.der)
             do {
@@ -123,7 +123,7 @@ struct AuditCommand: AsyncParsableCommand {
             }
             var sinceSize: Int?
             if let since {
-                guard let text = try? String(contentsOfFile: since, encoding: .utf8) else { throw CLIError("cannot read \(since)") }
+                guard let text = try? String(contentsOfFile: since, encoding: .utf8) else { throw CLIError(code: .fileSystem, "cannot read \(since)") }
                 sinceSize = try await verifier.verifyConsistency(from: try SignedCheckpoint(text: text), store: store)
             }
             if let save, let latest = try await store.auditCheckpoints().max(by: { $0.size < $1.size }) {
@@ -152,7 +152,7 @@ struct AuditCommand: AsyncParsableCommand {
                 return certificate
             }
             guard let pinned = context.configuration.rootFingerprint else {
-                throw CLIError("no root is pinned in \(Configuration.fileName) (it is pinned when ca create-root makes the root): give the root certificate with --root FILE")
+                throw CLIError(code: .configuration, "no root is pinned in \(Configuration.fileName) (it is pinned when ca create-root makes the root): give the root certificate with --root FILE")
             }
             let roots = try await store.certificateAuthorities().filter { $0.role == .root }
             for record in roots {

@@ -148,7 +148,7 @@ struct BackupCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            guard let bytes = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+            guard let bytes = FileManager.default.contents(atPath: file) else { throw CLIError(code: .fileSystem, "cannot read \(file)") }
             let backup = try KeyBackupFile.parse(Array(bytes))
             let keys = try BackupCommand.custodianKeys(custodians)
             let restore = { () async throws -> [HSMKey] in
@@ -182,7 +182,7 @@ struct BackupCommand: AsyncParsableCommand {
     static func custodianKeys(_ arguments: [String]) throws -> [String: P256.Signing.PrivateKey] {
         var keys: [String: P256.Signing.PrivateKey] = [:]
         for entry in arguments {
-            guard let equals = entry.firstIndex(of: "=") else { throw CLIError("--custodian takes NAME=KEYFILE, not \(entry)") }
+            guard let equals = entry.firstIndex(of: "=") else { throw CLIError(code: .usage, "--custodian takes NAME=KEYFILE, not \(entry)") }
             keys[String(entry[..<equals])] = try CustodianKeyFile.load(String(entry[entry.index(after: equals)...]))
         }
         return keys

@@ -24,7 +24,7 @@ struct CACommand: AsyncParsableCommand {
 
         func parsedCurve() throws -> ECCurve {
             guard let curve = ECCurve(rawValue: curve.uppercased()) else {
-                throw CLIError("--curve must be P-256 or P-384, not \(curve)")
+                throw CLIError(code: .usage, "--curve must be P-256 or P-384, not \(curve)")
             }
             return curve
         }
@@ -148,7 +148,7 @@ struct AuthoritySummary: Encodable {
         var summaries: [AuthoritySummary] = []
         for record in try await store.certificateAuthorities() {
             guard let stored = try await store.certificate(issuer: record.parent ?? record.name, serial: record.certificateSerial) else {
-                throw CLIError("the certificate of CA \(record.name) is missing from the store")
+                throw CLIError(code: .untrustedState, "the certificate of CA \(record.name) is missing from the store")
             }
             let certificate = try CertificateDescription(
                 try .init(derEncoded: stored.der), profile: CertificateProfile.forAuthority(record.role).name

@@ -26,7 +26,7 @@ struct CertCommand: AsyncParsableCommand {
             var records = try await store.certificates(serial: normalized)
             if let authority { records = records.filter { $0.issuer == authority } }
             guard let record = records.first else {
-                throw CLIError("no certificate with serial \(normalized)\(authority.map { " from CA \($0)" } ?? "") in the store")
+                throw CLIError(code: .notFound, "no certificate with serial \(normalized)\(authority.map { " from CA \($0)" } ?? "") in the store")
             }
             guard records.count == 1 else {
                 throw CLIError("CAs \(records.map(\.issuer).joined(separator: ", ")) each issued serial \(normalized): add --ca NAME")

@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 
@@ -46,16 +47,16 @@ struct Configuration: Codable, Sendable {
     static func load(dataDirectory: URL) throws -> Configuration {
         let url = dataDirectory.appendingPathComponent(fileName)
         guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw CLIError("no configuration at \(url.path): run metertrust init --data-dir \(dataDirectory.path) first")
+            throw CLIError(code: .configuration, "no configuration at \(url.path): run metertrust init --data-dir \(dataDirectory.path) first")
         }
         let configuration: Configuration
         do {
             configuration = try JSONDecoder().decode(Configuration.self, from: data)
         } catch {
-            throw CLIError("\(url.path) is not a valid MeterTrust configuration: \(describe(decodingError: error))")
+            throw CLIError(code: .configuration, "\(url.path) is not a valid MeterTrust configuration: \(describe(decodingError: error))")
         }
         guard configuration.version == currentVersion else {
-            throw CLIError("\(url.path) has configuration version \(configuration.version); this metertrust reads version \(currentVersion)")
+            throw CLIError(code: .configuration, "\(url.path) has configuration version \(configuration.version); this metertrust reads version \(currentVersion)")
         }
         return configuration
     }
@@ -84,8 +85,13 @@ private func describe(decodingError error: any Error) -> String {
     }
 }
 
-/// A CLI-level error: one line saying what is wrong and what to do.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// A CLI-level error: one line saying what is wrong and what to do, and its code (refused input unless said).
+struct CLIError: CodedError {
+    let errorCode: ErrorCode
+    let message: String
+
+    init(code: ErrorCode = .invalidArgument, _ message: String) {
+        self.errorCode = code
+        self.message = message
+    }
 }

@@ -66,7 +66,7 @@ struct FactoryCommand: AsyncParsableCommand {
             let eui = try EUI64(eui64)
             let path = URL(fileURLWithPath: batchDirectory).appendingPathComponent("bundles.jsonl").path
             guard let bundle = try BundleFile.find(eui, in: path) else {
-                throw CLIError("no bundle for meter \(eui) in \(path): the meter was refused or is not in this batch (see report.json)")
+                throw CLIError(code: .notFound, "no bundle for meter \(eui) in \(path): the meter was refused or is not in this batch (see report.json)")
             }
             // Handing out a bundle (which may hold the meter's private key) is recorded where a deployment is at hand.
             if let context = Context.ifPresent(data) {
@@ -113,7 +113,7 @@ extension BatchReport {
 /// Finds one meter's line in `bundles.jsonl` without loading the file.
 enum BundleFile {
     static func find(_ eui: EUI64, in path: String) throws -> Data? {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError("cannot read \(path)") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CLIError(code: .fileSystem, "cannot read \(path)") }
         defer { try? handle.close() }
         let needle = Data("\"eui64\":\"\(eui)\"".utf8)
         var pending = Data()

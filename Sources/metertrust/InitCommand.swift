@@ -24,7 +24,7 @@ struct InitCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let environment = PKISettings.Environment(rawValue: environment) else {
-            throw CLIError("--environment must be test or production, not \(environment)")
+            throw CLIError(code: .usage, "--environment must be test or production, not \(environment)")
         }
         let hsm = HSMConfiguration(
             modulePath: module, tokenLabel: tokenLabel, pinEnvironmentVariable: pinEnvironmentVariable,
@@ -66,7 +66,7 @@ struct InitCommand: AsyncParsableCommand {
             try fileManager.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try configuration.write(to: directory)
         } catch {
-            throw CLIError("cannot write to \(directory.path): \(error.localizedDescription)")
+            throw CLIError(code: .fileSystem, "cannot write to \(directory.path): \(error.localizedDescription)")
         }
         let store = try SQLiteStore(path: configuration.storePath(in: directory))
         try await store.migrate()

@@ -26,7 +26,7 @@ struct IssueCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let bytes = FileManager.default.contents(atPath: csr) else {
-            throw CLIError("cannot read the CSR file \(csr)")
+            throw CLIError(code: .fileSystem, "cannot read the CSR file \(csr)")
         }
         let eui = try eui64.map { try EUI64($0) }
         let context = try Context(data)
@@ -65,7 +65,7 @@ struct IssueCommand: AsyncParsableCommand {
         do {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         } catch {
-            throw CLIError("cannot write \(path): \(error.localizedDescription)")
+            throw CLIError(code: .fileSystem, "cannot write \(path): \(error.localizedDescription)")
         }
     }
 }

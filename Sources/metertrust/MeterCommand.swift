@@ -29,7 +29,7 @@ struct MeterCommand: AsyncParsableCommand {
         var trustAnchor: String
 
         func run() async throws {
-            guard let data = FileManager.default.contents(atPath: image) else { throw CLIError("cannot read the image \(image)") }
+            guard let data = FileManager.default.contents(atPath: image) else { throw CLIError(code: .fileSystem, "cannot read the image \(image)") }
             guard let text = try? String(contentsOfFile: trustAnchor, encoding: .utf8), let root = try? Certificate(pemEncoded: text) else {
                 throw CLIError("\(trustAnchor) is not a PEM certificate (the root CA the meter's image pins)")
             }
@@ -53,7 +53,7 @@ struct MeterCommand: AsyncParsableCommand {
             let line = CSRListReader.line(eui64: try EUI64(try configurator.state().eui64), csr: csr)
             if let appendTo {
                 if !FileManager.default.fileExists(atPath: appendTo) { _ = FileManager.default.createFile(atPath: appendTo, contents: nil) }
-                guard let handle = FileHandle(forWritingAtPath: appendTo) else { throw CLIError("cannot write \(appendTo)") }
+                guard let handle = FileHandle(forWritingAtPath: appendTo) else { throw CLIError(code: .fileSystem, "cannot write \(appendTo)") }
                 try handle.seekToEnd()
                 try handle.write(contentsOf: Data(line.utf8))
                 try handle.close()
@@ -72,7 +72,7 @@ struct MeterCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            guard let data = FileManager.default.contents(atPath: bundle) else { throw CLIError("cannot read the bundle \(bundle)") }
+            guard let data = FileManager.default.contents(atPath: bundle) else { throw CLIError(code: .fileSystem, "cannot read the bundle \(bundle)") }
             let installed = try await FactoryConfigurator(directory: meter.directory).install(bundle: data)
             if output.json {
                 try Output.json(["eui64": installed.eui64, "endpointName": installed.endpointName, "stage": "provisioned"])

@@ -1,12 +1,6 @@
 import ArgumentParser
 import Foundation
-import MeterTrustAudit
-import MeterTrustDevice
-import MeterTrustFactory
-import MeterTrustHSM
-import MeterTrustPKI
-import MeterTrustQuorum
-import MeterTrustStore
+import MeterTrustCore
 
 @main
 struct MeterTrustCommand: AsyncParsableCommand {
@@ -19,43 +13,39 @@ struct MeterTrustCommand: AsyncParsableCommand {
             """,
         subcommands: [
             InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, MeterCommand.self,
-            BenchCommand.self, AuditCommand.self, AdminCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self,
+            BenchCommand.self, AuditCommand.self, AdminCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self, ErrorsCommand.self,
         ]
     )
 
-    /// Runs the command; a domain error becomes one line on stderr and exit status 1, never a stack trace.
+    /// Runs the command. A usage error is one `error:` line and exit status 2; a domain error one `error:` line and
+    /// the exit status its code maps to (``ExitStatus``); never a stack trace.
     static func main() async {
         Logging.bootstrap()
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot()
+            command = try parseAsRoot()
+        } catch {
+            exitForArgumentParser(error)
+        }
+        do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
-        } catch let error as PKIError {
-            fail(error.message)
-        } catch let error as HSMError {
-            fail(error.message)
-        } catch let error as StoreError {
-            fail(error.message)
-        } catch let error as FactoryError {
-            fail(error.message)
-        } catch let error as ConfiguratorError {
-            fail(error.message)
-        } catch let error as AuditError {
-            fail(error.message)
-        } catch let error as QuorumError {
-            fail(error.message)
-        } catch let error as CLIError {
-            fail(error.description)
-        } catch {
+        } catch let error as ExitCode {
             exit(withError: error)
+        } catch {
+            if !(error is any CodedError) && exitCode(for: error) != .failure { exitForArgumentParser(error) }
+            Output.error("\(error)")
+            Foundation.exit(ExitStatus.for(ExitStatus.code(of: error)).rawValue)
         }
     }
 
-    static func fail(_ message: String) -> Never {
-        Output.error(message)
-        Foundation.exit(1)
+    /// ArgumentParser's own outcomes: help and version exit 0; a usage error is one line and exit status 2.
+    static func exitForArgumentParser(_ error: any Error) -> Never {
+        guard exitCode(for: error) != .success else { exit(withError: error) }
+        Output.error(message(for: error) + " (see metertrust help)")
+        Foundation.exit(ExitStatus.usage.rawValue)
     }
 }

@@ -1,0 +1,37 @@
+import Hummingbird
+import MeterTrustCore
+
+/// The HTTP edge's one mapping from an ``ErrorCode`` to a status (every server role uses it). The body is an RFC 9457
+/// problem: `type` is `urn:metertrust:error:<code>`, `title` the code, `status`, `detail` the message, and `code`.
+public enum HTTPErrorMapping {
+    public static func status(for code: ErrorCode) -> HTTPResponse.Status {
+        switch code {
+        case .invalidArgument, .malformedInput, .untrustedChain, .malformedRequest, .badSignature, .keyNotAllowed,
+            .requestExceedsProfile, .unknownProfile, .pkiInvalidArgument, .invalidManifest, .factoryInput,
+            .invalidBundle, .invalidRequest, .invalidCertificate, .usage, .auditMalformed, .configuration,
+            .storeCheckViolation, .storeNotNull, .storeForeignKey:
+            return .badRequest
+        case .unauthenticated:
+            return .unauthorized
+        case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
+            .unregisteredManufacturer:
+            return .forbidden
+        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound:
+            return .notFound
+        case .expiredRequest:
+            return .gone
+        case .authorityExists, .alreadyIssued, .storeDuplicate, .duplicateApproval, .wrongRequest, .alreadyExecuted,
+            .belowQuorum, .notBootstrapped, .underQuorumControl, .lockOut, .backup, .batchRefusedEveryMeter,
+            .configuratorLocked, .configuratorWrongStage, .executionFailed:
+            return .conflict
+        case .payloadTooLarge:
+            return .contentTooLarge
+        case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,
+            .storeMigration, .unreachable, .issuanceFailed:
+            return .serviceUnavailable
+        case .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeCorrupt, .auditTampered, .auditSignature, .untrustedState,
+            .factoryOutput, .configuratorStorage, .fileSystem, .internalError:
+            return .internalServerError
+        }
+    }
+}

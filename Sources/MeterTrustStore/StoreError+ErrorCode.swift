@@ -1,0 +1,13 @@
+import MeterTrustCore
+
+extension StoreError: CodedError {
+    public var errorCode: ErrorCode {
+        switch code.backing {
+        case .duplicate: return .storeDuplicate
+        case .notFound: return .storeNotFound
+        case .unavailable: return .storeUnavailable
+        case .migration: return .storeMigration
+        case .corrupt: return .storeCorrupt
+        }
+    }
+}
