@@ -32,6 +32,7 @@ $(VENV)/.ready: scripts/requirements-test.txt
 	touch $@
 
 test: build venv fuzz-smoke
+	python3 scripts/check-architecture.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 

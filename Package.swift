@@ -112,6 +112,7 @@ let package = Package(
         .target(
             name: "MeterTrustQuorum",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustAudit",
                 "MeterTrustStore",
                 "MeterTrustPKI",
@@ -156,6 +157,7 @@ let package = Package(
         .target(
             name: "MeterTrustServer",
             dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
                 "MeterTrustCore",
                 "MeterTrustAudit",
                 "MeterTrustHSM",
@@ -177,6 +179,8 @@ let package = Package(
         .executableTarget(
             name: "metertrust",
             dependencies: [
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
