@@ -49,7 +49,7 @@ public struct AuditLog: Sendable {
     /// HSM (or, without an anchor, to the latest checkpoint the audit key signed). Otherwise signing would launder a
     /// rewritten or truncated log into a genuine checkpoint.
     public func checkpoint() async throws -> SignedCheckpoint {
-        guard let signer else { throw AuditError(.signature, "there is no audit key yet: run metertrust audit init") }
+        guard let signer else { throw AuditError(.notInitialised, "there is no audit key yet: run metertrust audit init") }
         let rows = try await Self.rows(in: store)
         let leaves = rows.map { MerkleTree.leafHash($0.entry) }
         try AuditVerifier.checkStructure(rows, leaves: leaves)
@@ -96,7 +96,7 @@ public struct AuditLog: Sendable {
     /// the head kept in the HSM (``AuditAnchor``). Throws ``AuditError`` `.tampered` naming what was changed.
     public func verifiedState() async throws -> SecurityState {
         guard let signer else {
-            throw AuditError(.signature, "there is no audit key yet: run metertrust audit init (security decisions rest on the signed audit log)")
+            throw AuditError(.notInitialised, "there is no audit key yet: run metertrust audit init (security decisions rest on the signed audit log)")
         }
         let rows = try await Self.rows(in: store)
         let leaves = rows.map { MerkleTree.leafHash($0.entry) }

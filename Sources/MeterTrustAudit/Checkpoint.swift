@@ -111,6 +111,8 @@ public struct AuditError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let tampered = Code(errorCode: .auditTampered)
         public static let notFound = Code(errorCode: .auditNotFound)
         public static let signature = Code(errorCode: .auditSignature)
+        /// There is no audit key yet (`metertrust audit init`).
+        public static let notInitialised = Code(errorCode: .auditNotInitialised)
         public var description: String { errorCode.rawValue }
     }
 

@@ -60,6 +60,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case auditTampered = "audit.tampered"
     case auditNotFound = "audit.not-found"
     case auditSignature = "audit.signature"
+    case auditNotInitialised = "audit.not-initialised"
 
     // Quorum.
     case forgedApproval = "quorum.forged-approval"

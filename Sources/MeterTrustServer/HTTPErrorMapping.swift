@@ -21,7 +21,7 @@ public enum HTTPErrorMapping {
         case .expiredRequest:
             return .gone
         case .authorityExists, .alreadyIssued, .storeDuplicate, .duplicateApproval, .wrongRequest, .alreadyExecuted,
-            .belowQuorum, .notBootstrapped, .underQuorumControl, .lockOut, .backup, .batchRefusedEveryMeter,
+            .belowQuorum, .notBootstrapped, .auditNotInitialised, .underQuorumControl, .lockOut, .backup, .batchRefusedEveryMeter,
             .configuratorLocked, .configuratorWrongStage, .executionFailed:
             return .conflict
         case .payloadTooLarge:

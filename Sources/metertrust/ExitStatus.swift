@@ -25,7 +25,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .alreadyIssued, .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeDuplicate, .storeForeignKey,
             .storeCheckViolation, .storeNotNull, .storeNotFound, .invalidManifest, .unregisteredManufacturer,
             .factoryInput, .factoryOutput, .batchRefusedEveryMeter, .configuratorLocked, .configuratorWrongStage,
-            .invalidBundle, .configuratorStorage, .auditNotFound, .invalidRequest, .unknownRequest, .invalidCertificate,
+            .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority:
             return .refused
         case .usage:

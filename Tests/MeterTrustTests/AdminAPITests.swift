@@ -74,7 +74,7 @@ struct AdminAPITests {
         _ = try deployment.json(["admin", "bootstrap", "--custodian", path("alice.pem"), "--custodian", path("bob.pem"), "--custodian", path("carol.pem")])
         // From now on a CA is created only under quorum.
         let direct = try deployment.run(["ca", "create-manufacturer", "--name", "acme"])
-        #expect(direct.status == 1 && direct.stderr.contains("under quorum control") && direct.stderr.contains("manufacturer.register"))
+        #expect(direct.status == 4 && direct.stderr.contains("under quorum control") && direct.stderr.contains("manufacturer.register"))
         _ = try deployment.json(["admin", "server-cert", "--host", "localhost"])
         let soPIN = deployment.securityOfficerPIN
         let backupKey = try deployment.run(["backup", "init-key", "--json"], environment: ["METERTRUST_HSM_SO_PIN": soPIN])
@@ -126,7 +126,7 @@ struct AdminAPITests {
         #expect(try !handshake(["-cert", path("forged.pem"), "-key", path("forged.key")], port: port))
         #expect(try !handshake(["-tls1_2", "-cert", path("alice.pem"), "-key", path("alice.key")], port: port))
         let refusedClient = try client(["admin", "list"], as: "dave", port: port)
-        #expect(refusedClient.status == 1 && refusedClient.stderr.hasPrefix("error: cannot reach the admin API"))
+        #expect(refusedClient.status == 3 && refusedClient.stderr.hasPrefix("error: cannot reach the admin API"))
 
         // alice asks; bob approves offline from the request file; carol online; alice uploads bob's file.
         let requestFile = path("south.request.json")
@@ -139,19 +139,19 @@ struct AdminAPITests {
         let offline = try client(["admin", "approve", "--offline", "--request", requestFile, "--out", path("bob.approval")], as: "bob", port: 1)
         try #require(offline.status == 0, "\(offline.stderr)")
         let early = try client(["admin", "execute", id], as: "alice", port: port)
-        #expect(early.status == 1 && early.stderr.contains("below-quorum") && early.stderr.contains("nothing was run"))
+        #expect(early.status == 4 && early.stderr.contains("below-quorum") && early.stderr.contains("nothing was run"))
         let selfApproval = try client(["admin", "approve", id], as: "alice", port: port)
-        #expect(selfApproval.status == 1 && selfApproval.stderr.contains("self-approval"))
+        #expect(selfApproval.status == 4 && selfApproval.stderr.contains("self-approval"))
         _ = try clientJSON(["admin", "approve", id], as: "carol", port: port)
         let uploaded = try clientJSON(["admin", "approve", "--upload", path("bob.approval")], as: "alice", port: port)
         #expect(((uploaded["tally"] as? [String: Any])?["counted"] as? [String])?.sorted() == ["bob", "carol"])
         let again = try client(["admin", "approve", "--upload", path("bob.approval")], as: "carol", port: port)
-        #expect(again.status == 1 && again.stderr.contains("duplicate-approval"))
+        #expect(again.status == 4 && again.stderr.contains("duplicate-approval"))
         let executed = try clientJSON(["admin", "execute", id], as: "alice", port: port)
         #expect(executed["state"] as? String == "executed")
         #expect((executed["outcome"] as? String)?.contains("\"role\":\"manufacturer\"") == true)
         let twice = try client(["admin", "execute", id], as: "bob", port: port)
-        #expect(twice.status == 1 && twice.stderr.contains("already-executed") && twice.stderr.split(separator: "\n").count == 1)
+        #expect(twice.status == 4 && twice.stderr.contains("already-executed") && twice.stderr.split(separator: "\n").count == 1)
         let listed = try client(["admin", "list", "--state", "executed"], as: "bob", port: port)
         #expect(listed.stdout.contains(id) && listed.stdout.contains("manufacturer.register"))
 
@@ -325,7 +325,7 @@ struct AdminAPITests {
         #expect(carol.status == 0, "the rolled-back log is served: \(carol.stderr)")
         for custodian in ["alice", "bob"] {
             let refused = try client(["admin", "list"], as: custodian, port: port)
-            #expect(refused.status == 1 && refused.stderr.contains("not consistent with the checkpoint you verified before"), "\(custodian): \(refused.stderr)")
+            #expect(refused.status == 5 && refused.stderr.contains("not consistent with the checkpoint you verified before"), "\(custodian): \(refused.stderr)")
             #expect(refused.stderr.contains("Do not approve anything"))
         }
     }

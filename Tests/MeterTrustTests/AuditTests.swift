@@ -101,7 +101,7 @@ struct AuditTests {
         try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
         try #require(try metertrust(["audit", "init", "--interval", "2"]).status == 0)
         try #require(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 0)
-        #expect(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 1)  // refused, and audited
+        #expect(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 1)  // refused (it exists), and audited
         try #require(try metertrust(["audit", "checkpoint"]).status == 0)
         let verified = try metertrust(["audit", "verify", "--json"])
         try #require(verified.status == 0, "\(verified.stderr)")

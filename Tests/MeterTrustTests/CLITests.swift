@@ -141,21 +141,23 @@ struct CLITests {
         let garbagePath = deployment.file("garbage.csr")
         try "this is not a CSR".write(toFile: garbagePath, atomically: true, encoding: .utf8)
 
-        let cases: [(arguments: [String], environment: [String: String], mentions: String)] = [
-            (["issue", "--csr", csrPath, "--profile", "super-ca"], [:], "unknown profile"),
-            (["issue", "--csr", garbagePath, "--profile", "device-identity", "--eui64", "0000000000000001"], [:], "not a DER PKCS#10"),
-            (["issue", "--csr", deployment.file("missing.csr"), "--profile", "device-identity"], [:], "cannot read the CSR file"),
-            (["issue", "--csr", csrPath, "--profile", "device-identity", "--eui64", "12345"], [:], "is not an EUI-64"),
-            (["issue", "--csr", csrPath, "--profile", "device-identity", "--ca", "nobody"], [:], "no CA named"),
-            (["ca", "create-manufacturer", "--name", "acme"], [:], "already exists"),
-            (["ca", "create-operational", "--name", "north"], ["METERTRUST_HSM_PIN": ""], "METERTRUST_HSM_PIN"),
-            (["cert", "show", "zz"], [:], "not a hex serial"),
-            (["cert", "show", "0123"], [:], "no certificate with serial"),
+        // The exit status is the one the error's code maps to (README, "Errors and exit statuses").
+        let cases: [(arguments: [String], environment: [String: String], mentions: String, status: Int32)] = [
+            (["issue", "--csr", csrPath, "--profile", "super-ca"], [:], "unknown profile", 1),
+            (["issue", "--csr", garbagePath, "--profile", "device-identity", "--eui64", "0000000000000001"], [:], "not a DER PKCS#10", 1),
+            (["issue", "--csr", deployment.file("missing.csr"), "--profile", "device-identity"], [:], "cannot read the CSR file", 1),
+            (["issue", "--csr", csrPath, "--profile", "device-identity", "--eui64", "12345"], [:], "is not an EUI-64", 1),
+            (["issue", "--csr", csrPath, "--profile", "device-identity", "--ca", "nobody"], [:], "no CA named", 1),
+            (["ca", "create-manufacturer", "--name", "acme"], [:], "already exists", 1),
+            (["ca", "create-operational", "--name", "north"], ["METERTRUST_HSM_PIN": ""], "METERTRUST_HSM_PIN", 3),
+            (["cert", "show", "zz"], [:], "not a hex serial", 1),
+            (["cert", "show", "0123"], [:], "no certificate with serial", 1),
+            (["cert", "show"], [:], "Missing expected argument", 2),
         ]
-        for (arguments, environment, mentions) in cases {
+        for (arguments, environment, mentions, status) in cases {
             let result = try deployment.run(arguments, environment: environment)
             let label = arguments.joined(separator: " ")
-            #expect(result.status == 1, "\(label)")
+            #expect(result.status == status, "\(label): exit \(result.status)")
             let lines = result.stderr.split(separator: "\n")
             #expect(lines.count == 1 && lines[0].hasPrefix("error: "), "\(label): \(result.stderr)")
             #expect(result.stderr.contains(mentions), "\(label): \(result.stderr)")
