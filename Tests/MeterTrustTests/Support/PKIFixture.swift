@@ -4,6 +4,7 @@ import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import SwiftASN1
 import X509
 
