@@ -4,7 +4,7 @@ import Foundation
 public protocol AuditStore: Sendable {
     /// Appends one entry in one transaction: `make` receives the current last entry (nil for the first) and returns
     /// the new entry's bytes. Returns the new entry's position. Positions are unique by primary key, so two writers
-    /// can never both append the same position.
+    /// can never both append the same position. An error `make` throws is rethrown as it was, and nothing is appended.
     func appendAuditEntry(_ make: @escaping @Sendable (AuditRow?) throws -> [UInt8]) async throws -> Int64
     func auditEntries(after position: Int64, limit: Int) async throws -> [AuditRow]
     func auditEntryCount() async throws -> Int64

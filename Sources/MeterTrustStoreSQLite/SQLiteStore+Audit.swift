@@ -9,7 +9,13 @@ extension SQLiteStore {
             let last = try Row.fetchOne(db, sql: "SELECT position, entry FROM audit_entries ORDER BY position DESC LIMIT 1")
                 .map { AuditRow(position: $0["position"], entry: Array($0["entry"] as Data)) }
             let position = (last?.position ?? -1) + 1
-            let entry = try make(last)
+            // The builder's own failure (sealing in the HSM) reaches the caller as it was, not as a store failure.
+            let entry: [UInt8]
+            do {
+                entry = try make(last)
+            } catch {
+                throw CallerRefusal(underlying: error)
+            }
             try db.execute(
                 sql: "INSERT INTO audit_entries (position, entry, created_at) VALUES (?, ?, ?)",
                 arguments: [position, Data(entry), Int64(Date().timeIntervalSince1970)]

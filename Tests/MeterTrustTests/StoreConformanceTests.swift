@@ -344,7 +344,7 @@ struct StoreConformanceTests {
             }
             return await group.reduce(into: [String]()) { $0.append($1) }
         }
-        #expect(outcomes.sorted() == ["stored"] + Array(repeating: "duplicate", count: 11), "\(outcomes)")
+        #expect(outcomes.sorted() == Array(repeating: "duplicate", count: 11) + ["stored"], "\(outcomes)")
         #expect(try await store.approvals(requestID: "r1").count == 1)
     }
 
