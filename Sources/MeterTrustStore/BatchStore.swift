@@ -3,7 +3,8 @@ import Foundation
 /// What the factory's batch engine needs: batches, and device identity certificates unique per meter.
 public protocol ProvisioningStore: CertificateStore {
     /// Records a new batch, or returns the existing one with the same id and manifest (a resumed run). A different
-    /// manifest under an existing id is refused with ``StoreError/Code/duplicate``.
+    /// manifest under an existing id is refused with ``StoreError/Code/duplicate``; a manufacturer CA the store
+    /// does not hold with ``StoreError/Code/foreignKey``.
     func beginBatch(_ batch: BatchRecord) async throws -> BatchRecord
     func completeBatch(id: String, at date: Date) async throws
     func batch(id: String) async throws -> BatchRecord?

@@ -19,7 +19,8 @@ public protocol QuorumStore: Sendable {
     func adminRequest(id: String) async throws -> AdminRequestRecord?
     /// Requests, newest first, optionally only those in `state`.
     func adminRequests(state: AdminRequestRecord.State?, limit: Int) async throws -> [AdminRequestRecord]
-    /// Stores an approval; ``StoreError/Code/duplicate`` if this custodian already approved this request.
+    /// Stores an approval; ``StoreError/Code/duplicate`` if this custodian already approved this request,
+    /// ``StoreError/Code/foreignKey`` if the store holds no such request or custodian.
     func insertApproval(_ approval: ApprovalRecord) async throws
     func approvals(requestID: String) async throws -> [ApprovalRecord]
     /// Moves a pending request to `executing`; false if it is not pending (already run, running or failed).
