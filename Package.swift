@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MeterTrustCore", targets: ["MeterTrustCore"]),
         .library(name: "MeterTrustHSM", targets: ["MeterTrustHSM"]),
         .library(name: "MeterTrustStore", targets: ["MeterTrustStore"]),
+        .library(name: "MeterTrustStoreSQLite", targets: ["MeterTrustStoreSQLite"]),
         .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
         .library(name: "MeterTrustDevice", targets: ["MeterTrustDevice"]),
         .library(name: "MeterTrustFactory", targets: ["MeterTrustFactory"]),
@@ -62,11 +63,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Persistence behind the `MeterTrustStore` protocol; SQLite (GRDB) is the embedded implementation.
+        // Persistence as protocols (one per view) and records; no database library. Backends are their own targets.
         .target(
             name: "MeterTrustStore",
+            dependencies: ["MeterTrustCore"],
+            swiftSettings: strict
+        ),
+        // The embedded backend: SQLite through GRDB. Only what opens a store (the CLI, tests) depends on it.
+        .target(
+            name: "MeterTrustStoreSQLite",
             dependencies: [
                 "MeterTrustCore",
+                "MeterTrustStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
@@ -183,6 +191,7 @@ let package = Package(
                 "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
+                "MeterTrustStoreSQLite",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",
@@ -207,6 +216,7 @@ let package = Package(
                 "MeterTrustCore",
                 "MeterTrustHSM",
                 "MeterTrustStore",
+                "MeterTrustStoreSQLite",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",

@@ -53,7 +53,7 @@ let package = Package(
             name: "MakeSeeds",
             dependencies: [
                 "FuzzSupport",
-                library("MeterTrustHSM"), library("MeterTrustStore"), library("MeterTrustPKI"), library("MeterTrustDevice"),
+                library("MeterTrustHSM"), library("MeterTrustStore"), library("MeterTrustStoreSQLite"), library("MeterTrustPKI"), library("MeterTrustDevice"),
                 library("MeterTrustFactory"), library("MeterTrustAudit"), library("MeterTrustQuorum"), library("MeterTrustAdmin"),
                 .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

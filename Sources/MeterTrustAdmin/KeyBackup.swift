@@ -148,7 +148,7 @@ public enum KeyBackup {
     /// security officers, the SO PIN and the user PIN both readable and accepted by the token (the user PIN signs the
     /// audit entry afterwards). Runs in a process without a user login to the token (the CLI ceremony).
     public static func createBackupKey(
-        module: PKCS11Module, tokenLabel: String, securityOfficerPIN: PINSource, userPIN: PINSource, store: any MeterTrustStore,
+        module: PKCS11Module, tokenLabel: String, securityOfficerPIN: PINSource, userPIN: PINSource, store: any QuorumStore,
         holders shareHolders: ShareHolders, label: String = defaultKeyLabel
     ) async throws -> BackupKeyCeremonyResult {
         if try await store.backupKey() != nil {
@@ -211,7 +211,7 @@ public enum KeyBackup {
     /// shares: they must be destroyed (README).
     public static func reshare(
         module: PKCS11Module, tokenLabel: String, securityOfficerPIN: [UInt8], replacing old: BackupKeyRecord, holders: ShareHolders,
-        store: any MeterTrustStore
+        store: any QuorumStore
     ) async throws -> BackupKeyCeremonyResult {
         let label = KeyLabel.unique("backup-key")
         let current = securityOfficerPIN

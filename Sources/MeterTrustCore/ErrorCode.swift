@@ -37,6 +37,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case storeForeignKey = "store.foreign-key"
     case storeCheckViolation = "store.check"
     case storeNotNull = "store.not-null"
+    case storeConstraint = "store.constraint"
     case storeNotFound = "store.not-found"
     case storeUnavailable = "store.unavailable"
     case storeMigration = "store.migration"

@@ -9,7 +9,7 @@ public enum HTTPErrorMapping {
         case .invalidArgument, .malformedInput, .untrustedChain, .malformedRequest, .badSignature, .keyNotAllowed,
             .requestExceedsProfile, .unknownProfile, .pkiInvalidArgument, .invalidManifest, .factoryInput,
             .invalidBundle, .invalidRequest, .invalidCertificate, .usage, .auditMalformed, .configuration,
-            .storeCheckViolation, .storeNotNull, .storeForeignKey:
+            .storeCheckViolation, .storeNotNull, .storeForeignKey, .storeConstraint:
             return .badRequest
         case .unauthenticated:
             return .unauthorized

@@ -1,21 +1,28 @@
 import Foundation
 
-/// The role a certificate authority plays in the hierarchy. Stored by raw value: never rename a case.
-public enum CertificateAuthorityRole: String, Sendable, Hashable, Codable, CaseIterable {
-    case root
-    case manufacturer
-    case operational
-    case admin
-}
-
 /// A certificate as the store keeps it: the DER plus the columns it is found by.
 public struct CertificateRecord: Sendable, Hashable, Codable {
+    /// What a certificate is, as far as the store's queries and constraints care: a closed set, stored by raw value in
+    /// a column of its own (CHECKed), so no query filters on a profile's name. The issuer (PKI) sets it from the
+    /// profile; one device identity per EUI-64 is a constraint on `.deviceIdentity`. Never rename a raw value.
+    public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
+        /// A meter's device identity certificate (at most one per EUI-64).
+        case deviceIdentity = "device-identity"
+        /// A meter's operational certificate.
+        case deviceOperational = "device-operational"
+        /// A certificate authority's own certificate.
+        case authority = "ca"
+        /// Any other end entity of the platform: custodians, the audit signer, TLS servers.
+        case service
+    }
+
     /// Name of the issuing CA (its ``CertificateAuthorityRecord/name``).
     public var issuer: String
     /// Serial number as lowercase hex of its DER INTEGER content bytes; unique per issuer.
     public var serial: String
     /// Name of the profile the certificate was issued under.
     public var profile: String
+    public var kind: Kind
     /// Human-readable subject (RFC 4514 string; empty for device identity certificates).
     public var subject: String
     /// The meter's EUI-64 as 16 lowercase hex digits, for device certificates.
@@ -31,13 +38,14 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
     public var batchPosition: Int64?
 
     public init(
-        issuer: String, serial: String, profile: String, subject: String, eui64: String?, notBefore: Date,
+        issuer: String, serial: String, profile: String, kind: Kind, subject: String, eui64: String?, notBefore: Date,
         notAfter: Date, fingerprintSHA256: String, der: [UInt8], createdAt: Date = Date(), batch: String? = nil,
         batchPosition: Int64? = nil
     ) {
         self.issuer = issuer
         self.serial = serial
         self.profile = profile
+        self.kind = kind
         self.subject = subject
         self.eui64 = eui64
         self.notBefore = notBefore
@@ -54,7 +62,10 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
 public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
     /// Unique name, e.g. the manufacturer's or utility's short name.
     public var name: String
-    public var role: CertificateAuthorityRole
+    /// The role the CA plays in the hierarchy, as the PKI names it (`CertificateAuthorityRole`'s raw value, which the
+    /// PKI validates when it reads the record); the store keeps it as it was given. The schema knows one name of it:
+    /// at most one CA has the role `root`.
+    public var roleName: String
     /// Name of the issuing CA; nil for the root.
     public var parent: String?
     /// CKA_LABEL of the CA's key pair on the token.
@@ -70,18 +81,22 @@ public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
     public var destroyedAt: Date?
 
     public init(
-        name: String, role: CertificateAuthorityRole, parent: String?, keyLabel: String, keyID: String, curve: String,
+        name: String, roleName: String, parent: String?, keyLabel: String, keyID: String, curve: String,
         certificateSerial: String, createdAt: Date = Date(), destroyedAt: Date? = nil
     ) {
         self.destroyedAt = destroyedAt
         self.name = name
-        self.role = role
+        self.roleName = roleName
         self.parent = parent
         self.keyLabel = keyLabel
         self.keyID = keyID
         self.curve = curve
         self.certificateSerial = certificateSerial
         self.createdAt = createdAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, roleName = "role", parent, keyLabel, keyID, curve, certificateSerial, createdAt, destroyedAt
     }
 }
 
@@ -113,6 +128,14 @@ public struct DeviceIdentityEntry: Sendable, Hashable {
     public var serial: String
     public var batch: String?
     public var batchPosition: Int64?
+
+    public init(eui64: String, issuer: String, serial: String, batch: String? = nil, batchPosition: Int64? = nil) {
+        self.eui64 = eui64
+        self.issuer = issuer
+        self.serial = serial
+        self.batch = batch
+        self.batchPosition = batchPosition
+    }
 }
 
 /// One stored audit log entry.
@@ -130,4 +153,9 @@ public struct AuditRow: Sendable, Hashable {
 public struct AuditCheckpointRow: Sendable, Hashable {
     public var size: Int64
     public var note: String
+
+    public init(size: Int64, note: String) {
+        self.size = size
+        self.note = note
+    }
 }

@@ -4,6 +4,10 @@ extension StoreError: CodedError {
     public var errorCode: ErrorCode {
         switch code.backing {
         case .duplicate: return .storeDuplicate
+        case .foreignKey: return .storeForeignKey
+        case .checkViolation: return .storeCheckViolation
+        case .notNull: return .storeNotNull
+        case .constraint: return .storeConstraint
         case .notFound: return .storeNotFound
         case .unavailable: return .storeUnavailable
         case .migration: return .storeMigration

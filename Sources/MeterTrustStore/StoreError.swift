@@ -1,15 +1,48 @@
 /// An error from a store. The code is opaque and growable; the message says what and what to do.
+///
+/// Every backend maps each kind of constraint failure to its own code, so a caller never reads a foreign key or a
+/// CHECK as a duplicate (the admin service once reported every constraint failure as "already approved").
 public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        enum Backing: Hashable, Sendable { case duplicate, notFound, unavailable, migration, corrupt }
+    public struct Code: Hashable, Sendable, CustomStringConvertible, CaseIterable {
+        enum Backing: Hashable, Sendable, CaseIterable {
+            case duplicate, foreignKey, checkViolation, notNull, constraint, notFound, unavailable, migration, corrupt
+        }
         let backing: Backing
-        /// A uniqueness constraint refused the write (serial per issuer, CA name, ...).
+        /// A uniqueness constraint (UNIQUE or PRIMARY KEY) refused the write: serial per issuer, CA name, one approval
+        /// per custodian per request, one device identity per EUI-64, ...
         public static let duplicate = Code(backing: .duplicate)
+        /// The write refers to a row that does not exist (an approval of an unknown request or by an unknown
+        /// custodian, a batch of an unknown manufacturer, the revocation of an unknown certificate), or a delete would
+        /// leave rows pointing at nothing.
+        public static let foreignKey = Code(backing: .foreignKey)
+        /// A CHECK constraint of the schema (or a trigger enforcing a rule) refused the value: a request state outside
+        /// the closed set, a policy needing fewer than one approval, an unknown certificate kind, ...
+        public static let checkViolation = Code(backing: .checkViolation)
+        /// A required value was missing.
+        public static let notNull = Code(backing: .notNull)
+        /// Any other constraint of the schema the backend reports without saying which kind.
+        public static let constraint = Code(backing: .constraint)
         public static let notFound = Code(backing: .notFound)
         public static let unavailable = Code(backing: .unavailable)
         public static let migration = Code(backing: .migration)
         public static let corrupt = Code(backing: .corrupt)
-        public var description: String { "\(backing)" }
+
+        public static let allCases: [Code] = Backing.allCases.map(Code.init(backing:))
+
+        /// A stable name for the code, for logs, problem documents and exit statuses; never changes once shipped.
+        public var description: String {
+            switch backing {
+            case .duplicate: "duplicate"
+            case .foreignKey: "foreign-key"
+            case .checkViolation: "check"
+            case .notNull: "not-null"
+            case .constraint: "constraint"
+            case .notFound: "not-found"
+            case .unavailable: "unavailable"
+            case .migration: "migration"
+            case .corrupt: "corrupt"
+            }
+        }
     }
 
     public let code: Code

@@ -4,6 +4,7 @@ import MeterTrustFactory
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStoreSQLite
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -136,7 +136,7 @@ struct AuthoritySummary: Encodable {
 
     init(_ record: CertificateAuthorityRecord, certificate: CertificateDescription, issuedCertificates: Int? = nil) {
         name = record.name
-        role = record.role.rawValue
+        role = record.roleName
         parent = record.parent
         curve = record.curve
         keyLabel = record.keyLabel
@@ -151,7 +151,7 @@ struct AuthoritySummary: Encodable {
                 throw CLIError(code: .untrustedState, "the certificate of CA \(record.name) is missing from the store")
             }
             let certificate = try CertificateDescription(
-                try .init(derEncoded: stored.der), profile: CertificateProfile.forAuthority(record.role).name
+                try .init(derEncoded: stored.der), profile: CertificateProfile.forAuthority(try record.knownRole()).name
             )
             var issued = try await store.certificateCount(issuer: record.name)
             if record.role == .root { issued -= 1 }  // the root's own certificate

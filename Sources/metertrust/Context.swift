@@ -5,6 +5,7 @@ import MeterTrustAdmin
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStoreSQLite
 
 /// Options every command that touches the data directory takes.
 struct DataDirectoryOptions: ParsableArguments {

@@ -23,7 +23,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .invalidArgument, .malformedInput, .untrustedChain, .malformedRequest, .badSignature, .keyNotAllowed,
             .requestExceedsProfile, .unknownProfile, .unknownAuthority, .authorityExists, .pkiInvalidArgument,
             .alreadyIssued, .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeDuplicate, .storeForeignKey,
-            .storeCheckViolation, .storeNotNull, .storeNotFound, .invalidManifest, .unregisteredManufacturer,
+            .storeCheckViolation, .storeNotNull, .storeConstraint, .storeNotFound, .invalidManifest, .unregisteredManufacturer,
             .factoryInput, .factoryOutput, .batchRefusedEveryMeter, .configuratorLocked, .configuratorWrongStage,
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority:

@@ -3,6 +3,7 @@ import Foundation
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStoreSQLite
 
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import Foundation
 import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import Testing
 
 @Suite("Audit log")

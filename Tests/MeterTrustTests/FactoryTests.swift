@@ -5,6 +5,7 @@ import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import SwiftASN1
 import Testing
 import X509

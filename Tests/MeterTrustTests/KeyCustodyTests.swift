@@ -5,6 +5,7 @@ import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import Testing
 import X509
 

@@ -1,112 +1,160 @@
 import Foundation
 import MeterTrustCore
 import MeterTrustStore
+@testable import MeterTrustStoreSQLite
 import Testing
 
+/// What only the SQLite backend does: its file, WAL, migrating files written by earlier versions, and the mapping of
+/// SQLite's constraint codes for constraints the store API never lets a caller reach. What every backend does is in
+/// ``StoreConformanceTests``.
 @Suite("SQLite store")
 struct StoreTests {
-    static func record(issuer: String = "acme", serial: String, eui64: String? = nil) -> CertificateRecord {
-        CertificateRecord(
-            issuer: issuer, serial: serial, profile: "device-identity", subject: "", eui64: eui64,
-            notBefore: Date(timeIntervalSince1970: 1_800_000_000), notAfter: Date(timeIntervalSince1970: 253_402_300_799),
-            fingerprintSHA256: String(repeating: "ab", count: 32), der: [0x30, 0x00]
-        )
-    }
+    static let migrations = [
+        "0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody",
+        "0006-certificate-kind",
+    ]
 
-    /// Registers CA `name` (serial look-ups search the certificates of registered CAs).
-    static func register(_ name: String, role: CertificateAuthorityRole, in store: SQLiteStore) async throws {
-        let authority = CertificateAuthorityRecord(
-            name: name, role: role, parent: nil, keyLabel: "k-\(name)", keyID: "01", curve: "P-256", certificateSerial: "ca"
-        )
-        try await store.insertCertificateAuthority(authority, certificate: record(issuer: name, serial: "ca"))
-    }
+    /// SQL that turns a migrated store back into what the migrations before `identifier` left, undoing each later one.
+    static let undo: [String: String] = [
+        "0005-key-custody": """
+            DELETE FROM grdb_migrations WHERE identifier = '0005-key-custody';
+            ALTER TABLE backup_key DROP COLUMN so_pin_shares;
+            """,
+        "0006-certificate-kind": """
+            DELETE FROM grdb_migrations WHERE identifier = '0006-certificate-kind';
+            DROP INDEX device_identity_per_meter_by_kind;
+            ALTER TABLE certificates DROP COLUMN kind;
+            CREATE UNIQUE INDEX device_identity_per_meter ON certificates (eui64) WHERE profile = 'device-identity';
+            """,
+    ]
 
-    @Test("a new store is migrated and in WAL mode")
-    func migratedAndWAL() async throws {
-        let store = try await TestEnvironment.makeStore()
-        #expect(
-            try await store.appliedMigrations()
-                == ["0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody"]
-        )
-        #expect(try await store.journalMode() == "wal")
-        try await store.migrate()  // idempotent
-        #expect(try await store.appliedMigrations().count == 5)
-    }
-
-    @Test("migration 0005 removes the backup documents that earlier versions kept in executed backup.export requests, and keeps the rest of each outcome")
-    func migrationRemovesStoredBackups() async throws {
+    /// A store file at the state before migration `identifier`, holding what `rows` inserts (old schema), then closed.
+    static func oldStore(before identifier: String, rows: String) async throws -> String {
         let path = TestEnvironment.temporaryDirectory().appendingPathComponent("old.sqlite").path
         do {
             let store = try SQLiteStore(path: path)
             try await store.migrate()
         }
-        // Turn it back into a store at 0004 holding what 0004 stored: the backup document inside the outcome.
-        let old = """
-            DELETE FROM grdb_migrations WHERE identifier = '0005-key-custody';
-            ALTER TABLE backup_key DROP COLUMN so_pin_shares;
-            INSERT INTO admin_requests (id, document, operation, requester, created_at, expires_at, state, outcome)
-                VALUES ('r1', x'7b7d', 'backup.export', 'alice', 0, 1, 'executed', '{"backup":"{\\"keys\\":[{\\"wrapped\\":\\"AAAA\\"}]}","keys":"north"}'),
-                       ('r2', x'7b7d', 'ca.create', 'alice', 0, 1, 'executed', '{"backup":"kept: not an export","ca":"x"}');
-            """
-        let downgraded = try TestEnvironment.run("sqlite3", [path, old])
+        let later = migrations.drop(while: { $0 != identifier }).reversed()
+        let sql = try later.map { try #require(undo[$0], "no undo for \($0)") }.joined(separator: "\n") + "\n" + rows
+        let downgraded = try TestEnvironment.run("sqlite3", [path, sql])
         try #require(downgraded.status == 0, "\(downgraded.stderr)")
+        return path
+    }
+
+    @Test("a new store is migrated and in WAL mode")
+    func migratedAndWAL() async throws {
+        let store = try await TestEnvironment.makeStore()
+        #expect(try await store.appliedMigrations() == Self.migrations)
+        #expect(try await store.journalMode() == "wal")
+        try await store.migrate()  // idempotent
+        #expect(try await store.appliedMigrations() == Self.migrations)
+    }
+
+    @Test("migration 0005 removes the backup documents that earlier versions kept in executed backup.export requests, and keeps the rest of each outcome")
+    func migrationRemovesStoredBackups() async throws {
+        // A store at 0004 holding what 0004 stored: the backup document inside the outcome.
+        let path = try await Self.oldStore(
+            before: "0005-key-custody",
+            rows: """
+                INSERT INTO admin_requests (id, document, operation, requester, created_at, expires_at, state, outcome)
+                    VALUES ('r1', x'7b7d', 'backup.export', 'alice', 0, 1, 'executed', '{"backup":"{\\"keys\\":[{\\"wrapped\\":\\"AAAA\\"}]}","keys":"north"}'),
+                           ('r2', x'7b7d', 'ca.create', 'alice', 0, 1, 'executed', '{"backup":"kept: not an export","ca":"x"}');
+                """
+        )
         let store = try SQLiteStore(path: path)
         try await store.migrate()
         let export = try #require(try await store.adminRequest(id: "r1"))
         #expect(export.outcome == #"{"keys":"north"}"#)
         #expect(try await store.adminRequest(id: "r2")?.outcome == #"{"backup":"kept: not an export","ca":"x"}"#)
         #expect(try await store.backupKey() == nil)
+        #expect(try await store.appliedMigrations() == Self.migrations)
     }
 
-    @Test("records round-trip, dates and the year-9999 notAfter included")
-    func roundTrip() async throws {
-        let store = try await TestEnvironment.makeStore()
-        try await Self.register("acme", role: .manufacturer, in: store)
-        let record = Self.record(serial: "0102", eui64: "0024befffe800001")
-        try await store.insertCertificate(record)
-        let read = try #require(try await store.certificate(issuer: "acme", serial: "0102"))
-        #expect(read.eui64 == record.eui64)
-        #expect(read.notAfter == record.notAfter)
-        #expect(read.der == record.der)
-        #expect(try await store.certificates(serial: "0102").count == 1)
-    }
-
-    @Test("a serial is unique per issuer, by constraint")
-    func rejectDuplicateSerialPerIssuer() async throws {
-        let store = try await TestEnvironment.makeStore()
-        try await Self.register("acme", role: .manufacturer, in: store)
-        try await Self.register("other-ca", role: .operational, in: store)
-        try await store.insertCertificate(Self.record(serial: "7f01"))
-        let error = await #expect(throws: StoreError.self) { try await store.insertCertificate(Self.record(serial: "7f01")) }
-        #expect(error?.code == .duplicate)
-        try await store.insertCertificate(Self.record(issuer: "other-ca", serial: "7f01"))
-        #expect(try await store.certificates(serial: "7f01").count == 2)
-    }
-
-    @Test("a batch is one transaction: a duplicate inside stores nothing")
-    func rejectBatchWithDuplicateAtomically() async throws {
-        let store = try await TestEnvironment.makeStore()
-        let batch = [Self.record(serial: "01"), Self.record(serial: "02"), Self.record(serial: "01")]
-        await #expect(throws: StoreError.self) { try await store.insertCertificates(batch) }
-        #expect(try await store.certificateCount(issuer: nil) == 0)
-    }
-
-    @Test("certificate authorities: one root, unique names, stored with their certificate")
-    func authorities() async throws {
-        let store = try await TestEnvironment.makeStore()
-        let root = CertificateAuthorityRecord(
-            name: "root", role: .root, parent: nil, keyLabel: "k-root", keyID: "01", curve: "P-256", certificateSerial: "aa"
+    @Test("migration 0006 gives the certificates of an existing store their kind, and one device identity per meter holds by kind")
+    func migrationFillsCertificateKinds() async throws {
+        let columns = "(issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at)"
+        let path = try await Self.oldStore(
+            before: "0006-certificate-kind",
+            rows: """
+                INSERT INTO certificates \(columns) VALUES
+                    ('root', 'r1', 'root', 'CN=Root', NULL, 0, 1, 'f', x'30', 0),
+                    ('root', 'a1', 'manufacturer-ca', 'CN=Acme', NULL, 0, 1, 'f', x'30', 0),
+                    ('root', 'x1', 'some-future-ca-profile', 'CN=X', NULL, 0, 1, 'f', x'30', 0),
+                    ('acme', 'd1', 'device-identity', '', '0024befffe800001', 0, 1, 'f', x'30', 0),
+                    ('north', 'o1', 'device-operational', 'CN=urn:dev:mac:0024befffe800001', '0024befffe800001', 0, 1, 'f', x'30', 0),
+                    ('admin', 'c1', 'custodian', 'CN=alice', NULL, 0, 1, 'f', x'30', 0);
+                INSERT INTO certificate_authorities (name, role, parent, key_label, key_id, curve, certificate_serial, created_at) VALUES
+                    ('root', 'root', NULL, 'k-root', '01', 'P-256', 'r1', 0),
+                    ('acme', 'manufacturer', 'root', 'k-acme', '02', 'P-256', 'a1', 0),
+                    ('x', 'operational', 'root', 'k-x', '03', 'P-256', 'x1', 0);
+                """
         )
-        try await store.insertCertificateAuthority(root, certificate: Self.record(issuer: "root", serial: "aa"))
-        #expect(try await store.certificateAuthority(named: "root")?.role == .root)
-        let secondRoot = CertificateAuthorityRecord(
-            name: "root2", role: .root, parent: nil, keyLabel: "k-root2", keyID: "02", curve: "P-256", certificateSerial: "bb"
-        )
-        await #expect(throws: StoreError.self) {
-            try await store.insertCertificateAuthority(secondRoot, certificate: Self.record(issuer: "root2", serial: "bb"))
+        let store = try SQLiteStore(path: path)
+        try await store.migrate()
+        #expect(try await store.appliedMigrations() == Self.migrations)
+        let kinds: [(String, String, CertificateRecord.Kind)] = [
+            ("root", "r1", .authority), ("root", "a1", .authority), ("root", "x1", .authority), ("acme", "d1", .deviceIdentity),
+            ("north", "o1", .deviceOperational), ("admin", "c1", .service),
+        ]
+        for (issuer, serial, kind) in kinds {
+            #expect(try await store.certificate(issuer: issuer, serial: serial)?.kind == kind, "\(issuer) \(serial)")
         }
-        // The refused CA's certificate was rolled back with it.
-        #expect(try await store.certificate(issuer: "root2", serial: "bb") == nil)
-        #expect(try await store.certificateAuthorities().map(\.name) == ["root"])
+        #expect(try await store.deviceIdentities(eui64s: ["0024befffe800001"])["0024befffe800001"]?.serial == "d1")
+        let second = CertificateRecord(
+            issuer: "acme", serial: "d2", profile: "device-identity", kind: .deviceIdentity, subject: "", eui64: "0024befffe800001",
+            notBefore: Date(timeIntervalSince1970: 0), notAfter: Date(timeIntervalSince1970: 1), fingerprintSHA256: "f", der: [0x30]
+        )
+        #expect(try await store.insertDeviceIdentities([second]) == [false])
+        let error = await #expect(throws: StoreError.self) { try await store.insertCertificate(second) }
+        #expect(error?.code == .duplicate)
+    }
+
+    /// Each kind of constraint the schema enforces, reached with raw SQL where the API itself never lets a caller
+    /// reach it, and the code SQLite's extended result code maps to.
+    static let rawViolations: [(name: String, sql: String, code: StoreError.Code)] = [
+        (
+            "not null",
+            """
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
+                VALUES ('acme', '01', 'service', 'service', '', 0, 1, 'f', NULL, 0)
+            """,
+            .notNull
+        ),
+        (
+            "check: a certificate kind outside the closed set",
+            """
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
+                VALUES ('acme', '01', 'service', 'meter', '', 0, 1, 'f', x'30', 0)
+            """,
+            .checkViolation
+        ),
+        (
+            "check: a request state outside the closed set",
+            "INSERT INTO admin_requests (id, document, operation, requester, created_at, expires_at, state) VALUES ('r', x'00', 'op', 'alice', 0, 1, 'done')",
+            .checkViolation
+        ),
+        (
+            "trigger",
+            """
+            CREATE TEMP TRIGGER refuse_checkpoints BEFORE INSERT ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'refused by trigger'); END;
+            INSERT INTO audit_checkpoints (size, note, created_at) VALUES (1, 'n', 0)
+            """,
+            .checkViolation
+        ),
+        ("foreign key", "INSERT INTO approvals (request_id, custodian, document, received_at) VALUES ('nowhere', 'nobody', x'00', 0)", .foreignKey),
+        ("unique", "INSERT INTO certificate_authorities (name, role, key_label, key_id, curve, certificate_serial, created_at) VALUES ('a', 'admin', 'k', '01', 'P-256', 's', 0), ('b', 'admin', 'k', '02', 'P-256', 't', 0)", .duplicate),
+        ("primary key", "INSERT INTO audit_checkpoints (size, note, created_at) VALUES (1, 'n', 0), (1, 'm', 0)", .duplicate),
+    ]
+
+    @Test("each constraint kind is its own code, never another's", arguments: rawViolations.indices)
+    func constraintCodes(_ index: Int) async throws {
+        let violation = Self.rawViolations[index]
+        let store = try await TestEnvironment.makeStore()
+        let error = await #expect(throws: StoreError.self, "\(violation.name)") { try await store.execute(rawSQL: violation.sql) }
+        #expect(error?.code == violation.code, "\(violation.name): \(error.map { "\($0.code): \($0.message)" } ?? "no error")")
+        // Nothing of a refused transaction stays.
+        #expect(try await store.auditCheckpoints().isEmpty)
+        #expect(try await store.certificateAuthorities().isEmpty)
     }
 }

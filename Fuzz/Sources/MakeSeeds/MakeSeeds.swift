@@ -10,6 +10,7 @@ import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import SwiftASN1
 import X509
 

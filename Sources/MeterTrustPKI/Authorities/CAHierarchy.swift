@@ -101,7 +101,7 @@ public struct CAHierarchy: Sendable {
         role: CertificateAuthorityRole, name: String, organization: String, curve: ECCurve, parent: CertificateAuthority?, backup: Bool
     ) async throws -> CertificateAuthority {
         if let existing = try await store.certificateAuthority(named: name) {
-            throw PKIError(.authorityExists, "a CA named \"\(name)\" already exists (\(existing.role.rawValue)); choose another name")
+            throw PKIError(.authorityExists, "a CA named \"\(name)\" already exists (\(existing.roleName)); choose another name")
         }
         let profile = CertificateProfile.forAuthority(role)
         let label = KeyLabel.unique(role.rawValue, name)
@@ -128,7 +128,7 @@ public struct CAHierarchy: Sendable {
                 record, certificate: try certificate.record(issuer: parent?.name ?? name, profile: profile, eui64: nil)
             )
             logger.info("created CA", metadata: ["ca": "\(name)", "role": "\(role.rawValue)", "key": "\(key.label)"])
-            return CertificateAuthority(
+            return try CertificateAuthority(
                 record: record, certificate: certificate, signingKey: signingKey, chain: [certificate] + (parent?.chain ?? [])
             )
         } catch {
@@ -210,7 +210,7 @@ public struct CAHierarchy: Sendable {
         }
         var chain = [certificate]
         if let parent = record.parent { chain += try await authority(named: parent, toIssue: toIssue).chain }
-        return CertificateAuthority(record: record, certificate: certificate, signingKey: signingKey, chain: chain)
+        return try CertificateAuthority(record: record, certificate: certificate, signingKey: signingKey, chain: chain)
     }
 
     /// The CAs of `role`.

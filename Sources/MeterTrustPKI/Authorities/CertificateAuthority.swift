@@ -12,7 +12,8 @@ public struct CertificateAuthority: Sendable {
     public let chain: [Certificate]
 
     public var name: String { record.name }
-    public var role: CertificateAuthorityRole { record.role }
+    /// The record's role, validated when this value was made.
+    public let role: CertificateAuthorityRole
     public var root: Certificate { chain.last! }
 
     /// The 8-octet key identifier, used as the AuthorityKeyIdentifier of what this CA signs.
@@ -20,7 +21,8 @@ public struct CertificateAuthority: Sendable {
         get throws { try KeyIdentifier.method2(certificate.publicKey) }
     }
 
-    public init(record: CertificateAuthorityRecord, certificate: Certificate, signingKey: HSMSigningKey, chain: [Certificate]) {
+    public init(record: CertificateAuthorityRecord, certificate: Certificate, signingKey: HSMSigningKey, chain: [Certificate]) throws {
+        self.role = try record.knownRole()
         self.record = record
         self.certificate = certificate
         self.signingKey = signingKey
@@ -31,7 +33,7 @@ public struct CertificateAuthority: Sendable {
     /// long batches. Call ``releaseSessionKey()`` on the result when done.
     public func withSessionKey() throws -> CertificateAuthority {
         let copy = try signingKey.token.sessionCopy(of: signingKey.key)
-        return CertificateAuthority(record: record, certificate: certificate, signingKey: HSMSigningKey(token: signingKey.token, key: copy), chain: chain)
+        return try CertificateAuthority(record: record, certificate: certificate, signingKey: HSMSigningKey(token: signingKey.token, key: copy), chain: chain)
     }
 
     /// Destroys the session copy made by ``withSessionKey()``.

@@ -117,7 +117,7 @@ extension Certificate {
     func record(issuer: String, profile: CertificateProfile, eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> CertificateRecord {
         let der = try derBytes
         return CertificateRecord(
-            issuer: issuer, serial: serialHex, profile: profile.name, subject: subject.description,
+            issuer: issuer, serial: serialHex, profile: profile.name, kind: profile.recordKind, subject: subject.description,
             eui64: eui64?.description, notBefore: notValidBefore, notAfter: notValidAfter,
             fingerprintSHA256: hexString(SHA256.hash(data: der)), der: der, batch: batch, batchPosition: position
         )

@@ -57,6 +57,8 @@ public struct CertificateIssuer: Sendable {
             do {
                 try await hierarchy.store.insertCertificate(record)
             } catch let error as StoreError where error.code == .duplicate && attempt < 3 {
+                // Another uniqueness (the meter's device identity) is not a collision: drawing again cannot help.
+                guard try await hierarchy.store.certificate(issuer: record.issuer, serial: record.serial) != nil else { throw error }
                 logger.warning("serial collision, drawing again", metadata: ["ca": "\(authority.name)"])
                 continue
             }

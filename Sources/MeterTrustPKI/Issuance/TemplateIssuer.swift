@@ -81,7 +81,7 @@ public struct TemplateIssuer: Sendable {
         let signature = DERWriter.ecdsaSignature(raw: try key.token.signDigest(digest, with: key.key))
         let certificate = template.certificate(tbs: tbs, signature: signature)
         return CertificateRecord(
-            issuer: signer.authority.name, serial: hexString(values.serial), profile: signer.profile.name,
+            issuer: signer.authority.name, serial: hexString(values.serial), profile: signer.profile.name, kind: signer.profile.recordKind,
             subject: template.subjectDescription(eui64), eui64: eui64.description, notBefore: template.notBefore,
             notAfter: template.notAfter, fingerprintSHA256: hexString(SHA256.hash(data: certificate)), der: certificate,
             batch: batch, batchPosition: position

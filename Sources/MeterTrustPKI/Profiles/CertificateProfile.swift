@@ -145,3 +145,14 @@ public struct CertificateProfile: Sendable, Hashable {
         return profile
     }
 }
+
+extension CertificateProfile {
+    /// The store's kind for certificates issued under this profile (what its queries and constraints go by).
+    public var recordKind: CertificateRecord.Kind {
+        if certificateAuthority != nil { return .authority }
+        // By the profile's identity (its name), so a profile derived from one of these keeps its kind.
+        if name == CertificateProfile.deviceIdentity.name { return .deviceIdentity }
+        if name == CertificateProfile.deviceOperational.name { return .deviceOperational }
+        return .service
+    }
+}

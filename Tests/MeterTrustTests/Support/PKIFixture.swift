@@ -5,6 +5,7 @@ import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import SwiftASN1
 import X509
 

@@ -1,6 +1,7 @@
 import Foundation
 import MeterTrustHSM
 import MeterTrustStore
+import MeterTrustStoreSQLite
 import Synchronization
 
 /// Real components for tests: a SoftHSM2 token store made for this test run, SQLite files in a temporary

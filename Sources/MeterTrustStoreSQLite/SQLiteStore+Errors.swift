@@ -1,0 +1,42 @@
+import GRDB
+import MeterTrustStore
+
+// How SQLite's failures become store error codes: in this one place, by SQLite's extended result code (GRDB turns
+// extended codes on for every connection), so each kind of constraint keeps its own code.
+extension SQLiteStore {
+    /// The store error for a failed write.
+    static func storeError(writing error: any Error, path: String) -> StoreError {
+        if let error = error as? DatabaseError, let code = constraintCode(error) {
+            return StoreError(code, "\(constraintExplanation(code)): \(error.message ?? "constraint violated")")
+        }
+        return StoreError(.unavailable, "writing to the store \(path) failed: \(reason(error))")
+    }
+
+    /// The code of a constraint failure; nil if the error is not one.
+    static func constraintCode(_ error: DatabaseError) -> StoreError.Code? {
+        guard error.resultCode == .SQLITE_CONSTRAINT else { return nil }
+        switch error.extendedResultCode {
+        case .SQLITE_CONSTRAINT_UNIQUE, .SQLITE_CONSTRAINT_PRIMARYKEY: return .duplicate
+        case .SQLITE_CONSTRAINT_FOREIGNKEY: return .foreignKey
+        // A trigger that raises enforces a rule of the schema, as a CHECK does; so does a STRICT table's type.
+        case .SQLITE_CONSTRAINT_CHECK, .SQLITE_CONSTRAINT_TRIGGER, .SQLITE_CONSTRAINT_DATATYPE: return .checkViolation
+        case .SQLITE_CONSTRAINT_NOTNULL: return .notNull
+        default: return .constraint
+        }
+    }
+
+    static func constraintExplanation(_ code: StoreError.Code) -> String {
+        switch code {
+        case .duplicate: "the store refused a duplicate"
+        case .foreignKey: "the store refused a reference to a record it does not hold"
+        case .checkViolation: "the store refused a value its schema does not allow"
+        case .notNull: "the store refused a record with a required value missing"
+        default: "the store refused the write"
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let error = error as? DatabaseError { return error.message ?? "\(error.resultCode)" }
+        return "\(error)"
+    }
+}

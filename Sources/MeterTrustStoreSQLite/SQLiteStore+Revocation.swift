@@ -1,0 +1,32 @@
+import Foundation
+import GRDB
+import MeterTrustStore
+
+// Revocation of certificates and destruction of CAs (the RevocationStore view).
+extension SQLiteStore {
+    public func markCertificateAuthorityDestroyed(named name: String, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE certificate_authorities SET destroyed_at = ? WHERE name = ? AND destroyed_at IS NULL",
+                arguments: [Self.seconds(date), name]
+            )
+            guard db.changesCount == 1 else { throw StoreError(.notFound, "there is no live CA \(name)") }
+        }
+    }
+
+    public func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws {
+        try await write { db in
+            try db.execute(
+                sql: "INSERT INTO revocations (issuer, serial, reason, revoked_at) VALUES (?, ?, ?, ?)",
+                arguments: [issuer, serial, reason, Self.seconds(date)]
+            )
+        }
+    }
+
+    public func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)? {
+        try await run { db in
+            try Row.fetchOne(db, sql: "SELECT reason, revoked_at FROM revocations WHERE issuer = ? AND serial = ?", arguments: [issuer, serial])
+                .map { (reason: $0["reason"] as Int, date: Self.date($0["revoked_at"])) }
+        }
+    }
+}

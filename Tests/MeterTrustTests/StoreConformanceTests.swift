@@ -1,0 +1,446 @@
+import Foundation
+import MeterTrustStore
+import MeterTrustStoreSQLite
+import Testing
+
+/// A store backend under test: a name and a factory of fresh, empty, migrated stores. Every backend in ``all`` must
+/// pass ``StoreConformanceTests``; a new backend (PostgreSQL) adds itself here and to nothing else.
+struct StoreBackend: Sendable, CustomTestStringConvertible {
+    let name: String
+    let make: @Sendable () async throws -> any MeterTrustStore
+
+    var testDescription: String { name }
+
+    static let sqlite = StoreBackend(name: "SQLite") { try await TestEnvironment.makeStore() }
+
+    static let all: [StoreBackend] = [.sqlite]
+}
+
+/// What every store must do, whatever its database: the constraints the domain relies on (serial per issuer, one
+/// device identity per meter, one approval per custodian per request, run once), each constraint kind reported by its
+/// own code, and the same answers under concurrency. Backend-specific behaviour (files, WAL, migrating old files, raw
+/// SQL) is in ``StoreTests``.
+@Suite("Store conformance")
+struct StoreConformanceTests {
+    static let notBefore = Date(timeIntervalSince1970: 1_800_000_000)
+
+    static func certificate(
+        issuer: String = "acme", serial: String, kind: CertificateRecord.Kind = .deviceIdentity, eui64: String? = nil,
+        batch: String? = nil, position: Int64? = nil
+    ) -> CertificateRecord {
+        CertificateRecord(
+            issuer: issuer, serial: serial, profile: kind == .authority ? "manufacturer-ca" : kind.rawValue, kind: kind, subject: "",
+            eui64: eui64, notBefore: notBefore, notAfter: Date(timeIntervalSince1970: 253_402_300_799),
+            fingerprintSHA256: String(repeating: "ab", count: 32), der: [0x30, 0x03, 0x02, 0x01, 0x01], batch: batch, batchPosition: position
+        )
+    }
+
+    /// Registers CA `name` (issued by itself) with its own certificate.
+    static func register(_ name: String, role: String = "manufacturer", parent: String? = nil, in store: any MeterTrustStore) async throws {
+        let authority = CertificateAuthorityRecord(
+            name: name, roleName: role, parent: parent, keyLabel: "k-\(name)", keyID: "01", curve: "P-256", certificateSerial: "ca-\(name)"
+        )
+        try await store.insertCertificateAuthority(authority, certificate: certificate(issuer: parent ?? name, serial: "ca-\(name)", kind: .authority))
+    }
+
+    static func custodian(_ name: String, role: String = "security-officer") -> CustodianRecord {
+        CustodianRecord(
+            name: name, role: role, certificateDER: Array(name.utf8),
+            fingerprintSHA256: name.utf8.map { String(format: "%02x", $0) }.joined().padding(toLength: 64, withPad: "0", startingAt: 0)
+        )
+    }
+
+    static func request(_ id: String, operation: String = "ca.create") -> AdminRequestRecord {
+        AdminRequestRecord(
+            id: id, document: Array("{\"id\":\"\(id)\"}".utf8), operation: operation, requester: "alice", createdAt: notBefore,
+            expiresAt: notBefore.addingTimeInterval(3600)
+        )
+    }
+
+    /// A store with the quorum bootstrapped: custodians alice, bob, carol (security officers) and one policy.
+    static func bootstrapped(_ backend: StoreBackend) async throws -> any MeterTrustStore {
+        let store = try await backend.make()
+        try await store.bootstrapQuorum(
+            custodians: ["alice", "bob", "carol"].map { custodian($0) },
+            policies: [QuorumPolicyRecord(operationClass: "ca-key-create", required: 2, approverRoles: ["security-officer"], requesterMayApprove: false)]
+        )
+        return store
+    }
+
+    /// The code of the store error `body` throws; nil (and a recorded issue) if it throws none or another error.
+    static func code(_ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) async -> StoreError.Code? {
+        let error = await #expect(throws: StoreError.self, sourceLocation: sourceLocation) { try await body() }
+        return error?.code
+    }
+
+    // MARK: Certificates
+
+    @Test("a certificate is stored and found again as it was, dates and the year-9999 notAfter included", arguments: StoreBackend.all)
+    func certificateRoundTrip(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        let record = Self.certificate(serial: "0102", eui64: "0024befffe800001")
+        try await store.insertCertificate(record)
+        let read = try #require(try await store.certificate(issuer: "acme", serial: "0102"))
+        #expect(read.eui64 == record.eui64 && read.kind == .deviceIdentity && read.profile == record.profile)
+        #expect(read.notBefore == record.notBefore && read.notAfter == record.notAfter)
+        #expect(read.der == record.der && read.fingerprintSHA256 == record.fingerprintSHA256)
+        #expect(try await store.certificates(serial: "0102").map(\.issuer) == ["acme"])
+        #expect(try await store.certificate(issuer: "acme", serial: "0103") == nil)
+        #expect(try await store.certificate(issuer: "other", serial: "0102") == nil)
+        #expect(try await store.certificateCount(issuer: "acme") == 2)  // its own certificate and this one
+        #expect(try await store.certificateCount(issuer: nil) == 2)
+    }
+
+    @Test("a serial is unique per issuer, by constraint; the same serial under another issuer is allowed", arguments: StoreBackend.all)
+    func serialUniquePerIssuer(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        try await Self.register("north", role: "operational", in: store)
+        try await store.insertCertificate(Self.certificate(serial: "7f01", kind: .service))
+        #expect(await Self.code { try await store.insertCertificate(Self.certificate(serial: "7f01", kind: .service)) } == .duplicate)
+        try await store.insertCertificate(Self.certificate(issuer: "north", serial: "7f01", kind: .service))
+        #expect(try await store.certificates(serial: "7f01").map(\.issuer) == ["acme", "north"])
+    }
+
+    @Test("several certificates are one transaction: a duplicate inside stores none of them", arguments: StoreBackend.all)
+    func certificatesAllOrNone(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        let records = [Self.certificate(serial: "01", kind: .service), Self.certificate(serial: "02", kind: .service), Self.certificate(serial: "01", kind: .service)]
+        #expect(await Self.code { try await store.insertCertificates(records) } == .duplicate)
+        #expect(try await store.certificateCount(issuer: "acme") == 1)
+    }
+
+    @Test("one device identity per EUI-64; other kinds with the same EUI-64, and CA certificates without one, are not affected", arguments: StoreBackend.all)
+    func oneDeviceIdentityPerMeter(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        try await Self.register("globex", in: store)
+        let eui = "0024befffe800001"
+        try await store.insertCertificate(Self.certificate(serial: "01", eui64: eui))
+        // A second identity for the meter, even from another manufacturer CA and with a fresh serial, is refused.
+        #expect(await Self.code { try await store.insertCertificate(Self.certificate(issuer: "globex", serial: "02", eui64: eui)) } == .duplicate)
+        // An operational certificate of the same meter is another kind.
+        try await store.insertCertificate(Self.certificate(serial: "03", kind: .deviceOperational, eui64: eui))
+        // CA certificates carry no EUI-64: any number of them.
+        try await Self.register("initech", in: store)
+        try await Self.register("umbrella", in: store)
+        let found = try await store.deviceIdentities(eui64s: [eui, "0024befffe800002"])
+        #expect(found.count == 1)
+        #expect(found[eui]?.issuer == "acme" && found[eui]?.serial == "01")
+    }
+
+    @Test("device identities in bulk: a meter that has one is skipped and said so, the others are stored", arguments: StoreBackend.all)
+    func deviceIdentitiesInBulk(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        try await store.insertCertificate(Self.certificate(serial: "01", eui64: "0024befffe800001"))
+        let stored = try await store.insertDeviceIdentities([
+            Self.certificate(serial: "02", eui64: "0024befffe800001"),
+            Self.certificate(serial: "03", eui64: "0024befffe800002"),
+            Self.certificate(serial: "04", eui64: "0024befffe800002"),
+        ])
+        #expect(stored == [false, true, false])
+        #expect(try await store.certificate(issuer: "acme", serial: "02") == nil)
+        #expect(try await store.deviceIdentities(eui64s: ["0024befffe800002"])["0024befffe800002"]?.serial == "03")
+        // A serial used twice is not a meter that already has one: the whole call fails and stores nothing.
+        #expect(
+            await Self.code {
+                _ = try await store.insertDeviceIdentities([
+                    Self.certificate(serial: "05", eui64: "0024befffe800005"), Self.certificate(serial: "03", eui64: "0024befffe800006"),
+                ])
+            } == .duplicate
+        )
+        #expect(try await store.deviceIdentities(eui64s: ["0024befffe800005"]).isEmpty)
+    }
+
+    // MARK: Authorities
+
+    @Test("certificate authorities: unique names, one root, stored with their certificate or not at all", arguments: StoreBackend.all)
+    func authorities(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("root", role: "root", in: store)
+        try await Self.register("acme", parent: "root", in: store)
+        let acme = try #require(try await store.certificateAuthority(named: "acme"))
+        #expect(acme.parent == "root" && acme.keyLabel == "k-acme" && acme.destroyedAt == nil)
+        #expect(try await store.certificate(issuer: "root", serial: "ca-acme")?.kind == .authority)
+        #expect(await Self.code { try await Self.register("root2", role: "root", in: store) } == .duplicate)
+        // The refused CA's certificate was rolled back with it.
+        #expect(try await store.certificate(issuer: "root2", serial: "ca-root2") == nil)
+        #expect(await Self.code { try await Self.register("acme", parent: "root", in: store) } == .duplicate)
+        // A parent the store does not hold.
+        #expect(await Self.code { try await Self.register("orphan", parent: "nowhere", in: store) } == .foreignKey)
+        #expect(try await store.certificateAuthorities().map(\.name).sorted() == ["acme", "root"])
+        #expect(try await store.certificateAuthority(named: "nowhere") == nil)
+    }
+
+    // MARK: Batches
+
+    @Test("batches: begun once, resumed with the same manifest, refused with another; certificates by position", arguments: StoreBackend.all)
+    func batches(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        let batch = BatchRecord(id: "b1", manufacturer: "acme", manifestSHA256: "aa", meterCount: 3, createdAt: Self.notBefore)
+        #expect(try await store.beginBatch(batch) == batch)
+        #expect(try await store.beginBatch(BatchRecord(id: "b1", manufacturer: "acme", manifestSHA256: "aa", meterCount: 3)) == batch)
+        #expect(await Self.code { _ = try await store.beginBatch(BatchRecord(id: "b1", manufacturer: "acme", manifestSHA256: "bb", meterCount: 3)) } == .duplicate)
+        #expect(await Self.code { _ = try await store.beginBatch(BatchRecord(id: "b2", manufacturer: "nobody", manifestSHA256: "aa", meterCount: 1)) } == .foreignKey)
+        #expect(try await store.batch(id: "b2") == nil)
+
+        let records = (1...3).map { Self.certificate(serial: "0\($0)", eui64: "0024befffe80000\($0)", batch: "b1", position: Int64($0)) }
+        #expect(try await store.insertDeviceIdentities(Array(records.reversed())) == [true, true, true])
+        #expect(try await store.batchCertificateCount(batch: "b1") == 3)
+        #expect(try await store.batchCertificates(batch: "b1", afterPosition: 0, limit: 2).map(\.serial) == ["01", "02"])
+        #expect(try await store.batchCertificates(batch: "b1", afterPosition: 2, limit: 10).map(\.serial) == ["03"])
+        #expect(try await store.deviceIdentities(eui64s: ["0024befffe800002"])["0024befffe800002"]?.batchPosition == 2)
+
+        try await store.completeBatch(id: "b1", at: Self.notBefore.addingTimeInterval(60))
+        #expect(try await store.batch(id: "b1")?.completedAt == Self.notBefore.addingTimeInterval(60))
+    }
+
+    // MARK: Audit
+
+    @Test("audit entries: concurrent appends get unique, contiguous positions, each built on the entry before it", arguments: StoreBackend.all)
+    func auditAppends(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        #expect(try await store.auditEntryCount() == 0)
+        let count = 24
+        let positions = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    // Each entry records the position of the entry it was built on.
+                    try await store.appendAuditEntry { last in Array("after \(last?.position ?? -1)".utf8) }
+                }
+            }
+            return try await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(positions.sorted() == (0..<Int64(count)).map { $0 })
+        let rows = try await store.auditEntries(after: -1, limit: 100)
+        #expect(rows.map(\.position) == (0..<Int64(count)).map { $0 })
+        for row in rows { #expect(String(decoding: row.entry, as: UTF8.self) == "after \(row.position - 1)") }
+        #expect(try await store.auditEntries(after: 20, limit: 2).map(\.position) == [21, 22])
+        #expect(try await store.auditEntryCount() == Int64(count))
+        // A builder that refuses appends nothing.
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) { _ = try await store.appendAuditEntry { _ in throw Refused() } }
+        #expect(try await store.auditEntryCount() == Int64(count))
+    }
+
+    @Test("audit checkpoints: one per tree size, the first one kept, in size order", arguments: StoreBackend.all)
+    func auditCheckpoints(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await store.insertAuditCheckpoint(size: 8, note: "eight")
+        try await store.insertAuditCheckpoint(size: 2, note: "two")
+        try await store.insertAuditCheckpoint(size: 8, note: "eight again")
+        #expect(try await store.auditCheckpoints() == [AuditCheckpointRow(size: 2, note: "two"), AuditCheckpointRow(size: 8, note: "eight")])
+    }
+
+    // MARK: Quorum
+
+    @Test("quorum bootstrap happens once; custodians are unique by name and certificate", arguments: StoreBackend.all)
+    func bootstrapAndCustodians(_ backend: StoreBackend) async throws {
+        let empty = try await backend.make()
+        #expect(try await empty.isQuorumBootstrapped() == false)
+        let store = try await Self.bootstrapped(backend)
+        #expect(try await store.isQuorumBootstrapped())
+        #expect(await Self.code { try await store.bootstrapQuorum(custodians: [Self.custodian("dave")], policies: []) } == .duplicate)
+        #expect(try await store.custodians().map(\.name) == ["alice", "bob", "carol"])
+        #expect(await Self.code { try await store.insertCustodian(Self.custodian("alice")) } == .duplicate)
+        var sameCertificate = Self.custodian("erin")
+        sameCertificate.fingerprintSHA256 = Self.custodian("alice").fingerprintSHA256
+        #expect(await Self.code { try await store.insertCustodian(sameCertificate) } == .duplicate)
+        try await store.insertCustodian(Self.custodian("dave", role: "pki-officer"))
+        #expect(try await store.custodians().first { $0.name == "dave" }?.role == "pki-officer")
+    }
+
+    @Test("policies are set by operation class and replaced; one needing no approval at all is refused by the schema", arguments: StoreBackend.all)
+    func policies(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        try await store.setQuorumPolicy(QuorumPolicyRecord(operationClass: "ca-key-create", required: 3, approverRoles: ["security-officer", "pki-officer"], requesterMayApprove: true))
+        let policy = try #require(try await store.quorumPolicies().first { $0.operationClass == "ca-key-create" })
+        #expect(policy.required == 3 && policy.approverRoles == ["security-officer", "pki-officer"] && policy.requesterMayApprove)
+        #expect(
+            await Self.code {
+                try await store.setQuorumPolicy(QuorumPolicyRecord(operationClass: "custodian", required: 0, approverRoles: ["security-officer"], requesterMayApprove: false))
+            } == .checkViolation
+        )
+        #expect(try await store.quorumPolicies().map(\.operationClass) == ["ca-key-create"])
+    }
+
+    @Test("requests and approvals: one approval per custodian per request, none for a request or custodian the store does not hold", arguments: StoreBackend.all)
+    func requestsAndApprovals(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        try await store.insertAdminRequest(Self.request("r1"))
+        #expect(await Self.code { try await store.insertAdminRequest(Self.request("r1")) } == .duplicate)
+        #expect(try await store.adminRequest(id: "r1")?.state == .pending)
+        #expect(try await store.adminRequest(id: "r9") == nil)
+        try await store.insertApproval(ApprovalRecord(requestID: "r1", custodian: "bob", document: [1]))
+        #expect(await Self.code { try await store.insertApproval(ApprovalRecord(requestID: "r1", custodian: "bob", document: [2])) } == .duplicate)
+        #expect(await Self.code { try await store.insertApproval(ApprovalRecord(requestID: "r9", custodian: "bob", document: [1])) } == .foreignKey)
+        #expect(await Self.code { try await store.insertApproval(ApprovalRecord(requestID: "r1", custodian: "mallory", document: [1])) } == .foreignKey)
+        try await store.insertApproval(ApprovalRecord(requestID: "r1", custodian: "carol", document: [3]))
+        let approvals = try await store.approvals(requestID: "r1")
+        #expect(approvals.map(\.custodian).sorted() == ["bob", "carol"])
+        #expect(approvals.first { $0.custodian == "bob" }?.document == [1])
+
+        var later = Self.request("r2")
+        later.createdAt = Self.notBefore.addingTimeInterval(10)
+        try await store.insertAdminRequest(later)
+        #expect(try await store.adminRequests(state: nil, limit: 10).map(\.id) == ["r2", "r1"])
+        #expect(try await store.adminRequests(state: .pending, limit: 1).map(\.id) == ["r2"])
+        #expect(try await store.adminRequests(state: .executed, limit: 10).isEmpty)
+    }
+
+    @Test("a request is claimed once, then finished once; finishing one not being executed is not-found", arguments: StoreBackend.all)
+    func claimAndFinish(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        try await store.insertAdminRequest(Self.request("r1"))
+        #expect(await Self.code { try await store.finishAdminRequest(id: "r1", state: .executed, outcome: "{}") } == .notFound)
+        #expect(try await store.claimAdminRequest(id: "r1", by: "alice", at: Self.notBefore))
+        #expect(try await store.claimAdminRequest(id: "r1", by: "bob", at: Self.notBefore) == false)
+        #expect(try await store.claimAdminRequest(id: "r9", by: "bob", at: Self.notBefore) == false)
+        let claimed = try #require(try await store.adminRequest(id: "r1"))
+        #expect(claimed.state == .executing && claimed.executedBy == "alice" && claimed.executedAt == Self.notBefore)
+        try await store.finishAdminRequest(id: "r1", state: .executed, outcome: #"{"ca":"east"}"#)
+        #expect(try await store.adminRequest(id: "r1")?.outcome == #"{"ca":"east"}"#)
+        #expect(try await store.adminRequest(id: "r1")?.state == .executed)
+        #expect(await Self.code { try await store.finishAdminRequest(id: "r1", state: .failed, outcome: "{}") } == .notFound)
+        #expect(try await store.claimAdminRequest(id: "r1", by: "bob", at: Self.notBefore) == false)
+    }
+
+    @Test("concurrent claims of one request: exactly one wins", arguments: StoreBackend.all)
+    func concurrentClaims(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        try await store.insertAdminRequest(Self.request("r1"))
+        let claimants = (0..<16).map { ["alice", "bob", "carol"][$0 % 3] }
+        let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for claimant in claimants {
+                group.addTask { try await store.claimAdminRequest(id: "r1", by: claimant, at: Self.notBefore) }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(wins.filter { $0 }.count == 1, "\(wins)")
+        #expect(wins.count == claimants.count)
+        #expect(try await store.adminRequest(id: "r1")?.state == .executing)
+    }
+
+    @Test("concurrent approvals by the same custodian: one is stored, every other is a duplicate", arguments: StoreBackend.all)
+    func concurrentApprovals(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        try await store.insertAdminRequest(Self.request("r1"))
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for attempt in 0..<12 {
+                group.addTask {
+                    do {
+                        try await store.insertApproval(ApprovalRecord(requestID: "r1", custodian: "bob", document: [UInt8(attempt)]))
+                        return "stored"
+                    } catch let error as StoreError {
+                        return "\(error.code)"
+                    } catch {
+                        return "other: \(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(outcomes.sorted() == Array(repeating: "duplicate", count: 11) + ["stored"], "\(outcomes)")
+        #expect(try await store.approvals(requestID: "r1").count == 1)
+    }
+
+    /// The check a quorum rule hands the store: refuse a removal that would leave fewer than `minimum` active.
+    struct LockOut: Error {}
+
+    @Test("two concurrent custodian removals that together would break the quorum: exactly one succeeds, the other gets the check's own error", arguments: StoreBackend.all)
+    func concurrentRemovals(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        let removed = Self.notBefore.addingTimeInterval(5)
+        let outcomes = await withTaskGroup(of: String.self) { group in
+            for name in ["bob", "carol"] {
+                group.addTask {
+                    do {
+                        try await store.removeCustodian(named: name, at: removed) { custodians in
+                            // Alone, each removal leaves two of three: allowed. After the other, it would leave one.
+                            guard custodians.filter({ $0.removedAt == nil && $0.name != name }).count >= 2 else { throw LockOut() }
+                        }
+                        return "removed"
+                    } catch is LockOut {
+                        return "lock-out"
+                    } catch {
+                        return "other: \(error)"
+                    }
+                }
+            }
+            return await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(outcomes.sorted() == ["lock-out", "removed"], "\(outcomes)")
+        let active = try await store.custodians().filter { $0.removedAt == nil }.map(\.name)
+        #expect(active.count == 2 && active.contains("alice"), "\(active)")
+        // Every custodian ever registered stays on record.
+        #expect(try await store.custodians().count == 3)
+    }
+
+    @Test("removing a custodian: not-found for one not registered or already removed; the check runs on the custodians as they are", arguments: StoreBackend.all)
+    func removeCustodian(_ backend: StoreBackend) async throws {
+        let store = try await Self.bootstrapped(backend)
+        #expect(await Self.code { try await store.removeCustodian(named: "mallory", at: Self.notBefore) { _ in } } == .notFound)
+        try await store.removeCustodian(named: "bob", at: Self.notBefore) { custodians in
+            #expect(custodians.map(\.name) == ["alice", "bob", "carol"])
+        }
+        #expect(try await store.custodians().first { $0.name == "bob" }?.removedAt == Self.notBefore)
+        #expect(await Self.code { try await store.removeCustodian(named: "bob", at: Self.notBefore) { _ in } } == .notFound)
+    }
+
+    @Test("the backup key: one per deployment, replaced only as the current one, deleted by label", arguments: StoreBackend.all)
+    func backupKey(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        #expect(try await store.backupKey() == nil)
+        let key = BackupKeyRecord(label: "backup-1", threshold: 2, shares: [1, 2, 3], keyCheckValue: "abcdef", createdAt: Self.notBefore, securityOfficerPINShares: [4])
+        try await store.setBackupKey(key)
+        #expect(try await store.backupKey() == key)
+        #expect(await Self.code { try await store.setBackupKey(BackupKeyRecord(label: "backup-2", threshold: 2, shares: [], keyCheckValue: "00")) } == .duplicate)
+        let next = BackupKeyRecord(label: "backup-2", threshold: 3, shares: [5], keyCheckValue: "012345", createdAt: Self.notBefore)
+        #expect(await Self.code { try await store.replaceBackupKey(next, replacing: "backup-0") } == .notFound)
+        try await store.replaceBackupKey(next, replacing: "backup-1")
+        #expect(try await store.backupKey() == next)
+        try await store.deleteBackupKey(label: "backup-1")  // not the current one: nothing happens
+        #expect(try await store.backupKey() == next)
+        try await store.deleteBackupKey(label: "backup-2")
+        #expect(try await store.backupKey() == nil)
+    }
+
+    // MARK: Revocation
+
+    @Test("revocation: of a certificate the store holds, once; CA destruction once, its certificates kept", arguments: StoreBackend.all)
+    func revocationAndDestruction(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("root", role: "root", in: store)
+        try await Self.register("acme", parent: "root", in: store)
+        try await store.insertCertificate(Self.certificate(serial: "01", eui64: "0024befffe800001"))
+        let when = Self.notBefore.addingTimeInterval(100)
+        #expect(try await store.revocation(issuer: "root", serial: "ca-acme") == nil)
+        try await store.revokeCertificate(issuer: "root", serial: "ca-acme", reason: 1, at: when)
+        let revoked = try #require(try await store.revocation(issuer: "root", serial: "ca-acme"))
+        #expect(revoked.reason == 1 && revoked.date == when)
+        #expect(await Self.code { try await store.revokeCertificate(issuer: "root", serial: "ca-acme", reason: 4, at: when) } == .duplicate)
+        #expect(try await store.revocation(issuer: "root", serial: "ca-acme")?.reason == 1)
+        #expect(await Self.code { try await store.revokeCertificate(issuer: "root", serial: "ff", reason: 1, at: when) } == .foreignKey)
+
+        try await store.markCertificateAuthorityDestroyed(named: "acme", at: when)
+        #expect(try await store.certificateAuthority(named: "acme")?.destroyedAt == when)
+        #expect(await Self.code { try await store.markCertificateAuthorityDestroyed(named: "acme", at: when) } == .notFound)
+        #expect(await Self.code { try await store.markCertificateAuthorityDestroyed(named: "nobody", at: when) } == .notFound)
+        #expect(try await store.certificate(issuer: "acme", serial: "01") != nil)
+    }
+
+    // MARK: Codes
+
+    @Test("every store error code has its own stable name")
+    func codeNames() {
+        let names = StoreError.Code.allCases.map(\.description)
+        #expect(Set(names).count == names.count)
+        #expect(
+            Set(names) == ["duplicate", "foreign-key", "check", "not-null", "constraint", "not-found", "unavailable", "migration", "corrupt"]
+        )
+    }
+}
