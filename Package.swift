@@ -55,6 +55,7 @@ let package = Package(
             name: "MeterTrustHSM",
             dependencies: [
                 "CPKCS11",
+                "MeterTrustCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
