@@ -57,6 +57,7 @@ let package = Package(
             dependencies: [
                 "MeterTrustCore",
                 "CPKCS11",
+                "MeterTrustCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),

@@ -2,24 +2,25 @@ import MeterTrustHSM
 import NIOCore
 import NIOSSL
 
-/// A TLS server key that stays in the HSM: swift-nio-ssl asks for each handshake signature, the token makes it on
-/// the HSM queue (never on the event loop) and the future completes on the channel's loop.
+/// A TLS server key that stays in the HSM: swift-nio-ssl asks for each handshake signature, the ``HSMSigner`` makes
+/// it on the HSM queue (never on the event loop) and the future completes on the channel's loop.
 struct HSMTLSKey: NIOSSLCustomPrivateKey, Hashable {
-    let token: HSMToken
-    let key: HSMKey
+    let signer: HSMSigner
+
+    init(token: HSMToken, key: HSMKey) {
+        self.signer = token.signer(for: key)
+    }
 
     var signatureAlgorithms: [SignatureAlgorithm] {
-        key.curve == .p256 ? [.ecdsaSecp256R1Sha256] : [.ecdsaSecp384R1Sha384]
+        signer.curve == .p256 ? [.ecdsaSecp256R1Sha256] : [.ecdsaSecp384R1Sha384]
     }
 
     func sign(channel: any Channel, algorithm: SignatureAlgorithm, data: ByteBuffer) -> EventLoopFuture<ByteBuffer> {
         let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
         let message = Array(data.readableBytesView)
-        let token = self.token
-        let key = self.key
+        let signer = self.signer
         promise.completeWithTask {
-            let signature = try await token.perform { try $0.sign(message: message, with: key) }
-            return ByteBuffer(bytes: signature)
+            ByteBuffer(bytes: try await signer.signatureOnHSMQueue(for: message))
         }
         return promise.futureResult
     }
@@ -27,7 +28,4 @@ struct HSMTLSKey: NIOSSLCustomPrivateKey, Hashable {
     func decrypt(channel: any Channel, data: ByteBuffer) -> EventLoopFuture<ByteBuffer> {
         channel.eventLoop.makeFailedFuture(NIOSSLError.failedToLoadPrivateKey)
     }
-
-    static func == (lhs: HSMTLSKey, rhs: HSMTLSKey) -> Bool { lhs.key == rhs.key && lhs.token === rhs.token }
-    func hash(into hasher: inout Hasher) { hasher.combine(key) }
 }

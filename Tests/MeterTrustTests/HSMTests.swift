@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import Testing
 
@@ -129,5 +130,54 @@ struct HSMTests {
         let key = try token.generateKeyPair(curve: .p256, label: "short-lived")
         try token.destroy(key)
         #expect(throws: HSMError.self) { try token.findKey(label: "short-lived") }
+    }
+
+    @Test("an HSMSigner's signatures verify with swift-crypto: DER over a message, raw over a digest, on the HSM queue", arguments: ECCurve.allCases)
+    func signerSignaturesVerify(curve: ECCurve) async throws {
+        let token = try TestEnvironment.openToken()
+        let key = try token.generateKeyPair(curve: curve, label: "signer-\(curve.rawValue)")
+        let signer = token.signer(for: key)
+        let message = Array("meter reading 43".utf8)
+        let der = try signer.signature(for: message)
+        let queued = try await signer.signatureOnHSMQueue(for: message)
+        let raw = try signer.rawSignature(digest: signer.digest(of: message))
+        #expect(raw.count == 2 * curve.coordinateLength)
+        #expect(try ECDSASignatureEncoding.der(raw: ECDSASignatureEncoding.raw(der: der, coordinateLength: curve.coordinateLength)) == der)
+        switch (curve, try signer.publicKey()) {
+        case (.p256, .p256(let publicKey)):
+            #expect(publicKey.x963Representation == Data(key.publicPoint))
+            #expect(publicKey.isValidSignature(try P256.Signing.ECDSASignature(derRepresentation: der), for: message))
+            #expect(publicKey.isValidSignature(try P256.Signing.ECDSASignature(derRepresentation: queued), for: message))
+            #expect(publicKey.isValidSignature(try P256.Signing.ECDSASignature(rawRepresentation: raw), for: message))
+            #expect(!publicKey.isValidSignature(try P256.Signing.ECDSASignature(derRepresentation: der), for: message + [0]))
+        case (.p384, .p384(let publicKey)):
+            #expect(publicKey.x963Representation == Data(key.publicPoint))
+            #expect(publicKey.isValidSignature(try P384.Signing.ECDSASignature(derRepresentation: der), for: message))
+            #expect(publicKey.isValidSignature(try P384.Signing.ECDSASignature(derRepresentation: queued), for: message))
+            #expect(publicKey.isValidSignature(try P384.Signing.ECDSASignature(rawRepresentation: raw), for: message))
+            #expect(!publicKey.isValidSignature(try P384.Signing.ECDSASignature(derRepresentation: der), for: message + [0]))
+        default:
+            Issue.record("a \(curve.rawValue) key's signer has a public key of another curve")
+        }
+        // HSMToken.sign(message:with:) is the same signer.
+        let viaToken = try token.sign(message: message, with: key)
+        if case .p256(let publicKey) = try signer.publicKey() {
+            #expect(publicKey.isValidSignature(try P256.Signing.ECDSASignature(derRepresentation: viaToken), for: message))
+        }
+    }
+
+    @Test("the KeyManager view generates, finds, signs with and destroys a key on the token")
+    func keyManagerView() throws {
+        let manager: any KeyManager = try TestEnvironment.openToken()
+        let key = try manager.generateKeyPair(curve: .p256, label: "managed", id: [9, 8, 7], policy: .signingOnly)
+        #expect(try manager.findKey(label: "managed") == key)
+        #expect(try manager.findKey(id: [9, 8, 7]) == key)
+        let message = Array("managed".utf8)
+        let publicKey = try P256.Signing.PublicKey(x963Representation: key.publicPoint)
+        let der = try manager.signer(for: key).signature(for: message)
+        #expect(publicKey.isValidSignature(try P256.Signing.ECDSASignature(derRepresentation: der), for: message))
+        try manager.destroy(key)
+        let error = #expect(throws: HSMError.self) { try manager.findKey(label: "managed") }
+        #expect(error?.code == .keyNotFound)
     }
 }

@@ -153,18 +153,6 @@ struct IssuanceHotPathTests {
         #expect(ran.withLock { $0 } == 0)
     }
 
-    @Test("the hand-written DER ECDSA-Sig-Value equals swift-crypto's, leading zeros and high bits included")
-    func ecdsaSignatureEncoding() throws {
-        var random = ParserRobustnessTests.SplitMix(state: 0xD5A)
-        var cases: [[UInt8]] = (0..<500).map { _ in (0..<64).map { _ in UInt8.random(in: 0...255, using: &random) } }
-        cases.append([0x00, 0x00, 0x80] + [UInt8](repeating: 0x11, count: 29) + [0x80] + [UInt8](repeating: 0, count: 31))
-        cases.append([UInt8](repeating: 0, count: 31) + [1] + [0xFF] + [UInt8](repeating: 0xFF, count: 31))
-        for raw in cases where raw[..<32].contains(where: { $0 != 0 }) && raw[32...].contains(where: { $0 != 0 }) {
-            let expected = Array(try P256.Signing.ECDSASignature(rawRepresentation: raw).derRepresentation)
-            #expect(DERWriter.ecdsaSignature(raw: raw) == expected)
-        }
-    }
-
     @Test("the CSR list's base64 and EUI-64 readers agree with Foundation and EUI64(_:)")
     func csrListDecoding() throws {
         var random = ParserRobustnessTests.SplitMix(state: 0xB64)

@@ -127,29 +127,4 @@ enum DERWriter {
         default: return 5
         }
     }
-
-    /// Appends a non-negative INTEGER whose magnitude is the big-endian `magnitude` (RFC 3279 ECDSA-Sig-Value
-    /// components): leading zero octets dropped, one zero octet added if the first remaining octet has its high bit set.
-    static func appendUnsignedInteger(_ magnitude: ArraySlice<UInt8>, to output: inout [UInt8]) {
-        var digits = magnitude.drop { $0 == 0 }
-        if digits.isEmpty { digits = [0][...] }
-        let pad = digits.first! & 0x80 != 0
-        appendHeader(DERTag.integer, length: digits.count + (pad ? 1 : 0), to: &output)
-        if pad { output.append(0) }
-        output.append(contentsOf: digits)
-    }
-
-    /// The DER ECDSA-Sig-Value (RFC 3279 §2.2.3) of a raw `r || s` signature of two equal halves.
-    static func ecdsaSignature(raw: [UInt8]) -> [UInt8] {
-        let half = raw.count / 2
-        var integers: [UInt8] = []
-        integers.reserveCapacity(raw.count + 6)
-        appendUnsignedInteger(raw[0..<half], to: &integers)
-        appendUnsignedInteger(raw[half...], to: &integers)
-        var output: [UInt8] = []
-        output.reserveCapacity(integers.count + 3)
-        appendHeader(DERTag.sequence, length: integers.count, to: &output)
-        output.append(contentsOf: integers)
-        return output
-    }
 }

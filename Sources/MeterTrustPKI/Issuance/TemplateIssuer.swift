@@ -72,13 +72,13 @@ public struct TemplateIssuer: Sendable {
             serial: SerialNumbers.randomBytes(), point: request.point, eui64: eui64, subjectKeyIdentifier: request.subjectKeyIdentifier
         )
         let tbs = template.fill(values)
-        let key = signer.signer.key
+        let key = signer.signer.key.signer
         let digest: [UInt8]
-        switch key.key.curve {
+        switch key.curve {
         case .p256: digest = Array(SHA256.hash(data: tbs))
         case .p384: digest = Array(SHA384.hash(data: tbs))
         }
-        let signature = DERWriter.ecdsaSignature(raw: try key.token.signDigest(digest, with: key.key))
+        let signature = try key.signature(digest: digest)
         let certificate = template.certificate(tbs: tbs, signature: signature)
         return CertificateRecord(
             issuer: signer.authority.name, serial: hexString(values.serial), profile: signer.profile.name, kind: signer.profile.recordKind,
