@@ -86,7 +86,8 @@ struct StoreTests {
     func rejectBatchWithDuplicateAtomically() async throws {
         let store = try await TestEnvironment.makeStore()
         let batch = [Self.record(serial: "01"), Self.record(serial: "02"), Self.record(serial: "01")]
-        await #expect(throws: StoreError.self) { try await store.insertCertificates(batch) }
+        let error = await #expect(throws: StoreError.self) { try await store.insertCertificates(batch) }
+        #expect(error?.code == .duplicate, "\(error?.code.description ?? "no error"): \(error?.message ?? "")")
         #expect(try await store.certificateCount(issuer: nil) == 0)
     }
 
@@ -101,9 +102,11 @@ struct StoreTests {
         let secondRoot = CertificateAuthorityRecord(
             name: "root2", role: .root, parent: nil, keyLabel: "k-root2", keyID: "02", curve: "P-256", certificateSerial: "bb"
         )
-        await #expect(throws: StoreError.self) {
+        let error = await #expect(throws: StoreError.self) {
             try await store.insertCertificateAuthority(secondRoot, certificate: Self.record(issuer: "root2", serial: "bb"))
         }
+        // Refused by the one-root unique index.
+        #expect(error?.code == .duplicate, "\(error?.code.description ?? "no error"): \(error?.message ?? "")")
         // The refused CA's certificate was rolled back with it.
         #expect(try await store.certificate(issuer: "root2", serial: "bb") == nil)
         #expect(try await store.certificateAuthorities().map(\.name) == ["root"])
