@@ -154,11 +154,20 @@ struct AuditTests {
                 TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path]
             )
             #expect(checked.status == 0 && checked.stdout.hasPrefix("OK \(index) "), "\(checked.stdout) \(checked.stderr)")
-            // A proof for another entry's bytes fails.
+            // A proof for another entry's bytes fails: with the old leaf hash, on the leaf hash; with the leaf hash
+            // of the new bytes, on the audit path (each refusal by its own message, not by a crash of the verifier).
             var forged = try #require(try JSONSerialization.jsonObject(with: Data(proof.stdout.utf8)) as? [String: Any])
-            forged["entry"] = (forged["entry"] as! String).replacingOccurrences(of: "\"index\":\(index)", with: "\"index\":9")
+            let original = try #require(forged["entry"] as? String)
+            let forgedEntry = original.replacingOccurrences(of: "\"index\":\(index)", with: "\"index\":9")
+            try #require(forgedEntry != original, "entry \(index) does not name its index: \(original)")
+            forged["entry"] = forgedEntry
             try JSONSerialization.data(withJSONObject: forged).write(to: proofPath)
-            #expect(try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path]).status != 0)
+            let staleLeaf = try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path])
+            #expect(staleLeaf.status == 1 && staleLeaf.stderr.contains("leaf hash does not match the entry"), "\(staleLeaf.stdout) \(staleLeaf.stderr)")
+            forged["leafHash"] = Data(SHA256.hash(data: [0x00] + Array(forgedEntry.utf8))).base64EncodedString()
+            try JSONSerialization.data(withJSONObject: forged).write(to: proofPath)
+            let wrongPath = try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path])
+            #expect(wrongPath.status == 1 && wrongPath.stderr.contains("does not lead to the checkpoint's root hash"), "\(wrongPath.stdout) \(wrongPath.stderr)")
         }
         #expect(try metertrust(["audit", "prove", "99"]).stderr.contains("there is no audit entry 99"))
     }

@@ -17,7 +17,7 @@ struct KeyCustodyTests {
 
     init() throws {
         api = try AdminAPITests()
-        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "create the virtualenv first (make test does)")
+        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "no Python virtualenv at \(TestEnvironment.python): run `make venv` (make test does)")
     }
 
     func path(_ name: String) -> String { api.path(name) }
