@@ -9,6 +9,18 @@ import Testing
 @Suite("Audit log")
 struct AuditTests {
     /// Leaves and roots of the RFC 6962 test vectors used by Certificate Transparency implementations.
+    /// Origin: the CT reference implementation's Merkle tree tests (google/certificate-transparency,
+    /// cpp/merkletree/merkle_tree_test.cc, the same eight leaves and roots carried on in transparency-dev/merkle's
+    /// testonly package). Regenerated independently of our code with Python's hashlib and RFC 6962 §2.1 (leaf hash
+    /// SHA-256(0x00 ‖ d), node hash SHA-256(0x01 ‖ l ‖ r), split at the largest power of two below n):
+    ///   python3 -c 'import hashlib as h
+    ///   L=[b"",b"\0",b"\x10",b"\x20\x21",b"\x30\x31",bytes(range(0x40,0x44)),bytes(range(0x50,0x58)),bytes(range(0x60,0x70))]
+    ///   def m(d):
+    ///    if len(d)==1: return h.sha256(b"\0"+d[0]).digest()
+    ///    k=1
+    ///    while 2*k<len(d): k*=2
+    ///    return h.sha256(b"\1"+m(d[:k])+m(d[k:])).digest()
+    ///   [print(m(L[:n]).hex()) for n in range(1,9)]'
     static let vectorLeaves: [[UInt8]] = [
         [], [0x00], [0x10], [0x20, 0x21], [0x30, 0x31], [0x40, 0x41, 0x42, 0x43],
         [0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57], Array(0x60...0x6F),
@@ -33,7 +45,25 @@ struct AuditTests {
             for index in 0..<size {
                 let proof = MerkleTree.inclusionProof(index: index, leaves[..<size])
                 #expect(MerkleTree.verifyInclusion(leaf: leaves[index], index: index, size: size, proof: proof, root: root))
-                #expect(!MerkleTree.verifyInclusion(leaf: leaves[(index + 1) % 8], index: index, size: size, proof: proof, root: root) || size == 1 && index == 0 && false)
+                // The leaf, its index, the root and every hash of the proof are bound: changing any one fails. (The
+                // size is not always: a left-edge proof of 6 leaves also verifies for 7; the signed checkpoint binds it.)
+                let at = "size \(size) index \(index)"
+                #expect(!MerkleTree.verifyInclusion(leaf: leaves[(index + 1) % 8], index: index, size: size, proof: proof, root: root), "\(at): another leaf")
+                var otherRoot = root
+                otherRoot[0] ^= 0x01
+                #expect(!MerkleTree.verifyInclusion(leaf: leaves[index], index: index, size: size, proof: proof, root: otherRoot), "\(at): another root")
+                #expect(!MerkleTree.verifyInclusion(leaf: leaves[index], index: index, size: size, proof: proof + [leaves[0]], root: root), "\(at): a hash appended")
+                #expect(!MerkleTree.verifyInclusion(leaf: leaves[index], index: size, size: size, proof: proof, root: root), "\(at): index out of the tree")
+                if size > 1 {
+                    #expect(proof.count > 0, "\(at): a tree of more than one leaf needs a non-empty proof")
+                    #expect(!MerkleTree.verifyInclusion(leaf: leaves[index], index: (index + 1) % size, size: size, proof: proof, root: root), "\(at): another index")
+                    #expect(!MerkleTree.verifyInclusion(leaf: leaves[index], index: index, size: size, proof: Array(proof.dropLast()), root: root), "\(at): a hash dropped")
+                    var changed = proof
+                    changed[changed.count - 1][31] ^= 0x80
+                    #expect(!MerkleTree.verifyInclusion(leaf: leaves[index], index: index, size: size, proof: changed, root: root), "\(at): a hash changed")
+                } else {
+                    #expect(proof.isEmpty && root == leaves[0], "a one-leaf tree's root is its leaf hash, proved by the empty proof")
+                }
             }
             for m in 1...size {
                 let proof = MerkleTree.consistencyProof(from: m, leaves[..<size])
@@ -88,6 +118,8 @@ struct AuditTests {
         _ = try await verifier.verify(store)
         try Self.tamper(store, tampering.sql)
         let error = await #expect(throws: AuditError.self, "\(tampering.name)") { try await verifier.verify(store) }
+        // The code says what kind of failure; the message (the feature here) says where.
+        #expect(error?.code == (tampering.name == "forge a checkpoint" ? .signature : .tampered), "\(tampering.name): \(error?.code.description ?? "none")")
         #expect(error?.message.contains(tampering.located) == true, "\(tampering.name): \(error?.message ?? "no error")")
     }
 
@@ -123,11 +155,20 @@ struct AuditTests {
                 TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path]
             )
             #expect(checked.status == 0 && checked.stdout.hasPrefix("OK \(index) "), "\(checked.stdout) \(checked.stderr)")
-            // A proof for another entry's bytes fails.
+            // A proof for another entry's bytes fails: with the old leaf hash, on the leaf hash; with the leaf hash
+            // of the new bytes, on the audit path (each refusal by its own message, not by a crash of the verifier).
             var forged = try #require(try JSONSerialization.jsonObject(with: Data(proof.stdout.utf8)) as? [String: Any])
-            forged["entry"] = (forged["entry"] as! String).replacingOccurrences(of: "\"index\":\(index)", with: "\"index\":9")
+            let original = try #require(forged["entry"] as? String)
+            let forgedEntry = original.replacingOccurrences(of: "\"index\":\(index)", with: "\"index\":9")
+            try #require(forgedEntry != original, "entry \(index) does not name its index: \(original)")
+            forged["entry"] = forgedEntry
             try JSONSerialization.data(withJSONObject: forged).write(to: proofPath)
-            #expect(try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path]).status != 0)
+            let staleLeaf = try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path])
+            #expect(staleLeaf.status == 1 && staleLeaf.stderr.contains("leaf hash does not match the entry"), "\(staleLeaf.stdout) \(staleLeaf.stderr)")
+            forged["leafHash"] = Data(SHA256.hash(data: [0x00] + Array(forgedEntry.utf8))).base64EncodedString()
+            try JSONSerialization.data(withJSONObject: forged).write(to: proofPath)
+            let wrongPath = try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("verify_inclusion.py"), data.appendingPathComponent("audit-signer.pem").path, proofPath.path])
+            #expect(wrongPath.status == 1 && wrongPath.stderr.contains("does not lead to the checkpoint's root hash"), "\(wrongPath.stdout) \(wrongPath.stderr)")
         }
         #expect(try metertrust(["audit", "prove", "99"]).stderr.contains("there is no audit entry 99"))
     }

@@ -53,7 +53,7 @@ struct CLITests {
     @Test("a hierarchy and a device certificate made by the CLI pass openssl verify, Python cryptography and pkilint")
     func independentVerifiers() throws {
         try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.metertrust), "build metertrust first (make test does)")
-        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "create the virtualenv first (make test does)")
+        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "no Python virtualenv at \(TestEnvironment.python): run `make venv` (make test does)")
         let deployment = try Deployment.make()
         let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
         _ = try deployment.json(["ca", "create-manufacturer", "--name", "acme", "--organization", "Acme Meters"])

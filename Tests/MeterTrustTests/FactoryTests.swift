@@ -171,31 +171,84 @@ struct FactoryTests {
         #expect(held[m[5].description]?.batch == "earlier")
     }
 
-    @Test("an unregistered manufacturer or a bad manifest refuses the whole batch and changes nothing")
-    func rejectUnregisteredManufacturerAndBadManifests() async throws {
+    /// What a refused batch must leave as it was: every CA's certificate count, the meters' identities, the batch
+    /// records, the audit log.
+    struct StoreCounts: Equatable, CustomStringConvertible {
+        var perIssuer: [String: Int]
+        var total: Int
+        var identities: Int
+        var batches: [String: Bool]
+        var auditEntries: Int64
+
+        static func of(_ line: FactoryFixture, meters: [EUI64], batches: [String]) async throws -> StoreCounts {
+            let store = line.pki.store
+            var perIssuer: [String: Int] = [:]
+            for authority in try await store.certificateAuthorities() {
+                perIssuer[authority.name] = try await store.certificateCount(issuer: authority.name)
+            }
+            var stored: [String: Bool] = [:]
+            for batch in batches { stored[batch] = try await store.batch(id: batch) != nil }
+            return StoreCounts(
+                perIssuer: perIssuer, total: try await store.certificateCount(issuer: nil),
+                identities: try await store.deviceIdentities(eui64s: meters.map(\.description)).count, batches: stored,
+                auditEntries: try await store.auditEntryCount()
+            )
+        }
+
+        var description: String { "issuers \(perIssuer), total \(total), identities \(identities), batches \(batches), audit \(auditEntries)" }
+    }
+
+    @Test("an unregistered manufacturer, or an operational CA named as manufacturer, refuses the whole batch and changes nothing")
+    func rejectUnregisteredManufacturer() async throws {
         let line = try await FactoryFixture.make()
         let eui = EUI64(0x0024_BEFF_FEB0_0001)
         let csr = CSRListReader.line(eui64: eui, csr: try line.keyedMeter(eui).1)
+        let before = try await StoreCounts.of(line, meters: [eui], batches: ["nobody", "north"])
+        #expect(before.batches.values.allSatisfy { !$0 } && before.identities == 0)
         let unregistered = try line.manifest(batch: "nobody", meters: [eui.description], csrLines: [csr], manufacturer: "nobody")
         let error = await #expect(throws: FactoryError.self) { try await line.run(unregistered) }
-        #expect(error?.code == .unregisteredManufacturer && error?.message.contains("nobody") == true)
-        // An operational CA is not a manufacturer.
+        #expect(error?.code == .unregisteredManufacturer && error?.message.contains("nobody") == true, "\(error?.message ?? "")")
+        // An operational CA is not a manufacturer: "north" issues nothing for this batch.
         let operational = try line.manifest(batch: "north", meters: [eui.description], csrLines: [csr], manufacturer: "north")
-        await #expect(throws: FactoryError.self) { try await line.run(operational) }
+        let notManufacturer = await #expect(throws: FactoryError.self) { try await line.run(operational) }
+        #expect(notManufacturer?.code == .unregisteredManufacturer, "\(notManufacturer?.message ?? "")")
+        let after = try await StoreCounts.of(line, meters: [eui], batches: ["nobody", "north"])
+        #expect(after == before, "before: \(before); after: \(after)")
+        #expect(after.perIssuer["north"] == before.perIssuer["north"] && after.perIssuer["acme"] == 0)
+        // The same meter in a batch for the registered manufacturer is issued from acme: the counts above can move.
+        let good = try line.manifest(batch: "acme-good", meters: [eui.description], csrLines: [csr])
+        #expect(try await line.run(good).counts.issued == 1)
+        let issued = try await StoreCounts.of(line, meters: [eui], batches: ["acme-good"])
+        #expect(issued.perIssuer["acme"] == 1 && issued.identities == 1 && issued.batches["acme-good"] == true)
+    }
 
+    /// A batch manifest that breaks one rule of the format, with `IMAGE` standing for the image's SHA-256.
+    static let badManifests: [String] = [
+        #"{"format":"metertrust-batch","version":2}"#,
+        #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"abc"},"bootstrapServerURI":"coaps+tcp://b.example","meters":{"start":"0024befffe000001","count":1},"csrs":"c.txt"}"#,
+        #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"IMAGE"},"bootstrapServerURI":"http://b.example","meters":{"start":"0024befffe000001","count":1},"csrs":"c.txt"}"#,
+        #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"IMAGE"},"bootstrapServerURI":"coaps+tcp://b.example","meters":{"start":"0024befffe000001","count":0},"csrs":"c.txt"}"#,
+        #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"IMAGE"},"bootstrapServerURI":"coaps+tcp://b.example","meters":{"start":"0024befffe000001","count":1}}"#,
+        #"{"format":"metertrust-batch","version":1,"batch":"x y","manufacturer":"acme","firmware":{"sha256":"IMAGE"},"bootstrapServerURI":"coaps+tcp://b.example","meters":{"start":"0024befffe000001","count":1},"csrs":"c.txt"}"#,
+        "not json",
+    ]
+
+    @Test("a bad manifest refuses the whole batch with invalidManifest and changes nothing", arguments: FactoryTests.badManifests)
+    func rejectBadManifest(_ template: String) async throws {
+        let line = try await FactoryFixture.make()
+        let eui = EUI64(0x0024_BEFF_FE00_0001)
+        let bad = template.replacingOccurrences(of: "IMAGE", with: line.imageSHA256)
         let path = line.directory.appendingPathComponent("bad.json")
-        for bad in [
-            #"{"format":"metertrust-batch","version":2}"#,
-            #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"abc"},"bootstrapServerURI":"coaps+tcp://b.example","meters":{"start":"0024befffe000001","count":1},"csrs":"c.txt"}"#,
-            #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"\#(line.imageSHA256)"},"bootstrapServerURI":"http://b.example","meters":{"start":"0024befffe000001","count":1},"csrs":"c.txt"}"#,
-            #"{"format":"metertrust-batch","version":1,"batch":"x","manufacturer":"acme","firmware":{"sha256":"\#(line.imageSHA256)"},"bootstrapServerURI":"coaps+tcp://b.example","meters":{"start":"0024befffe000001","count":0},"csrs":"c.txt"}"#,
-            "not json",
-        ] {
-            try Data(bad.utf8).write(to: path)
-            let refused = await #expect(throws: FactoryError.self, "\(bad)") { try await line.run(path.path) }
-            #expect(refused?.code == .invalidManifest, "\(bad): \(refused?.message ?? "")")
-        }
-        #expect(try await line.pki.store.certificateCount(issuer: "acme") == 0)
+        try Data(bad.utf8).write(to: path)
+        let before = try await StoreCounts.of(line, meters: [eui], batches: ["x"])
+        let refused = await #expect(throws: FactoryError.self) { try await line.run(path.path) }
+        #expect(refused?.code == .invalidManifest, "\(refused?.code.description ?? "no error"): \(refused?.message ?? "")")
+        let after = try await StoreCounts.of(line, meters: [eui], batches: ["x"])
+        #expect(after == before, "before: \(before); after: \(after)")
+        // The line itself works: a valid manifest for batch x is run and issued from acme.
+        let csr = CSRListReader.line(eui64: eui, csr: try line.keyedMeter(eui).1)
+        #expect(try await line.run(try line.manifest(batch: "x", meters: [eui.description], csrLines: [csr])).counts.issued == 1)
+        #expect(try await StoreCounts.of(line, meters: [eui], batches: ["x"]).perIssuer["acme"] == 1)
     }
 
     @Test("factory-generated keys (the weaker mode): the bundle brings the key and the meter installs it")
@@ -240,67 +293,119 @@ struct FactoryTests {
         #expect(again.counts.issued == 0 && again.counts.alreadyIssued == 3 && again.provisioned == 3)
     }
 
-    @Test("the configurator refuses bundles that fail validation, storing nothing, and every call after finalize")
-    func rejectBadBundlesAndLockedConfigurator() async throws {
-        let line = try await FactoryFixture.make()
+    /// A bundle the configurator must refuse, how it is made from the good one, and the reason it must give (the
+    /// reason is what the factory operator reads; the code is `.invalidBundle` for each).
+    enum BadBundle: String, CaseIterable, Sendable {
+        case wrongImage, foreign, wrongMeter, badURI, wrongEndpoint, otherRoot, consistentForgery, injectedKey, notABundle, oversized
+
+        func reason(other: EUI64) -> String {
+            switch self {
+            case .wrongImage: "does not match the meter's image"
+            case .foreign: "it is for meter \(other)"
+            case .wrongMeter: "HardwareModuleName is not this meter's EUI-64"
+            case .badURI: "bootstrap server URI"
+            case .wrongEndpoint: "endpoint name"
+            case .otherRoot, .consistentForgery: "is not the trust anchor this meter's image pins"
+            case .injectedKey: "carries a private key"
+            case .notABundle: "not a metertrust-provisioning-bundle"
+            case .oversized: "the limit is"
+            }
+        }
+    }
+
+    /// A keyed meter, the bundle its batch made for it, and another meter's: made once for the table.
+    struct BundleLine: Sendable {
+        let line: FactoryFixture
         let eui = EUI64(0x0024_BEFF_FED0_0001)
         let other = EUI64(0x0024_BEFF_FED0_0002)
-        let (configurator, csr) = try line.keyedMeter(eui)
-        let (_, otherCSR) = try line.keyedMeter(other)
-        let manifestPath = try line.manifest(
-            batch: "lock", meters: [eui.description, other.description],
-            csrLines: [CSRListReader.line(eui64: eui, csr: csr), CSRListReader.line(eui64: other, csr: otherCSR)]
-        )
-        _ = try await line.run(manifestPath)
-        let bundles = try line.bundles(of: manifestPath)
-        let good = try #require(bundles.first { $0.bundle.eui64 == eui.description }).bundle
-        let foreign = try #require(bundles.first { $0.bundle.eui64 == other.description }).bundle
+        let csr: [UInt8]
+        let good: ProvisioningBundle
+        let foreign: ProvisioningBundle
 
-        var wrongImage = good
-        wrongImage.imageDigest.value = String(repeating: "0", count: 64)
-        var wrongMeter = foreign
-        wrongMeter.eui64 = eui.description
-        wrongMeter.endpointName = eui.deviceURN
-        var badURI = good
-        badURI.bootstrapServerURI = "http://bootstrap.example"
-        var wrongEndpoint = good
-        wrongEndpoint.endpointName = "urn:dev:mac:0000000000000000"
-        var otherRoot = good
-        let strangerToken = try TestEnvironment.openToken()
-        let stranger = try await CAHierarchy(token: strangerToken, store: try await TestEnvironment.makeStore(), settings: PKISettings())
-            .createRoot(name: "stranger", organization: "Stranger")
-        otherRoot.trustAnchor = try stranger.certificate.pem
-        // Attacker: someone with a CA of their own hands the meter a bundle that is consistent in itself — a device
-        // certificate for the meter's own key and EUI-64, chained to their root. Only the pinned anchor refuses it.
-        let forger = try await PKIFixture.make()
-        let forged = try await CertificateIssuer(hierarchy: forger.hierarchy).issue(IssuanceRequest(csr: csr, profile: "device-identity"))
-        var consistentForgery = good
-        consistentForgery.deviceCertificate = try forged.certificate.pem
-        consistentForgery.chain = try [forger.manufacturer.certificate.pem]
-        consistentForgery.trustAnchor = try forger.root.certificate.pem
-        var injectedKey = good
-        injectedKey.privateKey = P256.Signing.PrivateKey().pemRepresentation
+        static let shared = Task { try await make() }
 
-        let cases: [(ProvisioningBundle?, Data?, String)] = [
-            (wrongImage, nil, "does not match the meter's image"),
-            (foreign, nil, "it is for meter \(other)"),
-            (wrongMeter, nil, "HardwareModuleName is not this meter's EUI-64"),
-            (badURI, nil, "bootstrap server URI"),
-            (wrongEndpoint, nil, "endpoint name"),
-            (otherRoot, nil, "is not the trust anchor this meter's image pins"),
-            (consistentForgery, nil, "is not the trust anchor this meter's image pins"),
-            (injectedKey, nil, "carries a private key"),
-            (nil, Data("{}".utf8), "not a metertrust-provisioning-bundle"),
-            (nil, Data(repeating: 0x20, count: 70_000), "the limit is"),
-        ]
-        for (bundle, raw, mentions) in cases {
-            let data = try raw ?? bundle!.encoded()
-            let error = await #expect(throws: ConfiguratorError.self, "\(mentions)") { try await configurator.install(bundle: data) }
-            #expect(error?.message.contains(mentions) == true, "\(mentions): \(error?.message ?? "")")
-            #expect(try configurator.state().stage == .keyed)
+        static func make() async throws -> BundleLine {
+            let line = try await FactoryFixture.make()
+            let eui = EUI64(0x0024_BEFF_FED0_0001)
+            let other = EUI64(0x0024_BEFF_FED0_0002)
+            let (_, csr) = try line.keyedMeter(eui)
+            let (_, otherCSR) = try line.keyedMeter(other)
+            let manifestPath = try line.manifest(
+                batch: "lock", meters: [eui.description, other.description],
+                csrLines: [CSRListReader.line(eui64: eui, csr: csr), CSRListReader.line(eui64: other, csr: otherCSR)]
+            )
+            _ = try await line.run(manifestPath)
+            let bundles = try line.bundles(of: manifestPath)
+            return BundleLine(
+                line: line, csr: csr, good: try #require(bundles.first { $0.bundle.eui64 == eui.description }).bundle,
+                foreign: try #require(bundles.first { $0.bundle.eui64 == other.description }).bundle
+            )
         }
+
+        /// A copy of the keyed meter, so each case starts from the same state.
+        func keyedCopy() throws -> FactoryConfigurator {
+            let copy = line.directory.appendingPathComponent("copies/\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: copy.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: line.meterDirectory(eui), to: copy)
+            return FactoryConfigurator(directory: copy)
+        }
+
+        func data(_ bad: BadBundle) async throws -> Data {
+            var bundle = good
+            switch bad {
+            case .wrongImage: bundle.imageDigest.value = String(repeating: "0", count: 64)
+            case .foreign: bundle = foreign
+            case .wrongMeter:
+                bundle = foreign
+                bundle.eui64 = eui.description
+                bundle.endpointName = eui.deviceURN
+            case .badURI: bundle.bootstrapServerURI = "http://bootstrap.example"
+            case .wrongEndpoint: bundle.endpointName = "urn:dev:mac:0000000000000000"
+            case .otherRoot:
+                let stranger = try await CAHierarchy(token: try TestEnvironment.openToken(), store: try await TestEnvironment.makeStore(), settings: PKISettings())
+                    .createRoot(name: "stranger", organization: "Stranger")
+                bundle.trustAnchor = try stranger.certificate.pem
+            case .consistentForgery:
+                // Attacker: someone with a CA of their own hands the meter a bundle that is consistent in itself — a
+                // device certificate for the meter's own key and EUI-64, chained to their root. Only the pinned
+                // anchor refuses it.
+                let forger = try await PKIFixture.make()
+                let forged = try await CertificateIssuer(hierarchy: forger.hierarchy).issue(IssuanceRequest(csr: csr, profile: "device-identity"))
+                bundle.deviceCertificate = try forged.certificate.pem
+                bundle.chain = try [forger.manufacturer.certificate.pem]
+                bundle.trustAnchor = try forger.root.certificate.pem
+            case .injectedKey: bundle.privateKey = P256.Signing.PrivateKey().pemRepresentation
+            case .notABundle: return Data("{}".utf8)
+            case .oversized: return Data(repeating: 0x20, count: 70_000)
+            }
+            return try bundle.encoded()
+        }
+    }
+
+    @Test("the configurator refuses bundles that fail validation with invalidBundle and its reason, storing nothing", arguments: FactoryTests.BadBundle.allCases)
+    func rejectBadBundle(_ bad: BadBundle) async throws {
+        let context = try await BundleLine.shared.value
+        let configurator = try context.keyedCopy()
+        let data = try await context.data(bad)
+        let error = await #expect(throws: ConfiguratorError.self) { try await configurator.install(bundle: data) }
+        #expect(error?.code == .invalidBundle, "\(error?.code.description ?? "no error"): \(error?.message ?? "")")
+        #expect(error?.message.contains(bad.reason(other: context.other)) == true, "\(bad.reason(other: context.other)): \(error?.message ?? "")")
+        #expect(try configurator.state().stage == .keyed)
+        // The same meter takes the good bundle: the refusal was this bundle's.
+        _ = try await configurator.install(bundle: try context.good.encoded())
+        #expect(try configurator.state().stage == .provisioned)
+    }
+
+    @Test("the configurator refuses finalize before a bundle, and every call after finalize")
+    func rejectCallsOnLockedConfigurator() async throws {
+        let context = try await BundleLine.shared.value
+        let configurator = try context.keyedCopy()
+        let line = context.line
+        let eui = context.eui
+        let good = context.good
         // Finalize before a bundle is installed is refused too.
-        #expect(throws: ConfiguratorError.self) { try configurator.finalize() }
+        let early = #expect(throws: ConfiguratorError.self) { try configurator.finalize() }
+        #expect(early?.code == .wrongStage)
 
         _ = try await configurator.install(bundle: try good.encoded())
         try configurator.finalize()
@@ -308,7 +413,7 @@ struct FactoryTests {
             { _ = try configurator.generateIdentity(hardwareType: PKIFixture.deviceType) },
             { _ = try await configurator.install(bundle: try good.encoded()) },
             { try configurator.finalize() },
-            { _ = try FactoryConfigurator.injectImage(line.image, eui64: eui, trustAnchorSHA256: line.rootSHA256, into: line.meterDirectory(eui)) },
+            { _ = try FactoryConfigurator.injectImage(line.image, eui64: eui, trustAnchorSHA256: line.rootSHA256, into: configurator.directory) },
         ]
         for call in locked {
             let error = await #expect(throws: ConfiguratorError.self) { try await call() }

@@ -19,7 +19,7 @@ struct KeyCustodyTests {
 
     init() throws {
         api = try AdminAPITests()
-        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "create the virtualenv first (make test does)")
+        try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.python), "no Python virtualenv at \(TestEnvironment.python): run `make venv` (make test does)")
     }
 
     func path(_ name: String) -> String { api.path(name) }
@@ -177,6 +177,10 @@ struct KeyCustodyTests {
         // A second execute (by anyone) is refused and carries nothing.
         let again = try api.client(["admin", "execute", id, "--backup-out", path("again.json")], as: "bob", port: port)
         #expect(again.status == 4 && !FileManager.default.fileExists(atPath: path("again.json")))
+        #expect(again.stderr.contains("already-executed"), "refused for another reason than run-once: \(again.stderr)")
+        // The refusal came from a serving API: the next request is answered.
+        let served = try api.client(["admin", "show", id, "--json"], as: "bob", port: port)
+        #expect(served.status == 0 && served.stdout.contains("\"executed\""), "\(served.stderr)")
 
         // Someone with the database, with sqlite3: no table holds a wrapped key or a backup document.
         let store = deployment.dataDirectory.appendingPathComponent("metertrust.sqlite").path

@@ -13,8 +13,9 @@ import X509
 struct PKIBuildingBlockTests {
     @Test("key identifier by RFC 5280 method 2 matches an independent computation")
     func keyIdentifierMethod2() throws {
-        // Vector: the P-256 base point G, uncompressed; expected value computed with Python hashlib:
-        // sha1(G)[-8:] with the top four bits replaced by 0100.
+        // Vector: the P-256 base point G, uncompressed (SEC 2 v2 §2.4.2, FIPS 186-4 §D.1.2.3); expected value computed
+        // with Python hashlib, sha1(G)[-8:] with the top four bits replaced by 0100 (RFC 5280 §4.2.1.2 method 2):
+        //   python3 -c 'import hashlib;g=bytes.fromhex("046b17d1…37bf51f5");d=bytearray(hashlib.sha1(g).digest()[-8:]);d[0]=0x40|d[0]&15;print(d.hex())'
         let g = hexBytes(
             "04" + "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296"
                 + "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5"
@@ -27,9 +28,12 @@ struct PKIBuildingBlockTests {
         #expect(try EUI64("0024BEFFFE804FF1").description == "0024befffe804ff1")
         #expect(try EUI64("00-24-be-ff-fe-80-4f-f1") == EUI64(0x0024_BEFF_FE80_4FF1))
         #expect(EUI64(0x0024_BEFF_FE80_4FF1).deviceURN == "urn:dev:mac:0024befffe804ff1")
-        for bad in ["", "0024befffe804ff", "0024befffe804ff1aa", "0024befffe804fg1"] {
-            #expect(throws: CoreError.self, "\(bad)") { try EUI64(bad) }
-        }
+    }
+
+    @Test("malformed EUI-64s are refused as invalid arguments", arguments: ["", "0024befffe804ff", "0024befffe804ff1aa", "0024befffe804fg1", "0024befffe804ff1 "])
+    func rejectMalformedEUI64(_ bad: String) throws {
+        let error = #expect(throws: CoreError.self) { try EUI64(bad) }
+        #expect(error?.errorCode == .invalidArgument, "\(error?.errorCode.rawValue ?? "no error"): \(error?.message ?? "")")
     }
 
     @Test("HardwareModuleName round-trips through DER")
@@ -37,7 +41,10 @@ struct PKIBuildingBlockTests {
         let name = HardwareModuleName(hardwareType: [2, 999, 2, 1], serialNumber: EUI64(0x0024_BEFF_FE80_4FF1).bytes)
         var serializer = DER.Serializer()
         try serializer.serialize(name)
-        // SEQUENCE { OID 2.999.2.1 (06 04 8837 02 01), OCTET STRING 0024befffe804ff1 }
+        // SEQUENCE { OID 2.999.2.1 (06 04 8837 02 01), OCTET STRING 0024befffe804ff1 } (RFC 4108 §5 HardwareModuleName),
+        // encoded by hand (X.690 §8.19: 2.999 → 2*40+999 = 1079 = 0x8837 base 128); decoded independently with
+        //   echo 301006048837020104080024befffe804ff1 | xxd -r -p | openssl asn1parse -inform DER -i
+        // → SEQUENCE { OBJECT :2.999.2.1, OCTET STRING [HEX DUMP]:0024BEFFFE804FF1 }
         #expect(hexString(serializer.serializedBytes) == "3010" + "060488370201" + "0408" + "0024befffe804ff1")
         #expect(try HardwareModuleName(derEncoded: serializer.serializedBytes) == name)
     }
@@ -270,16 +277,24 @@ struct IssuanceTests {
         }, .invalidArgument),
     ]
 
-    @Test("requests for more than the profile allows, bad keys and bad input are refused and nothing is stored")
-    func rejectBadRequests() async throws {
+    /// One row of ``refusals``, named in the test report.
+    struct RefusedRequest: Sendable, CustomTestStringConvertible {
+        let testDescription: String
+        let makeRequest: @Sendable () throws -> IssuanceRequest
+        let code: PKIError.Code
+    }
+
+    static let refusedRequests = refusals.map { RefusedRequest(testDescription: $0.0, makeRequest: $0.1, code: $0.2) }
+
+    @Test("requests for more than the profile allows, bad keys and bad input are refused with their code and nothing is stored", arguments: IssuanceTests.refusedRequests)
+    func rejectBadRequest(_ refused: RefusedRequest) async throws {
         let pki = try await PKIFixture.make()
         let before = try await pki.store.certificateCount(issuer: nil)
-        for (name, makeRequest, code) in Self.refusals {
-            let request = try makeRequest()
-            let error = await #expect(throws: PKIError.self, "\(name)") { try await pki.issuer.issue(request) }
-            #expect(error?.code == code, "\(name): \(error?.message ?? "no error")")
-            #expect(error.map { !$0.message.isEmpty && !$0.message.contains("\n") } == true, "\(name)")
-        }
+        let request = try refused.makeRequest()
+        let error = await #expect(throws: PKIError.self) { try await pki.issuer.issue(request) }
+        #expect(error?.code == refused.code, "\(error?.code.description ?? "no error"): \(error?.message ?? "")")
+        // The message is shown to an operator on one line.
+        #expect(error.map { !$0.message.isEmpty && !$0.message.contains("\n") } == true)
         #expect(try await pki.store.certificateCount(issuer: nil) == before)
     }
 

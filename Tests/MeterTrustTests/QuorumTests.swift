@@ -301,23 +301,80 @@ struct QuorumTests {
         await #expect(throws: PKIError.self) { _ = try await deployment.request(.caDestroy, ["name": "acme"]) }
     }
 
-    @Test("request documents are canonical and content-addressed; altered or malformed ones are refused")
-    func canonicalRequests() throws {
-        let request = try AdminRequest(operation: .caDestroy, parameters: ["name": "north"], requester: "alice", lifetime: 600)
+    @Test("request documents are canonical and content-addressed: the id is the SHA-256 of the stored document, and an approval of a document one byte off is refused; altered or malformed ones are refused")
+    func canonicalRequests() async throws {
+        let deployment = try await Deployment.make(names: [("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer)])
+        let status = try await deployment.request(.caRevoke, ["name": "north", "reason": "4"])
+        let request = status.request
         let bytes = request.canonicalBytes
         #expect(try AdminRequest.parse(bytes) == request)
-        #expect(request.id == SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined())
+        // The id is the SHA-256 of the document the store holds, computed by openssl (not by our code).
+        let stored = try #require(try await deployment.fixture.store.adminRequest(id: status.id))
+        #expect(stored.document == bytes)
+        let file = TestEnvironment.temporaryDirectory().appendingPathComponent("request.json")
+        try Data(stored.document).write(to: file)
+        let digest = try TestEnvironment.run("openssl", ["dgst", "-sha256", "-r", file.path])
+        try #require(digest.status == 0, "\(digest.stderr)")
+        #expect(digest.stdout.split(separator: " ").first.map(String.init) == status.id, "openssl: \(digest.stdout), id \(status.id)")
         #expect(String(decoding: bytes, as: UTF8.self).hasPrefix("{\"created\":"))
         // Same content, other layout: refused (one request, one id).
         let spaced = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: ",\"", with: ", \"").utf8)
-        #expect(throws: QuorumError.self) { try AdminRequest.parse(spaced) }
-        let altered = Array(String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "north", with: "south").utf8)
-        #expect(try AdminRequest.parse(altered).id != request.id)
-        #expect(throws: QuorumError.self) { try AdminRequest(operation: .caDestroy, parameters: [:], requester: "a", lifetime: 60) }
-        #expect(throws: QuorumError.self) { try AdminRequest(operation: .caDestroy, parameters: ["name": "x", "force": "1"], requester: "a", lifetime: 60) }
-        #expect(throws: QuorumError.self) { try AdminRequest(operation: .caDestroy, parameters: ["name": "x"], requester: "a", lifetime: 30 * 86_400) }
-        #expect(throws: QuorumError.self) { try AdminRequest.parse(Array(repeating: UInt8(ascii: " "), count: AdminRequest.maximumSize + 1)) }
-        #expect(throws: QuorumError.self) { try AdminRequest.parse(Array("{\"format\":\"other\"}".utf8)) }
+        await Self.refusal(.invalidRequest) { _ = try AdminRequest.parse(spaced) }
+        // One byte changed ("north" → "nortx"): still a well-formed canonical request, but another one, and nothing
+        // signed over it counts for the stored request. bob approves the altered document: that is an approval of
+        // a request that does not exist here; bob's signature over it, relabelled with the stored id, does not verify.
+        let index = try #require(bytes.firstRange(of: Array("north".utf8))).upperBound - 1
+        var altered = bytes
+        altered[index] = UInt8(ascii: "x")
+        let alteredRequest = try AdminRequest.parse(altered)
+        #expect(alteredRequest.parameters["name"] == "nortx" && alteredRequest.canonicalBytes == altered)
+        try Data(altered).write(to: file)
+        let alteredDigest = try TestEnvironment.run("openssl", ["dgst", "-sha256", "-r", file.path])
+        #expect(alteredDigest.stdout.split(separator: " ").first.map(String.init) == alteredRequest.id)
+        #expect(alteredRequest.id != status.id)
+        let ofAltered = try Approval(
+            approving: alteredRequest, custodian: "bob", certificateFingerprint: deployment.custodians["bob"]!.record.fingerprintSHA256, key: deployment.keys["bob"]!
+        )
+        await Self.refusal(.wrongRequest) { _ = try await deployment.service.approve(ofAltered.bytes, uploader: "bob") }
+        var relabelled = try #require(try JSONSerialization.jsonObject(with: Data(ofAltered.bytes)) as? [String: String])
+        relabelled["request"] = status.id
+        await Self.refusal(.forgedApproval) {
+            _ = try await deployment.service.approve(Array(try JSONSerialization.data(withJSONObject: relabelled)), uploader: "bob")
+        }
+        #expect(try await deployment.fixture.store.approvals(requestID: status.id).isEmpty)
+        // bob's approval of the real document counts.
+        #expect(try await deployment.approve(status, by: "bob").tally.counted == ["bob"])
+    }
+
+    /// A request that must not be made or parsed, and the code it is refused with.
+    struct MalformedRequest: Sendable, CustomTestStringConvertible {
+        let testDescription: String
+        let code: QuorumError.Code
+        let attempt: @Sendable () throws -> Void
+    }
+
+    static let malformedRequests: [MalformedRequest] = [
+        .init(testDescription: "a missing parameter", code: .invalidRequest) {
+            _ = try AdminRequest(operation: .caDestroy, parameters: [:], requester: "a", lifetime: 60)
+        },
+        .init(testDescription: "an unknown parameter", code: .invalidRequest) {
+            _ = try AdminRequest(operation: .caDestroy, parameters: ["name": "x", "force": "1"], requester: "a", lifetime: 60)
+        },
+        .init(testDescription: "a lifetime over 7 days", code: .invalidRequest) {
+            _ = try AdminRequest(operation: .caDestroy, parameters: ["name": "x"], requester: "a", lifetime: 30 * 86_400)
+        },
+        .init(testDescription: "an oversized document", code: .invalidRequest) {
+            _ = try AdminRequest.parse(Array(repeating: UInt8(ascii: " "), count: AdminRequest.maximumSize + 1))
+        },
+        .init(testDescription: "another format", code: .invalidRequest) {
+            _ = try AdminRequest.parse(Array("{\"format\":\"other\"}".utf8))
+        },
+        .init(testDescription: "not JSON", code: .invalidRequest) { _ = try AdminRequest.parse(Array("request".utf8)) },
+    ]
+
+    @Test("malformed requests are refused with their code", arguments: QuorumTests.malformedRequests)
+    func malformedRequestRefused(_ malformed: MalformedRequest) async {
+        await Self.refusal(malformed.code) { try malformed.attempt() }
     }
 
     @Test("bootstrap runs once, takes only Admin CA custodian certificates, and needs a quorum that survives losing a custodian")
