@@ -12,10 +12,10 @@ public protocol AuditedFailure: Error {
 
 extension AuditLog {
     /// How an error ends an audited operation; the one rule every caller uses. An error of the machinery (HSM,
-    /// store, audit log) is `.failed`; any other error (the input or a rule refused) is `.refused`.
+    /// store) is `.failed`; any other error (the input, a rule, or the audit log's own state refused) is `.refused`.
     public static func outcome(of error: any Error) -> AuditEvent.Outcome {
         switch error {
-        case is HSMError, is StoreError, is AuditError: return .failed
+        case is HSMError, is StoreError: return .failed
         default: return .refused
         }
     }
