@@ -339,6 +339,23 @@ struct QuorumTests {
         #expect(try await deployment.fixture.store.adminRequests(state: nil, limit: 100).count == 1)
     }
 
+    @Test("since the bootstrap, the domain refuses direct creation of every CA but the root, whoever calls it; nothing is made")
+    func directCreationUnderQuorum() async throws {
+        let deployment = try await Deployment.make()
+        let keysBefore = try await deployment.fixture.token.perform { try $0.privateKeyLabels() }
+        for role in [CertificateAuthorityRole.operational, .manufacturer, .admin] {
+            let message = await Self.refusal(.underQuorumControl) {
+                _ = try await DirectAuthorityCreation.create(
+                    role: role, name: "side-\(role.rawValue)", organization: nil, curve: .p256, backup: false, hierarchy: deployment.fixture.hierarchy,
+                    audit: deployment.service.audit, actor: "test"
+                )
+            }
+            #expect(message.contains(role == .manufacturer ? "manufacturer.register" : "ca.create kind=\(role.rawValue)"), "\(message)")
+            #expect(try await deployment.fixture.store.certificateAuthority(named: "side-\(role.rawValue)") == nil)
+        }
+        #expect(try await deployment.fixture.token.perform { try $0.privateKeyLabels() } == keysBefore)
+    }
+
     @Test("typed parameters: each operation refuses values it cannot run before any request is stored", arguments: [
         (AdminOperation.caCreate, ["kind": "manufacturer", "name": "x"]),
         (.caCreate, ["kind": "operational", "name": "x", "curve": "P-521"]),
