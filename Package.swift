@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "MeterTrustAudit", targets: ["MeterTrustAudit"]),
         .library(name: "MeterTrustQuorum", targets: ["MeterTrustQuorum"]),
         .library(name: "MeterTrustAdmin", targets: ["MeterTrustAdmin"]),
+        .library(name: "MeterTrustAdminAPI", targets: ["MeterTrustAdminAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
@@ -147,6 +148,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The admin API's wire messages (plain Codable structs), shared by the server and its clients; Foundation only.
+        .target(
+            name: "MeterTrustAdminAPI",
+            swiftSettings: strict
+        ),
         // Factory provisioning: batch manifests, the issuance engine, bundles, signed enrollment manifests.
         .target(
             name: "MeterTrustFactory",
@@ -174,6 +180,7 @@ let package = Package(
                 "MeterTrustPKI",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
+                "MeterTrustAdminAPI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -199,6 +206,7 @@ let package = Package(
                 "MeterTrustAudit",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
+                "MeterTrustAdminAPI",
                 "MeterTrustServer",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

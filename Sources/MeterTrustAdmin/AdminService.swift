@@ -27,15 +27,25 @@ public struct RequestStatus: Sendable, Codable {
 
 /// Operations under quorum: requests, approvals and execution, the custodian registry and policies. The admin API
 /// and the CLI are thin over this. Every step is recorded in the audit log, refusals included.
+///
+/// The operations themselves are ``QuorumOperation`` values from `operations`, each registered by its own module;
+/// the service knows none of them by name. Every rule that reads the time reads `clock`.
 public struct AdminService: Sendable {
     public let hierarchy: CAHierarchy
     public let audit: AuditLog
+    public let operations: QuorumOperationRegistry
+    public let clock: any WallClock
     private let logger: Logger
     public var store: any MeterTrustStore { hierarchy.store }
 
-    public init(hierarchy: CAHierarchy, audit: AuditLog, logger: Logger = Logger(label: "metertrust.admin")) {
+    public init(
+        hierarchy: CAHierarchy, audit: AuditLog, operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock(),
+        logger: Logger = Logger(label: "metertrust.admin")
+    ) {
         self.hierarchy = hierarchy
         self.audit = audit
+        self.operations = operations
+        self.clock = clock
         self.logger = logger
     }
 
@@ -43,12 +53,12 @@ public struct AdminService: Sendable {
 
     /// The quorum gate over the store and the verified audit log (every decision starts here).
     public func gate() async throws -> QuorumGate {
-        try await QuorumGate(store: store, audit: audit)
+        try await QuorumGate(store: store, audit: audit, clock: clock)
     }
 
     /// The custodians the audit log backs.
     public func registry() async throws -> CustodianRegistry {
-        try await gate().registry()
+        try await gate().registry(now: clock.now())
     }
 
     public func policies() async throws -> [QuorumPolicy] {
@@ -87,7 +97,7 @@ public struct AdminService: Sendable {
     /// Registers the first custodians (certificates issued by the Admin CA) and the default policies: every class
     /// needs `required` approvals. Runs once per deployment; refused afterwards.
     public func bootstrap(custodianCertificates: [[UInt8]], required: Int = 2, actor: String) async throws -> [CustodianRecord] {
-        try await recorded(actor: actor, action: "quorum.bootstrap", subject: "quorum", details: ["required": "\(required)"]) {
+        try await audit.audited(actor: "custodian:\(actor)", action: "quorum.bootstrap", subject: "quorum", details: ["required": "\(required)"], recordingIntent: false) {
             // The log says whether the quorum exists; a deleted bootstrap row does not reopen the ceremony.
             let state = try await audit.verifiedState()
             guard !state.bootstrapped, try await !store.isQuorumBootstrapped() else {
@@ -121,13 +131,19 @@ public struct AdminService: Sendable {
 
     // MARK: Requests
 
-    /// Records a new request by `requester`; checks its parameters first so nothing unrunnable waits for approvals.
+    /// Records a new request by `requester`; parses and checks it first (``QuorumOperation``: lock-out, preflight) so
+    /// nothing unrunnable waits for approvals.
     public func submit(
         operation: AdminOperation, parameters: [String: String], requester: Custodian, lifetime: TimeInterval = 3600
     ) async throws -> RequestStatus {
-        try await recorded(actor: requester.name, action: "admin.request", subject: operation.rawValue, details: [:]) {
-            let request = try AdminRequest(operation: operation, parameters: parameters, requester: requester.name, lifetime: lifetime)
-            try await preflight(request)
+        try await audit.audited(actor: "custodian:\(requester.name)", action: "admin.request", subject: operation.rawValue, recordingIntent: false) {
+            let request = try AdminRequest(
+                operation: operation, parameters: parameters, requester: requester.name, created: clock.now(), lifetime: lifetime
+            )
+            let parsed = try operations.operation(of: request)
+            let context = QuorumOperationContext(service: self, gate: try await gate())
+            try await parsed.checkLockOut(in: context)
+            try await parsed.preflight(in: context)
             let record = AdminRequestRecord(
                 id: request.id, document: request.canonicalBytes, operation: operation.rawValue, requester: requester.name,
                 createdAt: try request.createdDate, expiresAt: try request.expiresDate
@@ -150,7 +166,7 @@ public struct AdminService: Sendable {
         var view = record
         view.state = .pending
         let expires = try request.expiresDate
-        let now = record.executedAt.map { min($0, expires.addingTimeInterval(-1)) } ?? Date()
+        let now = record.executedAt.map { min($0, expires.addingTimeInterval(-1)) } ?? clock.now()
         let tally = QuorumRules.tally(view, approvals: approvals, policy: policy, registry: try await gate.registry(now: now), now: now)
         return RequestStatus(
             id: id, request: request, state: record.state, policy: policy, tally: tally, approvals: approvals.map(\.custodian),
@@ -166,9 +182,9 @@ public struct AdminService: Sendable {
     /// travel as files). Returns the tally after it.
     public func approve(_ document: [UInt8], uploader: String) async throws -> RequestStatus {
         let approval = try? Approval.parse(document)
-        return try await recorded(
-            actor: uploader, action: "admin.approve", subject: approval?.request ?? "unparseable",
-            details: ["approver": approval?.custodian ?? "?"]
+        return try await audit.audited(
+            actor: "custodian:\(uploader)", action: "admin.approve", subject: approval?.request ?? "unparseable",
+            details: ["approver": approval?.custodian ?? "?"], recordingIntent: false
         ) {
             let approval = try Approval.parse(document)
             guard let record = try await store.adminRequest(id: approval.request) else {
@@ -177,7 +193,8 @@ public struct AdminService: Sendable {
             let request = try AdminRequest.parse(record.document)
             let gate = try await gate()
             let policy = try await gate.policy(for: try request.adminOperation.operationClass)
-            let custodian = try QuorumRules.check(approval, for: record, policy: policy, registry: try await gate.registry(), now: Date())
+            let now = clock.now()
+            let custodian = try QuorumRules.check(approval, for: record, policy: policy, registry: try await gate.registry(now: now), now: now)
             if let logged = gate.state.requests[record.id] {
                 throw QuorumError(.alreadyExecuted, "request \(record.id.prefix(16))… is \(logged) in the audit log; a request runs at most once")
             }
@@ -195,21 +212,17 @@ public struct AdminService: Sendable {
     /// carries a backup document only here, for the executor.
     public func execute(id: String, by executor: Custodian) async throws -> RequestStatus {
         // The answer is made after the audit entry: until it is in the log, the state it changed is not trusted.
-        let backup: String? = try await recorded(actor: executor.name, action: "admin.execute", subject: id, details: [:]) {
+        let backup: String? = try await audit.audited(actor: "custodian:\(executor.name)", action: "admin.execute", subject: id, recordingIntent: false) {
             let gate = try await gate()
             let authorized = try await gate.approved(id: id)
             let operation = authorized.operation
-            if operation == .backupReshare {
-                throw QuorumError(
-                    .invalidRequest,
-                    "backup.reshare runs as a ceremony on the HSM host with k security officers present: metertrust backup reshare --request \(id) --custodian NAME=KEYFILE ..."
-                )
-            }
-            try await checkNoLockOut(operation, parameters: authorized.request.parameters, gate: gate)
+            let parsed = try operations.operation(operation, parameters: authorized.request.parameters)
+            let context = QuorumOperationContext(service: self, gate: gate)
+            try await parsed.checkExecution(requestID: id, in: context)
             try await gate.claim(authorized, by: executor.name)
-            let result: OperationResult
+            let result: QuorumOperationResult
             do {
-                result = try await run(operation, parameters: authorized.request.parameters, requestID: id, gate: gate)
+                result = try await parsed.run(requestID: id, in: context)
             } catch {
                 try await gate.finish(authorized, failure: error, outcome: [:])
                 throw ExecutionFailure(requestID: id, underlying: error)
@@ -227,260 +240,18 @@ public struct AdminService: Sendable {
         return answer
     }
 
-    /// What an operation produced: the outcome everyone may read, and for `backup.export` the backup document,
-    /// which only the executor receives.
-    struct OperationResult {
-        var outcome: [String: String]
-        /// The security-state changes the audit entry records (``SecurityState/Change``).
-        var state: [String: String] = [:]
-        var backup: String? = nil
-    }
-
-    /// A claimed request whose operation failed: the audit entry records the request as failed.
-    struct ExecutionFailure: Error, CustomStringConvertible {
+    /// A claimed request whose operation failed: the audit entry records the request as failed (it never runs again).
+    struct ExecutionFailure: AuditedFailure, CustomStringConvertible {
         let requestID: String
         let underlying: any Error
         var description: String { "\(underlying)" }
-    }
-
-    /// Refuses what would lock the deployment out of its own quorum: a second Admin CA (the admin API could not tell
-    /// which one certifies custodians), destroying or revoking the Admin CA in use or the root it chains to (every
-    /// custodian certificate would stop verifying), and, for custodian removals, leaving a policy no one can meet.
-    /// Checked when a request is made, so nobody collects approvals for it, and again at execution.
-    func checkNoLockOut(_ operation: AdminOperation, parameters: [String: String], gate: QuorumGate) async throws {
-        switch operation {
-        case .caCreate where parameters["kind"] == "admin":
-            let admins = try await hierarchy.authorities(role: .admin).filter { $0.destroyedAt == nil }
-            if let existing = admins.first {
-                throw QuorumError(
-                    .lockOut,
-                    "the Admin CA \(existing.name) exists: a second one would leave the admin API unable to tell which certifies custodians; there is one Admin CA per deployment"
-                )
-            }
-        case .caDestroy, .caRevoke:
-            guard let name = parameters["name"], let record = try await store.certificateAuthority(named: name) else { return }
-            if record.role == .admin {
-                throw QuorumError(
-                    .lockOut,
-                    "CA \(name) is the Admin CA that certifies every custodian: \(operation.rawValue) would leave nobody able to approve anything"
-                )
-            }
-            if record.role == .root {
-                throw QuorumError(
-                    .lockOut, "CA \(name) is the root the Admin CA chains to: \(operation.rawValue) would invalidate every custodian certificate"
-                )
-            }
-        case .custodianRemove:
-            if let name = parameters["name"] { try await checkQuorumsSurvive(removing: name, gate: gate) }
-        default:
-            return
-        }
-    }
-
-    // MARK: Operations
-
-    /// Checks what can be checked before approvals are collected.
-    private func preflight(_ request: AdminRequest) async throws {
-        let parameters = request.parameters
-        let gate = try await gate()
-        try await checkNoLockOut(try request.adminOperation, parameters: parameters, gate: gate)
-        switch try request.adminOperation {
-        case .caCreate:
-            guard ["operational", "admin"].contains(parameters["kind"]) else {
-                throw QuorumError(.invalidRequest, "ca.create makes operational or admin CAs (kind=operational|admin); register manufacturers with manufacturer.register")
-            }
-            try Self.checkKeyParameters(parameters)
-        case .manufacturerRegister:
-            try Self.checkKeyParameters(parameters)
-        case .caDestroy, .caRevoke:
-            _ = try await hierarchy.authority(named: try parameters.required("name"), toIssue: false)
-            if let reason = parameters["reason"], Int(reason) == nil { throw QuorumError(.invalidRequest, "reason must be an RFC 5280 reason code") }
-        case .policySet:
-            _ = try await proposedPolicy(parameters)
-        case .custodianAdd:
-            _ = try await Custodian.admit(certificate: try Self.certificateDER(try parameters.required("certificate")), adminCA: try await adminAuthority(), registeredBy: nil)
-        case .custodianRemove:
-            guard try await gate.registry().custodian(named: try parameters.required("name"))?.isActive == true else {
-                throw QuorumError(.unknownCustodian, "there is no registered custodian \(try parameters.required("name"))")
-            }
-        case .backupExport, .backupReshare:
-            guard try await store.backupKey() != nil else {
-                throw QuorumError(.backup, "there is no backup key: run the backup-key ceremony (metertrust backup init-key) first")
-            }
-        }
-    }
-
-    private func run(_ operation: AdminOperation, parameters: [String: String], requestID: String, gate: QuorumGate) async throws -> OperationResult {
-        switch operation {
-        case .caCreate, .manufacturerRegister:
-            let role: CertificateAuthorityRole = operation == .manufacturerRegister ? .manufacturer : (parameters["kind"] == "admin" ? .admin : .operational)
-            let curve = try Self.curve(parameters["curve"])
-            let authority = try await hierarchy.createAuthority(
-                role: role, name: try parameters.required("name"), organization: parameters["organization"], curve: curve, backup: parameters["backup"] == "true"
-            )
-            return OperationResult(outcome: ["ca": authority.name, "role": role.rawValue, "serial": authority.certificate.serialHex, "key": authority.signingKey.key.label])
-        case .caDestroy:
-            let name = try parameters.required("name")
-            try await hierarchy.destroyAuthority(named: name)
-            return OperationResult(outcome: ["ca": name, "destroyed": "true"], state: Dictionary([SecurityState.Change.destroyed(name)]) { $1 })
-        case .caRevoke:
-            let name = try parameters.required("name")
-            let reason = Int(parameters["reason"] ?? "0") ?? 0
-            guard let record = try await store.certificateAuthority(named: name), let parent = record.parent else {
-                throw PKIError(.unknownAuthority, "there is no CA named \"\(name)\" under the root")
-            }
-            try await hierarchy.revokeAuthority(named: name, reason: reason)
-            return OperationResult(
-                outcome: ["ca": name, "revoked": "true"],
-                state: Dictionary([SecurityState.Change.revoked(issuer: parent, serial: record.certificateSerial, reason: reason)]) { $1 }
-            )
-        case .policySet:
-            let policy = try await proposedPolicy(parameters)
-            try await store.setQuorumPolicy(policy.record(updatedBy: requestID))
-            return OperationResult(
-                outcome: ["class": policy.operationClass.rawValue, "policy": policy.summary],
-                state: Dictionary([SecurityState.Change.policy(policy.operationClass.rawValue, policy.stateText)]) { $1 }
-            )
-        case .custodianAdd:
-            let record = try await Custodian.admit(
-                certificate: try Self.certificateDER(try parameters.required("certificate")), adminCA: try await adminAuthority(), registeredBy: requestID
-            )
-            try await store.insertCustodian(record)
-            return OperationResult(
-                outcome: ["custodian": record.name, "role": record.role, "certificate": record.fingerprintSHA256],
-                state: Dictionary([SecurityState.Change.custodian(record.name, role: record.role, fingerprint: record.fingerprintSHA256)]) { $1 }
-            )
-        case .custodianRemove:
-            let name = try parameters.required("name")
-            guard let custodian = try await gate.registry().custodian(named: name) else {
-                throw QuorumError(.unknownCustodian, "there is no registered custodian \(name)")
-            }
-            // The check that a quorum survives runs inside the removal's own write transaction, on the rows as they
-            // are then, so two concurrent removals cannot both pass it.
-            let policies = try await gate.policies()
-            let state = gate.state
-            try await store.removeCustodian(named: name, at: Date()) { records in
-                let remaining = try CustodianRegistry(records, boundTo: state).active.filter { $0.name != name }
-                try Self.checkQuorumsSurvive(removing: name, remaining: remaining, policies: policies)
-            }
-            // Their admin certificate is revoked too (RFC 5280 reason 3, affiliationChanged): the log entry is what
-            // counts; the store's row follows when the certificate is on record.
-            let adminCA = custodian.certificate.issuer
-            let issuer = try await hierarchy.authorities(role: .admin).first { $0.destroyedAt == nil }?.name ?? "\(adminCA)"
-            let serial = custodian.certificate.serialHex
-            try? await store.revokeCertificate(issuer: issuer, serial: serial, reason: 3, at: Date())
-            var changes: [String: String] = [:]
-            changes.add(SecurityState.Change.custodianRemoved(name))
-            changes.add(SecurityState.Change.revoked(issuer: issuer, serial: serial, reason: 3))
-            return OperationResult(outcome: ["custodian": name, "removed": "true", "certificateRevoked": serial], state: changes)
-        case .backupExport:
-            let names = parameters["cas"].map { $0.split(separator: ",").map(String.init) }
-            let file = try await KeyBackup.export(hierarchy: hierarchy, authorities: names)
-            return OperationResult(outcome: ["keys": file.keys.map(\.ca).joined(separator: ",")], backup: String(decoding: file.bytes, as: UTF8.self))
-        case .backupReshare:
-            throw QuorumError(.invalidRequest, "backup.reshare runs as a ceremony: metertrust backup reshare --request \(requestID)")
-        }
-    }
-
-    private func proposedPolicy(_ parameters: [String: String]) async throws -> QuorumPolicy {
-        let operationClass = try OperationClass.parse(try parameters.required("class"))
-        guard let required = Int(try parameters.required("required")), required >= 1 else {
-            throw QuorumError(.invalidRequest, "required must be a whole number of approvals, at least 1")
-        }
-        let gate = try await gate()
-        let current = try await gate.policy(for: operationClass)
-        let roles: [CustodianRole] = try parameters["roles"].map { try $0.split(separator: ",").map { try CustodianRole.parse(String($0)) } } ?? current.approverRoles
-        guard !roles.contains(.auditor) else { throw QuorumError(.invalidRequest, "auditors never approve") }
-        let eligible = try await gate.registry().active.filter { roles.contains($0.role) }.count
-        guard required <= eligible else {
-            throw QuorumError(.invalidRequest, "\(required) approvals from [\(roles.map(\.rawValue).joined(separator: ", "))] can never be met: \(eligible) such custodians are registered")
-        }
-        let requesterMayApprove = parameters["requester-may-approve"].map { $0 == "true" } ?? current.requesterMayApprove
-        return QuorumPolicy(operationClass: operationClass, required: required, approverRoles: roles, requesterMayApprove: requesterMayApprove)
-    }
-
-    /// Refuses a removal that would leave some policy impossible to meet (a lock-out).
-    private func checkQuorumsSurvive(removing name: String, gate: QuorumGate) async throws {
-        try Self.checkQuorumsSurvive(
-            removing: name, remaining: try await gate.registry().active.filter { $0.name != name }, policies: try await gate.policies()
-        )
-    }
-
-    private static func checkQuorumsSurvive(removing name: String, remaining: [Custodian], policies: [QuorumPolicy]) throws {
-        for policy in policies {
-            let eligible = remaining.filter { policy.approverRoles.contains($0.role) }.count
-            guard eligible >= policy.required else {
-                throw QuorumError(
-                    .lockOut,
-                    "removing \(name) would leave \(eligible) custodians able to approve \(policy.operationClass.rawValue), which needs \(policy.required): add a custodian first"
-                )
-            }
-        }
-    }
-
-    private static func checkKeyParameters(_ parameters: [String: String]) throws {
-        _ = try curve(parameters["curve"])
-        if let backup = parameters["backup"], !["true", "false"].contains(backup) {
-            throw QuorumError(.invalidRequest, "backup must be true or false")
-        }
-    }
-
-    private static func curve(_ text: String?) throws -> ECCurve {
-        guard let text else { return .p256 }
-        guard let curve = ECCurve(rawValue: text) else { throw QuorumError(.invalidRequest, "curve must be P-256 or P-384") }
-        return curve
-    }
-
-    /// A certificate parameter: PEM, or DER in base64.
-    static func certificateDER(_ text: String) throws -> [UInt8] {
-        if text.contains("-----BEGIN"), let certificate = try? Certificate(pemEncoded: text) {
-            return try certificate.derBytes
-        }
-        guard let der = Data(base64Encoded: text) else {
-            throw QuorumError(.invalidCertificate, "the certificate parameter is neither PEM nor base64 DER")
-        }
-        return Array(der)
+        var auditDetails: [String: String] { Dictionary([SecurityState.Change.request(requestID, "failed")]) { $1 } }
     }
 
     static func json(_ value: [String: String]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: (try? encoder.encode(value)) ?? Data("{}".utf8), as: UTF8.self)
-    }
-
-    /// Runs `body` and records its outcome in the audit log (refusals and failures too).
-    private func recorded<T>(
-        actor: String, action: String, subject: String, details: [String: String], _ body: () async throws -> (T, [String: String])
-    ) async throws -> T {
-        do {
-            let (result, more) = try await body()
-            _ = try await audit.record(
-                AuditEvent(actor: "custodian:\(actor)", action: action, subject: subject, outcome: .success, details: details.merging(more) { $1 })
-            )
-            return result
-        } catch let failure as ExecutionFailure {
-            // The request was claimed and its operation failed: the log records it failed (it never runs again).
-            var more = ["reason": "\(failure.underlying)"]
-            more.add(SecurityState.Change.request(failure.requestID, "failed"))
-            _ = try? await audit.record(
-                AuditEvent(actor: "custodian:\(actor)", action: action, subject: subject, outcome: .failed, details: details.merging(more) { $1 })
-            )
-            throw failure.underlying
-        } catch {
-            let outcome: AuditEvent.Outcome = error is QuorumError || error is PKIError ? .refused : .failed
-            _ = try? await audit.record(
-                AuditEvent(actor: "custodian:\(actor)", action: action, subject: subject, outcome: outcome, details: details.merging(["reason": "\(error)"]) { $1 })
-            )
-            throw error
-        }
-    }
-}
-
-extension [String: String] {
-    /// A parameter ``AdminOperation/check(_:)`` made sure is present; refused, not trapped, if it is not.
-    func required(_ name: String) throws -> String {
-        guard let value = self[name] else { throw QuorumError(.invalidRequest, "parameter \(name) is missing") }
-        return value
     }
 }
 

@@ -229,7 +229,7 @@ public enum KeyBackup {
     }
 
     /// Wraps the keys of `authorities` (all CAs whose keys allow it, if nil) under the backup key.
-    public static func export(hierarchy: CAHierarchy, authorities names: [String]?) async throws -> KeyBackupFile {
+    public static func export(hierarchy: CAHierarchy, authorities names: [String]?, at now: Date = Date()) async throws -> KeyBackupFile {
         guard let record = try await hierarchy.store.backupKey() else {
             throw QuorumError(.backup, "there is no backup key: run the backup-key ceremony (metertrust backup init-key) first")
         }
@@ -261,7 +261,7 @@ public enum KeyBackup {
         guard !keys.isEmpty else { throw QuorumError(.backup, "no CA key is marked for backup") }
         let formatter = ISO8601DateFormatter()
         return KeyBackupFile(
-            format: KeyBackupFile.formatName, created: formatter.string(from: Date()), sourceToken: token.label,
+            format: KeyBackupFile.formatName, created: formatter.string(from: now), sourceToken: token.label,
             mechanism: "CKM_AES_KEY_WRAP_PAD", shares: shares, keys: keys
         )
     }

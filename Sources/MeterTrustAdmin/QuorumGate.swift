@@ -1,5 +1,6 @@
 import Foundation
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustQuorum
 import MeterTrustStore
 
@@ -26,11 +27,14 @@ public struct QuorumGate: Sendable {
     public let store: any QuorumStore
     public let audit: AuditLog
     public let state: SecurityState
+    /// What "now" is for every rule here (expiry, validity, claim times).
+    public let clock: any WallClock
 
     /// Verifies the audit log and replays its state (throws if the log was tampered with).
-    public init(store: any QuorumStore, audit: AuditLog) async throws {
+    public init(store: any QuorumStore, audit: AuditLog, clock: any WallClock = SystemClock()) async throws {
         self.store = store
         self.audit = audit
+        self.clock = clock
         self.state = try await audit.verifiedState()
     }
 
@@ -62,14 +66,15 @@ public struct QuorumGate: Sendable {
     }
 
     /// The custodians the audit log backs (``CustodianRegistry/init(_:boundTo:now:)``).
-    public func registry(now: Date = Date()) async throws -> CustodianRegistry {
-        try CustodianRegistry(try await store.custodians(), boundTo: state, now: now)
+    public func registry(now: Date? = nil) async throws -> CustodianRegistry {
+        try CustodianRegistry(try await store.custodians(), boundTo: state, now: now ?? clock.now())
     }
 
     /// Checks that request `id` is pending (in the store and in the log), unexpired (by its signed document) and
     /// approved by enough distinct custodians now; `expected`, if given, is the only operation accepted. Changes
     /// nothing.
-    public func approved(id: String, expected: AdminOperation? = nil, now: Date = Date()) async throws -> AuthorizedRequest {
+    public func approved(id: String, expected: AdminOperation? = nil, now: Date? = nil) async throws -> AuthorizedRequest {
+        let now = now ?? clock.now()
         guard let record = try await store.adminRequest(id: id) else {
             throw QuorumError(.wrongRequest, "there is no request \(id)")
         }
@@ -105,8 +110,8 @@ public struct QuorumGate: Sendable {
     /// Claims an approved request for `executor`: the run-once guard (a conditional update that holds across nodes),
     /// then an intent entry in the audit log (`state.request.<id> = executing`, checkpointed), before anything runs.
     /// If the intent cannot be recorded the request is marked failed and nothing runs.
-    public func claim(_ authorized: AuthorizedRequest, by executor: String, at date: Date = Date()) async throws {
-        guard try await store.claimAdminRequest(id: authorized.record.id, by: executor, at: date) else {
+    public func claim(_ authorized: AuthorizedRequest, by executor: String, at date: Date? = nil) async throws {
+        guard try await store.claimAdminRequest(id: authorized.record.id, by: executor, at: date ?? clock.now()) else {
             throw QuorumError(.alreadyExecuted, "request \(authorized.record.id.prefix(16))… was executed by someone else meanwhile; a request runs at most once")
         }
         let intent = SecurityState.Change.request(authorized.record.id, "executing")

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import MeterTrustAdmin
+import MeterTrustAdminAPI
 import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustQuorum

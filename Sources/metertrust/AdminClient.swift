@@ -5,9 +5,9 @@ import Foundation
 import MeterTrustCore
 import X509
 import MeterTrustPKI
+import MeterTrustAdminAPI
 import MeterTrustAudit
 import MeterTrustQuorum
-import MeterTrustServer
 import NIOCore
 import NIOHTTP1
 import NIOSSL

@@ -2,6 +2,7 @@ import ArgumentParser
 import Crypto
 import Foundation
 import MeterTrustAdmin
+import MeterTrustAdminAPI
 import MeterTrustCore
 import MeterTrustAudit
 import MeterTrustHSM
@@ -75,20 +76,10 @@ struct AdminCommand: AsyncParsableCommand {
             let role = try CustodianRole.parse(role)
             let context = try Context(data)
             let service = try await AdminCommand.service(context)
-            let adminCA = try await service.adminAuthority()
             guard let bytes = FileManager.default.contents(atPath: csr) else { throw CLIError(code: .fileSystem, "cannot read \(csr)") }
-            let validated = try CSRCheck.validate(der: try CSRCheck.decode(Array(bytes)), profile: .custodian)
-            let signer = try CertificateSigner(authority: adminCA, profile: .custodian, settings: context.configuration.pki)
-            let (certificate, record) = try await context.audited(
-                "certificate.issue", subject: name, store: service.store, token: service.hierarchy.token, details: ["profile": "custodian", "role": role.rawValue]
-            ) {
-                let issued = try await service.hierarchy.token.perform { _ in
-                    try signer.signNamed(validated, commonName: name, organizationalUnit: role.rawValue)
-                }
-                try await service.store.insertCertificate(issued.record)
-                return (issued, ["serial": issued.record.serial])
-            }
-            try certificate.pem.write(toFile: out, atomically: true, encoding: .utf8)
+            let issued = try await CustodianCertification.issue(csr: Array(bytes), name: name, role: role, service: service, actor: context.actor)
+            let record = issued.record
+            try issued.certificate.pem.write(toFile: out, atomically: true, encoding: .utf8)
             if output.json {
                 try Output.json(["certificate": out, "serial": record.serial, "fingerprint": record.fingerprintSHA256])
             } else {
@@ -190,26 +181,12 @@ struct AdminCommand: AsyncParsableCommand {
                 host = String(listen[..<colon])
                 port = value
             }
-            let service = try await AdminCommand.service(context)
-            let hierarchy = service.hierarchy
-            guard try await service.store.isQuorumBootstrapped() else {
-                throw QuorumError(.notBootstrapped, "no custodians are registered: run the bootstrap ceremony (metertrust admin bootstrap) first")
-            }
-            guard let stored = try await service.store.certificate(issuer: settings.issuer, serial: settings.certificateSerial) else {
-                throw CLIError(code: .untrustedState, "the admin API certificate \(settings.certificateSerial) is missing from the store")
-            }
-            let certificate = try Certificate(derEncoded: stored.der)
-            let issuer = try await hierarchy.authority(named: settings.issuer)
-            let key = try await hierarchy.token.perform { try $0.findKey(label: settings.keyLabel) }
-            var auditSigner: [UInt8]?
-            if let audit = context.configuration.audit {
-                auditSigner = try await service.store.certificates(serial: audit.certificateSerial).first { $0.profile == CertificateProfile.auditSigner.name }?.der
-            }
-            let server = AdminServer(
-                service: service,
-                configuration: .init(
-                    host: host, port: port, certificateChain: [certificate] + issuer.chain.dropLast(), key: key,
-                    handshakeTimeout: .seconds(Int64(handshakeTimeout)), idleTimeout: .seconds(Int64(idleTimeout)), auditSigner: auditSigner
+            let server = try await AdminServer.assemble(
+                service: try await AdminCommand.service(context),
+                settings: .init(
+                    keyLabel: settings.keyLabel, issuer: settings.issuer, certificateSerial: settings.certificateSerial, host: host, port: port,
+                    handshakeTimeout: .seconds(Int64(handshakeTimeout)), idleTimeout: .seconds(Int64(idleTimeout)),
+                    auditSignerSerial: context.configuration.audit?.certificateSerial
                 )
             )
             let portFile = self.portFile

@@ -42,24 +42,15 @@ extension Context {
         try await auditLog(store: store, token: token).record(event)
     }
 
-    /// Runs `body`; records its intent first (if that cannot be recorded, nothing runs), then its success or failure,
-    /// as `action` on `subject`.
+    /// Runs `body` as this command's `action` on `subject`, through the domain's one audited-operation helper
+    /// (``AuditLog/audited(in:actor:action:subject:details:recordingIntent:_:)``): intent first (if it cannot be
+    /// recorded, nothing runs), then success, failure or refusal by the domain's rule. The log is opened for each entry.
     func audited<T>(
         _ action: String, subject: String, store: any MeterTrustStore, token: HSMToken? = nil, details: [String: String] = [:],
         _ body: () async throws -> (T, [String: String])
     ) async throws -> T {
-        try await audit(AuditEvent(actor: actor, action: action, subject: subject, outcome: .started, details: details), store: store, token: token)
-        do {
-            let (result, more) = try await body()
-            try await audit(AuditEvent(actor: actor, action: action, subject: subject, outcome: .success, details: details.merging(more) { $1 }), store: store, token: token)
-            return result
-        } catch {
-            let outcome: AuditEvent.Outcome = error is HSMError || error is StoreError ? .failed : .refused
-            try? await audit(
-                AuditEvent(actor: actor, action: action, subject: subject, outcome: outcome, details: details.merging(["reason": "\(error)"]) { $1 }),
-                store: store, token: token
-            )
-            throw error
-        }
+        try await AuditLog.audited(
+            in: { try auditLog(store: store, token: token) }, actor: actor, action: action, subject: subject, details: details, recordingIntent: true, body
+        )
     }
 }

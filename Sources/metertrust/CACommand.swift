@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import MeterTrustAdmin
 import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
@@ -34,26 +35,11 @@ struct CACommand: AsyncParsableCommand {
         let context = try Context(data)
         let hierarchy = try await context.hierarchy()
         let curve = try options.parsedCurve()
-        // Whether the quorum controls CA creation is the log's word, not a row's (a deleted bootstrap row changes
-        // nothing).
-        var underQuorum = try await hierarchy.store.isQuorumBootstrapped()
-        if !underQuorum, context.configuration.audit != nil {
-            underQuorum = try await context.auditLog(store: hierarchy.store, token: hierarchy.token).verifiedState().bootstrapped
-        }
-        if role != .root, underQuorum {
-            throw QuorumError(
-                .underQuorumControl,
-                "creating a \(role.rawValue) CA is under quorum control since the bootstrap ceremony: metertrust admin request \(role == .manufacturer ? "manufacturer.register name=\(options.name)" : "ca.create kind=\(role.rawValue) name=\(options.name)")"
-            )
-        }
-        let authority = try await context.audited(
-            "ca.create", subject: options.name, store: hierarchy.store, token: hierarchy.token, details: ["role": role.rawValue]
-        ) {
-            let authority = try await hierarchy.createAuthority(
-                role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup
-            )
-            return (authority, ["key": authority.record.keyLabel, "serial": authority.certificate.serialHex, "curve": curve.rawValue])
-        }
+        // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
+        let authority = try await DirectAuthorityCreation.create(
+            role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup, hierarchy: hierarchy,
+            audit: try context.auditLog(store: hierarchy.store, token: hierarchy.token), actor: context.actor
+        )
         if role == .root {
             var configuration = context.configuration
             configuration.rootFingerprint = hexString(SHA256.hash(data: try authority.certificate.derBytes))

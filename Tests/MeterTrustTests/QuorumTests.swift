@@ -21,11 +21,12 @@ struct QuorumTests {
         let keys: [String: P256.Signing.PrivateKey]
         let custodians: [String: Custodian]
 
+        /// `clock` is what the service's rules read the time from (expiry, validity).
         static func make(names: [(String, CustodianRole)] = [
             ("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer), ("erin", .securityOfficer), ("dave", .pkiOfficer),
-        ]) async throws -> Deployment {
+        ], operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock()) async throws -> Deployment {
             let fixture = try await PKIFixture.make()
-            let service = AdminService(hierarchy: fixture.hierarchy, audit: try await fixture.auditLog())
+            let service = AdminService(hierarchy: fixture.hierarchy, audit: try await fixture.auditLog(), operations: operations, clock: clock)
             var keys: [String: P256.Signing.PrivateKey] = [:]
             var certificates: [[UInt8]] = []
             for (name, role) in names {
@@ -101,7 +102,9 @@ struct QuorumTests {
 
     @Test("forged, expired, replayed, duplicate-custodian, removed-custodian, wrong-role, wrong-request and self approvals are refused with a reason and not stored")
     func refusedApprovals() async throws {
-        let deployment = try await Deployment.make()
+        let clock = ManualClock()
+        let deployment = try await Deployment.make(clock: clock)
+        clock.set(Date())  // now that every certificate is issued
         let status = try await deployment.request(.caCreate, ["kind": "operational", "name": "south"])
 
         // Forged: carol's name and certificate, bob's key; and a valid signature with one byte changed.
@@ -153,9 +156,9 @@ struct QuorumTests {
         let stranger = try Approval(approving: status.request, custodian: "mallory", certificateFingerprint: String(repeating: "0", count: 64), key: strangerKey)
         await Self.refusal(.unknownCustodian) { _ = try await deployment.service.approve(stranger.bytes, uploader: "bob") }
 
-        // Expired: a request that lived one second.
+        // Expired: a request that lived one second, two seconds later on the service's clock (no sleep).
         let shortLived = try await deployment.request(.caCreate, ["kind": "operational", "name": "west"], lifetime: 1)
-        try await Task.sleep(for: .milliseconds(2100))
+        clock.advance(by: 2.1)
         message = await Self.refusal(.expiredRequest) { _ = try await deployment.approve(shortLived, by: "bob") }
         #expect(message.contains("expired"))
         await Self.refusal(.expiredRequest) { _ = try await deployment.service.execute(id: shortLived.id, by: deployment.custodians["bob"]!) }
@@ -299,6 +302,74 @@ struct QuorumTests {
         await Self.refusal(.invalidCertificate) { _ = try await deployment.request(.custodianAdd, ["certificate": "garbage"]) }
         await Self.refusal(.backup) { _ = try await deployment.request(.backupExport, [:]) }
         await #expect(throws: PKIError.self) { _ = try await deployment.request(.caDestroy, ["name": "acme"]) }
+    }
+
+    /// An operation as another module would register it: it takes over `ca.revoke` and only reports that it ran.
+    struct ReportingRevoke: QuorumOperation {
+        struct Parameters: Sendable { let name: String }
+        static let operation = AdminOperation.caRevoke
+        let parameters: Parameters
+        init(_ parameters: Parameters) { self.parameters = parameters }
+        static func parse(_ raw: [String: String]) throws -> Parameters { Parameters(name: try QuorumParameters(raw, for: operation).required("name")) }
+        func preflight(in context: QuorumOperationContext) async throws {}
+        func run(requestID: String, in context: QuorumOperationContext) async throws -> QuorumOperationResult {
+            QuorumOperationResult(outcome: ["reported": parameters.name])
+        }
+    }
+
+    @Test("the service runs what its registry holds: a registered operation replaces the standard one, an unregistered one is refused up front")
+    func registryDispatch() async throws {
+        var operations = QuorumOperationRegistry()
+        operations.registerAuthorityOperations()
+        operations.register(ReportingRevoke.self)
+        #expect(!operations.operations.contains(.backupExport) && operations.operations.contains(.caRevoke))
+        let deployment = try await Deployment.make(operations: operations)
+        let status = try await deployment.request(.caRevoke, ["name": "north"])
+        _ = try await deployment.approve(status, by: "bob")
+        _ = try await deployment.approve(status, by: "carol")
+        let executed = try await deployment.service.execute(id: status.id, by: deployment.custodians["bob"]!)
+        #expect(executed.state == .executed)
+        let outcome = try JSONDecoder().decode([String: String].self, from: Data(try #require(executed.outcome).utf8))
+        #expect(outcome == ["reported": "north"])
+        // The standard ca.revoke did not run: north is not revoked.
+        #expect(try await deployment.fixture.store.revocation(issuer: "test-root", serial: deployment.fixture.operational.certificate.serialHex) == nil)
+
+        let message = await Self.refusal(.invalidRequest) { _ = try await deployment.request(.backupExport, [:]) }
+        #expect(message.contains("no module of this deployment runs backup.export"))
+        #expect(try await deployment.fixture.store.adminRequests(state: nil, limit: 100).count == 1)
+    }
+
+    @Test("since the bootstrap, the domain refuses direct creation of every CA but the root, whoever calls it; nothing is made")
+    func directCreationUnderQuorum() async throws {
+        let deployment = try await Deployment.make()
+        let keysBefore = try await deployment.fixture.token.perform { try $0.privateKeyLabels() }
+        for role in [CertificateAuthorityRole.operational, .manufacturer, .admin] {
+            let message = await Self.refusal(.underQuorumControl) {
+                _ = try await DirectAuthorityCreation.create(
+                    role: role, name: "side-\(role.rawValue)", organization: nil, curve: .p256, backup: false, hierarchy: deployment.fixture.hierarchy,
+                    audit: deployment.service.audit, actor: "test"
+                )
+            }
+            #expect(message.contains(role == .manufacturer ? "manufacturer.register" : "ca.create kind=\(role.rawValue)"), "\(message)")
+            #expect(try await deployment.fixture.store.certificateAuthority(named: "side-\(role.rawValue)") == nil)
+        }
+        #expect(try await deployment.fixture.token.perform { try $0.privateKeyLabels() } == keysBefore)
+    }
+
+    @Test("typed parameters: each operation refuses values it cannot run before any request is stored", arguments: [
+        (AdminOperation.caCreate, ["kind": "manufacturer", "name": "x"]),
+        (.caCreate, ["kind": "operational", "name": "x", "curve": "P-521"]),
+        (.caCreate, ["kind": "operational", "name": "x", "backup": "yes"]),
+        (.manufacturerRegister, ["name": "x", "curve": "secp256k1"]),
+        (.caRevoke, ["name": "north", "reason": "keyCompromise"]),
+        (.policySet, ["class": "ca-key-create", "required": "two"]),
+        (.policySet, ["class": "ca-key-create", "required": "0"]),
+        (.policySet, ["class": "ca-key-create", "required": "2", "roles": "auditor"]),
+        (.custodianAdd, ["certificate": "not a certificate %%%"]),
+    ])
+    func typedParameters(operation: AdminOperation, parameters: [String: String]) throws {
+        let error = #expect(throws: QuorumError.self) { try QuorumOperationRegistry.standard.operation(operation, parameters: parameters) }
+        #expect(error?.code == .invalidRequest || error?.code == .invalidCertificate, "\(String(describing: error))")
     }
 
     @Test("request documents are canonical and content-addressed: the id is the SHA-256 of the stored document, and an approval of a document one byte off is refused; altered or malformed ones are refused")

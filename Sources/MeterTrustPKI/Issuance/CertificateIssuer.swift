@@ -51,9 +51,29 @@ public struct CertificateIssuer: Sendable {
         let hardwareType = try request.hardwareType.map { try PKISettings.oid($0, setting: "device type") }
         let signer = try CertificateSigner(authority: authority, profile: profile, settings: hierarchy.settings, hardwareType: hardwareType)
         let csr = try CSRCheck.validate(der: try CSRCheck.decode(request.csr), profile: profile)
-        // A serial collision (2^-127 per pair) is refused by the store's (issuer, serial) key; draw again.
+        return try await signAndStore(by: authority, profile: profile) { try signer.signUnstored(csr, for: request.eui64) }
+    }
+
+    /// Issues a certificate under a profile whose subject the issuer names (``CertificateSigner/signNamed(_:commonName:organizationalUnit:dnsNames:)``:
+    /// custodian, tls-server) from `authority`, on the same path as ``issue(_:)``: signed in the HSM, stored, a serial
+    /// collision drawn again.
+    public func issueNamed(
+        _ csr: ValidatedCSR, profile: CertificateProfile, authority: CertificateAuthority, commonName: String, organizationalUnit: String?,
+        dnsNames: [String] = []
+    ) async throws -> IssuedCertificate {
+        let signer = try CertificateSigner(authority: authority, profile: profile, settings: hierarchy.settings)
+        return try await signAndStore(by: authority, profile: profile) {
+            try signer.signNamed(csr, commonName: commonName, organizationalUnit: organizationalUnit, dnsNames: dnsNames)
+        }
+    }
+
+    /// Signs with `sign` on the HSM queue and stores the result; a serial collision (2^-127 per pair) is refused by
+    /// the store's (issuer, serial) key, and a new serial drawn.
+    private func signAndStore(
+        by authority: CertificateAuthority, profile: CertificateProfile, _ sign: @escaping @Sendable () throws -> (certificate: Certificate, record: CertificateRecord)
+    ) async throws -> IssuedCertificate {
         for attempt in 1...3 {
-            let (certificate, record) = try await hierarchy.token.perform { _ in try signer.signUnstored(csr, for: request.eui64) }
+            let (certificate, record) = try await hierarchy.token.perform { _ in try sign() }
             do {
                 try await hierarchy.store.insertCertificate(record)
             } catch let error as StoreError where error.code == .duplicate && attempt < 3 {

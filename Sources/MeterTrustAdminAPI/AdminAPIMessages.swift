@@ -1,6 +1,7 @@
 import Foundation
 
-/// The JSON messages of the admin API that are not domain types, shared by the server and its clients.
+/// The JSON messages of the admin API that are not domain types, shared by the server (MeterTrustServer) and its
+/// clients (the CLI), which need not link the server for them. Plain Codable structs over Foundation only.
 public enum AdminAPIMessage {
     /// Body of `POST /v1/requests`.
     public struct NewRequest: Codable, Sendable {
@@ -23,6 +24,14 @@ public enum AdminAPIMessage {
         public var certificate: String
         public var registeredAt: Date
         public var removedAt: Date?
+
+        public init(name: String, role: String, certificate: String, registeredAt: Date, removedAt: Date?) {
+            self.name = name
+            self.role = role
+            self.certificate = certificate
+            self.registeredAt = registeredAt
+            self.removedAt = removedAt
+        }
     }
 
     /// One entry of `GET /v1/requests`.
@@ -33,6 +42,15 @@ public enum AdminAPIMessage {
         public var state: String
         public var created: Date
         public var expires: Date
+
+        public init(id: String, operation: String, requester: String, state: String, created: Date, expires: Date) {
+            self.id = id
+            self.operation = operation
+            self.requester = requester
+            self.state = state
+            self.created = created
+            self.expires = expires
+        }
     }
 
     /// `GET /v1/audit/checkpoint[?since=N]`: the latest signed checkpoint, the audit signer's certificate, and the
@@ -58,5 +76,10 @@ public enum AdminAPIMessage {
     public struct ErrorBody: Codable, Sendable {
         public var code: String
         public var message: String
+
+        public init(code: String, message: String) {
+            self.code = code
+            self.message = message
+        }
     }
 }
