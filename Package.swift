@@ -58,7 +58,6 @@ let package = Package(
             dependencies: [
                 "MeterTrustCore",
                 "CPKCS11",
-                "MeterTrustCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +74,6 @@ let package = Package(
         .target(
             name: "MeterTrustStoreSQLite",
             dependencies: [
-                "MeterTrustCore",
                 "MeterTrustStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

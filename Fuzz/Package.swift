@@ -19,9 +19,9 @@ func library(_ name: String) -> Target.Dependency { .product(name: name, package
 let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzCSR", [library("MeterTrustPKI"), .product(name: "X509", package: "swift-certificates"),
                  .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "Crypto", package: "swift-crypto")]),
-    ("FuzzCSRList", [library("MeterTrustFactory"), library("MeterTrustPKI")]),
+    ("FuzzCSRList", [library("MeterTrustCore"), library("MeterTrustFactory"), library("MeterTrustPKI")]),
     ("FuzzBatchManifest", [library("MeterTrustFactory")]),
-    ("FuzzBundle", [library("MeterTrustDevice"), library("MeterTrustPKI")]),
+    ("FuzzBundle", [library("MeterTrustCore"), library("MeterTrustDevice")]),
     ("FuzzAdminRequest", [library("MeterTrustQuorum"), .product(name: "Crypto", package: "swift-crypto")]),
     ("FuzzApproval", [library("MeterTrustQuorum")]),
     ("FuzzBackupFile", [library("MeterTrustAdmin"), library("MeterTrustQuorum")]),
@@ -43,7 +43,7 @@ let package = Package(
         // What the targets share: the fixed meter, image and audit key the seeds were made with, and helpers.
         .target(
             name: "FuzzSupport",
-            dependencies: [library("MeterTrustPKI"), .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [library("MeterTrustCore"), library("MeterTrustPKI"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // Starts libFuzzer's driver from the entry point SwiftPM gives a debug executable (see FuzzMain.c).
@@ -53,7 +53,7 @@ let package = Package(
             name: "MakeSeeds",
             dependencies: [
                 "FuzzSupport",
-                library("MeterTrustHSM"), library("MeterTrustStore"), library("MeterTrustStoreSQLite"), library("MeterTrustPKI"), library("MeterTrustDevice"),
+                library("MeterTrustCore"), library("MeterTrustHSM"), library("MeterTrustStore"), library("MeterTrustStoreSQLite"), library("MeterTrustPKI"), library("MeterTrustDevice"),
                 library("MeterTrustFactory"), library("MeterTrustAudit"), library("MeterTrustQuorum"), library("MeterTrustAdmin"),
                 .product(name: "X509", package: "swift-certificates"), .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

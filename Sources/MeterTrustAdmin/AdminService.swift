@@ -156,7 +156,7 @@ public struct AdminService: Sendable {
 
     public func status(id: String) async throws -> RequestStatus {
         guard let record = try await store.adminRequest(id: id) else {
-            throw QuorumError(.wrongRequest, "there is no request \(id)")
+            throw QuorumError(.unknownRequest, "there is no request \(id)")
         }
         let request = try AdminRequest.parse(record.document)
         let gate = try await gate()
@@ -241,10 +241,13 @@ public struct AdminService: Sendable {
     }
 
     /// A claimed request whose operation failed: the audit entry records the request as failed (it never runs again).
-    struct ExecutionFailure: AuditedFailure, CustomStringConvertible {
+    struct ExecutionFailure: AuditedFailure, CodedError {
         let requestID: String
         let underlying: any Error
-        var description: String { "\(underlying)" }
+        /// The code of what failed, so the edges answer as they would for the failure itself.
+        var errorCode: ErrorCode { (underlying as? any CodedError)?.errorCode ?? .executionFailed }
+        var message: String { "\(underlying)" }
+        var description: String { message }
         var auditDetails: [String: String] { Dictionary([SecurityState.Change.request(requestID, "failed")]) { $1 } }
     }
 

@@ -76,7 +76,7 @@ public struct QuorumGate: Sendable {
     public func approved(id: String, expected: AdminOperation? = nil, now: Date? = nil) async throws -> AuthorizedRequest {
         let now = now ?? clock.now()
         guard let record = try await store.adminRequest(id: id) else {
-            throw QuorumError(.wrongRequest, "there is no request \(id)")
+            throw QuorumError(.unknownRequest, "there is no request \(id)")
         }
         let request = try AdminRequest.parse(record.document)
         guard request.id == record.id else {

@@ -73,11 +73,23 @@ public enum AdminAPIMessage {
     }
 
     /// Every error answer: `{"code": ..., "message": ...}`.
+    /// Every error answer: an RFC 9457 problem document (`application/problem+json`) with MeterTrust's stable `code`
+    /// beside the standard members; `message` repeats `detail` for clients of the first version.
     public struct ErrorBody: Codable, Sendable {
+        /// `urn:metertrust:error:<code>`.
+        public var type: String?
+        /// The code, as a short title.
+        public var title: String?
+        public var status: Int?
+        public var detail: String?
         public var code: String
         public var message: String
 
-        public init(code: String, message: String) {
+        public init(code: String, message: String, status: Int? = nil) {
+            self.type = "urn:metertrust:error:\(code)"
+            self.title = code
+            self.status = status
+            self.detail = message
             self.code = code
             self.message = message
         }

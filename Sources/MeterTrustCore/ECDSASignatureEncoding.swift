@@ -132,3 +132,8 @@ public enum ECDSASignatureEncoding {
         return magnitude
     }
 }
+
+extension ECDSASignatureEncoding.Error: CodedError {
+    /// Every refusal of the encoding is malformed input (the finer reason is ``code``).
+    public var errorCode: ErrorCode { .malformedInput }
+}

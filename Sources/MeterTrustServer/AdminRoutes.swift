@@ -51,7 +51,7 @@ struct AdminRoutes: Sendable {
             _ = try await custodian(context)
             guard let auditSigner else { throw QuorumError(.notBootstrapped, "this server has no audit log") }
             let since = request.uri.queryParameters.get("since").flatMap { Int(String($0)) } ?? 0
-            guard since >= 0 else { throw QuorumError(.invalidRequest, "since is a number of entries") }
+            guard since >= 0 else { throw HTTPProblem(.malformedInput, "since is a number of entries") }
             let evidence = try await service.audit.consistencyEvidence(since: since)
             return try json(
                 AdminAPIMessage.AuditCheckpoint(
@@ -68,7 +68,7 @@ struct AdminRoutes: Sendable {
             let requester = try await custodian(context)
             let body = try await read(request, context: context)
             guard let new = try? JSONDecoder().decode(AdminAPIMessage.NewRequest.self, from: Data(body)) else {
-                throw QuorumError(.invalidRequest, "the body must be {\"operation\": ..., \"parameters\": {...}, \"lifetimeSeconds\": ...}")
+                throw HTTPProblem(.malformedInput, "the body must be {\"operation\": ..., \"parameters\": {...}, \"lifetimeSeconds\": ...}")
             }
             let status = try await service.submit(
                 operation: try AdminOperation.parse(new.operation), parameters: new.parameters, requester: requester,
@@ -80,7 +80,7 @@ struct AdminRoutes: Sendable {
             _ = try await custodian(context)
             let state = try request.uri.queryParameters.get("state").map { text -> AdminRequestRecord.State in
                 guard let state = AdminRequestRecord.State(rawValue: String(text)) else {
-                    throw QuorumError(.invalidRequest, "state must be pending, executing, executed or failed")
+                    throw HTTPProblem(.malformedInput, "state must be pending, executing, executed or failed")
                 }
                 return state
             }
@@ -94,7 +94,7 @@ struct AdminRoutes: Sendable {
         router.get("/v1/requests/:id/document") { _, context in
             _ = try await custodian(context)
             let id = try context.parameters.require("id")
-            guard let record = try await service.store.adminRequest(id: id) else { throw QuorumError(.wrongRequest, "there is no request \(id)") }
+            guard let record = try await service.store.adminRequest(id: id) else { throw QuorumError(.unknownRequest, "there is no request \(id)") }
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: record.document)))
         }
         router.post("/v1/requests/:id/approvals") { request, context in
@@ -118,7 +118,7 @@ struct AdminRoutes: Sendable {
     /// the handshake's verify callback, and the custodian may have been removed since; this is where both are caught.
     private func custodian(_ context: AdminRequestContext) async throws -> Custodian {
         guard let certificate = try await context.channel.nioSSL_peerCertificate().get() else {
-            throw QuorumError(.unknownCustodian, "no client certificate")
+            throw HTTPProblem(.unauthenticated, "no client certificate")
         }
         let der = try certificate.toDERBytes()
         _ = try await Custodian.admit(certificate: der, adminCA: adminCA, registeredBy: nil)
@@ -137,30 +137,36 @@ func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> 
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
 }
 
-/// Turns domain errors into JSON error responses with a status that says what kind of refusal it is.
+/// Turns every error into a problem document; the status comes from the code alone (``HTTPErrorMapping``), never
+/// from the message.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = AdminRequestContext
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as QuorumError {
-            let status: HTTPResponse.Status
-            switch error.code {
-            case .unknownCustodian, .removedCustodian, .forgedApproval, .wrongRole, .selfApproval: status = .forbidden
-            case .expiredRequest: status = .gone
-            case .invalidRequest, .invalidCertificate: status = .badRequest
-            case .wrongRequest where error.message.hasPrefix("there is no request"): status = .notFound
-            default: status = .conflict
-            }
-            return try json(AdminAPIMessage.ErrorBody(code: error.code.description, message: error.message), status: status)
-        } catch let error as PKIError {
-            return try json(AdminAPIMessage.ErrorBody(code: "pki", message: error.message), status: .badRequest)
-        } catch let error as HTTPError {
-            return try json(AdminAPIMessage.ErrorBody(code: "http", message: error.body ?? "\(error.status)"), status: error.status)
         } catch {
-            context.logger.error("admin API error", metadata: ["error": "\(error)"])
-            return try json(AdminAPIMessage.ErrorBody(code: "internal", message: "the server failed; see its log"), status: .internalServerError)
+            let code: ErrorCode
+            let message: String
+            switch error {
+            case let coded as any CodedError:
+                (code, message) = (coded.errorCode, coded.message)
+            case let http as HTTPError where http.status == .contentTooLarge:
+                (code, message) = (.payloadTooLarge, "the body is larger than the admin API accepts")
+            case let http as HTTPError where http.status == .notFound:
+                (code, message) = (.notFound, "no such resource")
+            case let http as HTTPError where (400..<500).contains(http.status.code):
+                (code, message) = (.malformedInput, http.body ?? "\(http.status)")
+            default:
+                (code, message) = (.internalError, "the server failed; see its log")
+            }
+            let status = HTTPErrorMapping.status(for: code)
+            if status.code >= 500 {
+                context.logger.error("admin API error", metadata: ["code": "\(code)", "error": "\(error)"])
+            }
+            var response = try json(AdminAPIMessage.ErrorBody(code: code.rawValue, message: message, status: status.code), status: status)
+            response.headers[.contentType] = "application/problem+json"
+            return response
         }
     }
 }

@@ -108,7 +108,7 @@ struct ClientVerifier: Sendable {
 
     func verify(_ presented: [NIOSSLCertificate]) async -> NIOSSLVerificationResult {
         do {
-            guard let leaf = presented.first else { throw QuorumError(.unknownCustodian, "no client certificate") }
+            guard let leaf = presented.first else { throw HTTPProblem(.unauthenticated, "no client certificate") }
             let der = try leaf.toDERBytes()
             // The same checks as registration (chain through the Admin CA, custodian profile), then the registry.
             _ = try await Custodian.admit(certificate: der, adminCA: adminCA, registeredBy: nil)
