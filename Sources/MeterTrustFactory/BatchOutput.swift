@@ -66,7 +66,7 @@ struct BatchOutput {
                 guard let eui64 = record.eui64 else { continue }
                 let certificatePEM = PEMDocument(type: "CERTIFICATE", derBytes: record.der).pemString + "\n"
                 var bundle = ProvisioningBundle(
-                    batch: manifest.batch, eui64: eui64, endpointName: "urn:dev:mac:\(eui64)",
+                    batch: manifest.batch, eui64: eui64, endpointName: EUI64.deviceURNPrefix + eui64,
                     bootstrapServerURI: manifest.bootstrapServerURI,
                     imageDigest: .init(value: manifest.firmware.sha256.lowercased()), parameters: manifest.parameters ?? [:],
                     deviceCertificate: certificatePEM, chain: chainPEM, trustAnchor: rootPEM

@@ -1,6 +1,7 @@
 import CPKCS11
 import Crypto
 import Logging
+import MeterTrustCore
 import SwiftASN1
 
 /// Key pairs: generation, look-up, destruction, session copies, and what the token says about their protection.
@@ -85,7 +86,7 @@ extension HSMToken {
 
     /// Finds the key pair whose objects carry CKA_ID `id`.
     public func findKey(id: [UInt8]) throws -> HSMKey {
-        try findKey(matching: .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id), description: "CKA_ID \(hex(id))")
+        try findKey(matching: .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id), description: "CKA_ID \(hexString(id))")
     }
 
     private func findKey(matching match: PKCS11Attribute, description: String) throws -> HSMKey {

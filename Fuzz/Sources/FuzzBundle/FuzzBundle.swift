@@ -3,7 +3,6 @@ import FuzzMain
 import FuzzSupport
 import MeterTrustCore
 import MeterTrustDevice
-import MeterTrustPKI
 import SwiftASN1
 
 // The provisioning bundle as the meter's configurator receives it (stages 3 and 4): `FactoryConfigurator.install`,
