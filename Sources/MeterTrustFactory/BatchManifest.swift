@@ -95,11 +95,14 @@ public struct BatchManifest: Codable, Sendable {
         if let deviceType { _ = try PKISettings.oid(deviceType, setting: "deviceType") }
         switch (meters.start, meters.count, meters.eui64s) {
         case (let start?, let count?, nil):
-            _ = try EUI64(start)
+            let first: EUI64
+            do { first = try EUI64(start) } catch let error as CoreError {
+                throw FactoryError(.invalidManifest, "meters.start: \(error.message)")
+            }
             guard (1...Self.maximumMeters).contains(count) else {
                 throw FactoryError(.invalidManifest, "meters.count must be between 1 and \(Self.maximumMeters)")
             }
-            guard UInt64(count - 1) <= UInt64.max - (try EUI64(start)).value else {
+            guard UInt64(count - 1) <= UInt64.max - first.value else {
                 throw FactoryError(.invalidManifest, "meters.start + meters.count runs past the last EUI-64")
             }
         case (nil, nil, let list?):

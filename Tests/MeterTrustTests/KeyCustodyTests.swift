@@ -258,7 +258,7 @@ struct KeyCustodyTests {
         spliced["keys"] = backup["keys"]
         try JSONSerialization.data(withJSONObject: spliced, options: [.sortedKeys]).write(to: URL(fileURLWithPath: path("spliced.json")))
         let (oldShares, _) = try restore(path("spliced.json"), ["alice", "carol"])
-        #expect(oldShares.status == 1 && oldShares.stderr.contains("C_UnwrapKey"), "\(oldShares.stderr)")
+        #expect(oldShares.status == 3 && oldShares.stderr.contains("C_UnwrapKey"), "\(oldShares.stderr)")
         // The old file itself is still restorable by its own share holders: the README says to destroy it.
         let (oldFile, _) = try restore(before, ["bob", "carol"])
         #expect(oldFile.status == 0, "\(oldFile.stderr)")
@@ -294,7 +294,7 @@ struct KeyCustodyTests {
         #expect(noLog.status == 1 && noLog.stderr.contains("audit init"), "\(noLog.stderr)")
         _ = try deployment.json(["audit", "init"])
         let early = try deployment.run(["backup", "init-key"], environment: ["METERTRUST_HSM_SO_PIN": soPIN])
-        #expect(early.status == 1 && early.stderr.contains("bootstrap"), "\(early.stderr)")
+        #expect(early.status == 4 && early.stderr.contains("bootstrap"), "\(early.stderr)")
         for (name, role) in [("alice", "security-officer"), ("bob", "security-officer"), ("carol", "security-officer")] {
             let keygen = try TestEnvironment.run(TestEnvironment.metertrust, ["admin", "keygen", "--name", name, "--out", api.people.path])
             try #require(keygen.status == 0, "\(keygen.stderr)")
@@ -304,11 +304,11 @@ struct KeyCustodyTests {
 
         // No SO PIN; a wrong SO PIN; the right SO PIN with a wrong user PIN: each refused, nothing made.
         let missing = try deployment.run(["backup", "init-key"], environment: ["METERTRUST_HSM_SO_PIN": ""])
-        #expect(missing.status == 1 && missing.stderr.contains("METERTRUST_HSM_SO_PIN"), "\(missing.stderr)")
+        #expect(missing.status == 3 && missing.stderr.contains("METERTRUST_HSM_SO_PIN"), "\(missing.stderr)")
         let wrong = try deployment.run(["backup", "init-key"], environment: ["METERTRUST_HSM_SO_PIN": "not-the-pin"])
-        #expect(wrong.status == 1 && wrong.stderr.contains("CKR_PIN_INCORRECT"), "\(wrong.stderr)")
+        #expect(wrong.status == 3 && wrong.stderr.contains("CKR_PIN_INCORRECT"), "\(wrong.stderr)")
         let wrongUser = try deployment.run(["backup", "init-key"], environment: ["METERTRUST_HSM_SO_PIN": soPIN, "METERTRUST_HSM_PIN": "wrong"])
-        #expect(wrongUser.status == 1 && wrongUser.stderr.contains("CKR_PIN_INCORRECT"), "\(wrongUser.stderr)")
+        #expect(wrongUser.status == 3 && wrongUser.stderr.contains("CKR_PIN_INCORRECT"), "\(wrongUser.stderr)")
         let nothing = try attack(as: "pinless", backupLabel: "metertrust/backup-key-none", extra: ["--handles", "0"])
         #expect(nothing["pinless-visible-objects"]?["labels"] as? [String] == [], "a refused ceremony left objects on the token")
         let log = try deployment.run(["audit", "log", "--json"])

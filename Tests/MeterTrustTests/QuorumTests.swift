@@ -243,7 +243,7 @@ struct QuorumTests {
             return await group.reduce(into: [String]()) { $0.append($1) }
         }
         // Exactly one runs; every other is refused as already executed (not failed in some other way).
-        #expect(outcomes.sorted() == ["already-executed", "already-executed", "already-executed", "executed"], "\(outcomes)")
+        #expect(outcomes.sorted() == ["executed", "quorum.already-executed", "quorum.already-executed", "quorum.already-executed"], "\(outcomes)")
         #expect(try await deployment.fixture.store.certificateAuthorities().filter { $0.name == "east" }.count == 1)
     }
 
@@ -558,7 +558,7 @@ struct QuorumTests {
             }
             return await group.reduce(into: [String]()) { $0.append($1) }
         }
-        #expect(outcomes.sorted() == ["executed", "lock-out"], "\(outcomes)")
+        #expect(outcomes.sorted() == ["executed", "quorum.lock-out"], "\(outcomes)")
         let officers = try await service.registry().active.filter { $0.role == .securityOfficer }.map(\.name)
         #expect(officers.count == 2 && officers.contains("alice"), "\(officers)")
     }

@@ -64,12 +64,12 @@ struct TrustworthyStateTests {
             DELETE FROM audit_checkpoints WHERE size > \(entries - 2);
             """)
         let withHSM = try deployment.run(["audit", "verify"])
-        #expect(withHSM.status == 1 && withHSM.stderr.contains("truncated or rewritten"), "\(withHSM.stderr)")
+        #expect(withHSM.status == 5 && withHSM.stderr.contains("truncated or rewritten"), "\(withHSM.stderr)")
         let auditor = try deployment.run(["audit", "verify", "--offline", "--since", saved])
-        #expect(auditor.status == 1 && auditor.stderr.contains("truncated"), "\(auditor.stderr)")
+        #expect(auditor.status == 5 && auditor.stderr.contains("truncated"), "\(auditor.stderr)")
         // And nothing that rests on the log runs on it: no CA loads to issue.
         let decision = try deployment.run(["ca", "create-manufacturer", "--name", "delta"])
-        #expect(decision.status == 1 && decision.stderr.contains("truncated or rewritten"), "\(decision.stderr)")
+        #expect(decision.status == 5 && decision.stderr.contains("truncated or rewritten"), "\(decision.stderr)")
     }
 
     @Test("attacker: the audit-signer certificate row swapped for a self-signed one, an entry rewritten and every checkpoint re-signed — audit verify refuses: the signer does not chain to the pinned root")
@@ -94,12 +94,12 @@ struct TrustworthyStateTests {
 
         for arguments in [["audit", "verify", "--offline"], ["audit", "verify", "--offline", "--root", rootPEM], ["audit", "verify"]] {
             let verified = try deployment.run(arguments)
-            #expect(verified.status == 1, "\(arguments.joined(separator: " ")) accepted a forged log")
+            #expect(verified.status == 5, "\(arguments.joined(separator: " ")) accepted a forged log")
             #expect(verified.stderr.contains("does not chain") || verified.stderr.contains("not issued by the pinned root"), "\(verified.stderr)")
         }
         // The process itself holds the audit key in the HSM and refuses to decide on the forged log.
         let decision = try deployment.run(["ca", "create-manufacturer", "--name", "delta"])
-        #expect(decision.status == 1 && (decision.stderr.contains("truncated or rewritten") || decision.stderr.contains("not signed by the audit key")), "\(decision.stderr)")
+        #expect(decision.status == 5 && (decision.stderr.contains("truncated or rewritten") || decision.stderr.contains("not signed by the audit key")), "\(decision.stderr)")
     }
 
     @Test("audit completeness: an operation whose intent cannot be recorded does not happen; the actor is the kernel's account, not $USER; handing out a bundle is recorded")
@@ -140,7 +140,7 @@ struct TrustworthyStateTests {
         try api.ceremony()
         try Self.sqlite(api.deployment.dataDirectory.appendingPathComponent("metertrust.sqlite").path, "DELETE FROM quorum_bootstrap")
         let direct = try api.deployment.run(["ca", "create-manufacturer", "--name", "rogue"])
-        #expect(direct.status == 1 && direct.stderr.contains("under quorum control"), "\(direct.stderr)")
+        #expect(direct.status == 4 && direct.stderr.contains("under quorum control"), "\(direct.stderr)")
     }
 
     // MARK: Quorum, roles, expiry, revocation (sqlite3 on the store, then the admin service the API uses)
