@@ -29,6 +29,7 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
 
     /// Exactly 16 hex digits as ASCII octets, either case, no separators (the spelling lists and device URNs use);
     /// read on the octets, as the factory's hot path needs. Nil for anything else: use ``init(_:)`` for the rest.
+    @inlinable
     public init?(asciiHex digits: some Collection<UInt8>) {
         guard digits.count == 16 else { return nil }
         var value: UInt64 = 0
@@ -39,13 +40,16 @@ public struct EUI64: Hashable, Sendable, Comparable, CustomStringConvertible, Co
         self.init(value)
     }
 
+    @inlinable
     public init(_ value: UInt64) {
         self.bytes = withUnsafeBytes(of: value.bigEndian) { Array($0) }
     }
 
+    @inlinable
     public var value: UInt64 { bytes.reduce(0) { $0 << 8 | UInt64($1) } }
 
     /// 16 lowercase hex digits.
+    @inlinable
     public var description: String { hexString(bytes) }
 
     /// The RFC 9039 device URN prefix for a MAC-48/EUI-64 (`urn:dev:mac:`), as the subject CN of a device request

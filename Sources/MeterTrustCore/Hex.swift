@@ -1,5 +1,7 @@
 /// Lowercase hex of `bytes`, written straight into the string's storage (it is on the issuance hot path). The one
-/// hex encoder of the code base.
+/// hex encoder of the code base; `@inlinable`, so callers in other modules get it specialised (an unspecialised
+/// generic call per certificate showed in the issuance benchmark).
+@inlinable
 public func hexString(_ sequence: some Sequence<UInt8>) -> String {
     let bytes = Array(sequence)
     let digits: StaticString = "0123456789abcdef"
@@ -18,6 +20,7 @@ public func hexString(_ sequence: some Sequence<UInt8>) -> String {
 
 /// The octets of an even number of ASCII hex digits, either case, nothing else (no separators, no Unicode digits
 /// such as fullwidth `０`, which `Character.isHexDigit` would accept). The one hex decoder of the code base.
+@inlinable
 public func hexBytes(_ text: some StringProtocol) -> [UInt8]? {
     let digits = Array(text.utf8)
     guard digits.count % 2 == 0 else { return nil }
@@ -34,12 +37,13 @@ public func hexBytes(_ text: some StringProtocol) -> [UInt8]? {
 
 /// True when `text` is exactly `count` lowercase ASCII hex digits (digests, nonces and fingerprints as MeterTrust
 /// writes them).
+@inlinable
 public func isLowercaseHex(_ text: some StringProtocol, count: Int) -> Bool {
     text.utf8.count == count && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
 }
 
-@inline(__always)
-func hexNibble(_ digit: UInt8) -> UInt8? {
+@inlinable @inline(__always)
+public func hexNibble(_ digit: UInt8) -> UInt8? {
     switch digit {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): return digit - UInt8(ascii: "0")
     case UInt8(ascii: "a")...UInt8(ascii: "f"): return digit - UInt8(ascii: "a") + 10
