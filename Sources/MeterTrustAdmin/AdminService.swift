@@ -32,17 +32,20 @@ public struct RequestStatus: Sendable, Codable {
 /// the service knows none of them by name. Every rule that reads the time reads `clock`.
 public struct AdminService: Sendable {
     public let hierarchy: CAHierarchy
+    /// The whole store: the quorum's requests and approvals, the registry, backups (the hierarchy reads only its own
+    /// views of it).
+    public let store: any MeterTrustStore
     public let audit: AuditLog
     public let operations: QuorumOperationRegistry
     public let clock: any WallClock
     private let logger: Logger
-    public var store: any MeterTrustStore { hierarchy.store }
 
     public init(
-        hierarchy: CAHierarchy, audit: AuditLog, operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock(),
+        hierarchy: CAHierarchy, store: any MeterTrustStore, audit: AuditLog, operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock(),
         logger: Logger = Logger(label: "metertrust.admin")
     ) {
         self.hierarchy = hierarchy
+        self.store = store
         self.audit = audit
         self.operations = operations
         self.clock = clock

@@ -25,13 +25,13 @@ public enum DirectAuthorityCreation {
         }
     }
 
-    /// Creates the CA if ``checkAllowed(role:name:store:audit:)`` lets it, recorded in `audit` as `ca.create` by
+    /// Creates the CA if ``checkAllowed(role:name:store:audit:)`` lets it (the quorum state read from `quorum`), recorded in `audit` as `ca.create` by
     /// `actor` (intent first).
     public static func create(
-        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, hierarchy: CAHierarchy, audit: AuditLog,
-        actor: String
+        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, hierarchy: CAHierarchy, quorum: any QuorumStore,
+        audit: AuditLog, actor: String
     ) async throws -> CertificateAuthority {
-        try await checkAllowed(role: role, name: name, store: hierarchy.store, audit: audit)
+        try await checkAllowed(role: role, name: name, store: quorum, audit: audit)
         return try await audit.audited(actor: actor, action: "ca.create", subject: name, details: ["role": role.rawValue], recordingIntent: true) {
             let authority = try await hierarchy.createAuthority(role: role, name: name, organization: organization, curve: curve, backup: backup)
             return (authority, ["key": authority.record.keyLabel, "serial": authority.certificate.serialHex, "curve": curve.rawValue])

@@ -39,11 +39,16 @@ public struct BatchReport: Codable, Sendable {
 /// the outputs are written anew from the store.
 public struct BatchRunner: Sendable {
     public let hierarchy: CAHierarchy
+    /// Where batches and their device identity certificates are recorded.
+    public let store: any ProvisioningStore
     public let workers: Int
     private let logger: Logger
 
-    public init(hierarchy: CAHierarchy, workers: Int? = nil, logger: Logger = Logger(label: "metertrust.factory")) {
+    public init(
+        hierarchy: CAHierarchy, store: any ProvisioningStore, workers: Int? = nil, logger: Logger = Logger(label: "metertrust.factory")
+    ) {
         self.hierarchy = hierarchy
+        self.store = store
         self.workers = workers ?? hierarchy.token.sessionCount
         self.logger = logger
     }
@@ -84,7 +89,7 @@ public struct BatchRunner: Sendable {
                 meters: meters, hardwareType: hardwareType, in: outputDirectory, workers: workers, progress: progress
             )
         }
-        _ = try await hierarchy.store.beginBatch(
+        _ = try await store.beginBatch(
             BatchRecord(id: manifest.batch, manufacturer: manifest.manufacturer, manifestSHA256: hexString(SHA256.hash(data: manifestData)), meterCount: Int64(meters.total))
         )
 
@@ -92,7 +97,7 @@ public struct BatchRunner: Sendable {
         var refusals = try RefusalLog(path: outputDirectory.appendingPathComponent("refusals.jsonl").path)
         var reader = try CSRListReader(path: csrPath)
         var seen = Bitset(count: meters.total)
-        let engine = IssuanceEngine(signer: signer, store: hierarchy.store, workers: workers)
+        let engine = IssuanceEngine(signer: signer, store: store, workers: workers)
         let total = meters.total
         var counts = try await engine.run(
             batch: manifest.batch,
@@ -127,11 +132,11 @@ public struct BatchRunner: Sendable {
 
         // Outputs, from the store.
         let provisioned = try await BatchOutput(
-            manifest: manifest, authority: authority, store: hierarchy.store, directory: outputDirectory,
+            manifest: manifest, authority: authority, store: store, directory: outputDirectory,
             factoryKeys: manifest.keyMode == .factory ? outputDirectory.appendingPathComponent(FactoryKeys.keyFile).path : nil,
             hardwareType: hardwareType
         ).write(progress: progress)
-        try await hierarchy.store.completeBatch(id: manifest.batch, at: Date())
+        try await store.completeBatch(id: manifest.batch, at: Date())
 
         let duration = Date().timeIntervalSince(started)
         let report = BatchReport(

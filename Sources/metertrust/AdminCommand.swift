@@ -27,8 +27,8 @@ struct AdminCommand: AsyncParsableCommand {
     )
 
     static func service(_ context: Context) async throws -> AdminService {
-        let hierarchy = try await context.hierarchy()
-        return AdminService(hierarchy: hierarchy, audit: try context.auditLog(store: hierarchy.store, token: hierarchy.token))
+        let (store, hierarchy) = try await context.platform()
+        return AdminService(hierarchy: hierarchy, store: store, audit: try context.auditLog(store: store, token: hierarchy.token))
     }
 
     // MARK: Ceremony
@@ -130,7 +130,7 @@ struct AdminCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try Context(data)
-            let hierarchy = try await context.hierarchy()
+            let (store, hierarchy) = try await context.platform()
             let issuer: String
             if let ca {
                 issuer = ca
@@ -139,7 +139,7 @@ struct AdminCommand: AsyncParsableCommand {
                 guard operational.count == 1 else { throw CLIError(code: .usage, "name the operational CA with --ca") }
                 issuer = operational[0].name
             }
-            let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: hierarchy.store, token: hierarchy.token) {
+            let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: store, token: hierarchy.token) {
                 let identity = try await hierarchy.createTLSServerIdentity(host: host, authority: issuer)
                 return (identity, ["key": identity.key.label, "serial": identity.certificate.serialHex])
             }

@@ -31,7 +31,7 @@ struct AuditCommand: AsyncParsableCommand {
             guard !keyName.isEmpty, !keyName.contains(" "), !keyName.contains("+") else {
                 throw CLIError(code: .usage, "--key-name must be non-empty without spaces or '+', e.g. metertrust.example/audit")
             }
-            let hierarchy = try await context.hierarchy()
+            let (store, hierarchy) = try await context.platform()
             let (key, certificate) = try await hierarchy.createAuditSigner(name: name)
             var configuration = context.configuration
             configuration.audit = .init(keyLabel: key.label, keyName: keyName, certificateSerial: certificate.serialHex, checkpointInterval: interval)
@@ -40,9 +40,9 @@ struct AuditCommand: AsyncParsableCommand {
             context = try Context(data)
             try await context.audit(
                 .init(actor: context.actor, action: "audit.init", subject: keyName, details: ["key": key.label, "certificate": certificate.serialHex]),
-                store: hierarchy.store, token: hierarchy.token
+                store: store, token: hierarchy.token
             )
-            let checkpoint = try await context.auditLog(store: hierarchy.store, token: hierarchy.token).checkpoint()
+            let checkpoint = try await context.auditLog(store: store, token: hierarchy.token).checkpoint()
             if output.json {
                 try Output.json(["keyLabel": key.label, "keyName": keyName, "certificate": context.dataDirectory.appendingPathComponent("audit-signer.pem").path, "checkpoint": checkpoint.text])
             } else {

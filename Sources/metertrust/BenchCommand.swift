@@ -48,7 +48,7 @@ struct BenchCommand: AsyncParsableCommand {
             let hierarchy = CAHierarchy(token: token, store: store, settings: PKISettings())
             _ = try await hierarchy.createRoot(name: "bench-root", organization: "Bench")
             let outcome = await Result(catching: {
-                try await IssuanceBenchmark(hierarchy: hierarchy, threads: threads, limitSeconds: limitSeconds)
+                try await IssuanceBenchmark(hierarchy: hierarchy, store: store, threads: threads, limitSeconds: limitSeconds)
                     .run(count: count, workDirectory: directory, progress: TerminalProgress())
             })
             // Leave no bench keys on the token.

@@ -33,12 +33,12 @@ struct CACommand: AsyncParsableCommand {
 
     static func create(role: CertificateAuthorityRole, options: CreationOptions, data: DataDirectoryOptions, output: OutputOptions) async throws {
         let context = try Context(data)
-        let hierarchy = try await context.hierarchy()
+        let (store, hierarchy) = try await context.platform()
         let curve = try options.parsedCurve()
         // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
         let authority = try await DirectAuthorityCreation.create(
             role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup, hierarchy: hierarchy,
-            audit: try context.auditLog(store: hierarchy.store, token: hierarchy.token), actor: context.actor
+            quorum: store, audit: try context.auditLog(store: store, token: hierarchy.token), actor: context.actor
         )
         if role == .root {
             var configuration = context.configuration
@@ -130,7 +130,7 @@ struct AuthoritySummary: Encodable {
         self.certificate = certificate
     }
 
-    static func all(in store: any MeterTrustStore) async throws -> [AuthoritySummary] {
+    static func all(in store: any HierarchyStore) async throws -> [AuthoritySummary] {
         var summaries: [AuthoritySummary] = []
         for record in try await store.certificateAuthorities() {
             guard let stored = try await store.certificate(issuer: record.parent ?? record.name, serial: record.certificateSerial) else {

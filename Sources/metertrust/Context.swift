@@ -51,13 +51,17 @@ struct Context {
         try HSMToken.open(configuration.hsm, logger: Logger(label: "metertrust.hsm"))
     }
 
-    /// The CA hierarchy; once the audit log exists, which CAs may issue is also judged from the verified log.
-    func hierarchy() async throws -> CAHierarchy {
+    /// The store (every view) and the CA hierarchy over it; once the audit log exists, which CAs may issue is also
+    /// judged from the verified log.
+    func platform() async throws -> (store: SQLiteStore, hierarchy: CAHierarchy) {
         let token = try openToken()
         let store = try await openStore()
         let status = configuration.audit == nil ? nil : AuditedAuthorityStatus(audit: try auditLog(store: store, token: token))
-        return CAHierarchy(token: token, store: store, settings: configuration.pki, statusSource: status)
+        return (store, CAHierarchy(token: token, store: store, settings: configuration.pki, statusSource: status))
     }
+
+    /// The CA hierarchy alone, for commands that touch only CAs, certificates and revocations.
+    func hierarchy() async throws -> CAHierarchy { try await platform().hierarchy }
 }
 
 enum Logging {

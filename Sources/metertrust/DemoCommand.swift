@@ -40,7 +40,7 @@ struct DemoCommand: AsyncParsableCommand {
         let configuration = Configuration(hsm: HSMConfiguration(modulePath: module, tokenLabel: tokenLabel), pki: PKISettings())
         _ = try await InitCommand.initialize(at: directory, configuration: configuration, force: false)
         let context = try Context(DataDirectoryOptions(dataDirectory: directory.path))
-        let hierarchy = try await context.hierarchy()
+        let (store, hierarchy) = try await context.platform()
         progress("HSM token \(hierarchy.token.label): \(hierarchy.token.sessionCount) sessions")
 
         // 1. The hierarchy: every CA key generated in the HSM.
@@ -52,7 +52,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         // 2. The factory line, five stages, for a batch of simulated meters.
         let deviceType = try configuration.pki.defaultDeviceType()
-        let line = try await FactoryLine(directory: directory, hierarchy: hierarchy, manufacturer: manufacturer.name, deviceType: deviceType)
+        let line = try await FactoryLine(directory: directory, hierarchy: hierarchy, store: store, manufacturer: manufacturer.name, deviceType: deviceType)
             .run(meters: meters, progress: progress)
         guard let sampleBundle = line.bundles.first else { throw CLIError("no meter was provisioned") }
         let sample = try Certificate(pemEncoded: sampleBundle.deviceCertificate)

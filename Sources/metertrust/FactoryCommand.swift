@@ -32,9 +32,9 @@ struct FactoryCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try Context(data)
-            let hierarchy = try await context.hierarchy()
-            let runner = BatchRunner(hierarchy: hierarchy, workers: workers)
-            let report = try await context.audited("batch.run", subject: manifest, store: hierarchy.store, token: hierarchy.token) {
+            let (store, hierarchy) = try await context.platform()
+            let runner = BatchRunner(hierarchy: hierarchy, store: store, workers: workers)
+            let report = try await context.audited("batch.run", subject: manifest, store: store, token: hierarchy.token) {
                 let report = try await runner.run(
                     manifestPath: manifest, outputDirectory: URL(fileURLWithPath: out).standardizedFileURL,
                     progress: TerminalProgress(quiet: quiet)
