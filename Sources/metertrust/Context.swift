@@ -65,9 +65,11 @@ struct Context {
 }
 
 enum Logging {
-    /// Logs go to stderr at the level in $METERTRUST_LOG_LEVEL (default: warning), so stdout stays for output.
+    /// Logs go to stderr at the level in $METERTRUST_LOG_LEVEL (default: warning; with --json only critical, so
+    /// stderr carries nothing but the JSON error object), so stdout stays for output.
     static func bootstrap() {
-        let level = ProcessInfo.processInfo.environment["METERTRUST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        let level = ProcessInfo.processInfo.environment["METERTRUST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+            ?? (Output.jsonRequested ? .critical : .warning)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
