@@ -23,6 +23,8 @@ public struct RequestStatus: Sendable, Codable {
     /// A `backup.export`'s backup document: only in the executing custodian's execute answer, never stored, never
     /// in any other answer or log.
     public var backup: String? = nil
+    /// When each approval on record (``approvals``) was received, by custodian.
+    public var approvedAt: [String: Date]? = nil
 }
 
 /// Operations under quorum: requests, approvals and execution, the custodian registry and policies. The admin API
@@ -173,7 +175,8 @@ public struct AdminService: Sendable {
         let tally = QuorumRules.tally(view, approvals: approvals, policy: policy, registry: try await gate.registry(now: now), now: now)
         return RequestStatus(
             id: id, request: request, state: record.state, policy: policy, tally: tally, approvals: approvals.map(\.custodian),
-            executedBy: record.executedBy, outcome: record.outcome
+            executedBy: record.executedBy, outcome: record.outcome,
+            approvedAt: Dictionary(approvals.map { ($0.custodian, $0.receivedAt) }, uniquingKeysWith: min)
         )
     }
 
