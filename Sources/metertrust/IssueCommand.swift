@@ -35,7 +35,7 @@ struct IssueCommand: AsyncParsableCommand {
         var details = ["profile": profile, "csr": csr]
         if let authority { details["ca"] = authority }
         let issued = try await context.audited(
-            "certificate.issue", subject: eui.map { "meter \($0)" } ?? csr, store: hierarchy.store, token: hierarchy.token, details: details
+            "certificate.issue", subject: eui.map { "meter \($0)" } ?? csr, store: try await context.openStore(), token: hierarchy.token, details: details
         ) {
             let issued = try await issuer.issue(
                 IssuanceRequest(csr: Array(bytes), profile: profile, authority: authority, eui64: eui, hardwareType: deviceType)
