@@ -125,13 +125,10 @@ struct AuditTests {
 
     @Test("one signature per checkpoint: audit init prints the checkpoint stored for its size, and audit checkpoint at that size prints it again", arguments: [1, 2])
     func oneSignaturePerCheckpoint(interval: Int) throws {
-        let hsm = try TestEnvironment.makeIsolatedToken()
-        let data = TestEnvironment.temporaryDirectory().appendingPathComponent("data")
-        func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult {
-            try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--data-dir", data.path], environment: hsm.environment)
-        }
-        try #require(try metertrust(["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]).status == 0)
-        try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
+        let deployment = try CLITests.Deployment.make()
+        let data = deployment.dataDirectory
+        func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult { try deployment.run(arguments) }
+        _ = try deployment.json(["ca", "create-root", "--name", "root"])
         let initialised = try metertrust(["audit", "init", "--interval", "\(interval)", "--json"])
         try #require(initialised.status == 0, "\(initialised.stderr)")
         let printed = try #require((try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any])?["checkpoint"] as? String)
