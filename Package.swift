@@ -74,6 +74,7 @@ let package = Package(
         .target(
             name: "MeterTrustStoreSQLite",
             dependencies: [
+                "MeterTrustCore",
                 "MeterTrustStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
@@ -230,6 +231,7 @@ let package = Package(
                 "MeterTrustAudit",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
+                "MeterTrustServer",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -43,7 +43,8 @@ public struct AuditLog: Sendable {
     }
 
     /// Signs a checkpoint over every entry now in the log, stores it and advances the anchor. A size already signed
-    /// is not signed again: the stored note is returned (one signature per size, whatever node reaches it first).
+    /// is not signed again: the stored note is returned (one signature per size, whatever node reaches it first; one
+    /// that signs in the same instant gets the note stored first, not its own).
     ///
     /// Only a tree that extends what was signed before is signed: its first entries must hash to the head kept in the
     /// HSM (or, without an anchor, to the latest checkpoint the audit key signed). Otherwise signing would launder a
@@ -85,10 +86,27 @@ public struct AuditLog: Sendable {
             try anchor?.advance(to: existing)
             return existing
         }
-        let signed = try signer.sign(Checkpoint(origin: origin, size: leaves.count, rootHash: MerkleTree.root(leaves[...])))
-        try await store.insertAuditCheckpoint(size: Int64(leaves.count), note: signed.text)
-        try anchor?.advance(to: signed)
-        return signed
+        let root = MerkleTree.root(leaves[...])
+        let signed = try signer.sign(Checkpoint(origin: origin, size: leaves.count, rootHash: root))
+        // Another writer (a node, a concurrent command) may have signed this size since the look-up above: the store
+        // keeps the first note, and that one is the checkpoint for the size; this signature is dropped, never shown.
+        let stored = try await store.insertAuditCheckpoint(size: Int64(leaves.count), note: signed.text)
+        let checkpoint: SignedCheckpoint
+        if stored == signed.text {
+            checkpoint = signed
+        } else {
+            guard let first = try? SignedCheckpoint(text: stored), first.isValid(for: signer.publicKey, keyName: signer.keyName),
+                first.checkpoint.size == leaves.count, first.checkpoint.rootHash == root
+            else {
+                throw AuditError(
+                    .tampered,
+                    "the store holds a checkpoint for \(leaves.count) entries that the audit key did not sign over these entries: stop and investigate (metertrust audit verify)"
+                )
+            }
+            checkpoint = first
+        }
+        try anchor?.advance(to: checkpoint)
+        return checkpoint
     }
 
     /// The security state the log records, from the entries its latest checkpoint covers, after checking that

@@ -22,6 +22,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case issuanceFailed = "pki.issuance-failed"
     case revokedAuthority = "pki.revoked-authority"
     case alreadyIssued = "pki.already-issued"
+    case keyReused = "pki.key-reused"
 
     // HSM.
     case hsmModuleLoad = "hsm.module-load"

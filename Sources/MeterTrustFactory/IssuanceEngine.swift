@@ -35,7 +35,8 @@ public struct IssuanceCounts: Sendable, Codable, Hashable {
 ///
 /// A certificate leaves the engine only by being stored: a crash loses at most the signed-but-unstored rounds,
 /// which never left the process, and a re-run issues exactly those meters again. A meter is issued at most once
-/// because the store keeps device identity certificates unique per EUI-64.
+/// because the store keeps device identity certificates unique per EUI-64, and a key serves at most one meter
+/// because the store keeps each device key for one EUI-64 (a clone's request is refused, naming the meter).
 public struct IssuanceEngine: Sendable {
     public let signer: CertificateSigner
     public let store: any ProvisioningStore
@@ -63,21 +64,25 @@ public struct IssuanceEngine: Sendable {
     ) async throws -> IssuanceCounts {
         var counts = IssuanceCounts()
         /// The round the store is committing: its meters, their certificates, and which the store took.
-        var pendingWrite: (items: [IssuanceItem], records: [CertificateRecord], stored: Task<[Bool], any Error>)?
+        var pendingWrite: (items: [IssuanceItem], records: [CertificateRecord], stored: Task<[DeviceIdentityOutcome], any Error>)?
         var templates: TemplateIssuer?
 
-        func settle(_ write: (items: [IssuanceItem], records: [CertificateRecord], stored: Task<[Bool], any Error>)) async throws {
-            for (index, stored) in try await write.stored.value.enumerated() {
-                if stored {
+        func settle(_ write: (items: [IssuanceItem], records: [CertificateRecord], stored: Task<[DeviceIdentityOutcome], any Error>)) async throws {
+            for (index, outcome) in try await write.stored.value.enumerated() {
+                let (item, record) = (write.items[index], write.records[index])
+                let reason: String
+                switch outcome {
+                case .stored:
                     counts.issued += 1
-                } else {
-                    let (item, record) = (write.items[index], write.records[index])
-                    counts.refused += 1
-                    try refused(Refusal(
-                        line: item.position, meter: item.eui64.description,
-                        reason: "EUI-64 \(item.eui64) already has a device identity certificate (it appears twice in this batch); serial \(record.serial) was not stored or released"
-                    ))
+                    continue
+                case .meterProvisioned:
+                    reason = "EUI-64 \(item.eui64) already has a device identity certificate (it appears twice in this batch); serial \(record.serial) was not stored or released"
+                case .keyReused(let owner):
+                    // The database's one meter per key: a cloned meter, or one claiming another meter's identity.
+                    reason = "the CSR's public key already belongs to meter \(owner) (a cloned meter, or one claiming another's identity): each meter needs its own key; serial \(record.serial) was not stored or released"
                 }
+                counts.refused += 1
+                try refused(Refusal(line: item.position, meter: item.eui64.description, reason: reason))
             }
         }
 

@@ -20,7 +20,7 @@ public enum HTTPErrorMapping {
             return .notFound
         case .expiredRequest:
             return .gone
-        case .authorityExists, .alreadyIssued, .storeDuplicate, .duplicateApproval, .wrongRequest, .alreadyExecuted,
+        case .authorityExists, .alreadyIssued, .keyReused, .storeDuplicate, .duplicateApproval, .wrongRequest, .alreadyExecuted,
             .belowQuorum, .notBootstrapped, .auditNotInitialised, .underQuorumControl, .lockOut, .backup, .batchRefusedEveryMeter,
             .configuratorLocked, .configuratorWrongStage, .executionFailed:
             return .conflict

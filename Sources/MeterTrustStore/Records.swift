@@ -36,12 +36,17 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
     /// The factory batch that issued it, and its position (line) in that batch's input.
     public var batch: String?
     public var batchPosition: Int64?
+    /// Core's `SubjectKeyDigest` of the certificate's subject key (16 octets), set by the issuer on device
+    /// certificates. The store keeps each such key for one meter only: a device certificate whose key already belongs
+    /// to another EUI-64 is refused (``StoreError/Code/keyReused``); the same meter may keep its key. Not read back.
+    public var subjectKeyDigest: [UInt8]?
 
     public init(
         issuer: String, serial: String, profile: String, kind: Kind, subject: String, eui64: String?, notBefore: Date,
         notAfter: Date, fingerprintSHA256: String, der: [UInt8], createdAt: Date = Date(), batch: String? = nil,
-        batchPosition: Int64? = nil
+        batchPosition: Int64? = nil, subjectKeyDigest: [UInt8]? = nil
     ) {
+        self.subjectKeyDigest = subjectKeyDigest
         self.issuer = issuer
         self.serial = serial
         self.profile = profile

@@ -3,7 +3,9 @@ import MeterTrustCore
 extension StoreError: CodedError {
     public var errorCode: ErrorCode {
         switch code.backing {
-        case .duplicate: return .storeDuplicate
+        case .duplicate, .serialInUse: return .storeDuplicate
+        case .meterProvisioned: return .alreadyIssued
+        case .keyReused: return .keyReused
         case .foreignKey: return .storeForeignKey
         case .checkViolation: return .storeCheckViolation
         case .notNull: return .storeNotNull

@@ -5,12 +5,19 @@
 public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible, CaseIterable {
         enum Backing: Hashable, Sendable, CaseIterable {
-            case duplicate, foreignKey, checkViolation, notNull, constraint, notFound, unavailable, migration, corrupt
+            case duplicate, serialInUse, meterProvisioned, keyReused, foreignKey, checkViolation, notNull, constraint, notFound, unavailable, migration, corrupt
         }
         let backing: Backing
         /// A uniqueness constraint (UNIQUE or PRIMARY KEY) refused the write: serial per issuer, CA name, one approval
         /// per custodian per request, one device identity per EUI-64, ...
         public static let duplicate = Code(backing: .duplicate)
+        /// The issuer already used this serial: a collision, which a fresh serial resolves.
+        public static let serialInUse = Code(backing: .serialInUse)
+        /// The meter (EUI-64) already has a device identity certificate.
+        public static let meterProvisioned = Code(backing: .meterProvisioned)
+        /// A device certificate's subject key already belongs to another meter (a cloned meter, or one lying about
+        /// who it is); the message names that meter's EUI-64.
+        public static let keyReused = Code(backing: .keyReused)
         /// The write refers to a row that does not exist (an approval of an unknown request or by an unknown
         /// custodian, a batch of an unknown manufacturer, the revocation of an unknown certificate), or a delete would
         /// leave rows pointing at nothing.
@@ -33,6 +40,9 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         public var description: String {
             switch backing {
             case .duplicate: "duplicate"
+            case .serialInUse: "serial-in-use"
+            case .meterProvisioned: "meter-provisioned"
+            case .keyReused: "key-reused"
             case .foreignKey: "foreign-key"
             case .checkViolation: "check"
             case .notNull: "not-null"

@@ -36,12 +36,15 @@ extension SQLiteStore {
         try await run { db in try Int64.fetchOne(db, sql: "SELECT count(*) FROM audit_entries") ?? 0 }
     }
 
-    public func insertAuditCheckpoint(size: Int64, note: String) async throws {
-        try await write { db in
+    @discardableResult
+    public func insertAuditCheckpoint(size: Int64, note: String) async throws -> String {
+        try await writeReturning { db in
             try db.execute(
                 sql: "INSERT INTO audit_checkpoints (size, note, created_at) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING",
                 arguments: [size, note, Int64(Date().timeIntervalSince1970)]
             )
+            if db.changesCount == 1 { return note }
+            return try String.fetchOne(db, sql: "SELECT note FROM audit_checkpoints WHERE size = ?", arguments: [size]) ?? note
         }
     }
 

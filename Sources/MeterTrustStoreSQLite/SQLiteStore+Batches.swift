@@ -69,7 +69,7 @@ extension SQLiteStore {
         }
     }
 
-    public func insertDeviceIdentities(_ certificates: [CertificateRecord]) async throws -> [Bool] {
+    public func insertDeviceIdentities(_ certificates: [CertificateRecord]) async throws -> [DeviceIdentityOutcome] {
         try await writeReturning { db in
             let insert = try BulkStatement(db, sql: """
                 INSERT INTO certificates
@@ -78,7 +78,19 @@ extension SQLiteStore {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (eui64) WHERE kind = 'device-identity' DO NOTHING
                 """)
+            let claim = try BulkStatement(db, sql: "INSERT INTO device_keys (key, eui64) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
             return try certificates.map { c in
+                // The key first (by its primary key: one meter per key). On the rare conflict, read the owner: the
+                // same meter keeps its key, another meter's key refuses this record and only it.
+                var claimed = false
+                if let digest = c.subjectKeyDigest, let eui64 = c.eui64 {
+                    claim.bind(1, blob: digest)
+                    claim.bind(2, eui64)
+                    claimed = try claim.run() == 1
+                    if !claimed, let owner = try Self.keyOwner(Data(digest), in: db), owner != eui64 {
+                        return .keyReused(owner: owner)
+                    }
+                }
                 // The columns of `arguments(_:)`, in its order.
                 insert.bind(1, c.issuer)
                 insert.bind(2, c.serial)
@@ -93,7 +105,12 @@ extension SQLiteStore {
                 insert.bind(11, c.batch)
                 insert.bind(12, c.batchPosition)
                 insert.bind(13, c.kind.rawValue)
-                return try insert.run() == 1
+                if try insert.run() == 1 { return .stored }
+                // The meter already has its identity: the key claimed for it just now goes with the skipped record.
+                if claimed, let digest = c.subjectKeyDigest {
+                    try db.execute(sql: "DELETE FROM device_keys WHERE key = ?", arguments: [Data(digest)])
+                }
+                return .meterProvisioned
             }
         }
     }

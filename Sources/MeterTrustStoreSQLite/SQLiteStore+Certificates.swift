@@ -14,15 +14,58 @@ extension SQLiteStore {
         }
     }
 
+    /// Inserts one certificate in the caller's transaction. Its key is claimed for its meter first (see
+    /// ``claimKey(_:in:)``); a meter that already has a device identity is refused by the partial unique index, asked
+    /// to do nothing on that conflict so only a serial collision raises. Throwing rolls the key claim back with the rest.
     static func insert(_ c: CertificateRecord, into db: Database) throws {
+        _ = try claimKey(c, in: db)
         try db.execute(
             sql: """
                 INSERT INTO certificates
                 (issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at,
                  batch, batch_position, kind)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (eui64) WHERE kind = 'device-identity' DO NOTHING
                 """,
             arguments: arguments(c)
+        )
+        if db.changesCount == 0, let eui64 = c.eui64 { throw try meterProvisioned(eui64, in: db) }
+    }
+
+    /// Claims the record's subject key for its meter: by the `device_keys` primary key, never a look-up first, so two
+    /// nodes (or two transactions) claiming one key for two meters cannot both win. The same meter keeps its key (an
+    /// operational certificate for the factory key, a renewal without rekey); another meter's key is refused with
+    /// ``StoreError/Code/keyReused``. True if this call made the claim (the caller undoes it if it skips the record).
+    static func claimKey(_ c: CertificateRecord, in db: Database) throws -> Bool {
+        guard let digest = c.subjectKeyDigest, let eui64 = c.eui64 else { return false }
+        let key = Data(digest)
+        try db.execute(sql: "INSERT INTO device_keys (key, eui64) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", arguments: [key, eui64])
+        if db.changesCount == 1 { return true }
+        let owner = try keyOwner(key, in: db)
+        guard owner == eui64 else { throw keyReused(owner: owner ?? "unknown", eui64: eui64) }
+        return false
+    }
+
+    static func keyOwner(_ key: Data, in db: Database) throws -> String? {
+        try String.fetchOne(db, sql: "SELECT eui64 FROM device_keys WHERE key = ?", arguments: [key])
+    }
+
+    static func keyReused(owner: String, eui64: String) -> StoreError {
+        StoreError(
+            .keyReused,
+            "the public key of the request for meter \(eui64) already belongs to meter \(owner) (a cloned meter, or one claiming another's identity): each meter needs its own key"
+        )
+    }
+
+    /// The refusal of a second device identity for `eui64`, naming the one it has.
+    static func meterProvisioned(_ eui64: String, in db: Database) throws -> StoreError {
+        let row = try Row.fetchOne(
+            db, sql: "SELECT issuer, serial, batch FROM certificates WHERE kind = 'device-identity' AND eui64 = ?", arguments: [eui64]
+        )
+        guard let row else { return StoreError(.meterProvisioned, "EUI-64 \(eui64) is already provisioned") }
+        let (issuer, serial, batch): (String, String, String?) = (row["issuer"], row["serial"], row["batch"])
+        return StoreError(
+            .meterProvisioned, "EUI-64 \(eui64) is already provisioned (batch \(batch ?? "none"), CA \(issuer), serial \(serial))"
         )
     }
 

@@ -6,7 +6,8 @@ import MeterTrustStore
 extension SQLiteStore {
     /// The store error for a failed write.
     static func storeError(writing error: any Error, path: String) -> StoreError {
-        if let error = error as? DatabaseError, let code = constraintCode(error) {
+        if let error = error as? DatabaseError, var code = constraintCode(error) {
+            if code == .duplicate, let unique = uniquenessCode(error) { code = unique }
             return StoreError(code, "\(constraintExplanation(code)): \(error.message ?? "constraint violated")")
         }
         return StoreError(.unavailable, "writing to the store \(path) failed: \(reason(error))")
@@ -25,9 +26,23 @@ extension SQLiteStore {
         }
     }
 
+    /// Which of the uniqueness constraints the domain tells apart failed, by the columns SQLite names ("UNIQUE
+    /// constraint failed: certificates.issuer, certificates.serial"): a serial collision is drawn again, a meter
+    /// provisioned twice or a key seen before is refused. Nil for every other uniqueness.
+    static func uniquenessCode(_ error: DatabaseError) -> StoreError.Code? {
+        guard let message = error.message else { return nil }
+        if message.hasSuffix("certificates.issuer, certificates.serial") { return .serialInUse }
+        if message.hasSuffix("certificates.eui64") { return .meterProvisioned }
+        if message.hasSuffix("device_keys.key") { return .keyReused }
+        return nil
+    }
+
     static func constraintExplanation(_ code: StoreError.Code) -> String {
         switch code {
         case .duplicate: "the store refused a duplicate"
+        case .serialInUse: "the issuer already used this serial"
+        case .meterProvisioned: "the meter already has a device identity certificate"
+        case .keyReused: "the public key already belongs to another meter"
         case .foreignKey: "the store refused a reference to a record it does not hold"
         case .checkViolation: "the store refused a value its schema does not allow"
         case .notNull: "the store refused a record with a required value missing"

@@ -134,13 +134,25 @@ struct AdminCommand: AsyncParsableCommand {
             commandName: "server-cert",
             abstract: "Make the admin API's TLS identity: a key in the HSM and a tls-server certificate from an operational CA."
         )
-        @Option(help: "Host name clients connect to (CN and SAN dNSName).") var host = "localhost"
+        @Option(help: "Host name clients connect to (SAN dNSName; repeatable; localhost if neither --host nor --ip is given).") var host: [String] = []
+        @Option(help: "IP address clients connect to (SAN iPAddress, IPv4 or IPv6; repeatable).") var ip: [String] = []
         @Option(help: "Issuing operational CA (default: the only one).") var ca: String?
         @Option(help: "Default listening port for admin serve.") var port = 8443
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
+        struct Result: Encodable {
+            var key: String
+            var serial: String
+            /// The first name (the certificate's CN).
+            var host: String
+            var names: [String]
+            var listen: String
+        }
+
         func run() async throws {
+            // The names first: a wrong one is refused before anything is made.
+            let names = try (host.isEmpty && ip.isEmpty ? ["localhost"] : host).map(ServerName.host) + ip.map(ServerName.address)
             let context = try Context(data)
             let (store, hierarchy) = try await context.platform()
             let issuer: String
@@ -151,17 +163,23 @@ struct AdminCommand: AsyncParsableCommand {
                 guard operational.count == 1 else { throw CLIError(code: .usage, "name the operational CA with --ca") }
                 issuer = operational[0].name
             }
-            let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: store, token: hierarchy.token) {
-                let identity = try await hierarchy.createTLSServerIdentity(host: host, authority: issuer)
+            let subject = names.map(\.description).joined(separator: ",")
+            let (key, certificate) = try await context.audited("tls.server-identity", subject: subject, store: store, token: hierarchy.token) {
+                let identity = try await hierarchy.createTLSServerIdentity(names: names, authority: issuer)
                 return (identity, ["key": identity.key.label, "serial": identity.certificate.serialHex])
             }
+            // admin serve listens on the first address certified, else on loopback (where localhost leads).
+            let listenHost = names.lazy.compactMap { if case .ip(let address) = $0 { address.description } else { nil } }.first ?? "127.0.0.1"
             var configuration = context.configuration
-            configuration.adminServer = .init(keyLabel: key.label, issuer: issuer, certificateSerial: certificate.serialHex, host: "127.0.0.1", port: port)
+            configuration.adminServer = .init(keyLabel: key.label, issuer: issuer, certificateSerial: certificate.serialHex, host: listenHost, port: port)
             try configuration.write(to: context.dataDirectory)
             if output.json {
-                try Output.json(["key": key.label, "serial": certificate.serialHex, "host": host])
+                try Output.json(Result(
+                    key: key.label, serial: certificate.serialHex, host: names[0].description, names: names.map(\.description),
+                    listen: "\(IPAddress(listenHost)?.urlHost ?? listenHost):\(port)"
+                ))
             } else {
-                Output.line("admin API identity: key \(key.label) in the HSM, certificate \(certificate.serialHex) for \(host) from \(issuer)")
+                Output.line("admin API identity: key \(key.label) in the HSM, certificate \(certificate.serialHex) for \(subject) from \(issuer)")
             }
         }
     }
@@ -193,6 +211,8 @@ struct AdminCommand: AsyncParsableCommand {
                 }
                 host = String(listen[..<colon])
                 port = value
+                // [::1]:8443: the brackets are the URL's, not the address's.
+                if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
             }
             let server = try await AdminServer.assemble(
                 service: try await AdminCommand.service(context),
@@ -203,16 +223,20 @@ struct AdminCommand: AsyncParsableCommand {
                 )
             )
             let portFile = self.portFile
-            let listeningHost = host
             let json = output.json
             try await server.run { bound in
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
+                // URLs whose host the certificate names, so a client can use them as they are.
+                let urls = server.clientURLs(port: bound)
                 if json {
                     // One document, once listening; the server then runs until it is stopped.
-                    try? Output.json(["listening": "https://\(listeningHost):\(bound)", "host": listeningHost, "port": "\(bound)"])
+                    struct Listening: Encodable { var listening: String; var urls: [String]; var port: Int }
+                    try? Output.json(Listening(listening: urls.first ?? "", urls: urls, port: bound))
                     fflush(nil)
                 } else {
-                    Output.line("admin API listening on https://\(listeningHost):\(bound) (TLS 1.3, custodian certificates only)")
+                    for url in urls {
+                        Output.line("admin API listening on \(url) (TLS 1.3, custodian certificates only)")
+                    }
                 }
             }
         }

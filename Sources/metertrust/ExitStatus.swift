@@ -25,7 +25,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         switch code {
         case .invalidArgument, .malformedInput, .untrustedChain, .malformedRequest, .badSignature, .keyNotAllowed,
             .requestExceedsProfile, .unknownProfile, .unknownAuthority, .authorityExists, .pkiInvalidArgument,
-            .alreadyIssued, .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeDuplicate, .storeForeignKey,
+            .alreadyIssued, .keyReused, .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeDuplicate, .storeForeignKey,
             .storeCheckViolation, .storeNotNull, .storeConstraint, .storeNotFound, .invalidManifest, .unregisteredManufacturer,
             .factoryInput, .factoryOutput, .batchRefusedEveryMeter, .configuratorLocked, .configuratorWrongStage,
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,

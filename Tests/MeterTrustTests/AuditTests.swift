@@ -123,6 +123,53 @@ struct AuditTests {
         #expect(error?.message.contains(tampering.located) == true, "\(tampering.name): \(error?.message ?? "no error")")
     }
 
+    @Test("one signature per checkpoint: audit init prints the checkpoint stored for its size, and audit checkpoint at that size prints it again", arguments: [1, 2])
+    func oneSignaturePerCheckpoint(interval: Int) throws {
+        let deployment = try CLITests.Deployment.make()
+        let data = deployment.dataDirectory
+        func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult { try deployment.run(arguments) }
+        _ = try deployment.json(["ca", "create-root", "--name", "root"])
+        let initialised = try metertrust(["audit", "init", "--interval", "\(interval)", "--json"])
+        try #require(initialised.status == 0, "\(initialised.stderr)")
+        let printed = try #require((try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any])?["checkpoint"] as? String)
+        // The note's second line is the tree size (C2SP tlog-checkpoint); the store's row for it, read by sqlite3.
+        let size = try #require(Int(printed.split(separator: "\n")[1]))
+        let stored = try TestEnvironment.run("sqlite3", [data.appendingPathComponent("metertrust.sqlite").path, "SELECT note FROM audit_checkpoints WHERE size = \(size)"])
+        #expect(stored.stdout == printed + "\n", "printed:\n\(printed)\nstored:\n\(stored.stdout)")
+        let text = try metertrust(["audit", "checkpoint"])
+        #expect(text.status == 0 && text.stdout == printed, "\(text.stdout) \(text.stderr)")
+        // What the HSM keeps as the log's head is that same signed note.
+        let verified = try metertrust(["audit", "verify", "--json"])
+        #expect(verified.status == 0, "\(verified.stderr)")
+    }
+
+    /// The store as a second node sees it in the instant between its look-up and its insert: the checkpoints another
+    /// node signed are not visible yet (everything else is the store itself).
+    struct StaleCheckpoints: AuditStore {
+        let store: SQLiteStore
+        func appendAuditEntry(_ make: @escaping @Sendable (AuditRow?) throws -> [UInt8]) async throws -> Int64 { try await store.appendAuditEntry(make) }
+        func auditEntries(after position: Int64, limit: Int) async throws -> [AuditRow] { try await store.auditEntries(after: position, limit: limit) }
+        func auditEntryCount() async throws -> Int64 { try await store.auditEntryCount() }
+        func insertAuditCheckpoint(size: Int64, note: String) async throws -> String { try await store.insertAuditCheckpoint(size: size, note: note) }
+        func auditCheckpoints() async throws -> [AuditCheckpointRow] { [] }
+    }
+
+    @Test("two nodes signing the same tree size at once: both answer with the one checkpoint the store kept, never an unstored signature")
+    func oneSignaturePerSizeAcrossNodes() async throws {
+        let fixture = try await PKIFixture.make()
+        let first = try await fixture.auditLog()
+        try await first.record(AuditEvent(actor: "tester", action: "ca.create", subject: "acme"))
+        let stored = try #require(try await fixture.store.auditCheckpoints().last)
+        // The second node signs the same size without seeing the first node's checkpoint (the race), with the same
+        // key, head and entries.
+        let reference = try await fixture.auditLog()
+        let second = AuditLog(store: StaleCheckpoints(store: fixture.store), signer: reference.signer, origin: reference.origin, anchor: reference.anchor)
+        let answered = try await second.checkpoint()
+        #expect(answered.checkpoint.size == Int(stored.size))
+        #expect(answered.text == stored.note, "the second node returned a signature the store does not hold")
+        #expect(try await fixture.store.auditCheckpoints().filter { $0.size == stored.size } == [stored])
+    }
+
     @Test("an inclusion proof from `audit prove` checks out with an independent verifier holding only the audit certificate")
     func inclusionProofIndependentlyVerified() throws {
         let hsm = try TestEnvironment.makeIsolatedToken()

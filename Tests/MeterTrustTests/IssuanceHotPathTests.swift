@@ -215,6 +215,8 @@ struct IssuanceHotPathTests {
             #expect(record.notBefore == certificate.notValidBefore && record.notAfter == certificate.notValidAfter)
             #expect(record.issuer == "acme" && record.profile == "device-identity" && record.batch == "b" && record.batchPosition == 7)
             #expect(record.serial.count == 32 && SerialNumbers.length == 16)
+            // The key's digest, from the request's point on this path, is the one of the key the certificate carries.
+            #expect(try record.subjectKeyDigest == SubjectKeyDigest.of(certificate: record.der))
 
             let path = directory.appendingPathComponent("device.pem").path
             try certificate.pem.write(toFile: path, atomically: true, encoding: .utf8)

@@ -98,7 +98,7 @@ struct StoreConformanceTests {
         try await Self.register("acme", in: store)
         try await Self.register("north", role: "operational", in: store)
         try await store.insertCertificate(Self.certificate(serial: "7f01", kind: .service))
-        #expect(await Self.code { try await store.insertCertificate(Self.certificate(serial: "7f01", kind: .service)) } == .duplicate)
+        #expect(await Self.code { try await store.insertCertificate(Self.certificate(serial: "7f01", kind: .service)) } == .serialInUse)
         try await store.insertCertificate(Self.certificate(issuer: "north", serial: "7f01", kind: .service))
         #expect(try await store.certificates(serial: "7f01").map(\.issuer) == ["acme", "north"])
     }
@@ -108,7 +108,7 @@ struct StoreConformanceTests {
         let store = try await backend.make()
         try await Self.register("acme", in: store)
         let records = [Self.certificate(serial: "01", kind: .service), Self.certificate(serial: "02", kind: .service), Self.certificate(serial: "01", kind: .service)]
-        #expect(await Self.code { try await store.insertCertificates(records) } == .duplicate)
+        #expect(await Self.code { try await store.insertCertificates(records) } == .serialInUse)
         #expect(try await store.certificateCount(issuer: "acme") == 1)
     }
 
@@ -120,7 +120,12 @@ struct StoreConformanceTests {
         let eui = "0024befffe800001"
         try await store.insertCertificate(Self.certificate(serial: "01", eui64: eui))
         // A second identity for the meter, even from another manufacturer CA and with a fresh serial, is refused.
-        #expect(await Self.code { try await store.insertCertificate(Self.certificate(issuer: "globex", serial: "02", eui64: eui)) } == .duplicate)
+        let second = await #expect(throws: StoreError.self) {
+            try await store.insertCertificate(Self.certificate(issuer: "globex", serial: "02", eui64: eui))
+        }
+        // Its own code (not a serial collision, which an issuer would draw again), and the certificate it has.
+        #expect(second?.code == .meterProvisioned)
+        #expect(second?.message == "EUI-64 \(eui) is already provisioned (batch none, CA acme, serial 01)")
         // An operational certificate of the same meter is another kind.
         try await store.insertCertificate(Self.certificate(serial: "03", kind: .deviceOperational, eui64: eui))
         // CA certificates carry no EUI-64: any number of them.
@@ -141,7 +146,7 @@ struct StoreConformanceTests {
             Self.certificate(serial: "03", eui64: "0024befffe800002"),
             Self.certificate(serial: "04", eui64: "0024befffe800002"),
         ])
-        #expect(stored == [false, true, false])
+        #expect(stored == [.meterProvisioned, .stored, .meterProvisioned])
         #expect(try await store.certificate(issuer: "acme", serial: "02") == nil)
         #expect(try await store.deviceIdentities(eui64s: ["0024befffe800002"])["0024befffe800002"]?.serial == "03")
         // A serial used twice is not a meter that already has one: the whole call fails and stores nothing.
@@ -150,9 +155,105 @@ struct StoreConformanceTests {
                 _ = try await store.insertDeviceIdentities([
                     Self.certificate(serial: "05", eui64: "0024befffe800005"), Self.certificate(serial: "03", eui64: "0024befffe800006"),
                 ])
-            } == .duplicate
+            } == .serialInUse
         )
         #expect(try await store.deviceIdentities(eui64s: ["0024befffe800005"]).isEmpty)
+    }
+
+    // MARK: Device keys
+
+    /// A device certificate record whose subject key has digest `key` (16 octets from one seed octet).
+    static func keyed(
+        _ key: UInt8, serial: String, eui64: String, kind: CertificateRecord.Kind = .deviceIdentity, issuer: String = "acme"
+    ) -> CertificateRecord {
+        var record = certificate(issuer: issuer, serial: serial, kind: kind, eui64: eui64)
+        record.subjectKeyDigest = [UInt8](repeating: key, count: 16)
+        return record
+    }
+
+    @Test("a device key belongs to one meter: the same meter keeps it (operational certificate, renewal), another meter is refused, naming the owner", arguments: StoreBackend.all)
+    func deviceKeyBelongsToOneMeter(_ backend: StoreBackend) async throws {
+        // Attacker: a cloned meter (or one lying about who it is) presenting meter 1's key under its own EUI-64.
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        try await Self.register("north", role: "operational", in: store)
+        let (owner, clone) = ("0024befffe800001", "0024befffe800002")
+        try await store.insertCertificate(Self.keyed(1, serial: "01", eui64: owner))
+        // The same meter keeps its key: its operational certificate for the factory key, and a renewal without rekey.
+        try await store.insertCertificate(Self.keyed(1, serial: "02", eui64: owner, kind: .deviceOperational, issuer: "north"))
+        try await store.insertCertificate(Self.keyed(1, serial: "03", eui64: owner, kind: .deviceOperational, issuer: "north"))
+        // Another meter with that key: refused by its own code, naming the meter the key belongs to; nothing stored.
+        for kind in [CertificateRecord.Kind.deviceIdentity, .deviceOperational] {
+            let refused = await #expect(throws: StoreError.self) {
+                try await store.insertCertificate(Self.keyed(1, serial: "04", eui64: clone, kind: kind, issuer: kind == .deviceIdentity ? "acme" : "north"))
+            }
+            #expect(refused?.code == .keyReused && refused?.message.contains(owner) == true, "\(refused.map(\.message) ?? "no error")")
+        }
+        #expect(try await store.certificate(issuer: "acme", serial: "04") == nil)
+        #expect(try await store.certificate(issuer: "north", serial: "04") == nil)
+        #expect(try await store.deviceIdentities(eui64s: [clone]).isEmpty)
+        // In a batch: the clone alone is refused, naming the owner; a meter with its own key is stored beside it.
+        let outcomes = try await store.insertDeviceIdentities([
+            Self.keyed(1, serial: "05", eui64: clone), Self.keyed(3, serial: "06", eui64: "0024befffe800003"),
+        ])
+        #expect(outcomes == [.keyReused(owner: owner), .stored])
+        // Two meters of one batch with one key: the first keeps it.
+        let sameRound = try await store.insertDeviceIdentities([
+            Self.keyed(7, serial: "07", eui64: "0024befffe800007"), Self.keyed(7, serial: "08", eui64: "0024befffe800008"),
+        ])
+        #expect(sameRound == [.stored, .keyReused(owner: "0024befffe800007")])
+        // A certificate without a meter (a CA's, a server's) claims no key.
+        var server = Self.keyed(1, serial: "09", eui64: owner, kind: .service)
+        server.eui64 = nil
+        try await store.insertCertificate(server)
+    }
+
+    @Test("a record skipped because its meter is provisioned claims no key; a refused single insert keeps none either", arguments: StoreBackend.all)
+    func skippedRecordsClaimNoKey(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        try await store.insertCertificate(Self.keyed(1, serial: "01", eui64: "0024befffe800001"))
+        // Meter 1 again, with a new key 2: skipped, and key 2 stays free.
+        #expect(try await store.insertDeviceIdentities([Self.keyed(2, serial: "02", eui64: "0024befffe800001")]) == [.meterProvisioned])
+        #expect(await Self.code { try await store.insertCertificate(Self.keyed(4, serial: "03", eui64: "0024befffe800001")) } == .meterProvisioned)
+        try await store.insertCertificate(Self.keyed(2, serial: "04", eui64: "0024befffe800002"))
+        try await store.insertCertificate(Self.keyed(4, serial: "05", eui64: "0024befffe800004"))
+        // A serial collision rolls back the key claim with the certificate.
+        #expect(await Self.code { try await store.insertCertificate(Self.keyed(5, serial: "05", eui64: "0024befffe800005")) } == .serialInUse)
+        try await store.insertCertificate(Self.keyed(5, serial: "06", eui64: "0024befffe800006"))
+    }
+
+    @Test("concurrent certificates of one key for different meters: exactly one wins, on every path", arguments: StoreBackend.all)
+    func concurrentKeyClaims(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        for round in 0..<16 {
+            let key = UInt8(round + 1)
+            let winners = try await withThrowingTaskGroup(of: String?.self) { group in
+                for meter in 0..<4 {
+                    let eui = String(format: "0024befffe%02x%04x", round, meter)
+                    let record = Self.keyed(key, serial: String(format: "%02x%02x", round, meter), eui64: eui)
+                    group.addTask {
+                        // Half through the single insert, half through the batch engine's bulk insert.
+                        if meter % 2 == 0 {
+                            do {
+                                try await store.insertCertificate(record)
+                                return eui
+                            } catch let error as StoreError where error.code == .keyReused {
+                                return nil
+                            }
+                        }
+                        let outcome = try await store.insertDeviceIdentities([record])
+                        return outcome == [.stored] ? eui : nil
+                    }
+                }
+                return try await group.reduce(into: [String]()) { if let eui = $1 { $0.append(eui) } }
+            }
+            #expect(winners.count == 1, "round \(round): \(winners)")
+            // The winner is the meter the key belongs to from now on.
+            let outcome = try await store.insertDeviceIdentities([Self.keyed(key, serial: String(format: "%02xff", round), eui64: "0024befffeffffff")])
+            #expect(outcome == [.keyReused(owner: winners.first ?? "")])
+        }
     }
 
     // MARK: Authorities
@@ -168,7 +269,12 @@ struct StoreConformanceTests {
         #expect(await Self.code { try await Self.register("root2", role: "root", in: store) } == .duplicate)
         // The refused CA's certificate was rolled back with it.
         #expect(try await store.certificate(issuer: "root2", serial: "ca-root2") == nil)
-        #expect(await Self.code { try await Self.register("acme", parent: "root", in: store) } == .duplicate)
+        // The same name with a certificate of its own (the same certificate too would be a serial in use).
+        let again = CertificateAuthorityRecord(
+            name: "acme", roleName: "manufacturer", parent: "root", keyLabel: "k-acme-2", keyID: "02", curve: "P-256", certificateSerial: "ca-acme-2"
+        )
+        #expect(await Self.code { try await store.insertCertificateAuthority(again, certificate: Self.certificate(issuer: "root", serial: "ca-acme-2", kind: .authority)) } == .duplicate)
+        #expect(await Self.code { try await Self.register("acme", parent: "root", in: store) } == .serialInUse)
         // A parent the store does not hold.
         #expect(await Self.code { try await Self.register("orphan", parent: "nowhere", in: store) } == .foreignKey)
         #expect(try await store.certificateAuthorities().map(\.name).sorted() == ["acme", "root"])
@@ -189,7 +295,7 @@ struct StoreConformanceTests {
         #expect(try await store.batch(id: "b2") == nil)
 
         let records = (1...3).map { Self.certificate(serial: "0\($0)", eui64: "0024befffe80000\($0)", batch: "b1", position: Int64($0)) }
-        #expect(try await store.insertDeviceIdentities(Array(records.reversed())) == [true, true, true])
+        #expect(try await store.insertDeviceIdentities(Array(records.reversed())) == [.stored, .stored, .stored])
         #expect(try await store.batchCertificateCount(batch: "b1") == 3)
         #expect(try await store.batchCertificates(batch: "b1", afterPosition: 0, limit: 2).map(\.serial) == ["01", "02"])
         #expect(try await store.batchCertificates(batch: "b1", afterPosition: 2, limit: 10).map(\.serial) == ["03"])
@@ -230,9 +336,10 @@ struct StoreConformanceTests {
     @Test("audit checkpoints: one per tree size, the first one kept, in size order", arguments: StoreBackend.all)
     func auditCheckpoints(_ backend: StoreBackend) async throws {
         let store = try await backend.make()
-        try await store.insertAuditCheckpoint(size: 8, note: "eight")
-        try await store.insertAuditCheckpoint(size: 2, note: "two")
-        try await store.insertAuditCheckpoint(size: 8, note: "eight again")
+        #expect(try await store.insertAuditCheckpoint(size: 8, note: "eight") == "eight")
+        #expect(try await store.insertAuditCheckpoint(size: 2, note: "two") == "two")
+        // The second note for a size is not stored; the caller is handed the first.
+        #expect(try await store.insertAuditCheckpoint(size: 8, note: "eight again") == "eight")
         #expect(try await store.auditCheckpoints() == [AuditCheckpointRow(size: 2, note: "two"), AuditCheckpointRow(size: 8, note: "eight")])
     }
 
@@ -440,7 +547,10 @@ struct StoreConformanceTests {
         let names = StoreError.Code.allCases.map(\.description)
         #expect(Set(names).count == names.count)
         #expect(
-            Set(names) == ["duplicate", "foreign-key", "check", "not-null", "constraint", "not-found", "unavailable", "migration", "corrupt"]
+            Set(names) == [
+                "duplicate", "serial-in-use", "meter-provisioned", "key-reused", "foreign-key", "check", "not-null", "constraint", "not-found",
+                "unavailable", "migration", "corrupt",
+            ]
         )
     }
 }

@@ -11,7 +11,7 @@ import Testing
 struct StoreTests {
     static let migrations = [
         "0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody",
-        "0006-certificate-kind",
+        "0006-certificate-kind", "0007-device-keys",
     ]
 
     /// SQL that turns a migrated store back into what the migrations before `identifier` left, undoing each later one.
@@ -25,6 +25,10 @@ struct StoreTests {
             DROP INDEX device_identity_per_meter_by_kind;
             ALTER TABLE certificates DROP COLUMN kind;
             CREATE UNIQUE INDEX device_identity_per_meter ON certificates (eui64) WHERE profile = 'device-identity';
+            """,
+        "0007-device-keys": """
+            DELETE FROM grdb_migrations WHERE identifier = '0007-device-keys';
+            DROP TABLE device_keys;
             """,
     ]
 
@@ -105,9 +109,9 @@ struct StoreTests {
             issuer: "acme", serial: "d2", profile: "device-identity", kind: .deviceIdentity, subject: "", eui64: "0024befffe800001",
             notBefore: Date(timeIntervalSince1970: 0), notAfter: Date(timeIntervalSince1970: 1), fingerprintSHA256: "f", der: [0x30]
         )
-        #expect(try await store.insertDeviceIdentities([second]) == [false])
+        #expect(try await store.insertDeviceIdentities([second]) == [.meterProvisioned])
         let error = await #expect(throws: StoreError.self) { try await store.insertCertificate(second) }
-        #expect(error?.code == .duplicate)
+        #expect(error?.code == .meterProvisioned)
     }
 
     /// Each kind of constraint the schema enforces, reached with raw SQL where the API itself never lets a caller
@@ -145,6 +149,31 @@ struct StoreTests {
         ("foreign key", "INSERT INTO approvals (request_id, custodian, document, received_at) VALUES ('nowhere', 'nobody', x'00', 0)", .foreignKey),
         ("unique", "INSERT INTO certificate_authorities (name, role, key_label, key_id, curve, certificate_serial, created_at) VALUES ('a', 'admin', 'k', '01', 'P-256', 's', 0), ('b', 'admin', 'k', '02', 'P-256', 't', 0)", .duplicate),
         ("primary key", "INSERT INTO audit_checkpoints (size, note, created_at) VALUES (1, 'n', 0), (1, 'm', 0)", .duplicate),
+        // The uniqueness constraints the domain tells apart, each by its own code (issue 12: a meter provisioned twice
+        // was drawn new serials as if its serial had collided).
+        (
+            "unique: a serial per issuer",
+            """
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
+                VALUES ('acme', '01', 'service', 'service', '', 0, 1, 'f', x'30', 0), ('acme', '01', 'service', 'service', '', 0, 1, 'g', x'30', 0)
+            """,
+            .serialInUse
+        ),
+        (
+            "unique: one device identity per meter",
+            """
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at)
+                VALUES ('acme', '01', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'f', x'30', 0),
+                       ('acme', '02', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'g', x'30', 0)
+            """,
+            .meterProvisioned
+        ),
+        (
+            "unique: one meter per device key",
+            "INSERT INTO device_keys (key, eui64) VALUES (x'00112233445566778899aabbccddeeff', '0024befffe800001'), (x'00112233445566778899aabbccddeeff', '0024befffe800002')",
+            .keyReused
+        ),
+        ("check: a device key is 16 octets", "INSERT INTO device_keys (key, eui64) VALUES (x'0011', '0024befffe800001')", .checkViolation),
     ]
 
     @Test("each constraint kind is its own code, never another's", arguments: rawViolations.indices)

@@ -80,14 +80,29 @@ public struct CAHierarchy: Sendable {
     /// Generates a P-256 key in the HSM for a TLS server and has CA `authority` (an operational CA) certify it for
     /// `hosts` under profile tls-server. The certificate is stored before it is returned.
     public func createTLSServerIdentity(host: String, extraHosts: [String] = [], authority name: String) async throws -> (key: HSMKey, certificate: Certificate) {
+        try await createTLSServerIdentity(names: ([host] + extraHosts).map { .dns($0) }, authority: name)
+    }
+
+    /// Generates a P-256 key in the HSM for a TLS server and has CA `authority` (an operational CA) certify it for
+    /// `names` (DNS names and IP addresses, at least one; the first is the CN) under profile tls-server. The
+    /// certificate is stored before it is returned.
+    public func createTLSServerIdentity(names: [ServerName], authority name: String) async throws -> (key: HSMKey, certificate: Certificate) {
+        guard let first = names.first else { throw PKIError(.invalidArgument, "a TLS server needs at least one name: give --host or --ip") }
+        var (dns, ip): ([String], [IPAddress]) = ([], [])
+        for case .dns(let name) in names where !dns.contains(name) { dns.append(name) }
+        for case .ip(let address) in names where !ip.contains(address) { ip.append(address) }
+        let (dnsNames, addresses) = (dns, ip)
         let authority = try await authority(named: name)
         let signer = try CertificateSigner(authority: authority, profile: .tlsServer, settings: settings)
-        let label = KeyLabel.unique("tls", host)
+        let label = KeyLabel.unique("tls", first.description)
         let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
         do {
             let publicKey = HSMSigningKey(token: token, key: key).publicKey
             let (certificate, record) = try await token.perform { _ in
-                try signer.signNamed(try PublicKeyInfo(publicKey: publicKey), commonName: host, organizationalUnit: nil, dnsNames: [host] + extraHosts)
+                try signer.signNamed(
+                    try PublicKeyInfo(publicKey: publicKey), commonName: first.description, organizationalUnit: nil, dnsNames: dnsNames,
+                    ipAddresses: addresses
+                )
             }
             try await store.insertCertificate(record)
             return (key, certificate)

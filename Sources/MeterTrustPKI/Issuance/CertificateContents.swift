@@ -17,6 +17,8 @@ struct CertificateContents: Sendable {
     var subjectKeyIdentifier: [UInt8]? = nil
     /// dNSNames for profiles with ``CertificateProfile/dnsNameSAN``.
     var dnsNames: [String] = []
+    /// iPAddresses for profiles with ``CertificateProfile/ipAddressSAN``.
+    var ipAddresses: [IPAddress] = []
 
     /// Who signs: the CA's name, key and certificate (nil for the self-signed root).
     struct Signer: Sendable {
@@ -76,9 +78,15 @@ struct CertificateContents: Sendable {
             let otherName = GeneralName.OtherName(typeID: HardwareModuleName.otherNameTypeID, value: try ASN1Any(erasing: name))
             extensions.append(try Certificate.Extension(SubjectAlternativeNames([.otherName(otherName)]), critical: true))
         }
-        if profile.dnsNameSAN {
-            guard !dnsNames.isEmpty else { throw PKIError(.issuance, "profile \(profile.name) needs at least one DNS name") }
-            extensions.append(try Certificate.Extension(SubjectAlternativeNames(dnsNames.map { .dnsName($0) }), critical: false))
+        if profile.dnsNameSAN || profile.ipAddressSAN {
+            guard profile.dnsNameSAN || dnsNames.isEmpty, profile.ipAddressSAN || ipAddresses.isEmpty else {
+                throw PKIError(.requestExceedsProfile, "profile \(profile.name) does not allow those kinds of names")
+            }
+            guard !dnsNames.isEmpty || !ipAddresses.isEmpty else {
+                throw PKIError(.issuance, "profile \(profile.name) needs at least one \(profile.ipAddressSAN ? "DNS name or IP address" : "DNS name")")
+            }
+            let names: [GeneralName] = dnsNames.map { .dnsName($0) } + ipAddresses.map { .ipAddress(ASN1OctetString(contentBytes: $0.octets[...])) }
+            extensions.append(try Certificate.Extension(SubjectAlternativeNames(names), critical: false))
         }
         extensions.append(
             try Certificate.Extension(
@@ -113,13 +121,15 @@ struct CertificateContents: Sendable {
 }
 
 extension Certificate {
-    /// The store's record of this certificate.
+    /// The store's record of this certificate; a meter's certificate carries its key's digest (the store keeps each
+    /// key for one meter).
     func record(issuer: String, profile: CertificateProfile, eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> CertificateRecord {
         let der = try derBytes
         return CertificateRecord(
             issuer: issuer, serial: serialHex, profile: profile.name, kind: profile.recordKind, subject: subject.description,
             eui64: eui64?.description, notBefore: notValidBefore, notAfter: notValidAfter,
-            fingerprintSHA256: hexString(SHA256.hash(data: der)), der: der, batch: batch, batchPosition: position
+            fingerprintSHA256: hexString(SHA256.hash(data: der)), der: der, batch: batch, batchPosition: position,
+            subjectKeyDigest: eui64 == nil ? nil : try SubjectKeyDigest.of(certificate: der)
         )
     }
 }

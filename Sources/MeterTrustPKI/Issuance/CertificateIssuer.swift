@@ -67,8 +67,10 @@ public struct CertificateIssuer: Sendable {
         }
     }
 
-    /// Signs with `sign` on the HSM queue and stores the result; a serial collision (2^-127 per pair) is refused by
-    /// the store's (issuer, serial) key, and a new serial drawn.
+    /// Signs with `sign` on the HSM queue and stores the result; a serial collision (2^-80 within a millisecond) is
+    /// refused by the store's (issuer, serial) key, and a new serial drawn. A meter that already has its device
+    /// identity (`pki.already-issued`) or a key that belongs to another meter (`pki.key-reused`) is refused by the
+    /// store's constraints, with the store's message naming the certificate or the meter.
     private func signAndStore(
         by authority: CertificateAuthority, profile: CertificateProfile, _ sign: @escaping @Sendable () throws -> (certificate: Certificate, record: CertificateRecord)
     ) async throws -> IssuedCertificate {
@@ -76,9 +78,9 @@ public struct CertificateIssuer: Sendable {
             let (certificate, record) = try await hierarchy.token.perform { _ in try sign() }
             do {
                 try await hierarchy.store.insertCertificate(record)
-            } catch let error as StoreError where error.code == .duplicate && attempt < 3 {
-                // Another uniqueness (the meter's device identity) is not a collision: drawing again cannot help.
-                guard try await hierarchy.store.certificate(issuer: record.issuer, serial: record.serial) != nil else { throw error }
+            } catch let error as StoreError where error.code == .serialInUse && attempt < 3 {
+                // Only the serial's uniqueness is a collision; the store names the others (the meter already
+                // provisioned, its key another meter's), and drawing again cannot help with them.
                 logger.warning("serial collision, drawing again", metadata: ["ca": "\(authority.name)"])
                 continue
             }

@@ -94,9 +94,11 @@ public struct CertificateSigner: Sendable {
         return try signNamed(key, commonName: commonName, organizationalUnit: organizationalUnit, dnsNames: dnsNames, subjectKeyIdentifier: csr.subjectKeyIdentifier)
     }
 
-    /// Signs a certificate for a public key the caller vouches for (an HSM key made here: the TLS server's).
+    /// Signs a certificate for a public key the caller vouches for (an HSM key made here: the TLS server's), with
+    /// `dnsNames` and `ipAddresses` in the SAN where the profile allows them.
     public func signNamed(
-        _ key: PublicKeyInfo, commonName: String, organizationalUnit: String?, dnsNames: [String] = [], subjectKeyIdentifier: [UInt8]? = nil
+        _ key: PublicKeyInfo, commonName: String, organizationalUnit: String?, dnsNames: [String] = [], ipAddresses: [IPAddress] = [],
+        subjectKeyIdentifier: [UInt8]? = nil
     ) throws -> (certificate: Certificate, record: CertificateRecord) {
         guard profile.allowedCurves.contains(where: { $0.rawValue == key.curveName }) else {
             throw PKIError(.keyNotAllowed, "profile \(profile.name) requires a key on \(profile.allowedCurves.map(\.rawValue).joined(separator: " or "))")
@@ -112,7 +114,7 @@ public struct CertificateSigner: Sendable {
         }
         let contents = CertificateContents(
             profile: profile, subject: subject, publicKey: key.publicKey, keyUsage: keyUsage, device: nil,
-            subjectKeyIdentifier: subjectKeyIdentifier, dnsNames: dnsNames
+            subjectKeyIdentifier: subjectKeyIdentifier, dnsNames: dnsNames, ipAddresses: ipAddresses
         )
         let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
         return (certificate, try certificate.record(issuer: authority.name, profile: profile, eui64: nil))

@@ -84,7 +84,8 @@ public struct TemplateIssuer: Sendable {
             issuer: signer.authority.name, serial: hexString(values.serial), profile: signer.profile.name, kind: signer.profile.recordKind,
             subject: template.subjectDescription(eui64), eui64: eui64.description, notBefore: template.notBefore,
             notAfter: template.notAfter, fingerprintSHA256: hexString(SHA256.hash(data: certificate)), der: certificate,
-            batch: batch, batchPosition: position
+            batch: batch, batchPosition: position,
+            subjectKeyDigest: SubjectKeyDigest.of(header: DeviceRequest.p256KeyPrefix, rest: request.point)
         )
     }
 }

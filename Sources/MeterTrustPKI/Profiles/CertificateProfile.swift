@@ -54,6 +54,9 @@ public struct CertificateProfile: Sendable, Hashable {
     public let ocspAccess: Bool
     /// Non-critical SAN with the dNSNames the issuer names (tls-server).
     public let dnsNameSAN: Bool
+    /// The same SAN may carry iPAddress names the issuer names (tls-server: servers reached by address). A profile
+    /// with ``dnsNameSAN`` or this needs at least one name of the kinds it allows.
+    public let ipAddressSAN: Bool
     /// Curves the subject key may be on.
     public let allowedCurves: [ECCurve]
 
@@ -68,57 +71,57 @@ public struct CertificateProfile: Sendable, Hashable {
     public static let root = CertificateProfile(
         name: "root", issuerRole: nil, validity: .years(25), subject: .authority(suffix: "Root CA", organization: true),
         certificateAuthority: .init(pathLength: nil), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
-        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256, .p384]
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
     )
     public static let manufacturerCA = CertificateProfile(
         name: "manufacturer-ca", issuerRole: .root, validity: .years(15),
         subject: .authority(suffix: "Device CA", organization: true), certificateAuthority: .init(pathLength: 0),
         keyUsage: .fixed(caUsage), extendedKeyUsage: [], hardwareModuleName: false, crlDistributionPoint: false,
-        ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256, .p384]
+        ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
     )
     public static let operationalCA = CertificateProfile(
         name: "operational-ca", issuerRole: .root, validity: .years(10),
         subject: .authority(suffix: "Operational CA", organization: true), certificateAuthority: .init(pathLength: 0),
         keyUsage: .fixed(caUsage), extendedKeyUsage: [], hardwareModuleName: false, crlDistributionPoint: true,
-        ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256, .p384]
+        ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
     )
     public static let adminCA = CertificateProfile(
         name: "admin-ca", issuerRole: .root, validity: .years(10), subject: .authority(suffix: "Admin CA", organization: false),
         certificateAuthority: .init(pathLength: 0), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
-        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256, .p384]
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
     )
     /// IDevID: the factory identity of a meter, after the GB SMKI device certificate profile and IEEE 802.1AR.
     public static let deviceIdentity = CertificateProfile(
         name: "device-identity", issuerRole: .manufacturer, validity: .noExpiry, subject: .empty,
         certificateAuthority: nil, keyUsage: .signatureOrKeyAgreement, extendedKeyUsage: [], hardwareModuleName: true,
-        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256]
+        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
     )
     /// LDevID: the operational certificate a utility's Operational CA issues to a meter in its account.
     public static let deviceOperational = CertificateProfile(
         name: "device-operational", issuerRole: .operational, validity: .years(2), subject: .deviceURN,
         certificateAuthority: nil, keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.clientAuth],
-        hardwareModuleName: true, crlDistributionPoint: true, ocspAccess: true, dnsNameSAN: false, allowedCurves: [.p256]
+        hardwareModuleName: true, crlDistributionPoint: true, ocspAccess: true, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
     )
 
     /// The audit log's checkpoint signing key, certified by the root.
     public static let auditSigner = CertificateProfile(
         name: "audit-signer", issuerRole: .root, validity: .years(5), subject: .authority(suffix: "Audit Log", organization: false),
         certificateAuthority: nil, keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [],
-        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256]
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
     )
 
     /// A custodian's admin certificate: TLS client authentication to the admin API and approval signatures.
     public static let custodian = CertificateProfile(
         name: "custodian", issuerRole: .admin, validity: .years(2), subject: .named, certificateAuthority: nil,
         keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.clientAuth], hardwareModuleName: false,
-        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, allowedCurves: [.p256]
+        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
     )
 
     /// A TLS server (the admin API, later EST and CoAP servers); its key stays in the HSM.
     public static let tlsServer = CertificateProfile(
         name: "tls-server", issuerRole: .operational, validity: .years(1), subject: .named, certificateAuthority: nil,
         keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.serverAuth], hardwareModuleName: false,
-        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: true, allowedCurves: [.p256]
+        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: true, ipAddressSAN: true, allowedCurves: [.p256]
     )
 
     /// Profiles a CSR can be issued under (`metertrust issue --profile`).
