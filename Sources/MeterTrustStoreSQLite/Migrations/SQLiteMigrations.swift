@@ -16,6 +16,7 @@ enum SQLiteMigrations {
         Migration0004Quorum.self,
         Migration0005KeyCustody.self,
         Migration0006CertificateKind.self,
+        Migration0007CertificateListing.self,
     ]
 
     static var migrator: DatabaseMigrator {
