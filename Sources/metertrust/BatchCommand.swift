@@ -37,26 +37,12 @@ struct BatchCommand: AsyncParsableCommand {
             for record in records { summaries.append(try await BatchSummary(record, store: store)) }
             let next = more ? records.last?.id : nil
             if output.json {
-                try Output.json(Listed(batches: summaries, next: next))
+                try Output.json(ListingPage(name: "batches", items: summaries, next: next))
                 return
             }
             if summaries.isEmpty { Output.line(after == nil ? "no batches yet: see metertrust factory run" : "no more batches") }
             for summary in summaries { Output.line(summary.textLine) }
             if let next { Output.line("more: add --after \(next)") }
-        }
-
-        struct Listed: Encodable {
-            var batches: [BatchSummary]
-            /// The id to pass to --after for the next page; null on the last page.
-            var next: String?
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(batches, forKey: .batches)
-                try container.encode(next, forKey: .next)
-            }
-
-            enum CodingKeys: String, CodingKey { case batches, next }
         }
     }
 
@@ -66,8 +52,8 @@ struct BatchCommand: AsyncParsableCommand {
             abstract: "Show one batch: its counts, and from the audit log its runs, refusals and output directory.",
             discussion: """
                 Example: metertrust batch show acme-2026-11-line3 --json
-                The refusals and the output directory are those the audit log recorded for the batch's last completed \
-                run (factory run); each refused meter is named in OUTPUT/report.json.
+                The refusals and the output directory are those the audit log recorded for the batch's last run that \
+                recorded them (factory run); each refused meter is named in OUTPUT/report.json.
                 """
         )
         @Argument(help: "The batch id (see metertrust batch list).") var id: String
@@ -171,13 +157,16 @@ struct BatchDetails: Encodable {
     func encode(to encoder: any Encoder) throws {
         try summary.encode(to: encoder)
         var container = encoder.container(keyedBy: CodingKeys.self)
-        let last = runs.last { $0.outcome == AuditEvent.Outcome.success.rawValue }
+        let last = lastRecorded
         try container.encode(last?.refused, forKey: .refused)
         try container.encode(last?.outputDirectory, forKey: .outputDirectory)
         try container.encode(runs, forKey: .runs)
     }
 
     enum CodingKeys: String, CodingKey { case refused, outputDirectory, runs }
+
+    /// The last run whose entry recorded its counts (a run that failed midway records none).
+    var lastRecorded: Run? { runs.last { $0.refused != nil } }
 
     func textLines() -> [String] {
         let s = summary
@@ -189,16 +178,16 @@ struct BatchDetails: Encodable {
             "  completed:           \(s.completedAt.map { Output.timestamp.string(from: $0) } ?? "not yet")",
             "  manifest SHA-256:    \(s.manifestSHA256)",
         ]
-        if let last = runs.last(where: { $0.outcome == AuditEvent.Outcome.success.rawValue }) {
+        if let last = lastRecorded {
             lines.append("  refused (last run):  \(last.refused.map(String.init) ?? "not recorded")")
-            lines.append("  outputs:             \(last.outputDirectory ?? "not recorded")")
+            lines.append("  outputs:             \(last.outputDirectory.map { DisplayText.escaped($0) } ?? "not recorded")")
         } else {
-            lines.append("  refused, outputs:    not recorded (no completed run in the audit log)")
+            lines.append("  refused, outputs:    not recorded (no run in the audit log recorded them)")
         }
         if !runs.isEmpty {
             lines.append("runs (audit log):")
             for run in runs {
-                lines.append("  #\(run.auditIndex)  \(run.time)  \(run.outcome)  issued \(run.issued.map(String.init) ?? "?"), earlier \(run.alreadyIssued.map(String.init) ?? "?"), refused \(run.refused.map(String.init) ?? "?")  by \(run.actor)")
+                lines.append("  #\(run.auditIndex)  \(run.time)  \(run.outcome)  issued \(run.issued.map(String.init) ?? "?"), earlier \(run.alreadyIssued.map(String.init) ?? "?"), refused \(run.refused.map(String.init) ?? "?")  by \(DisplayText.escaped(run.actor))")
             }
         }
         return lines

@@ -126,7 +126,7 @@ extension CertCommand {
             }
             let page = try await store.certificates(matching: filter, after: position, limit: limit ?? Self.defaultLimit)
             if output.json {
-                try Output.json(Listed(certificates: page.certificates.map(ListedCertificate.init), next: page.next?.description))
+                try Output.json(ListingPage(name: "certificates", items: page.certificates.map(ListedCertificate.init), next: page.next?.description))
                 return
             }
             if page.certificates.isEmpty { Output.line(position == nil ? "no certificates match" : "no more certificates match") }
@@ -157,20 +157,6 @@ extension CertCommand {
             if let position {
                 FileHandle.standardOutput.write(try encoder.encode(["next": position.description]) + Data([UInt8(ascii: "\n")]))
             }
-        }
-
-        struct Listed: Encodable {
-            var certificates: [ListedCertificate]
-            /// The cursor of the next page (for --after); null on the last page.
-            var next: String?
-
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(certificates, forKey: .certificates)
-                try container.encode(next, forKey: .next)  // null, not absent, on the last page
-            }
-
-            enum CodingKeys: String, CodingKey { case certificates, next }
         }
     }
 }
@@ -206,7 +192,28 @@ struct ListedCertificate: Encodable {
     }
 
     var textLine: String {
-        let name = eui64.map { "meter \($0)" } ?? (subject.isEmpty ? "(empty subject)" : subject)
+        let name = eui64.map { "meter \($0)" } ?? (subject.isEmpty ? "(empty subject)" : DisplayText.escaped(subject))
         return "\(issuerCA)  \(serial)  \(profile)  \(name)  \(Output.timestamp.string(from: storedAt))\(batch.map { "  batch \($0)" } ?? "")"
+    }
+}
+
+/// A page of a listing as `--json` prints it: `{"<name>": [...], "next": CURSOR}`, `next` null (not absent) on the
+/// last page.
+struct ListingPage<Item: Encodable>: Encodable {
+    let name: String
+    let items: [Item]
+    let next: String?
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(items, forKey: Key(stringValue: name))
+        try container.encode(next, forKey: Key(stringValue: "next"))
     }
 }
