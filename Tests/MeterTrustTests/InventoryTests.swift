@@ -184,7 +184,12 @@ struct InventoryTests {
         Self.expectRefused(try deployment.run(["cert", "list", "--batch", "nothing"]), status: 1, "there is no batch nothing")
         Self.expectRefused(try deployment.run(["cert", "list", "--after", "garbage"]), status: 2, "--after garbage")
         Self.expectRefused(try deployment.run(["cert", "list", "--since", "yesterday"]), status: 2, "--since yesterday")
-        Self.expectRefused(try deployment.run(["cert", "list", "--json", "--jsonl"]), status: 2, "--json and --jsonl")
+        // With --json (or --jsonl, for a stream's reader) an error is one JSON object on stderr.
+        for (arguments, status, code) in [(["--json", "--jsonl"], Int32(2), "edge.usage"), (["--jsonl", "--ca", "nobody"], 1, "pki.unknown-authority")] {
+            let refused = try deployment.run(["cert", "list"] + arguments)
+            let error = (try? Self.parse(refused.stderr) as? [String: [String: String]])?["error"]
+            #expect(refused.status == status && error?["code"] == code && refused.stdout.isEmpty, "\(arguments): \(refused.stderr)")
+        }
         Self.expectRefused(try deployment.run(["cert", "list", "--limit", "0"]), status: 2, "--limit")
 
         // MARK: batch list, batch show
@@ -247,13 +252,17 @@ struct InventoryTests {
         try #require(requests.count == 1)
         let request = requests[0]
         #expect(request["id"] as? String == id && request["state"] as? String == "pending" && request["operation"] as? String == "manufacturer.register")
-        #expect(request["requester"] as? String == "alice" && request["required"] as? Int == 2 && request["operationClass"] as? String == "manufacturer-register")
-        #expect(request["approvals"] as? [String] == ["bob"] && request["counted"] as? [String] == ["bob"])
+        #expect(request["requester"] as? String == "alice" && request["required"] as? Int == 2 && request["quorumMet"] as? Bool == false)
+        #expect((request["policy"] as? [String: Any])?["operationClass"] as? String == "manufacturer-register")
+        let approvals = try #require(request["approvals"] as? [[String: Any]])
+        #expect(approvals.count == 1 && approvals.first?["custodian"] as? String == "bob" && approvals.first?["counted"] as? Bool == true)
+        #expect(approvals.first?["approvedAt"] is String)
         #expect((request["parameters"] as? [String: String]) == ["name": "south", "organization": "South Meters"])
         #expect(request["outcome"] == nil || request["outcome"] is NSNull)
         #expect((try Self.document(deployment, ["admin", "requests", "--state", "executed"]) as? [Any])?.isEmpty == true)
         let text = try deployment.run(["admin", "requests", "--state", "pending"])
-        #expect(text.status == 0 && text.stdout.contains(id) && text.stdout.contains("approvals: 1/2") && text.stdout.contains("organization = South Meters"))
+        #expect(text.status == 0 && text.stdout.contains(id) && text.stdout.contains("approvals: 1/2") && text.stdout.contains(": bob"))
+        #expect(text.stdout.contains("organization = South Meters"), "\(text.stdout)")
         Self.expectRefused(try deployment.run(["admin", "requests", "--state", "bogus"]), status: 2, "--state")
         // Read-only: nothing was written to the audit log.
         #expect(try deployment.run(["audit", "log", "--json"]).stdout == entriesBefore)
