@@ -8,6 +8,8 @@ public protocol ProvisioningStore: CertificateStore {
     func beginBatch(_ batch: BatchRecord) async throws -> BatchRecord
     func completeBatch(id: String, at date: Date) async throws
     func batch(id: String) async throws -> BatchRecord?
+    /// Batches in id order (octet by octet) after `id` (from the first if nil), at most `limit` of them.
+    func batches(after id: String?, limit: Int) async throws -> [BatchRecord]
     /// The device identity certificates already held for these meters (EUI-64 as 16 lowercase hex digits).
     func deviceIdentities(eui64s: [String]) async throws -> [String: DeviceIdentityEntry]
     /// Stores device identity certificates in one transaction. A meter that already has one (the database's

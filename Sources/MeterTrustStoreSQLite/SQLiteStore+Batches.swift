@@ -34,6 +34,15 @@ extension SQLiteStore {
         try await run { db in try Row.fetchOne(db, sql: "SELECT * FROM batches WHERE id = ?", arguments: [id]).map(Self.batch(from:)) }
     }
 
+    public func batches(after id: String?, limit: Int) async throws -> [BatchRecord] {
+        guard limit > 0 else { return [] }
+        return try await run { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM batches WHERE id > ? ORDER BY id LIMIT ?", arguments: [id ?? "", limit]
+            ).map(Self.batch(from:))
+        }
+    }
+
     static func batch(from row: Row) -> BatchRecord {
         BatchRecord(
             id: row["id"], manufacturer: row["manufacturer"], manifestSHA256: row["manifest_sha256"], meterCount: row["meter_count"],

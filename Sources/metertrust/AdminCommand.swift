@@ -19,6 +19,7 @@ struct AdminCommand: AsyncParsableCommand {
         discussion: """
             Ceremony (local, with the HSM): keygen → certify → bootstrap → server-cert → serve.
             Custodians (remote, over mutual TLS): request → approve → execute; list, show, custodians, policies.
+            On the HSM host without --server: custodians, policies and requests read the local data directory, read-only.
 
             EXAMPLES:
               metertrust admin keygen --name alice --out .
@@ -34,7 +35,7 @@ struct AdminCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Keygen.self, Certify.self, Bootstrap.self, ServerCert.self, Serve.self, Request.self, List.self, Show.self,
-            Approve.self, Execute.self, Custodians.self, Policies.self,
+            Approve.self, Execute.self, Custodians.self, Policies.self, Requests.self,
         ]
     )
 
@@ -463,11 +464,13 @@ struct AdminCommand: AsyncParsableCommand {
     }
 
     struct Custodians: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the registered custodians.")
+        static let configuration = CommandConfiguration(abstract: "List the registered custodians (remote, or on the HSM host without --server).")
         @OptionGroup var client: AdminClientOptions
+        @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
+            if client.isLocal { return try await AdminCommand.localCustodians(data: data, output: output) }
             let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/custodians")
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
@@ -478,11 +481,13 @@ struct AdminCommand: AsyncParsableCommand {
     }
 
     struct Policies: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the quorum policies.")
+        static let configuration = CommandConfiguration(abstract: "List the quorum policies (remote, or on the HSM host without --server).")
         @OptionGroup var client: AdminClientOptions
+        @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
+            if client.isLocal { return try await AdminCommand.localPolicies(data: data, output: output) }
             let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/policies")
             if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
@@ -625,5 +630,109 @@ struct RequestView: Encodable {
         }
         executedBy = status.executedBy
         outcome = status.outcome.map(JSONValue.init(parsing:))
+    }
+}
+
+// MARK: Read-only on the HSM host (no custodian certificate)
+
+extension AdminClientOptions {
+    /// No admin API named (neither --server nor $METERTRUST_ADMIN_URL): the read-only commands read the local data
+    /// directory instead, with the token's PIN, as the server itself would.
+    var isLocal: Bool {
+        server == nil && (ProcessInfo.processInfo.environment["METERTRUST_ADMIN_URL"] ?? "").isEmpty
+    }
+}
+
+extension AdminCommand {
+    /// The custodians as the verified audit log backs them (``AdminService/registry()``, what the server
+    /// authenticates with); store rows the log does not back are named on stderr and left out. The JSON is the admin
+    /// API's `GET /v1/custodians`.
+    static func localCustodians(data: DataDirectoryOptions, output: OutputOptions) async throws {
+        let registry = try await service(try Context(data)).registry()
+        let custodians = registry.custodians.map {
+            AdminAPIMessage.CustodianSummary(
+                name: $0.name, role: $0.record.role, certificate: $0.record.fingerprintSHA256, registeredAt: $0.record.registeredAt, removedAt: $0.record.removedAt
+            )
+        }
+        for (name, reason) in registry.disregarded.sorted(by: { $0.key < $1.key }) {
+            FileHandle.standardError.write(Data("warning: the store's custodian \(DisplayText.escaped(name)) is not listed: \(DisplayText.escaped(reason))\n".utf8))
+        }
+        if output.json { return try Output.json(custodians) }
+        if custodians.isEmpty { Output.line("no custodians: the quorum is not bootstrapped (metertrust admin bootstrap)") }
+        for entry in custodians {
+            Output.line("\(DisplayText.escaped(entry.name).padding(toLength: 16, withPad: " ", startingAt: 0)) \(entry.role.padding(toLength: 17, withPad: " ", startingAt: 0)) \(entry.certificate.prefix(16))…\(entry.removedAt.map { "  removed \(Output.timestamp.string(from: $0))" } ?? "")")
+        }
+    }
+
+    /// The policies as the verified audit log set them (``AdminService/policies()``). The JSON is `GET /v1/policies`.
+    static func localPolicies(data: DataDirectoryOptions, output: OutputOptions) async throws {
+        let policies = try await service(try Context(data)).policies()
+        if output.json { return try Output.json(policies) }
+        if policies.isEmpty { Output.line("no policies: the quorum is not bootstrapped (metertrust admin bootstrap)") }
+        for policy in policies {
+            Output.line("\(policy.operationClass.rawValue.padding(toLength: 22, withPad: " ", startingAt: 0)) \(policy.summary)")
+        }
+    }
+
+    struct Requests: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List requests with their approvals against their policy (newest first); on the HSM host without --server, read-only.",
+            discussion: """
+                Without --server (and $METERTRUST_ADMIN_URL) it reads the local data directory with the token's PIN, no \
+                custodian certificate needed: each request as the admin service judges it now (the quorum gate over the \
+                verified audit log). With --server it is metertrust admin list.
+                Examples:
+                  metertrust admin requests --state pending
+                  metertrust admin requests --json
+                """
+        )
+        @Option(help: "Only requests in this state: pending, executing, executed, failed.") var state: String?
+        @Option(help: "At most this many requests.") var limit = 100
+        @OptionGroup var client: AdminClientOptions
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            guard client.isLocal else {
+                var list = try List.parse([])
+                list.state = state
+                list.client = client
+                list.output = output
+                return try await list.run()
+            }
+            let state = try state.map { text -> AdminRequestRecord.State in
+                guard let state = AdminRequestRecord.State(rawValue: text) else {
+                    throw CLIError(code: .usage, "--state must be pending, executing, executed or failed, not \(text)")
+                }
+                return state
+            }
+            guard limit >= 1 else { throw CLIError(code: .usage, "--limit must be at least 1") }
+            let service = try await AdminCommand.service(try Context(data))
+            // The same view admin list --json gives remotely (RequestView), from the service the server runs.
+            var requests: [RequestView] = []
+            for record in try await service.requests(state: state, limit: limit) {
+                requests.append(try RequestView(try await service.status(id: record.id)))
+            }
+            if output.json { return try Output.json(requests) }
+            if requests.isEmpty { Output.line("no requests") }
+            for request in requests { AdminCommand.requestLines(request).forEach { Output.line($0) } }
+        }
+    }
+
+    /// One request in `admin requests`' text: what it asks and where it stands.
+    static func requestLines(_ view: RequestView) -> [String] {
+        let counted = view.approvals.filter(\.counted).map { DisplayText.escaped($0.custodian) }
+        var lines = [
+            "\(view.id)  \(view.state.padding(toLength: 9, withPad: " ", startingAt: 0))  \(DisplayText.escaped(view.operation))  by \(DisplayText.escaped(view.requester))  expires \(DisplayText.escaped(view.expires))",
+            "  approvals: \(counted.count)/\(view.required) (\(view.policy.summary))\(counted.isEmpty ? "" : ": \(counted.joined(separator: ", "))")",
+        ]
+        for approval in view.approvals where !approval.counted {
+            lines.append("  not counted: \(DisplayText.escaped(approval.custodian)): \(DisplayText.escaped(approval.notCountedBecause ?? "?"))")
+        }
+        for (name, value) in view.parameters.sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(DisplayText.escaped(name)) = \(DisplayText.escaped(value, limit: 80))")
+        }
+        if let executedBy = view.executedBy { lines.append("  executed by \(DisplayText.escaped(executedBy))") }
+        return lines
     }
 }

@@ -2,17 +2,19 @@ import ArgumentParser
 import Crypto
 import Foundation
 import MeterTrustAdmin
+import MeterTrustAudit
 import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustQuorum
 import MeterTrustStore
+import X509
 
 struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
-        abstract: "Create and list the certificate authorities.",
-        subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, List.self]
+        abstract: "Create, list and show the certificate authorities.",
+        subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, List.self, Show.self]
     )
 
     struct CreationOptions: ParsableArguments {
@@ -107,6 +109,167 @@ struct CACommand: AsyncParsableCommand {
                 AuthoritySummary.tree(summaries).forEach { Output.line($0) }
             }
         }
+    }
+}
+
+extension CACommand {
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show",
+            abstract: "Show a CA: role, parent, certificate, key label, status, certificates issued; or its certificate or chain as PEM.",
+            discussion: """
+                Examples:
+                  metertrust ca show acme
+                  metertrust ca show root --pem > root.pem
+                  metertrust ca show acme --chain > acme-chain.pem      (acme first, the root last)
+                The status is judged from the store and, once the audit log exists, from the verified audit log (the \
+                HSM holds its head), as issuance judges it.
+                """
+        )
+        @Argument(help: "The CA's name (see metertrust ca list).") var name: String
+        @Flag(help: "Print only the CA's certificate, PEM.") var pem = false
+        @Flag(help: "Print the CA's chain up to the root, PEM, this CA first.") var chain = false
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            guard !(pem && chain) else { throw CLIError(code: .usage, "--pem and --chain exclude each other: choose one") }
+            let context = try Context(data)
+            let store = try await context.openStore()
+            let chain = try await AuthorityChain.load(name, in: store)
+            if pem || self.chain {
+                let pems = try (self.chain ? chain.certificates : [chain.certificates[0]]).map { try $0.pem }
+                if output.json {
+                    try Output.json(self.chain ? PEMs(name: name, certificate: nil, chain: pems) : PEMs(name: name, certificate: pems[0], chain: nil))
+                } else {
+                    print(pems.joined(), terminator: "")
+                }
+                return
+            }
+            // Once the audit log exists the status is also judged from it, verified against the head the HSM keeps.
+            let audit = try context.configuration.audit.map { _ in try context.auditLog(store: store) }
+            let details = try await AuthorityDetails.make(chain, store: store, audit: audit)
+            if output.json {
+                try Output.json(details)
+            } else {
+                details.textLines().forEach { Output.line($0) }
+            }
+        }
+
+        /// `--pem --json` and `--chain --json`: the PEM text in a JSON document.
+        struct PEMs: Encodable {
+            var name: String
+            var certificate: String?
+            var chain: [String]?
+        }
+    }
+}
+
+/// A CA's record and its chain of certificates up to the root, this CA's first, as the store holds them.
+struct AuthorityChain {
+    var records: [CertificateAuthorityRecord]
+    var certificates: [Certificate]
+
+    static func load(_ name: String, in store: any MeterTrustStore) async throws -> AuthorityChain {
+        var chain = AuthorityChain(records: [], certificates: [])
+        var next: String? = name
+        while let current = next {
+            guard let record = try await store.certificateAuthority(named: current) else {
+                throw CLIError(
+                    code: .unknownAuthority,
+                    current == name ? "there is no CA named \"\(name)\": see metertrust ca list" : "CA \(chain.records.last?.name ?? name) names a parent \(current) the store does not hold"
+                )
+            }
+            guard !chain.records.contains(where: { $0.name == record.name }) else {
+                throw CLIError(code: .untrustedState, "the CAs above \(name) form a loop in the store: it was changed outside MeterTrust")
+            }
+            guard let stored = try await store.certificate(issuer: record.parent ?? record.name, serial: record.certificateSerial) else {
+                throw CLIError(code: .untrustedState, "the certificate of CA \(record.name) is missing from the store")
+            }
+            chain.records.append(record)
+            chain.certificates.append(try Certificate(derEncoded: stored.der))
+            next = record.parent
+        }
+        return chain
+    }
+}
+
+/// What `ca show` says of a CA.
+struct AuthorityDetails: Encodable {
+    var name: String
+    var role: String
+    var parent: String?
+    /// The CAs this one certified.
+    var children: [String]
+    var curve: String
+    var keyLabel: String
+    var keyID: String
+    var createdAt: Date
+    /// `active`, `revoked` or `destroyed`.
+    var status: String
+    /// Why, when not active.
+    var statusReasons: [String]
+    /// What judged the status: `store`, and `audit-log` once the audit log exists.
+    var statusJudgedBy: [String]
+    /// Certificates it issued (the root's own certificate not counted).
+    var issuedCertificates: Int
+    var certificate: CertificateDescription
+
+    static func make(_ chain: AuthorityChain, store: any MeterTrustStore, audit: AuditLog?) async throws -> AuthorityDetails {
+        let record = chain.records[0]
+        let certificate = chain.certificates[0]
+        var reasons: [String] = []
+        var status = "active"
+        if let destroyed = record.destroyedAt {
+            status = "destroyed"
+            reasons.append("its key was destroyed on \(Output.timestamp.string(from: destroyed)) (store)")
+        }
+        if let parent = record.parent, let revoked = try await store.revocation(issuer: parent, serial: record.certificateSerial) {
+            if status == "active" { status = "revoked" }
+            reasons.append("its certificate was revoked on \(Output.timestamp.string(from: revoked.date)), reason \(revoked.reason) (store)")
+        }
+        var judgedBy = ["store"]
+        if let audit {
+            // The state the signed, HSM-anchored log records: a deleted revocation row or a cleared destroyed_at does
+            // not make a CA active again (the judgement issuance uses, AuditedAuthorityStatus).
+            let state = try await audit.verifiedState()
+            judgedBy.append("audit-log")
+            if state.destroyedAuthorities.contains(record.name) {
+                status = "destroyed"
+                reasons.append("its key was destroyed (audit log)")
+            }
+            if record.parent != nil, state.isRevoked(serial: certificate.serialHex) {
+                if status == "active" { status = "revoked" }
+                reasons.append("its certificate was revoked (audit log)")
+            }
+        }
+        var issued = try await store.certificateCount(issuer: record.name)
+        if record.parent == nil { issued -= 1 }
+        let role = try record.knownRole()
+        return AuthorityDetails(
+            name: record.name, role: record.roleName, parent: record.parent,
+            children: try await store.certificateAuthorities().filter { $0.parent == record.name && $0.name != record.name }.map(\.name).sorted(),
+            curve: record.curve, keyLabel: record.keyLabel, keyID: record.keyID, createdAt: record.createdAt, status: status,
+            statusReasons: reasons, statusJudgedBy: judgedBy, issuedCertificates: issued,
+            certificate: try CertificateDescription(certificate, profile: CertificateProfile.forAuthority(role).name)
+        )
+    }
+
+    func textLines() -> [String] {
+        var lines = [
+            "CA \(name)  [\(role)]\(parent.map { "  issued by \($0)" } ?? "  (self-signed root)")",
+            "  status:         \(status) (judged by the store\(statusJudgedBy.contains("audit-log") ? " and the verified audit log" : ""))",
+        ]
+        lines += statusReasons.map { "                  \($0)" }
+        lines += [
+            "  key:            \(keyLabel) in the HSM (CKA_ID \(keyID), \(curve))",
+            "  created:        \(Output.timestamp.string(from: createdAt))",
+            "  issued:         \(issuedCertificates) certificates",
+            "  children:       \(children.isEmpty ? "none" : children.joined(separator: ", "))",
+            "  certificate:",
+        ]
+        lines += certificate.textLines(indent: "    ")
+        return lines
     }
 }
 

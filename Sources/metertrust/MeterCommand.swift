@@ -6,13 +6,17 @@ import X509
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI
+import MeterTrustStore
 
 /// A simulated meter's factory configurator client, stage by stage.
 struct MeterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meter",
-        abstract: "Drive a simulated meter's factory configurator (its state lives in --state DIR).",
+        abstract: "Drive a simulated meter's factory configurator (its state lives in --state DIR); show a meter as the platform holds it.",
         discussion: """
+            init, keygen, install, finalize and status are the meter's side (a simulator, on --state DIR). \
+            show is the platform's view of a meter, from its store (--data-dir).
+
             EXAMPLES:
               metertrust meter init --state m1 --eui64 0024befffe800001 \\
                   --image image.bin --trust-anchor root.pem
@@ -22,8 +26,9 @@ struct MeterCommand: AsyncParsableCommand {
                   --eui64 0024befffe800001 --out bundle.json
               metertrust meter install --state m1 --bundle bundle.json
               metertrust meter finalize --state m1
+              metertrust meter show 0024befffe800001 --data-dir /var/lib/metertrust
             """,
-        subcommands: [Init.self, Keygen.self, Install.self, Finalize.self, Status.self]
+        subcommands: [Init.self, Keygen.self, Install.self, Finalize.self, Status.self, Show.self]
     )
 
     struct StateOptions: ParsableArguments {
@@ -138,5 +143,122 @@ struct MeterCommand: AsyncParsableCommand {
                 Output.line("meter \(state.eui64): stage \(state.stage.rawValue)")
             }
         }
+    }
+}
+
+extension MeterCommand {
+    /// The platform's view of a meter (its store), not the simulated meter's.
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "show",
+            abstract: "The platform's view of a meter: every certificate it holds for it (factory identity, operational) and its batch.",
+            discussion: """
+                Reads the platform's store (--data-dir), not a simulated meter's state. Example:
+                  metertrust meter show 0024befffe804ff1 --json
+                """
+        )
+        @Argument(help: "The meter's EUI-64.") var eui64: String
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let eui = try EUI64(eui64)
+            let store = try await Context(data).openStore()
+            // A meter has a handful of certificates; page through them all the same.
+            var records: [CertificateRecord] = []
+            var position: CertificateListPosition?
+            repeat {
+                let page = try await store.certificates(matching: CertificateFilter(eui64: eui.description), after: position, limit: 1000)
+                records += page.certificates
+                position = page.next
+            } while position != nil
+            guard !records.isEmpty else {
+                throw CLIError(code: .notFound, "the platform holds no certificate for meter \(eui): see metertrust cert list, or provision it with metertrust factory run")
+            }
+            var certificates: [MeterView.Held] = []
+            for record in records {
+                let revocation = try await store.revocation(issuer: record.issuer, serial: record.serial)
+                certificates.append(MeterView.Held(certificate: ListedCertificate(record), revokedAt: revocation?.date, revocationReason: revocation?.reason))
+            }
+            let identity = certificates.first { $0.certificate.kind == CertificateRecord.Kind.deviceIdentity.rawValue }
+            var batch: MeterView.Batch?
+            if let id = identity?.certificate.batch, let record = try await store.batch(id: id) {
+                batch = MeterView.Batch(id: id, manufacturer: record.manufacturer, position: identity?.certificate.batchPosition, startedAt: record.createdAt)
+            }
+            let view = MeterView(
+                eui64: eui.description, deviceIdentity: identity,
+                operational: certificates.filter { $0.certificate.kind == CertificateRecord.Kind.deviceOperational.rawValue },
+                other: certificates.filter {
+                    $0.certificate.kind != CertificateRecord.Kind.deviceIdentity.rawValue && $0.certificate.kind != CertificateRecord.Kind.deviceOperational.rawValue
+                },
+                batch: batch
+            )
+            if output.json {
+                try Output.json(view)
+            } else {
+                view.textLines().forEach { Output.line($0) }
+            }
+        }
+    }
+}
+
+/// `meter show`: what the platform holds for one meter. (Its utility account and claim come with onboarding.)
+struct MeterView: Encodable {
+    struct Held: Encodable {
+        var certificate: ListedCertificate
+        var revokedAt: Date?
+        var revocationReason: Int?
+    }
+
+    struct Batch: Encodable {
+        var id: String
+        var manufacturer: String
+        /// The meter's line in the batch's input.
+        var position: Int64?
+        var startedAt: Date
+    }
+
+    var eui64: String
+    /// The factory identity (IDevID), from its manufacturer CA; null if the platform holds none.
+    var deviceIdentity: Held?
+    /// Operational certificates (LDevID), from operational CAs.
+    var operational: [Held]
+    /// Any other certificate naming the meter.
+    var other: [Held]
+    /// The factory batch that issued its identity; null if it was issued singly (metertrust issue).
+    var batch: Batch?
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(eui64, forKey: .eui64)
+        try container.encode(deviceIdentity, forKey: .deviceIdentity)
+        try container.encode(operational, forKey: .operational)
+        try container.encode(other, forKey: .other)
+        try container.encode(batch, forKey: .batch)
+    }
+
+    enum CodingKeys: String, CodingKey { case eui64, deviceIdentity, operational, other, batch }
+
+    func textLines() -> [String] {
+        func line(_ held: Held) -> String {
+            let c = held.certificate
+            let revoked = held.revokedAt.map { "  REVOKED \(Output.timestamp.string(from: $0)) (reason \(held.revocationReason ?? 0))" } ?? ""
+            return "  \(c.profile)  serial \(c.serial) from CA \(c.issuerCA), valid \(ISO8601DateFormatter().string(from: c.notBefore)) to \(ISO8601DateFormatter().string(from: c.notAfter))\(revoked)"
+        }
+        var lines = ["meter \(eui64) (as the platform's store holds it)"]
+        lines.append("factory identity:")
+        lines.append(deviceIdentity.map(line) ?? "  none")
+        if let batch {
+            lines.append("batch:\n  \(batch.id) of manufacturer \(batch.manufacturer)\(batch.position.map { ", line \($0)" } ?? ""), started \(Output.timestamp.string(from: batch.startedAt))")
+        } else if deviceIdentity != nil {
+            lines.append("batch:\n  none (issued singly)")
+        }
+        lines.append("operational certificates:")
+        lines += operational.isEmpty ? ["  none"] : operational.map(line)
+        if !other.isEmpty {
+            lines.append("other certificates:")
+            lines += other.map(line)
+        }
+        return lines
     }
 }

@@ -9,7 +9,7 @@ import MeterTrustCore
 enum Output {
     /// Whether this run asked for JSON: `--json` anywhere before a `--` terminator. Read from the arguments
     /// themselves, so that a command line ArgumentParser refuses is answered in JSON too.
-    static let jsonRequested: Bool = CommandLine.arguments.dropFirst().prefix { $0 != "--" }.contains("--json")
+    static let jsonRequested: Bool = CommandLine.arguments.dropFirst().prefix { $0 != "--" }.contains { $0 == "--json" || $0 == "--jsonl" }
 
     static func json(_ value: some Encodable) throws {
         let encoder = JSONEncoder()

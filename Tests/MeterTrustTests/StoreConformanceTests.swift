@@ -254,6 +254,107 @@ struct StoreConformanceTests {
             let outcome = try await store.insertDeviceIdentities([Self.keyed(key, serial: String(format: "%02xff", round), eui64: "0024befffeffffff")])
             #expect(outcome == [.keyReused(owner: winners.first ?? "")])
         }
+    // MARK: Listing
+
+    /// A populated store for listings: CAs acme (manufacturer) and north (operational); acme issued device identities
+    /// of batches b1 and b2 and a service certificate; north an operational certificate for one of acme's meters.
+    /// Certificate `n` was stored at `notBefore + n` hours.
+    static func listed(_ backend: StoreBackend) async throws -> any MeterTrustStore {
+        let store = try await backend.make()
+        try await register("acme", in: store)
+        try await register("north", role: "operational", in: store)
+        _ = try await store.beginBatch(BatchRecord(id: "b1", manufacturer: "acme", manifestSHA256: "aa", meterCount: 3))
+        _ = try await store.beginBatch(BatchRecord(id: "b2", manufacturer: "acme", manifestSHA256: "bb", meterCount: 2))
+        func at(_ hours: Int, _ record: CertificateRecord) -> CertificateRecord {
+            var record = record
+            record.createdAt = notBefore.addingTimeInterval(TimeInterval(hours * 3600))
+            return record
+        }
+        try await store.insertCertificates([
+            at(1, certificate(serial: "a1", eui64: "0024befffe800001", batch: "b1", position: 1)),
+            at(2, certificate(serial: "a2", eui64: "0024befffe800002", batch: "b1", position: 2)),
+            at(3, certificate(serial: "a3", eui64: "0024befffe800003", batch: "b1", position: 3)),
+            at(4, certificate(serial: "a4", eui64: "0024befffe800004", batch: "b2", position: 1)),
+            at(5, certificate(serial: "a5", eui64: "0024befffe800005", batch: "b2", position: 2)),
+            at(6, certificate(serial: "a6", kind: .service)),
+            at(7, certificate(issuer: "north", serial: "n1", kind: .deviceOperational, eui64: "0024befffe800002")),
+        ])
+        return store
+    }
+
+    /// Every certificate a listing returns, page after page (`limit` a page), checking that a page never repeats one.
+    static func all(
+        in store: any MeterTrustStore, _ filter: CertificateFilter, limit: Int = 1000, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> [String] {
+        var listed: [String] = []
+        var position: CertificateListPosition?
+        repeat {
+            let page = try await store.certificates(matching: filter, after: position, limit: limit)
+            #expect(page.certificates.count <= limit, sourceLocation: sourceLocation)
+            listed += page.certificates.map { "\($0.issuer)/\($0.serial)" }
+            position = page.next
+            if page.next != nil { #expect(page.certificates.count == limit, sourceLocation: sourceLocation) }
+        } while position != nil
+        #expect(Set(listed).count == listed.count, "a certificate listed twice", sourceLocation: sourceLocation)
+        return listed
+    }
+
+    @Test("listing certificates: each filter and their combinations select exactly what they name, in issuer-then-serial order", arguments: StoreBackend.all)
+    func listingFilters(_ backend: StoreBackend) async throws {
+        let store = try await Self.listed(backend)
+        let everything = ["acme/a1", "acme/a2", "acme/a3", "acme/a4", "acme/a5", "acme/a6", "acme/ca-acme", "north/ca-north", "north/n1"]
+        #expect(try await Self.all(in: store, CertificateFilter()) == everything)
+        #expect(try await Self.all(in: store, CertificateFilter(issuer: "north")) == ["north/ca-north", "north/n1"])
+        #expect(try await Self.all(in: store, CertificateFilter(issuer: "nobody")) == [])
+        #expect(try await Self.all(in: store, CertificateFilter(profile: "device-identity")) == ["acme/a1", "acme/a2", "acme/a3", "acme/a4", "acme/a5"])
+        // A meter: its device identity and its operational certificate from another CA.
+        #expect(try await Self.all(in: store, CertificateFilter(eui64: "0024befffe800002")) == ["acme/a2", "north/n1"])
+        #expect(try await Self.all(in: store, CertificateFilter(eui64: "0024befffe800009")) == [])
+        #expect(try await Self.all(in: store, CertificateFilter(batch: "b2")) == ["acme/a4", "acme/a5"])
+        let since = Self.notBefore.addingTimeInterval(5 * 3600)
+        #expect(try await Self.all(in: store, CertificateFilter(issuedSince: since)) == ["acme/a5", "acme/a6", "north/n1"])
+        #expect(try await Self.all(in: store, CertificateFilter(batch: "b1", issuedSince: Self.notBefore.addingTimeInterval(2 * 3600))) == ["acme/a2", "acme/a3"])
+        #expect(try await Self.all(in: store, CertificateFilter(issuer: "acme", eui64: "0024befffe800002")) == ["acme/a2"])
+        #expect(try await Self.all(in: store, CertificateFilter(issuer: "north", profile: "device-identity")) == [])
+        // Listed records are the stored records.
+        let page = try await store.certificates(matching: CertificateFilter(eui64: "0024befffe800002", batch: "b1"), after: nil, limit: 10)
+        #expect(page.next == nil)
+        #expect(page.certificates == [try #require(try await store.certificate(issuer: "acme", serial: "a2"))])
+    }
+
+    @Test("listing certificates pages by keyset: pages of any size cover everything once, in the same order, with or without filters", arguments: StoreBackend.all)
+    func listingPages(_ backend: StoreBackend) async throws {
+        let store = try await Self.listed(backend)
+        for filter in [CertificateFilter(), CertificateFilter(issuer: "acme"), CertificateFilter(profile: "device-identity"), CertificateFilter(batch: "b1")] {
+            let whole = try await Self.all(in: store, filter)
+            for limit in 1...4 { #expect(try await Self.all(in: store, filter, limit: limit) == whole) }
+        }
+        // Exactly a page: no empty page follows it.
+        let two = try await store.certificates(matching: CertificateFilter(batch: "b2"), after: nil, limit: 2)
+        #expect(two.certificates.map(\.serial) == ["a4", "a5"] && two.next == nil)
+        let first = try await store.certificates(matching: CertificateFilter(), after: nil, limit: 4)
+        #expect(first.next == CertificateListPosition(issuer: "acme", serial: "a4"))
+        #expect(first.next?.description == "acme/a4" && CertificateListPosition("acme/a4") == first.next)
+        // A certificate stored after the first page was read shifts nothing: it appears once, in its place.
+        try await store.insertCertificate(Self.certificate(serial: "a0", kind: .service))
+        try await store.insertCertificate(Self.certificate(serial: "a45", kind: .service))
+        let rest = try await store.certificates(matching: CertificateFilter(), after: first.next, limit: 100)
+        #expect(rest.certificates.map(\.serial) == ["a45", "a5", "a6", "ca-acme", "ca-north", "n1"])
+        // A position in another CA than the filter's: before it, the whole CA; after it, nothing.
+        #expect(try await store.certificates(matching: CertificateFilter(issuer: "north"), after: CertificateListPosition(issuer: "acme", serial: "zz"), limit: 10).certificates.count == 2)
+        #expect(try await store.certificates(matching: CertificateFilter(issuer: "acme"), after: CertificateListPosition(issuer: "north", serial: "00"), limit: 10).certificates.isEmpty)
+        #expect(try await store.certificates(matching: CertificateFilter(), after: nil, limit: 0).certificates.isEmpty)
+        #expect(CertificateListPosition("no-slash") == nil && CertificateListPosition("/01") == nil && CertificateListPosition("acme/") == nil)
+    }
+
+    @Test("listing batches: in id order, paged after an id", arguments: StoreBackend.all)
+    func listingBatches(_ backend: StoreBackend) async throws {
+        let store = try await Self.listed(backend)
+        #expect(try await store.batches(after: nil, limit: 10).map(\.id) == ["b1", "b2"])
+        #expect(try await store.batches(after: nil, limit: 1).map(\.id) == ["b1"])
+        #expect(try await store.batches(after: "b1", limit: 10).map(\.id) == ["b2"])
+        #expect(try await store.batches(after: "b2", limit: 10).isEmpty)
+        #expect(try await store.batches(after: nil, limit: 10).first?.meterCount == 3)
     }
 
     // MARK: Authorities

@@ -11,7 +11,7 @@ import Testing
 struct StoreTests {
     static let migrations = [
         "0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody",
-        "0006-certificate-kind", "0007-device-keys",
+        "0006-certificate-kind", "0007-device-keys", "0008-certificate-listing-indexes",
     ]
 
     /// SQL that turns a migrated store back into what the migrations before `identifier` left, undoing each later one.
@@ -29,6 +29,11 @@ struct StoreTests {
         "0007-device-keys": """
             DELETE FROM grdb_migrations WHERE identifier = '0007-device-keys';
             DROP TABLE device_keys;
+            """,
+        "0008-certificate-listing-indexes": """
+            DELETE FROM grdb_migrations WHERE identifier = '0008-certificate-listing-indexes';
+            DROP INDEX certificates_other_per_meter;
+            DROP INDEX certificates_by_creation;
             """,
     ]
 
@@ -185,5 +190,29 @@ struct StoreTests {
         // Nothing of a refused transaction stays.
         #expect(try await store.auditCheckpoints().isEmpty)
         #expect(try await store.certificateAuthorities().isEmpty)
+    }
+
+    @Test("each listing filter is served by an index: the primary key for the order and a CA, the per-meter, batch and time indexes for theirs")
+    func listingUsesIndexes() async throws {
+        let store = try await TestEnvironment.makeStore()
+        let position = CertificateListPosition(issuer: "acme", serial: "01")
+        // A first page (no position) and a later one: each is a search of an index, never a scan of the table.
+        let expected: [(CertificateFilter, CertificateListPosition?, [String])] = [
+            (CertificateFilter(), position, ["SEARCH certificates USING INDEX sqlite_autoindex_certificates_1 ((issuer,serial)>(?,?))"]),
+            (CertificateFilter(issuer: "acme"), nil, ["SEARCH certificates USING INDEX sqlite_autoindex_certificates_1 (issuer=?)"]),
+            (CertificateFilter(issuer: "acme"), position, ["SEARCH certificates USING INDEX sqlite_autoindex_certificates_1 (issuer=? AND serial>?)"]),
+            (CertificateFilter(eui64: "0024befffe800001"), position, [
+                "SEARCH certificates USING INDEX device_identity_per_meter_by_kind (eui64=?)",
+                "SEARCH certificates USING INDEX certificates_other_per_meter (eui64=?)",
+            ]),
+            (CertificateFilter(batch: "b1"), position, ["SEARCH certificates USING INDEX certificates_batch (batch=?)"]),
+            (CertificateFilter(issuedSince: Date()), nil, ["SEARCH certificates USING INDEX certificates_by_creation (created_at>?)"]),
+            (CertificateFilter(issuedSince: Date()), position, ["SEARCH certificates USING INDEX certificates_by_creation (created_at>?)"]),
+        ]
+        for (filter, position, searches) in expected {
+            let plan = try await store.listingPlan(filter, after: position)
+            for search in searches { #expect(plan.contains(search), "\(filter): \(plan)") }
+            #expect(!plan.contains { $0.hasPrefix("SCAN") }, "\(filter): \(plan)")
+        }
     }
 }

@@ -17,6 +17,7 @@ enum SQLiteMigrations {
         Migration0005KeyCustody.self,
         Migration0006CertificateKind.self,
         Migration0007DeviceKeys.self,
+        Migration0008CertificateListing.self,
     ]
 
     static var migrator: DatabaseMigrator {
