@@ -25,6 +25,25 @@ struct AuditCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
+            let made = try await Self.initialize(data: data, name: name, keyName: keyName, interval: interval)
+            if output.json {
+                try Output.json(made)
+            } else {
+                Output.line("audit key \(made.keyLabel) created in the HSM, certified by the root (audit-signer.pem); checkpoint:")
+                print(made.checkpoint, terminator: "")
+            }
+        }
+
+        struct Made: Encodable {
+            var keyLabel: String
+            var keyName: String
+            var certificate: String
+            var checkpoint: String
+        }
+
+        /// What `audit init` (and `setup`) does: the audit key in the HSM, its certificate from the root, the
+        /// configuration, the `audit.init` entry and the first checkpoint.
+        static func initialize(data: DataDirectoryOptions, name: String, keyName: String, interval: Int) async throws -> Made {
             var context = try Context(data)
             guard context.configuration.audit == nil else { throw CLIError("the audit key already exists (\(context.configuration.audit!.keyLabel))") }
             guard interval >= 1 else { throw CLIError(code: .usage, "--interval must be at least 1") }
@@ -43,12 +62,10 @@ struct AuditCommand: AsyncParsableCommand {
                 store: hierarchy.store, token: hierarchy.token
             )
             let checkpoint = try await context.auditLog(store: hierarchy.store, token: hierarchy.token).checkpoint()
-            if output.json {
-                try Output.json(["keyLabel": key.label, "keyName": keyName, "certificate": context.dataDirectory.appendingPathComponent("audit-signer.pem").path, "checkpoint": checkpoint.text])
-            } else {
-                Output.line("audit key \(key.label) created in the HSM, certified by the root (audit-signer.pem); checkpoint:")
-                print(checkpoint.text, terminator: "")
-            }
+            return Made(
+                keyLabel: key.label, keyName: keyName, certificate: context.dataDirectory.appendingPathComponent("audit-signer.pem").path,
+                checkpoint: checkpoint.text
+            )
         }
     }
 
