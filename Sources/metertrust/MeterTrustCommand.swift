@@ -12,7 +12,7 @@ struct MeterTrustCommand: AsyncParsableCommand {
             METERTRUST_HSM_PIN) or from a 0600 PIN file; never from the command line.
             """,
         subcommands: [
-            InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, MeterCommand.self,
+            SetupCommand.self, InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, MeterCommand.self,
             BenchCommand.self, AuditCommand.self, AdminCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self, ErrorsCommand.self,
         ]
     )
