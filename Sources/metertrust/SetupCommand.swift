@@ -129,6 +129,10 @@ struct SetupCommand: AsyncParsableCommand {
 
     /// Runs every step of `plan`, each through the code of its own command.
     static func setUp(_ plan: Plan, progress: (String) -> Void) async throws -> Result {
+        let existing = plan.dataDirectory.appendingPathComponent(Configuration.fileName)
+        guard !FileManager.default.fileExists(atPath: existing.path) else {
+            throw CLIError("\(existing.path) already exists: setup makes a new platform; give another --data-dir (or carry on with the individual commands)")
+        }
         var hsm = HSMConfiguration(modulePath: plan.module, tokenLabel: plan.tokenLabel, pinEnvironmentVariable: plan.pinEnvironmentVariable, pinFile: plan.pinFile)
         var development: DevelopmentToken?
         if let directory = plan.devToken {
