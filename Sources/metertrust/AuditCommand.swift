@@ -57,11 +57,12 @@ struct AuditCommand: AsyncParsableCommand {
             try configuration.write(to: context.dataDirectory)
             try Data(try certificate.pem.utf8).write(to: context.dataDirectory.appendingPathComponent("audit-signer.pem"))
             context = try Context(data)
+            let store = try await context.openStore()
             try await context.audit(
                 .init(actor: context.actor, action: "audit.init", subject: keyName, details: ["key": key.label, "certificate": certificate.serialHex]),
-                store: hierarchy.store, token: hierarchy.token
+                store: store, token: hierarchy.token
             )
-            let checkpoint = try await context.auditLog(store: hierarchy.store, token: hierarchy.token).checkpoint()
+            let checkpoint = try await context.auditLog(store: store, token: hierarchy.token).checkpoint()
             return Made(
                 keyLabel: key.label, keyName: keyName, certificate: context.dataDirectory.appendingPathComponent("audit-signer.pem").path,
                 checkpoint: checkpoint.text

@@ -55,7 +55,7 @@ struct CACommand: AsyncParsableCommand {
         // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
         let authority = try await DirectAuthorityCreation.create(
             role: role, name: name, organization: organization, curve: curve, backup: backup, hierarchy: hierarchy,
-            audit: try context.auditLog(store: hierarchy.store, token: hierarchy.token), actor: context.actor
+            audit: try context.auditLog(store: try await context.openStore(), token: hierarchy.token), actor: context.actor
         )
         if role == .root {
             var configuration = context.configuration
