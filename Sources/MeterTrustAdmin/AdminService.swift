@@ -23,6 +23,8 @@ public struct RequestStatus: Sendable, Codable {
     /// A `backup.export`'s backup document: only in the executing custodian's execute answer, never stored, never
     /// in any other answer or log.
     public var backup: String? = nil
+    /// When each approval on record (``approvals``) was received, by custodian.
+    public var approvedAt: [String: Date]? = nil
 }
 
 /// Operations under quorum: requests, approvals and execution, the custodian registry and policies. The admin API
@@ -32,17 +34,20 @@ public struct RequestStatus: Sendable, Codable {
 /// the service knows none of them by name. Every rule that reads the time reads `clock`.
 public struct AdminService: Sendable {
     public let hierarchy: CAHierarchy
+    /// The whole store: the quorum's requests and approvals, the registry, backups (the hierarchy reads only its own
+    /// views of it).
+    public let store: any MeterTrustStore
     public let audit: AuditLog
     public let operations: QuorumOperationRegistry
     public let clock: any WallClock
     private let logger: Logger
-    public var store: any MeterTrustStore { hierarchy.store }
 
     public init(
-        hierarchy: CAHierarchy, audit: AuditLog, operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock(),
+        hierarchy: CAHierarchy, store: any MeterTrustStore, audit: AuditLog, operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock(),
         logger: Logger = Logger(label: "metertrust.admin")
     ) {
         self.hierarchy = hierarchy
+        self.store = store
         self.audit = audit
         self.operations = operations
         self.clock = clock
@@ -170,7 +175,8 @@ public struct AdminService: Sendable {
         let tally = QuorumRules.tally(view, approvals: approvals, policy: policy, registry: try await gate.registry(now: now), now: now)
         return RequestStatus(
             id: id, request: request, state: record.state, policy: policy, tally: tally, approvals: approvals.map(\.custodian),
-            executedBy: record.executedBy, outcome: record.outcome
+            executedBy: record.executedBy, outcome: record.outcome,
+            approvedAt: Dictionary(approvals.map { ($0.custodian, $0.receivedAt) }, uniquingKeysWith: min)
         )
     }
 

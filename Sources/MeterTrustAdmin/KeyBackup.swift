@@ -229,8 +229,10 @@ public enum KeyBackup {
     }
 
     /// Wraps the keys of `authorities` (all CAs whose keys allow it, if nil) under the backup key.
-    public static func export(hierarchy: CAHierarchy, authorities names: [String]?, at now: Date = Date()) async throws -> KeyBackupFile {
-        guard let record = try await hierarchy.store.backupKey() else {
+    public static func export(
+        hierarchy: CAHierarchy, backupKeys: any QuorumStore, authorities names: [String]?, at now: Date = Date()
+    ) async throws -> KeyBackupFile {
+        guard let record = try await backupKeys.backupKey() else {
             throw QuorumError(.backup, "there is no backup key: run the backup-key ceremony (metertrust backup init-key) first")
         }
         let shares = try SecretShares.decode(record.shares, purpose: .backupKey)

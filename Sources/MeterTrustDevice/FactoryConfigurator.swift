@@ -271,7 +271,7 @@ public struct FactoryConfigurator: Sendable {
         do {
             bundle = try JSONDecoder().decode(ProvisioningBundle.self, from: data)
         } catch {
-            throw ConfiguratorError(.invalidBundle, "the bundle is not a \(ProvisioningBundle.formatName) document")
+            throw ConfiguratorError(.invalidBundle, JSONInput.problem(error, in: "the bundle") + ": not a \(ProvisioningBundle.formatName) document")
         }
         guard bundle.format == ProvisioningBundle.formatName, bundle.version == ProvisioningBundle.currentVersion else {
             throw ConfiguratorError(.invalidBundle, "bundle format \(bundle.format) version \(bundle.version) is not supported (want \(ProvisioningBundle.formatName) version 1)")

@@ -63,10 +63,8 @@ public struct BatchManifest: Codable, Sendable {
         let manifest: BatchManifest
         do {
             manifest = try JSONDecoder().decode(BatchManifest.self, from: data)
-        } catch DecodingError.keyNotFound(let key, let context) {
-            throw FactoryError(.invalidManifest, "the batch manifest lacks \((context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: "."))")
         } catch {
-            throw FactoryError(.invalidManifest, "the batch manifest is not valid JSON of format \(formatName): \(error)")
+            throw FactoryError(.invalidManifest, JSONInput.problem(error, in: "the batch manifest") + " (format \(formatName) version 1, see the README)")
         }
         do {
             try manifest.validate()

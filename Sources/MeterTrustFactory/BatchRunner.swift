@@ -20,6 +20,11 @@ public struct BatchReport: Codable, Sendable {
     /// Meters of the batch holding a certificate now (this run and earlier ones).
     public var provisioned: Int
     public var durationSeconds: Double
+    /// Wall time of the issuing phase alone (checking CSRs, signing, storing), without the manifest checks and the
+    /// outputs.
+    public var issuanceSeconds: Double
+    /// The batch's one rate figure: certificates issued by this run / ``issuanceSeconds``; the progress bar shows
+    /// the same.
     public var certificatesPerSecond: Double
     public var outputDirectory: String
     /// The first refusals (all of them are in `report.json` and `refusals.jsonl`).
@@ -39,12 +44,35 @@ public struct BatchReport: Codable, Sendable {
 /// the outputs are written anew from the store.
 public struct BatchRunner: Sendable {
     public let hierarchy: CAHierarchy
+    /// Where batches and their device identity certificates are recorded.
+    public let store: any ProvisioningStore
     public let workers: Int
+    /// How this deployment registers a manufacturer now, for the advice an unregistered one gets.
+    public let registration: ManufacturerRegistration
     private let logger: Logger
 
-    public init(hierarchy: CAHierarchy, workers: Int? = nil, logger: Logger = Logger(label: "metertrust.factory")) {
+    /// How a manufacturer is registered: directly on the HSM host before the bootstrap ceremony, under quorum after.
+    public enum ManufacturerRegistration: Sendable {
+        case direct
+        case underQuorum
+
+        func advice(for manufacturer: String) -> String {
+            switch self {
+            case .direct:
+                return "create its CA with metertrust ca create-manufacturer --name \(manufacturer) --organization \"<organization name>\""
+            case .underQuorum:
+                return "register it under quorum: metertrust admin request manufacturer.register name=\(manufacturer) organization=\"<organization name>\", approved and executed"
+            }
+        }
+    }
+
+    public init(
+        hierarchy: CAHierarchy, store: any ProvisioningStore, workers: Int? = nil, registration: ManufacturerRegistration = .direct, logger: Logger = Logger(label: "metertrust.factory")
+    ) {
         self.hierarchy = hierarchy
+        self.store = store
         self.workers = workers ?? hierarchy.token.sessionCount
+        self.registration = registration
         self.logger = logger
     }
 
@@ -60,7 +88,7 @@ public struct BatchRunner: Sendable {
         guard let record = try await hierarchy.store.certificateAuthority(named: manifest.manufacturer), record.role == .manufacturer else {
             throw FactoryError(
                 .unregisteredManufacturer,
-                "manufacturer \(manifest.manufacturer) is not registered: create its CA with metertrust ca create-manufacturer --name \(manifest.manufacturer)"
+                "manufacturer \(manifest.manufacturer) is not registered: \(registration.advice(for: manifest.manufacturer))"
             )
         }
         // Long batches sign with a session copy of the CA key, made inside the HSM and destroyed after the batch.
@@ -84,7 +112,7 @@ public struct BatchRunner: Sendable {
                 meters: meters, hardwareType: hardwareType, in: outputDirectory, workers: workers, progress: progress
             )
         }
-        _ = try await hierarchy.store.beginBatch(
+        _ = try await store.beginBatch(
             BatchRecord(id: manifest.batch, manufacturer: manifest.manufacturer, manifestSHA256: hexString(SHA256.hash(data: manifestData)), meterCount: Int64(meters.total))
         )
 
@@ -92,8 +120,9 @@ public struct BatchRunner: Sendable {
         var refusals = try RefusalLog(path: outputDirectory.appendingPathComponent("refusals.jsonl").path)
         var reader = try CSRListReader(path: csrPath)
         var seen = Bitset(count: meters.total)
-        let engine = IssuanceEngine(signer: signer, store: hierarchy.store, workers: workers)
+        let engine = IssuanceEngine(signer: signer, store: store, workers: workers)
         let total = meters.total
+        let issuingStarted = Date()
         var counts = try await engine.run(
             batch: manifest.batch,
             next: {
@@ -113,8 +142,9 @@ public struct BatchRunner: Sendable {
                 return nil
             },
             refused: { try refusals.add($0) },
-            progress: { progress.update(phase: "issuing", done: $0.done, total: total) }
+            progress: { progress.update(phase: "issuing", done: $0.done, total: total, rated: $0.issued) }
         )
+        let issuanceSeconds = Date().timeIntervalSince(issuingStarted)
         progress.finish(phase: "issuing")
         for position in 0..<meters.total where !seen.contains(position) {
             let name = meters.name(at: position)
@@ -125,19 +155,38 @@ public struct BatchRunner: Sendable {
         }
         counts.refused = refusals.count
 
+        // A batch in which no meter holds a certificate signs nothing: no bundles, no enrollment manifest (an empty
+        // signed manifest would tell a utility the batch was fine). Its report says why each meter was refused.
+        if counts.issued + counts.alreadyIssued == 0 {
+            let duration = Date().timeIntervalSince(started)
+            let report = BatchReport(
+                batch: manifest.batch, manufacturer: manifest.manufacturer, keyGeneration: manifest.keyMode.rawValue,
+                meters: meters.total, counts: counts, provisioned: 0, durationSeconds: duration, issuanceSeconds: issuanceSeconds,
+                certificatesPerSecond: 0, outputDirectory: outputDirectory.path, refusals: refusals.first, refusalsTotal: refusals.count
+            )
+            try refusals.close()
+            let reportFile = outputDirectory.appendingPathComponent("report.json")
+            try writeReport(report, refusalsPath: refusals.path, to: reportFile)
+            let first = refusals.first.first.map { "; the first: \($0.description)" } ?? ""
+            throw FactoryError(
+                .everyMeterRefused,
+                "every meter of batch \(manifest.batch) was refused (\(refusals.count) refusals\(first)): nothing was issued and no enrollment manifest was signed; see \(reportFile.path), fix the inputs and run again"
+            )
+        }
+
         // Outputs, from the store.
         let provisioned = try await BatchOutput(
-            manifest: manifest, authority: authority, store: hierarchy.store, directory: outputDirectory,
+            manifest: manifest, authority: authority, store: store, directory: outputDirectory,
             factoryKeys: manifest.keyMode == .factory ? outputDirectory.appendingPathComponent(FactoryKeys.keyFile).path : nil,
             hardwareType: hardwareType
         ).write(progress: progress)
-        try await hierarchy.store.completeBatch(id: manifest.batch, at: Date())
+        try await store.completeBatch(id: manifest.batch, at: Date())
 
         let duration = Date().timeIntervalSince(started)
         let report = BatchReport(
             batch: manifest.batch, manufacturer: manifest.manufacturer, keyGeneration: manifest.keyMode.rawValue,
-            meters: meters.total, counts: counts, provisioned: provisioned, durationSeconds: duration,
-            certificatesPerSecond: duration > 0 ? Double(counts.issued) / duration : 0, outputDirectory: outputDirectory.path,
+            meters: meters.total, counts: counts, provisioned: provisioned, durationSeconds: duration, issuanceSeconds: issuanceSeconds,
+            certificatesPerSecond: issuanceSeconds > 0 ? Double(counts.issued) / issuanceSeconds : 0, outputDirectory: outputDirectory.path,
             refusals: refusals.first, refusalsTotal: refusals.count
         )
         try refusals.close()

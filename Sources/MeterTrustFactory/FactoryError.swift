@@ -10,6 +10,8 @@ public struct FactoryError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let unregisteredManufacturer = Code(errorCode: .unregisteredManufacturer)
         public static let input = Code(errorCode: .factoryInput)
         public static let output = Code(errorCode: .factoryOutput)
+        /// No meter of the batch holds a certificate: nothing is signed.
+        public static let everyMeterRefused = Code(errorCode: .batchRefusedEveryMeter)
         public var description: String { errorCode.rawValue }
     }
 

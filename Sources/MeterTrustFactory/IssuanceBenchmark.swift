@@ -39,12 +39,14 @@ public struct IssuanceBenchmark: Sendable {
     }
 
     public let hierarchy: CAHierarchy
+    public let store: any ProvisioningStore
     public let threads: Int
     /// How long each raw limit is measured.
     public let limitSeconds: Double
 
-    public init(hierarchy: CAHierarchy, threads: Int, limitSeconds: Double = 3) {
+    public init(hierarchy: CAHierarchy, store: any ProvisioningStore, threads: Int, limitSeconds: Double = 3) {
         self.hierarchy = hierarchy
+        self.store = store
         self.threads = max(1, threads)
         self.limitSeconds = limitSeconds
     }
@@ -76,9 +78,9 @@ public struct IssuanceBenchmark: Sendable {
         for _ in 0..<2 { try await measureLimits() }
 
         // The real path.
-        _ = try await hierarchy.store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
+        _ = try await store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
         let signer = try CertificateSigner(authority: manufacturer, profile: .deviceIdentity, settings: hierarchy.settings, hardwareType: hardwareType)
-        let engine = IssuanceEngine(signer: signer, store: hierarchy.store, workers: threads)
+        let engine = IssuanceEngine(signer: signer, store: store, workers: threads)
         var reader = try CSRListReader(path: csrPath)
         let started = Date()
         let cpuStarted = Self.cpuSeconds()
@@ -97,7 +99,7 @@ public struct IssuanceBenchmark: Sendable {
         let issuanceCPU = Self.cpuSeconds() - cpuStarted
         progress.finish(phase: "issuing")
         try await measureLimits()
-        let stored = try await hierarchy.store.batchCertificateCount(batch: "bench")
+        let stored = try await store.batchCertificateCount(batch: "bench")
         guard stored == count, counts.issued == count else {
             throw FactoryError(.output, "benchmark issued \(counts.issued) and stored \(stored) of \(count) certificates")
         }

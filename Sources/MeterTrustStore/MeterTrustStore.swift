@@ -9,3 +9,7 @@ public protocol MeterTrustStore: CertificateStore, CertificateAuthorityStore, Pr
     /// Identifiers of the migrations applied, oldest first.
     func appliedMigrations() async throws -> [String]
 }
+
+/// The views the CA hierarchy reads and writes: CAs, their certificates and revocations. Batches, the quorum and the
+/// audit log are other views, carried by the code that needs them.
+public typealias HierarchyStore = CertificateAuthorityStore & CertificateStore & RevocationStore

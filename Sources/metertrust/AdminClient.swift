@@ -128,7 +128,7 @@ struct AdminClient {
         do {
             return try decoder.decode(type, from: Data(bytes))
         } catch {
-            throw CLIError(code: .internalError, "the admin API sent an answer this metertrust does not understand: \(error)")
+            throw CLIError(code: .internalError, "the admin API sent an answer this metertrust does not understand (\(JSONInput.problem(error, in: "the answer"))): is the server the same version?")
         }
     }
 }

@@ -19,6 +19,18 @@ struct AdminCommand: AsyncParsableCommand {
         discussion: """
             Ceremony (local, with the HSM): keygen → certify → bootstrap → server-cert → serve.
             Custodians (remote, over mutual TLS): request → approve → execute; list, show, custodians, policies.
+
+            EXAMPLES:
+              metertrust admin keygen --name alice --out .
+              metertrust admin certify --csr alice.csr --name alice \\
+                  --role security-officer --out alice.pem
+              metertrust admin bootstrap --custodian alice.pem \\
+                  --custodian bob.pem --custodian carol.pem
+              metertrust admin request manufacturer.register name=acme \\
+                  organization="Acme Meters Ltd"
+              metertrust admin list --state pending --json
+              metertrust admin approve ID
+              metertrust admin execute ID
             """,
         subcommands: [
             Keygen.self, Certify.self, Bootstrap.self, ServerCert.self, Serve.self, Request.self, List.self, Show.self,
@@ -27,8 +39,8 @@ struct AdminCommand: AsyncParsableCommand {
     )
 
     static func service(_ context: Context) async throws -> AdminService {
-        let hierarchy = try await context.hierarchy()
-        return AdminService(hierarchy: hierarchy, audit: try context.auditLog(store: hierarchy.store, token: hierarchy.token))
+        let (store, hierarchy) = try await context.platform()
+        return AdminService(hierarchy: hierarchy, store: store, audit: try context.auditLog(store: store, token: hierarchy.token))
     }
 
     // MARK: Ceremony
@@ -130,7 +142,7 @@ struct AdminCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try Context(data)
-            let hierarchy = try await context.hierarchy()
+            let (store, hierarchy) = try await context.platform()
             let issuer: String
             if let ca {
                 issuer = ca
@@ -139,7 +151,7 @@ struct AdminCommand: AsyncParsableCommand {
                 guard operational.count == 1 else { throw CLIError(code: .usage, "name the operational CA with --ca") }
                 issuer = operational[0].name
             }
-            let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: hierarchy.store, token: hierarchy.token) {
+            let (key, certificate) = try await context.audited("tls.server-identity", subject: host, store: store, token: hierarchy.token) {
                 let identity = try await hierarchy.createTLSServerIdentity(host: host, authority: issuer)
                 return (identity, ["key": identity.key.label, "serial": identity.certificate.serialHex])
             }
@@ -163,6 +175,7 @@ struct AdminCommand: AsyncParsableCommand {
         @Option(help: "Seconds a client has to finish the TLS handshake.") var handshakeTimeout = 10
         @Option(help: "Seconds a connection may stay idle between requests.") var idleTimeout = 60
         @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let context = try Context(data)
@@ -191,9 +204,16 @@ struct AdminCommand: AsyncParsableCommand {
             )
             let portFile = self.portFile
             let listeningHost = host
+            let json = output.json
             try await server.run { bound in
                 if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
-                Output.line("admin API listening on https://\(listeningHost):\(bound) (TLS 1.3, custodian certificates only)")
+                if json {
+                    // One document, once listening; the server then runs until it is stopped.
+                    try? Output.json(["listening": "https://\(listeningHost):\(bound)", "host": listeningHost, "port": "\(bound)"])
+                    fflush(nil)
+                } else {
+                    Output.line("admin API listening on https://\(listeningHost):\(bound) (TLS 1.3, custodian certificates only)")
+                }
             }
         }
     }
@@ -204,8 +224,19 @@ struct AdminCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Ask for an operation under quorum.",
             discussion: """
-                Operations: \(AdminOperation.allCases.map(\.rawValue).joined(separator: ", ")).
-                Parameters are key=value; key=@FILE reads the value from a file (e.g. certificate=@bob.pem).
+                Parameters are key=value; key=@FILE reads the value from a file (e.g. certificate=@bob.pem); [key=] is \
+                optional. Each operation is approved under its policy class (metertrust admin policies).
+
+                OPERATIONS:
+                \(AdminCommand.operationsHelp().joined(separator: "\n"))
+
+                EXAMPLES:
+                  metertrust admin request manufacturer.register name=acme \\
+                      organization="Acme Meters Ltd"
+                  metertrust admin request ca.create kind=operational name=north \\
+                      organization="North Utility plc" backup=true
+                  metertrust admin request custodian.add certificate=@dave.pem \\
+                      --out dave-request.json
                 """
         )
         @Argument(help: "The operation, e.g. ca.create.") var operation: String
@@ -234,7 +265,7 @@ struct AdminCommand: AsyncParsableCommand {
             let bytes = try await api.send(.POST, "/v1/requests", body: Array(body))
             let status = try AdminClient.decode(bytes, as: RequestStatus.self)
             if let out { try Data(status.request.canonicalBytes).write(to: URL(fileURLWithPath: out)) }
-            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])) } else { AdminCommand.print(status) }
+            if output.json { try Output.json(try RequestView(status)) } else { AdminCommand.print(status) }
         }
     }
 
@@ -247,8 +278,16 @@ struct AdminCommand: AsyncParsableCommand {
         func run() async throws {
             let api = try await AdminClient.witnessed(client)
             let bytes = try await api.send(.GET, "/v1/requests" + (state.map { "?state=\($0)" } ?? ""))
-            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
             let requests = try AdminClient.decode(bytes, as: [AdminAPIMessage.RequestSummary].self)
+            if output.json {
+                // Everything admin show knows, for each request: parameters, approvals with custodian and time,
+                // required count, policy, state, executor, outcome (an object).
+                var views: [RequestView] = []
+                for summary in requests {
+                    views.append(try RequestView(try await api.get("/v1/requests/\(summary.id)", as: RequestStatus.self)))
+                }
+                return try Output.json(views)
+            }
             if requests.isEmpty { Output.line("no requests") }
             for request in requests {
                 Output.line("\(request.id)  \(request.state.padding(toLength: 9, withPad: " ", startingAt: 0))  \(request.operation)  by \(request.requester)  expires \(Output.timestamp.string(from: request.expires))")
@@ -270,7 +309,7 @@ struct AdminCommand: AsyncParsableCommand {
             let request = try AdminRequest.parse(document)
             guard request.id == id else { throw CLIError(code: .untrustedState, "the server sent a document whose SHA-256 is not \(id): do not approve it") }
             if let documentOut { try Data(document).write(to: URL(fileURLWithPath: documentOut)) }
-            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            if output.json { return try Output.json(try RequestView(try AdminClient.decode(bytes, as: RequestStatus.self), document: request)) }
             // What the request asks is shown from the document whose SHA-256 is the id (what approvers sign), never from
             // the server's JSON; the server's JSON only says where it stands.
             AdminCommand.render(request).forEach { Output.line($0) }
@@ -299,9 +338,12 @@ struct AdminCommand: AsyncParsableCommand {
 
         /// Shows what is about to be signed (from the canonical document) and, on a terminal, asks.
         func confirm(_ request: AdminRequest) throws {
-            let lines = AdminCommand.render(request)
-            FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-            guard !yes, isatty(STDIN_FILENO) == 1 else { return }
+            let interactive = !yes && isatty(STDIN_FILENO) == 1
+            // With --json and nobody asked, stderr carries only the JSON error object, if any.
+            if interactive || !output.json {
+                FileHandle.standardError.write(Data((AdminCommand.render(request).joined(separator: "\n") + "\n").utf8))
+            }
+            guard interactive else { return }
             FileHandle.standardError.write(Data("approve this request? type yes: ".utf8))
             guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
                 throw CLIError(code: .usage, "not approved: you did not confirm")
@@ -341,7 +383,7 @@ struct AdminCommand: AsyncParsableCommand {
                 requestID = id
             }
             let bytes = try await api.send(.POST, "/v1/requests/\(requestID)/approvals", body: body)
-            if output.json { FileHandle.standardOutput.write(Data(bytes + [10])); return }
+            if output.json { return try Output.json(try RequestView(try AdminClient.decode(bytes, as: RequestStatus.self))) }
             AdminCommand.print(try AdminClient.decode(bytes, as: RequestStatus.self))
         }
 
@@ -391,13 +433,7 @@ struct AdminCommand: AsyncParsableCommand {
             }
             var shown = status
             shown.backup = nil
-            if output.json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                encoder.dateEncodingStrategy = .iso8601
-                FileHandle.standardOutput.write(try encoder.encode(shown) + Data([10]))
-                return
-            }
+            if output.json { return try Output.json(try RequestView(shown)) }
             AdminCommand.print(shown)
         }
     }
@@ -479,8 +515,29 @@ struct AdminCommand: AsyncParsableCommand {
             Output.line("  not counted: \(DisplayText.escaped(name)): \(DisplayText.escaped(reason))")
         }
         Output.line("  state:      \(status.state.rawValue)\(status.executedBy.map { " by \(DisplayText.escaped($0))" } ?? "")")
-        if let outcome = status.outcome, let values = try? JSONDecoder().decode([String: String].self, from: Data(outcome.utf8)) {
-            for (key, value) in values.sorted(by: { $0.key < $1.key }) { Output.line("  \(DisplayText.escaped(key)): \(DisplayText.escaped(value))") }
+        if let outcome = status.outcome {
+            if case .object(let values) = JSONValue(parsing: outcome) {
+                for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+                    let text: String
+                    if case .string(let string) = value { text = string } else { text = (try? String(decoding: JSONEncoder().encode(value), as: UTF8.self)) ?? "" }
+                    Output.line("  \(DisplayText.escaped(key)): \(DisplayText.escaped(text))")
+                }
+            } else {
+                Output.line("  outcome: \(DisplayText.escaped(outcome))")
+            }
+        }
+    }
+
+    /// `admin request --help`'s list: every operation the standard registry runs, with its parameters ([optional])
+    /// and policy class, from the registry and the operations' own declarations (never a hand-written copy).
+    static func operationsHelp(_ registry: QuorumOperationRegistry = .standard) -> [String] {
+        let operations = registry.operations.sorted { $0.rawValue < $1.rawValue }
+        let width = operations.map(\.rawValue.count).max() ?? 0
+        return operations.map { operation in
+            let parameters = operation.requiredParameters.sorted().map { "\($0)=" } + operation.optionalParameters.sorted().map { "[\($0)=]" }
+            let name = operation.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)
+            return "  \(name)  \(parameters.isEmpty ? "(no parameters)" : parameters.joined(separator: " "))\n"
+                + "  \(String(repeating: " ", count: width))    approved under policy \(operation.operationClass.rawValue)"
         }
     }
 
@@ -490,5 +547,59 @@ struct AdminCommand: AsyncParsableCommand {
         render(status.request).forEach { Output.line($0) }
         if status.request.id != status.id { Output.line("  warning: the server's id \(DisplayText.escaped(status.id)) is not this document's SHA-256") }
         printStanding(status)
+    }
+}
+
+/// A request as `--json` shows it (request, approve, execute, show, list alike): what it asks, where it stands, and
+/// its outcome as a JSON object (the admin API carries the outcome as text; it is never passed on as a string of
+/// JSON). What it asks comes from the request document, whose SHA-256 must be the id.
+struct RequestView: Encodable {
+    struct Approval: Encodable {
+        var custodian: String
+        var approvedAt: Date?
+        /// Whether the approval counts towards the quorum now (or, for a request that ran, when it ran).
+        var counted: Bool
+        var notCountedBecause: String?
+    }
+
+    var id: String
+    var operation: String
+    var parameters: [String: String]
+    var requester: String
+    var created: String
+    var expires: String
+    var state: String
+    var policy: QuorumPolicy
+    var required: Int
+    var quorumMet: Bool
+    var approvals: [Approval]
+    var executedBy: String?
+    var outcome: JSONValue?
+
+    init(_ status: RequestStatus, document: AdminRequest? = nil) throws {
+        let request = document ?? status.request
+        guard request.id == status.id else {
+            throw CLIError(code: .untrustedState, "the admin API sent request \(status.id) with a document whose SHA-256 is not its id: do not approve it")
+        }
+        id = status.id
+        operation = request.operation
+        parameters = request.parameters
+        requester = request.requester
+        created = request.created
+        expires = request.expires
+        state = status.state.rawValue
+        policy = status.policy
+        required = status.tally.required
+        quorumMet = status.tally.isMet
+        var custodians = status.approvals
+        for name in status.tally.counted + status.tally.notCounted.keys.sorted() where !custodians.contains(name) { custodians.append(name) }
+        approvals = custodians.map { name in
+            Approval(
+                custodian: name, approvedAt: status.approvedAt?[name], counted: status.tally.counted.contains(name),
+                notCountedBecause: status.tally.notCounted[name]
+            )
+        }
+        executedBy = status.executedBy
+        outcome = status.outcome.map(JSONValue.init(parsing:))
     }
 }

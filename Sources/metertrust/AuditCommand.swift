@@ -11,6 +11,17 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "The tamper-evident audit log: RFC 6962 Merkle tree with C2SP checkpoints signed in the HSM.",
+        discussion: """
+            EXAMPLES:
+              metertrust audit init
+              metertrust audit log --last 20
+              metertrust audit verify --offline --root root.pem \\
+                  --since saved.checkpoint --save saved.checkpoint
+              metertrust audit verify --json
+                  # {"verified": true, ...}; tampered: {"verified": false,
+                  # "error": {...}} and exit status 5
+              metertrust audit prove 12 > proof.json
+            """,
         subcommands: [Init.self, Checkpoint.self, Verify.self, Prove.self, Log.self]
     )
 
@@ -24,48 +35,47 @@ struct AuditCommand: AsyncParsableCommand {
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
+        struct Initialised: Encodable {
+            var keyLabel: String
+            var keyName: String
+            var certificate: String
+            var checkpoint: CheckpointDocument
+        }
+
         func run() async throws {
             let made = try await Self.initialize(data: data, name: name, keyName: keyName, interval: interval)
             if output.json {
                 try Output.json(made)
             } else {
                 Output.line("audit key \(made.keyLabel) created in the HSM, certified by the root (audit-signer.pem); checkpoint:")
-                print(made.checkpoint, terminator: "")
+                print(made.checkpoint.note, terminator: "")
             }
-        }
-
-        struct Made: Encodable {
-            var keyLabel: String
-            var keyName: String
-            var certificate: String
-            var checkpoint: String
         }
 
         /// What `audit init` (and `setup`) does: the audit key in the HSM, its certificate from the root, the
         /// configuration, the `audit.init` entry and the first checkpoint.
-        static func initialize(data: DataDirectoryOptions, name: String, keyName: String, interval: Int) async throws -> Made {
+        static func initialize(data: DataDirectoryOptions, name: String, keyName: String, interval: Int) async throws -> Initialised {
             var context = try Context(data)
             guard context.configuration.audit == nil else { throw CLIError("the audit key already exists (\(context.configuration.audit!.keyLabel))") }
             guard interval >= 1 else { throw CLIError(code: .usage, "--interval must be at least 1") }
             guard !keyName.isEmpty, !keyName.contains(" "), !keyName.contains("+") else {
                 throw CLIError(code: .usage, "--key-name must be non-empty without spaces or '+', e.g. metertrust.example/audit")
             }
-            let hierarchy = try await context.hierarchy()
+            let (store, hierarchy) = try await context.platform()
             let (key, certificate) = try await hierarchy.createAuditSigner(name: name)
             var configuration = context.configuration
             configuration.audit = .init(keyLabel: key.label, keyName: keyName, certificateSerial: certificate.serialHex, checkpointInterval: interval)
             try configuration.write(to: context.dataDirectory)
             try Data(try certificate.pem.utf8).write(to: context.dataDirectory.appendingPathComponent("audit-signer.pem"))
             context = try Context(data)
-            let store = try await context.openStore()
             try await context.audit(
                 .init(actor: context.actor, action: "audit.init", subject: keyName, details: ["key": key.label, "certificate": certificate.serialHex]),
                 store: store, token: hierarchy.token
             )
             let checkpoint = try await context.auditLog(store: store, token: hierarchy.token).checkpoint()
-            return Made(
+            return Initialised(
                 keyLabel: key.label, keyName: keyName, certificate: context.dataDirectory.appendingPathComponent("audit-signer.pem").path,
-                checkpoint: checkpoint.text
+                checkpoint: CheckpointDocument(checkpoint)
             )
         }
     }
@@ -73,11 +83,17 @@ struct AuditCommand: AsyncParsableCommand {
     struct Checkpoint: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "checkpoint", abstract: "Sign a checkpoint over the whole log now.")
         @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let context = try Context(data)
             let store = try await context.openStore()
-            print(try await context.auditLog(store: store).checkpoint().text, terminator: "")
+            let checkpoint = try await context.auditLog(store: store).checkpoint()
+            if output.json {
+                try Output.json(CheckpointDocument(checkpoint))
+            } else {
+                print(checkpoint.text, terminator: "")
+            }
         }
     }
 
@@ -102,6 +118,7 @@ struct AuditCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         struct Report: Encodable {
+            var verified = true
             var entries: Int
             var checkpoints: Int
             var latestCheckpointSize: Int
@@ -112,9 +129,25 @@ struct AuditCommand: AsyncParsableCommand {
             var since: Int?
         }
 
+        /// With `--json` a tampered (or unverifiable) log still gets a document on stdout, `{"verified": false,
+        /// "error": {...}}`, besides the error on stderr and the exit status of its code.
+        struct Failure: Encodable {
+            var verified = false
+            var error: Output.ErrorDocument.Body
+        }
+
         func run() async throws {
+            do {
+                try await verify()
+            } catch {
+                if output.json { try Output.json(Failure(error: Output.ErrorDocument(error).error)) }
+                throw error
+            }
+        }
+
+        private func verify() async throws {
             let context = try Context(data)
-            guard let settings = context.configuration.audit else { throw CLIError(code: .configuration, "there is no audit key yet: run metertrust audit init") }
+            guard let settings = context.configuration.audit else { throw CLIError(code: .auditNotInitialised, "there is no audit key yet: run metertrust audit init") }
             let store = try await context.openStore()
             let anchor = try await trustedRoot(context: context, store: store)
             let certificates = try await store.certificates(serial: settings.certificateSerial)
@@ -188,10 +221,15 @@ struct AuditCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "prove",
             abstract: "Print (JSON) an inclusion proof of entry N against the latest checkpoint covering it.",
-            discussion: "Check it with the audit-signer certificate alone, e.g. Tests/tools/verify_inclusion.py."
+            discussion: """
+                The proof is JSON with or without --json. Its entry field is the entry's exact canonical bytes (what the \
+                leaf hash covers), kept as a string so that a verifier hashes them as they are. Check it with the \
+                audit-signer certificate alone, e.g. Tests/tools/verify_inclusion.py.
+                """
         )
         @Argument(help: "Entry index (0-based).") var index: Int64
         @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let context = try Context(data)
@@ -201,27 +239,74 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     struct Log: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "log", abstract: "Print the audit entries.")
+        static let configuration = CommandConfiguration(
+            commandName: "log", abstract: "Print the audit entries: one line each (time, actor, action, outcome, subject), or --json.",
+            discussion: """
+                Text: index, time, actor, action, outcome, subject, then the details as key=value, one entry per line, \
+                with control characters escaped. --json: one JSON array of the entries as stored (index, time, actor, \
+                action, subject, outcome, details, previous, seal).
+                """
+        )
         @Option(help: "Print at most this many, the latest.") var last = 50
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
+        func validate() throws {
+            guard last >= 0 else { throw ValidationError("--last must be 0 or more") }
+        }
+
         func run() async throws {
             let store = try await Context(data).openStore()
-            var rows: [String] = []
+            var rows: [[UInt8]] = []
             var position: Int64 = -1
             while true {
                 let page = try await store.auditEntries(after: position, limit: 10_000)
                 guard let lastRow = page.last else { break }
-                rows += page.map { String(decoding: $0.entry, as: UTF8.self) }
+                rows += page.map(\.entry)
                 position = lastRow.position
             }
             let shown = rows.suffix(last)
             if output.json {
-                print("[" + shown.joined(separator: ",") + "]")
-            } else {
-                shown.forEach { Output.line($0) }
+                // Each entry as the object it is (an undecodable row as what it holds), never a string of JSON.
+                try Output.json(shown.map { JSONValue(parsing: String(decoding: $0, as: UTF8.self)) })
+                return
+            }
+            if shown.isEmpty { Output.line("the audit log is empty") }
+            for bytes in shown {
+                guard let entry = AuditEntry.decode(bytes) else {
+                    Output.line("(an entry that is not an audit entry: \(DisplayText.escaped(String(decoding: bytes, as: UTF8.self), limit: 120)); run metertrust audit verify)")
+                    continue
+                }
+                Output.line(Self.line(entry))
             }
         }
+
+        /// `12  2026-12-01 15:02:03 UTC  cli:ops(uid 1000)  ca.create  success  acme  role=manufacturer`.
+        static func line(_ entry: AuditEntry) -> String {
+            let parser = ISO8601DateFormatter()
+            parser.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            let time = parser.date(from: entry.time).map { Output.timestamp.string(from: $0) } ?? entry.time
+            let details = entry.details.sorted { $0.key < $1.key }.map { "\(DisplayText.escaped($0.key))=\(DisplayText.escaped($0.value, limit: 80))" }
+            return ([
+                "\(entry.index)", time, DisplayText.escaped(entry.actor), DisplayText.escaped(entry.action), entry.outcome.rawValue,
+                DisplayText.escaped(entry.subject),
+            ] + details).joined(separator: "  ")
+        }
     }
+}
+
+/// A signed checkpoint as JSON: origin, size, root hash (base64) and the signed note itself.
+struct CheckpointDocument: Encodable {
+    var origin: String
+    var size: Int
+    var rootHash: String
+    var note: String
+
+    init(_ signed: SignedCheckpoint) {
+        origin = signed.checkpoint.origin
+        size = signed.checkpoint.size
+        rootHash = Data(signed.checkpoint.rootHash).base64EncodedString()
+        note = signed.text
+    }
+
 }

@@ -14,6 +14,14 @@ struct BackupCommand: AsyncParsableCommand {
         discussion: """
             Exporting is an operation under quorum: metertrust admin request backup.export, then admin execute \
             ID --backup-out FILE.
+
+            EXAMPLES:
+              METERTRUST_HSM_SO_PIN=... metertrust backup init-key
+              metertrust backup reshare --request ID \\
+                  --custodian alice=alice.key --custodian bob=bob.key
+              metertrust backup restore --file backup.json --token NEW \\
+                  --pin-file new.pin \\
+                  --custodian alice=alice.key --custodian carol=carol.key
             """,
         subcommands: [InitKey.self, Reshare.self, Restore.self]
     )
@@ -167,15 +175,29 @@ struct BackupCommand: AsyncParsableCommand {
                     return (keys, ["restored": keys.map(\.label).joined(separator: ",")])
                 }
             } else {
-                FileHandle.standardError.write(Data("warning: no data directory at \(data.url.path): this restore is not recorded in an audit log\n".utf8))
+                Output.warning("no data directory at \(data.url.path): this restore is not recorded in an audit log")
                 restored = try await restore()
             }
             if output.json {
-                try Output.json(restored.map { ["label": $0.label, "curve": $0.curve.rawValue] })
+                try Output.json(
+                    Restored(token: token, restored: restored.map { .init(label: $0.label, curve: $0.curve.rawValue) }, audited: Context.ifPresent(data) != nil)
+                )
             } else {
                 for key in restored { Output.line("restored \(key.label) (\(key.curve.rawValue)) into token \(token)") }
             }
         }
+    }
+
+    /// `backup restore --json`: the keys restored into `token`, and whether the audit log of a data directory
+    /// recorded it (without one, the text form warns).
+    struct Restored: Encodable {
+        struct Key: Encodable {
+            var label: String
+            var curve: String
+        }
+        var token: String
+        var restored: [Key]
+        var audited: Bool
     }
 
     /// `NAME=KEYFILE` arguments: each custodian's admin key.

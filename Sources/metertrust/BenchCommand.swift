@@ -19,6 +19,10 @@ struct BenchCommand: AsyncParsableCommand {
                 Works in a temporary store on the HSM token named by --token-label (default $METERTRUST_HSM_TOKEN or \
                 metertrust-bench), PIN in $METERTRUST_HSM_PIN; the bench CA keys are destroyed afterwards. Build with \
                 -c release for meaningful figures (make bench does).
+
+                EXAMPLES:
+                  swift build -c release
+                  .build/release/metertrust bench issuance --count 100000 --json
                 """
         )
         @Option(help: "Number of certificates.") var count = 100_000
@@ -48,7 +52,7 @@ struct BenchCommand: AsyncParsableCommand {
             let hierarchy = CAHierarchy(token: token, store: store, settings: PKISettings())
             _ = try await hierarchy.createRoot(name: "bench-root", organization: "Bench")
             let outcome = await Result(catching: {
-                try await IssuanceBenchmark(hierarchy: hierarchy, threads: threads, limitSeconds: limitSeconds)
+                try await IssuanceBenchmark(hierarchy: hierarchy, store: store, threads: threads, limitSeconds: limitSeconds)
                     .run(count: count, workDirectory: directory, progress: TerminalProgress())
             })
             // Leave no bench keys on the token.
@@ -57,9 +61,9 @@ struct BenchCommand: AsyncParsableCommand {
             }
             let result = try outcome.get()
             if output.json {
-                try Output.json(result)
+                try Output.json(result, adding: ["version": MeterTrustCommand.version])
             } else {
-                Output.line("issuance benchmark: \(result.count) device identity certificates, \(result.threads) threads, \(result.sessions) PKCS#11 sessions, \(result.cores) cores")
+                Output.line("issuance benchmark (metertrust \(MeterTrustCommand.version)): \(result.count) device identity certificates, \(result.threads) threads, \(result.sessions) PKCS#11 sessions, \(result.cores) cores")
                 Output.line(String(format: "  issued:              %.0f certificates/s (%.2f s)", result.certificatesPerSecond, result.issuanceSeconds))
                 Output.line(String(format: "  raw C_Sign (S):      %.0f /s", result.rawSignPerSecond))
                 Output.line(String(format: "  raw CSR verify (V):  %.0f /s", result.rawCSRVerifyPerSecond))

@@ -33,10 +33,10 @@ struct CACommand: AsyncParsableCommand {
 
     static func create(role: CertificateAuthorityRole, options: CreationOptions, data: DataDirectoryOptions, output: OutputOptions) async throws {
         let context = try Context(data)
-        let hierarchy = try await context.hierarchy()
+        let (store, hierarchy) = try await context.platform()
         let authority = try await createAuthority(
             role: role, name: options.name, organization: options.organization, curve: try options.parsedCurve(), backup: options.backup,
-            context: context, hierarchy: hierarchy
+            context: context, store: store, hierarchy: hierarchy
         )
         let description = try CertificateDescription(authority.certificate, profile: CertificateProfile.forAuthority(role).name)
         if output.json {
@@ -50,12 +50,13 @@ struct CACommand: AsyncParsableCommand {
     /// Creates a CA the way `ca create-*` does (and `setup`): through the domain's direct creation, audited, and for
     /// the root, its SHA-256 pinned in the configuration.
     static func createAuthority(
-        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, context: Context, hierarchy: CAHierarchy
+        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, context: Context, store: any MeterTrustStore,
+        hierarchy: CAHierarchy
     ) async throws -> CertificateAuthority {
         // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
         let authority = try await DirectAuthorityCreation.create(
             role: role, name: name, organization: organization, curve: curve, backup: backup, hierarchy: hierarchy,
-            audit: try context.auditLog(store: try await context.openStore(), token: hierarchy.token), actor: context.actor
+            quorum: store, audit: try context.auditLog(store: store, token: hierarchy.token), actor: context.actor
         )
         if role == .root {
             var configuration = context.configuration
@@ -141,7 +142,7 @@ struct AuthoritySummary: Encodable {
         self.certificate = certificate
     }
 
-    static func all(in store: any MeterTrustStore) async throws -> [AuthoritySummary] {
+    static func all(in store: any HierarchyStore) async throws -> [AuthoritySummary] {
         var summaries: [AuthoritySummary] = []
         for record in try await store.certificateAuthorities() {
             guard let stored = try await store.certificate(issuer: record.parent ?? record.name, serial: record.certificateSerial) else {

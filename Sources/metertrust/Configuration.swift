@@ -53,7 +53,7 @@ struct Configuration: Codable, Sendable {
         do {
             configuration = try JSONDecoder().decode(Configuration.self, from: data)
         } catch {
-            throw CLIError(code: .configuration, "\(url.path) is not a valid MeterTrust configuration: \(describe(decodingError: error))")
+            throw CLIError(code: .configuration, JSONInput.problem(error, in: url.path) + ": fix it or run metertrust init --force")
         }
         guard configuration.version == currentVersion else {
             throw CLIError(code: .configuration, "\(url.path) has configuration version \(configuration.version); this metertrust reads version \(currentVersion)")
@@ -71,17 +71,6 @@ struct Configuration: Codable, Sendable {
 
     func storePath(in dataDirectory: URL) -> String {
         sqlitePath.hasPrefix("/") ? sqlitePath : dataDirectory.appendingPathComponent(sqlitePath).path
-    }
-}
-
-private func describe(decodingError error: any Error) -> String {
-    switch error {
-    case DecodingError.keyNotFound(let key, _): return "missing key \"\(key.stringValue)\""
-    case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
-        DecodingError.dataCorrupted(let context):
-        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-        return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
-    default: return "\(error)"
     }
 }
 

@@ -51,19 +51,25 @@ struct Context {
         try HSMToken.open(configuration.hsm, logger: Logger(label: "metertrust.hsm"))
     }
 
-    /// The CA hierarchy; once the audit log exists, which CAs may issue is also judged from the verified log.
-    func hierarchy() async throws -> CAHierarchy {
+    /// The store (every view) and the CA hierarchy over it; once the audit log exists, which CAs may issue is also
+    /// judged from the verified log.
+    func platform() async throws -> (store: SQLiteStore, hierarchy: CAHierarchy) {
         let token = try openToken()
         let store = try await openStore()
         let status = configuration.audit == nil ? nil : AuditedAuthorityStatus(audit: try auditLog(store: store, token: token))
-        return CAHierarchy(token: token, store: store, settings: configuration.pki, statusSource: status)
+        return (store, CAHierarchy(token: token, store: store, settings: configuration.pki, statusSource: status))
     }
+
+    /// The CA hierarchy alone, for commands that touch only CAs, certificates and revocations.
+    func hierarchy() async throws -> CAHierarchy { try await platform().hierarchy }
 }
 
 enum Logging {
-    /// Logs go to stderr at the level in $METERTRUST_LOG_LEVEL (default: warning), so stdout stays for output.
+    /// Logs go to stderr at the level in $METERTRUST_LOG_LEVEL (default: warning; with --json only critical, so
+    /// stderr carries nothing but the JSON error object), so stdout stays for output.
     static func bootstrap() {
-        let level = ProcessInfo.processInfo.environment["METERTRUST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        let level = ProcessInfo.processInfo.environment["METERTRUST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+            ?? (Output.jsonRequested ? .critical : .warning)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -14,7 +14,12 @@ struct DemoCommand: AsyncParsableCommand {
         abstract: "Build a demo hierarchy in a fresh data directory and issue identity certificates to simulated meters.",
         discussion: """
             Uses the HSM token named by --token-label (default $METERTRUST_HSM_TOKEN or metertrust-demo) with the PIN in \
-            $METERTRUST_HSM_PIN. `make demo` creates a project-local SoftHSM2 token and runs this.
+            $METERTRUST_HSM_PIN. `make demo` creates a project-local SoftHSM2 token and runs this. With --json the \
+            summary is one document: version, data directory, CAs, the batch report, the meters, a sample certificate.
+
+            EXAMPLES:
+              metertrust demo --token-label metertrust-demo --meters 20 --reset
+              metertrust demo --reset --json > demo.json
             """
     )
 
@@ -40,7 +45,7 @@ struct DemoCommand: AsyncParsableCommand {
         let configuration = Configuration(hsm: HSMConfiguration(modulePath: module, tokenLabel: tokenLabel), pki: PKISettings())
         _ = try await InitCommand.initialize(at: directory, configuration: configuration, force: false)
         let context = try Context(DataDirectoryOptions(dataDirectory: directory.path))
-        let hierarchy = try await context.hierarchy()
+        let (store, hierarchy) = try await context.platform()
         progress("HSM token \(hierarchy.token.label): \(hierarchy.token.sessionCount) sessions")
 
         // 1. The hierarchy: every CA key generated in the HSM.
@@ -52,7 +57,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         // 2. The factory line, five stages, for a batch of simulated meters.
         let deviceType = try configuration.pki.defaultDeviceType()
-        let line = try await FactoryLine(directory: directory, hierarchy: hierarchy, manufacturer: manufacturer.name, deviceType: deviceType)
+        let line = try await FactoryLine(directory: directory, hierarchy: hierarchy, store: store, manufacturer: manufacturer.name, deviceType: deviceType)
             .run(meters: meters, progress: progress)
         guard let sampleBundle = line.bundles.first else { throw CLIError("no meter was provisioned") }
         let sample = try Certificate(pemEncoded: sampleBundle.deviceCertificate)
@@ -76,7 +81,7 @@ struct DemoCommand: AsyncParsableCommand {
             )
             return
         }
-        Output.line("MeterTrust demo — data in \(directory.path), keys in HSM token \(hierarchy.token.label)")
+        Output.line("MeterTrust demo (metertrust \(MeterTrustCommand.version)) — data in \(directory.path), keys in HSM token \(hierarchy.token.label)")
         Output.line()
         Output.line("CA hierarchy")
         AuthoritySummary.tree(summaries).forEach { Output.line("  " + $0) }
@@ -108,6 +113,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     struct Result: Encodable {
+        var version = MeterTrustCommand.version
         var dataDirectory: String
         var authorities: [AuthoritySummary]
         var batch: BatchReport
@@ -117,6 +123,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     private func progress(_ message: String) {
+        guard !output.json || isatty(STDERR_FILENO) == 1 else { return }
         FileHandle.standardError.write(Data("demo: \(message)\n".utf8))
     }
 }

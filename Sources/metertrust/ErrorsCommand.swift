@@ -11,7 +11,14 @@ struct ErrorsCommand: ParsableCommand {
         discussion: """
             Scripts match on the code (`--json` output and the `code` of an HTTP problem body), never on the message. \
             Exit statuses: 1 refused, 2 usage, 3 unavailable (HSM, store, admin API), 4 denied (quorum, role, state), \
-            5 integrity (the audit log or a store row does not match what was signed), 70 internal.
+            5 integrity (the audit log or a store row does not match what was signed), 70 internal; and 6 partial, \
+            which no code maps to (factory run issued some meters and refused others). With --json on any command an \
+            error is {"error":{"code":"domain.reason","message":"..."}} on stderr.
+
+            EXAMPLES:
+              metertrust errors
+              metertrust errors --json \\
+                  | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
             """
     )
 

@@ -15,6 +15,9 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     case denied = 4
     /// Integrity: the audit log, a checkpoint or a store row does not match what was signed. Stop and investigate.
     case untrusted = 5
+    /// Partly done: a factory batch issued some meters and refused others (the report names each refusal). No error
+    /// code maps here; a script that wants every meter treats it as a failure, one that wants progress as success.
+    case partial = 6
     /// A fault of metertrust itself; the message says what failed.
     case internalFault = 70
 

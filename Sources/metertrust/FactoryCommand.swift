@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import MeterTrustAdmin
 import MeterTrustAudit
 import MeterTrustCore
 import MeterTrustDevice
@@ -21,6 +22,17 @@ struct FactoryCommand: AsyncParsableCommand {
                 The batch manifest (format metertrust-batch v1, see README) names the manufacturer, device type, firmware \
                 digest, bootstrap server and meters. Running the same manifest again resumes it: meters already issued \
                 are not issued again. Outputs go to --out: bundles.jsonl, enrollment-manifest.json(.sig), report.json.
+
+                Exit status 0: every meter of the batch is provisioned. 6 (partial): some were issued, others refused \
+                by name in the report (their bundles and the enrollment manifest cover the issued ones). 1 \
+                (factory.every-meter-refused): no meter was issued, so nothing was signed: no bundles, no enrollment \
+                manifest, only report.json. The rate shown is certificates issued / issuance wall time, in the \
+                progress bar and the summary alike.
+
+                EXAMPLES:
+                  metertrust factory run --manifest batch.json --out batch-out
+                  metertrust factory run --manifest batch.json --out batch-out \\
+                      --json --quiet > report.json; echo $?
                 """
         )
         @Option(help: "Batch manifest (JSON).") var manifest: String
@@ -32,9 +44,11 @@ struct FactoryCommand: AsyncParsableCommand {
 
         func run() async throws {
             let context = try Context(data)
-            let hierarchy = try await context.hierarchy()
-            let runner = BatchRunner(hierarchy: hierarchy, workers: workers)
-            let report = try await context.audited("batch.run", subject: manifest, store: hierarchy.store, token: hierarchy.token) {
+            let (store, hierarchy) = try await context.platform()
+            // After the bootstrap ceremony a manufacturer is registered under quorum: the advice says so.
+            let underQuorum = try await DirectAuthorityCreation.isUnderQuorum(store: store, audit: try context.auditLog(store: store, token: hierarchy.token))
+            let runner = BatchRunner(hierarchy: hierarchy, store: store, workers: workers, registration: underQuorum ? .underQuorum : .direct)
+            let report = try await context.audited("batch.run", subject: manifest, store: store, token: hierarchy.token) {
                 let report = try await runner.run(
                     manifestPath: manifest, outputDirectory: URL(fileURLWithPath: out).standardizedFileURL,
                     progress: TerminalProgress(quiet: quiet)
@@ -50,17 +64,35 @@ struct FactoryCommand: AsyncParsableCommand {
             } else {
                 report.textLines().forEach { Output.line($0) }
             }
+            // Some meters issued, some refused: a status of its own, so that a script cannot take it for a full batch.
+            if report.refusalsTotal > 0 { throw CommandOutcome(status: .partial) }
         }
     }
 
     struct Bundle: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "bundle", abstract: "Extract one meter's provisioning bundle from a batch's bundles.jsonl."
+            commandName: "bundle", abstract: "Extract one meter's provisioning bundle from a batch's bundles.jsonl.",
+            discussion: """
+                Without --out the bundle (one JSON document) goes to stdout, with or without --json. With --out it is \
+                written there (mode 0600: it may hold the meter's private key) and a line says so (with --json: \
+                {"eui64","out","privateKey"}).
+
+                EXAMPLES:
+                  metertrust factory bundle --batch-dir batch-out \\
+                      --eui64 0024befffe800001 --out bundle.json
+                """
         )
         @Option(name: .customLong("batch-dir"), help: "The batch's output directory.") var batchDirectory: String
         @Option(help: "The meter's EUI-64.") var eui64: String
         @Option(help: "Write the bundle here (default: stdout).") var out: String?
         @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+
+        struct Written: Encodable {
+            var eui64: String
+            var out: String
+            var privateKey: Bool
+        }
 
         func run() async throws {
             let eui = try EUI64(eui64)
@@ -68,9 +100,9 @@ struct FactoryCommand: AsyncParsableCommand {
             guard let bundle = try BundleFile.find(eui, in: path) else {
                 throw CLIError(code: .notFound, "no bundle for meter \(eui) in \(path): the meter was refused or is not in this batch (see report.json)")
             }
+            let carriesKey = (try? JSONDecoder().decode(ProvisioningBundle.self, from: bundle))?.privateKey != nil
             // Handing out a bundle (which may hold the meter's private key) is recorded where a deployment is at hand.
             if let context = Context.ifPresent(data) {
-                let carriesKey = (try? JSONDecoder().decode(ProvisioningBundle.self, from: bundle))?.privateKey != nil
                 try await context.audit(
                     AuditEvent(
                         actor: context.actor, action: "factory.bundle", subject: eui.description,
@@ -82,6 +114,11 @@ struct FactoryCommand: AsyncParsableCommand {
             if let out {
                 // A bundle may carry the meter's private key (factory-keys mode): 0600 from creation.
                 try SecretFile.write(Array(bundle), to: out)
+                if output.json {
+                    try Output.json(Written(eui64: eui.description, out: out, privateKey: carriesKey))
+                } else {
+                    Output.line("wrote the bundle of meter \(eui) to \(out) (mode 0600\(carriesKey ? ", it holds the meter's private key" : ""))")
+                }
             } else {
                 FileHandle.standardOutput.write(bundle + Data("\n".utf8))
             }
@@ -98,7 +135,8 @@ extension BatchReport {
             "  issued earlier:      \(counts.alreadyIssued)",
             "  refused:             \(refusalsTotal)",
             "  provisioned (total): \(provisioned)",
-            "  time:                \(String(format: "%.2f", durationSeconds)) s (\(String(format: "%.0f", certificatesPerSecond)) certificates/s)",
+            "  time:                \(String(format: "%.2f", durationSeconds)) s, of which issuing \(String(format: "%.2f", issuanceSeconds)) s",
+            "  rate:                \(String(format: "%.0f", certificatesPerSecond)) certificates/s (issued / issuance wall time)",
             "  outputs:             \(outputDirectory)",
         ]
         if !refusals.isEmpty {

@@ -4,12 +4,14 @@ import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustPKI
+import MeterTrustStore
 import SwiftASN1
 
 /// The demo's factory line: simulated meters and the factory tool going through the five provisioning stages.
 struct FactoryLine {
     let directory: URL
     let hierarchy: CAHierarchy
+    let store: any ProvisioningStore
     let manufacturer: String
     let deviceType: ASN1ObjectIdentifier
 
@@ -53,7 +55,7 @@ struct FactoryLine {
         let manifestPath = factory.appendingPathComponent("batch.json")
         try JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys]).write(to: manifestPath)
         let output = factory.appendingPathComponent("out")
-        let report = try await BatchRunner(hierarchy: hierarchy).run(manifestPath: manifestPath.path, outputDirectory: output)
+        let report = try await BatchRunner(hierarchy: hierarchy, store: store).run(manifestPath: manifestPath.path, outputDirectory: output)
         progress("factory batch: \(report.counts.issued) issued, \(report.refusalsTotal) refused")
 
         // Stage 3: the factory tool writes each bundle into its meter; stage 4: the configurator validates and stores

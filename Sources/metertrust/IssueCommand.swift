@@ -30,12 +30,12 @@ struct IssueCommand: AsyncParsableCommand {
         }
         let eui = try eui64.map { try EUI64($0) }
         let context = try Context(data)
-        let hierarchy = try await context.hierarchy()
+        let (store, hierarchy) = try await context.platform()
         let issuer = CertificateIssuer(hierarchy: hierarchy)
         var details = ["profile": profile, "csr": csr]
         if let authority { details["ca"] = authority }
         let issued = try await context.audited(
-            "certificate.issue", subject: eui.map { "meter \($0)" } ?? csr, store: hierarchy.store, token: hierarchy.token, details: details
+            "certificate.issue", subject: eui.map { "meter \($0)" } ?? csr, store: store, token: hierarchy.token, details: details
         ) {
             let issued = try await issuer.issue(
                 IssuanceRequest(csr: Array(bytes), profile: profile, authority: authority, eui64: eui, hardwareType: deviceType)

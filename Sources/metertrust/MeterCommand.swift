@@ -12,6 +12,17 @@ struct MeterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meter",
         abstract: "Drive a simulated meter's factory configurator (its state lives in --state DIR).",
+        discussion: """
+            EXAMPLES:
+              metertrust meter init --state m1 --eui64 0024befffe800001 \\
+                  --image image.bin --trust-anchor root.pem
+              metertrust meter keygen --state m1 --append-to csrs.txt
+              metertrust factory run --manifest batch.json --out out
+              metertrust factory bundle --batch-dir out \\
+                  --eui64 0024befffe800001 --out bundle.json
+              metertrust meter install --state m1 --bundle bundle.json
+              metertrust meter finalize --state m1
+            """,
         subcommands: [Init.self, Keygen.self, Install.self, Finalize.self, Status.self]
     )
 
@@ -27,6 +38,7 @@ struct MeterCommand: AsyncParsableCommand {
         @Option(help: "Firmware image file.") var image: String
         @Option(name: .customLong("trust-anchor"), help: "The root CA certificate (PEM) the image pins; bundles with another root are refused.")
         var trustAnchor: String
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             guard let data = FileManager.default.contents(atPath: image) else { throw CLIError(code: .fileSystem, "cannot read the image \(image)") }
@@ -34,8 +46,13 @@ struct MeterCommand: AsyncParsableCommand {
                 throw CLIError("\(trustAnchor) is not a PEM certificate (the root CA the meter's image pins)")
             }
             let pin = hexString(SHA256.hash(data: try root.derBytes))
-            _ = try FactoryConfigurator.injectImage(data, eui64: try EUI64(eui64), trustAnchorSHA256: pin, into: meter.directory)
-            Output.line("meter \(try EUI64(eui64)): image injected")
+            let eui = try EUI64(eui64)
+            _ = try FactoryConfigurator.injectImage(data, eui64: eui, trustAnchorSHA256: pin, into: meter.directory)
+            if output.json {
+                try Output.json(["eui64": eui.description, "stage": "imaged", "trustAnchorSHA256": pin, "state": meter.directory.path])
+            } else {
+                Output.line("meter \(eui): image injected, trust anchor \(pin.prefix(16))… pinned (state in \(meter.directory.path))")
+            }
         }
     }
 
@@ -46,17 +63,26 @@ struct MeterCommand: AsyncParsableCommand {
         @OptionGroup var meter: StateOptions
         @Option(name: .customLong("device-type"), help: "hwType OID for the HardwareModuleName.") var deviceType = "2.999.2.1"
         @Option(name: .customLong("append-to"), help: "Append the CSR line to this CSR list instead of printing it.") var appendTo: String?
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let configurator = FactoryConfigurator(directory: meter.directory)
             let csr = try configurator.generateIdentity(hardwareType: try PKISettings.oid(deviceType, setting: "--device-type"))
-            let line = CSRListReader.line(eui64: try EUI64(try configurator.state().eui64), csr: csr)
+            let eui = try EUI64(try configurator.state().eui64)
+            let line = CSRListReader.line(eui64: eui, csr: csr)
             if let appendTo {
                 if !FileManager.default.fileExists(atPath: appendTo) { _ = FileManager.default.createFile(atPath: appendTo, contents: nil) }
                 guard let handle = FileHandle(forWritingAtPath: appendTo) else { throw CLIError(code: .fileSystem, "cannot write \(appendTo)") }
                 try handle.seekToEnd()
                 try handle.write(contentsOf: Data(line.utf8))
                 try handle.close()
+                if output.json {
+                    try Output.json(["eui64": eui.description, "stage": "keyed", "appendedTo": appendTo])
+                } else {
+                    Output.line("meter \(eui): identity key generated on the meter; its CSR line appended to \(appendTo)")
+                }
+            } else if output.json {
+                try Output.json(["eui64": eui.description, "stage": "keyed", "csrLine": line.trimmingCharacters(in: .newlines)])
             } else {
                 print(line, terminator: "")
             }
@@ -85,11 +111,17 @@ struct MeterCommand: AsyncParsableCommand {
     struct Finalize: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "finalize", abstract: "Stage 5: finalize and lock the configurator.")
         @OptionGroup var meter: StateOptions
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let configurator = FactoryConfigurator(directory: meter.directory)
             try configurator.finalize()
-            Output.line("meter \(try configurator.state().eui64): provisioning finalized, configurator locked")
+            let eui64 = try configurator.state().eui64
+            if output.json {
+                try Output.json(["eui64": eui64, "stage": "locked"])
+            } else {
+                Output.line("meter \(eui64): provisioning finalized, configurator locked")
+            }
         }
     }
 

@@ -78,7 +78,7 @@ struct SetupCommand: AsyncParsableCommand {
         var store: String
         var token: Token
         var authorities: [AuthoritySummary]
-        var audit: AuditCommand.Init.Made
+        var audit: AuditCommand.Init.Initialised
         /// Environment variables later commands need (SOFTHSM2_CONF for a development token).
         var environment: [String: String]
         var nextSteps: [Step]
@@ -102,7 +102,8 @@ struct SetupCommand: AsyncParsableCommand {
         if interactive {
             progress("setting up \(plan.dataDirectory.path)")
         }
-        let result = try await Self.setUp(plan, progress: progress)
+        // With --json, stderr carries only an error document (the CLI's JSON convention): no progress lines.
+        let result = try await Self.setUp(plan, progress: output.json ? { _ in } : progress)
         if output.json {
             try Output.json(result)
             return
@@ -173,9 +174,10 @@ struct SetupCommand: AsyncParsableCommand {
         _ role: CertificateAuthorityRole, _ name: String, organization: String?, plan: Plan, data: DataDirectoryOptions, progress: (String) -> Void
     ) async throws {
         let context = try Context(data)
+        let (store, hierarchy) = try await context.platform()
         let authority = try await CACommand.createAuthority(
-            role: role, name: name, organization: organization, curve: plan.curve, backup: false, context: context,
-            hierarchy: try await context.hierarchy()
+            role: role, name: name, organization: organization, curve: plan.curve, backup: false, context: context, store: store,
+            hierarchy: hierarchy
         )
         progress("created \(role.rawValue) CA \(authority.name), serial \(authority.certificate.serialHex)")
     }

@@ -18,11 +18,19 @@ final class TerminalProgress: BatchProgress {
     private let isTerminal = isatty(STDERR_FILENO) == 1
     private let quiet: Bool
 
+    /// With `--json` and stderr not a terminal (a script reading it), nothing: stderr then carries only the JSON
+    /// error object, if any.
     init(quiet: Bool = false) {
-        self.quiet = quiet
+        self.quiet = quiet || (Output.jsonRequested && isatty(STDERR_FILENO) != 1)
     }
 
     func update(phase: String, done: Int, total: Int) {
+        update(phase: phase, done: done, total: total, rated: done)
+    }
+
+    /// The rate shown is `rated` per second of the phase's wall time (while issuing: certificates issued, the batch
+    /// report's `certificatesPerSecond`); the ETA follows `done`.
+    func update(phase: String, done: Int, total: Int, rated: Int) {
         guard !quiet else { return }
         let line: String? = state.withLock { state in
             let now = Date()
@@ -35,9 +43,10 @@ final class TerminalProgress: BatchProgress {
             guard now.timeIntervalSince(state.lastDraw) >= interval || done >= total else { return nil }
             state.lastDraw = now
             let elapsed = max(now.timeIntervalSince(state.started), 0.001)
-            let rate = Double(done) / elapsed
+            let rate = Double(rated) / elapsed
+            let pace = Double(done) / elapsed
             let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
-            let eta = rate > 0 ? Self.duration(Double(total - done) / rate) : "-"
+            let eta = pace > 0 ? Self.duration(Double(total - done) / pace) : "-"
             let numbers = "\(done)/\(total) \(String(format: "%.1f", fraction * 100))% \(Self.rate(rate))/s ETA \(eta)"
             if isTerminal {
                 let width = 30

@@ -53,7 +53,7 @@ struct FactoryFixture {
     }
 
     func run(_ manifestPath: String) async throws -> BatchReport {
-        try await BatchRunner(hierarchy: pki.hierarchy).run(manifestPath: manifestPath, outputDirectory: output(of: manifestPath))
+        try await BatchRunner(hierarchy: pki.hierarchy, store: pki.store).run(manifestPath: manifestPath, outputDirectory: output(of: manifestPath))
     }
 
     func output(of manifestPath: String) -> URL { URL(fileURLWithPath: manifestPath).deletingLastPathComponent().appendingPathComponent("out") }

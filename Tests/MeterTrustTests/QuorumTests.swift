@@ -26,7 +26,7 @@ struct QuorumTests {
             ("alice", .securityOfficer), ("bob", .securityOfficer), ("carol", .securityOfficer), ("erin", .securityOfficer), ("dave", .pkiOfficer),
         ], operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock()) async throws -> Deployment {
             let fixture = try await PKIFixture.make()
-            let service = AdminService(hierarchy: fixture.hierarchy, audit: try await fixture.auditLog(), operations: operations, clock: clock)
+            let service = AdminService(hierarchy: fixture.hierarchy, store: fixture.store, audit: try await fixture.auditLog(), operations: operations, clock: clock)
             var keys: [String: P256.Signing.PrivateKey] = [:]
             var certificates: [[UInt8]] = []
             for (name, role) in names {
@@ -347,7 +347,7 @@ struct QuorumTests {
             let message = await Self.refusal(.underQuorumControl) {
                 _ = try await DirectAuthorityCreation.create(
                     role: role, name: "side-\(role.rawValue)", organization: nil, curve: .p256, backup: false, hierarchy: deployment.fixture.hierarchy,
-                    audit: deployment.service.audit, actor: "test"
+                    quorum: deployment.fixture.store, audit: deployment.service.audit, actor: "test"
                 )
             }
             #expect(message.contains(role == .manufacturer ? "manufacturer.register" : "ca.create kind=\(role.rawValue)"), "\(message)")
@@ -455,7 +455,7 @@ struct QuorumTests {
         await Self.refusal(.underQuorumControl) { _ = try await deployment.service.bootstrap(custodianCertificates: [extra], actor: "test") }
 
         let fresh = try await PKIFixture.make()
-        let service = AdminService(hierarchy: fresh.hierarchy, audit: try await fresh.auditLog())
+        let service = AdminService(hierarchy: fresh.hierarchy, store: fresh.store, audit: try await fresh.auditLog())
         let (_, one) = try await Deployment.custodianCertificate(fresh, name: "solo", role: .securityOfficer)
         let (_, two) = try await Deployment.custodianCertificate(fresh, name: "duo", role: .securityOfficer)
         await Self.refusal(.invalidRequest) { _ = try await service.bootstrap(custodianCertificates: [one, two], actor: "test") }

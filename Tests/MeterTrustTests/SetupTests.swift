@@ -23,10 +23,17 @@ struct SetupTests {
         ["init", "--token-label", label ?? token.label, "--module", module, "--data-dir", target.path, "--json"]
     }
 
+    /// One error on stderr: an `error:` line, or with --json one `{"error":{"code","message"}}` object on one line.
     static func expectOneErrorLine(_ result: TestEnvironment.ProcessResult, status: Int32, _ context: String) {
         let lines = result.stderr.split(separator: "\n")
         #expect(result.status == status, "\(context): status \(result.status): \(result.stderr)")
-        #expect(lines.count == 1 && lines.first?.hasPrefix("error: ") == true, "\(context): \(result.stderr)")
+        guard lines.count == 1, let line = lines.first else {
+            Issue.record("\(context): not one line: \(result.stderr)")
+            return
+        }
+        if line.hasPrefix("error: ") { return }
+        let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["error"] as? [String: Any]
+        #expect(object?["code"] is String && object?["message"] is String, "\(context): \(result.stderr)")
     }
 
     /// The migrations a complete store has, read by Python's sqlite3 (not by this code).

@@ -302,7 +302,7 @@ struct TrustworthyStateTests {
         let line = try await FactoryFixture.make()
         let fixture = line.pki
         let audit = try await fixture.auditLog()
-        let service = AdminService(hierarchy: fixture.hierarchy, audit: audit)
+        let service = AdminService(hierarchy: fixture.hierarchy, store: fixture.store, audit: audit)
         var keys: [String: P256.Signing.PrivateKey] = [:]
         var certificates: [[UInt8]] = []
         for name in ["alice", "bob", "carol"] {
@@ -334,7 +334,7 @@ struct TrustworthyStateTests {
         let (_, csr) = try line.keyedMeter(EUI64(0x0024_BEFF_FEF0_0002))
         let manifest = try line.manifest(batch: "after-revocation", meters: ["0024befffef00002"], csrLines: [CSRListReader.line(eui64: EUI64(0x0024_BEFF_FEF0_0002), csr: csr)])
         let batch = await #expect(throws: PKIError.self) {
-            _ = try await BatchRunner(hierarchy: hierarchy).run(manifestPath: manifest, outputDirectory: line.output(of: manifest))
+            _ = try await BatchRunner(hierarchy: hierarchy, store: fixture.store).run(manifestPath: manifest, outputDirectory: line.output(of: manifest))
         }
         #expect(batch?.code == .revokedAuthority)
         #expect(try await fixture.store.certificateCount(issuer: "acme") == 0)

@@ -37,7 +37,7 @@ public struct ExportBackupOperation: QuorumOperation {
     }
 
     public func run(requestID: String, in context: QuorumOperationContext) async throws -> QuorumOperationResult {
-        let file = try await KeyBackup.export(hierarchy: context.hierarchy, authorities: parameters.authorities, at: context.clock.now())
+        let file = try await KeyBackup.export(hierarchy: context.hierarchy, backupKeys: context.store, authorities: parameters.authorities, at: context.clock.now())
         return QuorumOperationResult(outcome: ["keys": file.keys.map(\.ca).joined(separator: ",")], backup: String(decoding: file.bytes, as: UTF8.self))
     }
 }

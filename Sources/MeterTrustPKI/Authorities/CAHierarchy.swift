@@ -17,7 +17,7 @@ public protocol AuthorityStatusSource: Sendable {
 /// account and an Admin CA. Keys are generated in the HSM; certificates and metadata go to the store.
 public struct CAHierarchy: Sendable {
     public let token: HSMToken
-    public let store: any MeterTrustStore
+    public let store: any HierarchyStore
     public let settings: PKISettings
     /// What the verified audit log says of CAs (revoked, destroyed); asked before any CA is loaded to issue, so a
     /// deleted revocation row does not let a revoked CA sign again. Nil only before the audit log exists.
@@ -25,7 +25,7 @@ public struct CAHierarchy: Sendable {
     let logger: Logger
 
     public init(
-        token: HSMToken, store: any MeterTrustStore, settings: PKISettings, statusSource: (any AuthorityStatusSource)? = nil,
+        token: HSMToken, store: any HierarchyStore, settings: PKISettings, statusSource: (any AuthorityStatusSource)? = nil,
         logger: Logger = Logger(label: "metertrust.pki")
     ) {
         self.token = token
