@@ -56,6 +56,7 @@ public final class PKCS11Module: @unchecked Sendable {
         let initRV = withUnsafeMutablePointer(to: &args) { list.pointee.C_Initialize!(UnsafeMutableRawPointer($0)) }
         guard initRV == CKR_OK || initRV == CKR_CRYPTOKI_ALREADY_INITIALIZED else {
             dlclose(handle)
+            if let diagnosis = SoftHSMEnvironment(modulePath: path)?.initializationFailure(initRV) { throw diagnosis }
             throw HSMError.pkcs11("C_Initialize", initRV)
         }
         self.path = path
@@ -114,6 +115,7 @@ public final class PKCS11Module: @unchecked Sendable {
                 continue
             }
             guard let match = matches.first else {
+                if let diagnosis = SoftHSMEnvironment(modulePath: path)?.tokenNotFound(label: label) { throw diagnosis }
                 throw HSMError.make(
                     .tokenNotFound,
                     "no initialised token labelled \"\(label)\" in \(path): create it (metertrust hsm init-token --label \(label)) or fix hsm.tokenLabel"

@@ -3,6 +3,14 @@ import Foundation
 import GRDB
 import MeterTrustStore
 
+#if canImport(Glibc)
+import Glibc
+private let closeDescriptor = Glibc.close
+#elseif canImport(Darwin)
+import Darwin
+private let closeDescriptor = Darwin.close
+#endif
+
 /// The embedded store: one SQLite file in WAL mode (GRDB `DatabasePool`: one writer, concurrent readers).
 ///
 /// One file per view: SQLiteStore+Certificates, +Authorities, +Batches, +Audit, +Quorum, +Revocation; the schema in
@@ -13,7 +21,11 @@ public final class SQLiteStore: MeterTrustStore {
     let pool: DatabasePool
 
     /// Opens (creating if needed) the database at `path`. Call ``migrate()`` before first use.
+    ///
+    /// A new database file is created with mode 0600 before SQLite opens it, so no other account can read the store;
+    /// SQLite gives its `-wal` and `-shm` files the database file's mode.
     public init(path: String) throws {
+        try Self.createPrivately(path)
         var configuration = Configuration()
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
@@ -24,6 +36,30 @@ public final class SQLiteStore: MeterTrustStore {
             throw StoreError(.unavailable, "cannot open the SQLite store \(path): \(Self.reason(error))")
         }
         self.path = path
+    }
+
+    /// Creates an empty file at `path` with mode 0600 (`O_EXCL`: an existing file is left as it is; `O_NOFOLLOW`: a
+    /// planted symbolic link is not followed). SQLite reads an empty file as an empty database.
+    static func createPrivately(_ path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            _ = closeDescriptor(descriptor)
+            return
+        }
+        let error = errno
+        guard error == EEXIST else {
+            throw StoreError(.unavailable, "cannot create the SQLite store \(path): \(String(cString: strerror(error)))")
+        }
+    }
+
+    /// Closes every connection now (the last one checkpoints the WAL and removes the `-wal` and `-shm` files), e.g.
+    /// before the directory that holds the store is renamed; the store cannot be used afterwards.
+    public func close() throws {
+        do {
+            try pool.close()
+        } catch {
+            throw StoreError(.unavailable, "cannot close the SQLite store \(path): \(Self.reason(error))")
+        }
     }
 
     /// The SQLite journal mode in force (`wal`).

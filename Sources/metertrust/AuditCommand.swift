@@ -43,6 +43,18 @@ struct AuditCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
+            let made = try await Self.initialize(data: data, name: name, keyName: keyName, interval: interval)
+            if output.json {
+                try Output.json(made)
+            } else {
+                Output.line("audit key \(made.keyLabel) created in the HSM, certified by the root (audit-signer.pem); checkpoint:")
+                print(made.checkpoint.note, terminator: "")
+            }
+        }
+
+        /// What `audit init` (and `setup`) does: the audit key in the HSM, its certificate from the root, the
+        /// configuration, the `audit.init` entry and the first checkpoint.
+        static func initialize(data: DataDirectoryOptions, name: String, keyName: String, interval: Int) async throws -> Initialised {
             var context = try Context(data)
             guard context.configuration.audit == nil else { throw CLIError("the audit key already exists (\(context.configuration.audit!.keyLabel))") }
             guard interval >= 1 else { throw CLIError(code: .usage, "--interval must be at least 1") }
@@ -61,17 +73,10 @@ struct AuditCommand: AsyncParsableCommand {
                 store: store, token: hierarchy.token
             )
             let checkpoint = try await context.auditLog(store: store, token: hierarchy.token).checkpoint()
-            if output.json {
-                try Output.json(
-                    Initialised(
-                        keyLabel: key.label, keyName: keyName, certificate: context.dataDirectory.appendingPathComponent("audit-signer.pem").path,
-                        checkpoint: CheckpointDocument(checkpoint)
-                    )
-                )
-            } else {
-                Output.line("audit key \(key.label) created in the HSM, certified by the root (audit-signer.pem); checkpoint:")
-                print(checkpoint.text, terminator: "")
-            }
+            return Initialised(
+                keyLabel: key.label, keyName: keyName, certificate: context.dataDirectory.appendingPathComponent("audit-signer.pem").path,
+                checkpoint: CheckpointDocument(checkpoint)
+            )
         }
     }
 

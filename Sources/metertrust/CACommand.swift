@@ -36,17 +36,10 @@ struct CACommand: AsyncParsableCommand {
     static func create(role: CertificateAuthorityRole, options: CreationOptions, data: DataDirectoryOptions, output: OutputOptions) async throws {
         let context = try Context(data)
         let (store, hierarchy) = try await context.platform()
-        let curve = try options.parsedCurve()
-        // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
-        let authority = try await DirectAuthorityCreation.create(
-            role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup, hierarchy: hierarchy,
-            quorum: store, audit: try context.auditLog(store: store, token: hierarchy.token), actor: context.actor
+        let authority = try await createAuthority(
+            role: role, name: options.name, organization: options.organization, curve: try options.parsedCurve(), backup: options.backup,
+            context: context, store: store, hierarchy: hierarchy
         )
-        if role == .root {
-            var configuration = context.configuration
-            configuration.rootFingerprint = hexString(SHA256.hash(data: try authority.certificate.derBytes))
-            try configuration.write(to: context.dataDirectory)
-        }
         let description = try CertificateDescription(authority.certificate, profile: CertificateProfile.forAuthority(role).name)
         if output.json {
             try Output.json(AuthoritySummary(authority.record, certificate: description))
@@ -54,6 +47,25 @@ struct CACommand: AsyncParsableCommand {
             Output.line("created \(role.rawValue) CA \(authority.name) (key \(authority.record.keyLabel) in HSM token \(hierarchy.token.label))")
             description.textLines().forEach { Output.line($0) }
         }
+    }
+
+    /// Creates a CA the way `ca create-*` does (and `setup`): through the domain's direct creation, audited, and for
+    /// the root, its SHA-256 pinned in the configuration.
+    static func createAuthority(
+        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, context: Context, store: any MeterTrustStore,
+        hierarchy: CAHierarchy
+    ) async throws -> CertificateAuthority {
+        // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
+        let authority = try await DirectAuthorityCreation.create(
+            role: role, name: name, organization: organization, curve: curve, backup: backup, hierarchy: hierarchy,
+            quorum: store, audit: try context.auditLog(store: store, token: hierarchy.token), actor: context.actor
+        )
+        if role == .root {
+            var configuration = context.configuration
+            configuration.rootFingerprint = hexString(SHA256.hash(data: try authority.certificate.derBytes))
+            try configuration.write(to: context.dataDirectory)
+        }
+        return authority
     }
 
     struct CreateRoot: AsyncParsableCommand {

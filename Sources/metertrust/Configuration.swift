@@ -61,12 +61,12 @@ struct Configuration: Codable, Sendable {
         return configuration
     }
 
+    /// Writes `metertrust.json`: a new file created 0600 (never chmod after the fact) and renamed over the old one, so
+    /// a crash leaves the old configuration or the whole new one.
     func write(to dataDirectory: URL) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let url = dataDirectory.appendingPathComponent(Self.fileName)
-        try encoder.encode(self).write(to: url, options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: url.path)
+        try SecretFile.write(Array(try encoder.encode(self)), to: dataDirectory.appendingPathComponent(Self.fileName).path)
     }
 
     func storePath(in dataDirectory: URL) -> String {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustHSM
 
 struct HSMCommand: AsyncParsableCommand {
@@ -64,18 +65,23 @@ struct HSMCommand: AsyncParsableCommand {
             guard let soPIN = environment[securityOfficerPINVariable], soPIN.count >= 4 else {
                 throw CLIError("set \(securityOfficerPINVariable) to the new token's security officer PIN (4 characters or more)")
             }
-            let pkcs11 = try PKCS11Module.load(path: module.module)
-            if try pkcs11.tokens().contains(where: { $0.initialized && $0.label == label }) {
-                throw CLIError("a token labelled \(label) already exists")
-            }
-            try pkcs11.initializeToken(label: label, securityOfficerPIN: Array(soPIN.utf8), userPIN: Array(pin.utf8))
-            let slot = try pkcs11.slot(forTokenLabel: label)
+            let slot = try HSMCommand.initializeToken(module: module.module, label: label, pin: pin, securityOfficerPIN: soPIN)
             if output.json {
                 try Output.json(["label": label, "slot": "\(slot)"])
             } else {
                 Output.line("initialised token \(label) in slot \(slot)")
             }
         }
+    }
+
+    /// Initialises the token `label` in the first free slot of `module` (what `hsm init-token` and `setup --dev-token` do).
+    static func initializeToken(module: String, label: String, pin: String, securityOfficerPIN: String) throws -> UInt {
+        let pkcs11 = try PKCS11Module.load(path: module)
+        if try pkcs11.tokens().contains(where: { $0.initialized && $0.label == label }) {
+            throw CLIError("a token labelled \(label) already exists")
+        }
+        try pkcs11.initializeToken(label: label, securityOfficerPIN: Array(securityOfficerPIN.utf8), userPIN: Array(pin.utf8))
+        return UInt(try pkcs11.slot(forTokenLabel: label))
     }
 
     struct Harden: AsyncParsableCommand {
@@ -131,5 +137,72 @@ struct HSMCommand: AsyncParsableCommand {
             let findings = objects.filter { $0.finding != nil }.count
             Output.line(findings == 0 ? "every object is as tight as this version makes it" : "\(findings) object(s) need attention (see above)")
         }
+    }
+}
+
+/// A SoftHSM2 development token in a directory of its own, as `scripts/softhsm-token.sh` makes it: DIR/softhsm2.conf
+/// (tokens in DIR/tokens), random user and security officer PINs in DIR/pin and DIR/so-pin (mode 0600 from creation),
+/// and the token initialised through ``HSMCommand/initializeToken(module:label:pin:securityOfficerPIN:)``.
+/// For development and tests only: a production HSM is initialised by its vendor's ceremony.
+struct DevelopmentToken: Encodable {
+    var directory: String
+    var softHSMConfiguration: String
+    var pinFile: String
+    var securityOfficerPINFile: String
+    var label: String
+    /// False when the directory already held this token and its PIN files (a repeated `setup`): it was kept.
+    var created: Bool
+
+    /// Makes (or finds) the token and sets SOFTHSM2_CONF in this process, before SoftHSM2 is first loaded.
+    static func make(in path: String, label: String, module: String) throws -> DevelopmentToken {
+        let directory = URL(fileURLWithPath: path).standardizedFileURL
+        let tokens = directory.appendingPathComponent("tokens")
+        let configuration = directory.appendingPathComponent("softhsm2.conf").path
+        let pinFile = directory.appendingPathComponent("pin").path
+        let soPINFile = directory.appendingPathComponent("so-pin").path
+        do {
+            try FileManager.default.createDirectory(at: tokens, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.path)
+            let text = """
+                directories.tokendir = \(tokens.path)
+                objectstore.backend = file
+                log.level = ERROR
+                slots.removable = false
+
+                """
+            if (try? String(contentsOfFile: configuration, encoding: .utf8)) != text {
+                try SecretFile.write(Array(text.utf8), to: configuration)
+            }
+        } catch let error as any CodedError {
+            throw error
+        } catch {
+            throw CLIError(code: .fileSystem, "cannot make the development token directory \(directory.path): \(error.localizedDescription)")
+        }
+        setenv("SOFTHSM2_CONF", configuration, 1)
+        var made = DevelopmentToken(
+            directory: directory.path, softHSMConfiguration: configuration, pinFile: pinFile, securityOfficerPINFile: soPINFile, label: label,
+            created: true
+        )
+        let existing = try PKCS11Module.load(path: module).tokens().contains { $0.initialized && $0.label == label }
+        if existing {
+            guard FileManager.default.fileExists(atPath: pinFile), FileManager.default.fileExists(atPath: soPINFile) else {
+                throw CLIError("\(directory.path) holds a token labelled \(label) but not its PIN files: choose another --dev-token directory or --token-label")
+            }
+            made.created = false
+            return made
+        }
+        let pin = randomPIN()
+        let soPIN = randomPIN()
+        try SecretFile.write(Array(pin.utf8), to: pinFile)
+        try SecretFile.write(Array(soPIN.utf8), to: soPINFile)
+        _ = try HSMCommand.initializeToken(module: module, label: label, pin: pin, securityOfficerPIN: soPIN)
+        return made
+    }
+
+    /// 24 random letters and digits (about 143 bits).
+    private static func randomPIN() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<24).map { _ in alphabet.randomElement(using: &generator)! })
     }
 }

@@ -56,26 +56,151 @@ struct InitCommand: AsyncParsableCommand {
         var sessions: Int
     }
 
-    /// Writes the configuration, creates and migrates the store, and logs in to the token once to prove it works.
+    /// Logs in to the token once to prove it works, then writes the configuration and creates and migrates the store.
+    ///
+    /// A new data directory is built under a temporary name beside it (`.NAME.init-XXXXXX`, locked while this process
+    /// runs) and renamed into place only when everything succeeded, so no failure — SIGKILL included — leaves a
+    /// half-made one, and a retry needs no --force; temporary directories a killed init left are removed by the next.
+    /// With `force` on an existing data directory, its store is kept (and migrated) and the configuration replaced
+    /// by an atomic rename, after the token opened.
     static func initialize(at directory: URL, configuration: Configuration, force: Bool) async throws -> Result {
-        let fileManager = FileManager.default
         let configurationFile = directory.appendingPathComponent(Configuration.fileName)
-        if fileManager.fileExists(atPath: configurationFile.path) && !force {
+        let existing = FileManager.default.fileExists(atPath: configurationFile.path)
+        if existing && !force {
             throw CLIError("\(configurationFile.path) already exists: use --force to overwrite it, or another --data-dir")
         }
+        let token = try HSMToken.open(configuration.hsm)
+        if existing {
+            return try await populate(directory, configuration: configuration, token: token, finalDirectory: directory)
+        }
+        let staging = try StagedDirectory(for: directory)
+        let result = try await populate(staging.url, configuration: configuration, token: token, finalDirectory: directory)
+        try staging.commit()
+        return result
+    }
+
+    /// Writes the configuration and the store into `directory`; the result names the paths they will have in
+    /// `finalDirectory`. The store is closed when this returns.
+    private static func populate(_ directory: URL, configuration: Configuration, token: HSMToken, finalDirectory: URL) async throws -> Result {
         do {
-            try fileManager.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try configuration.write(to: directory)
         } catch {
             throw CLIError(code: .fileSystem, "cannot write to \(directory.path): \(error.localizedDescription)")
         }
         let store = try SQLiteStore(path: configuration.storePath(in: directory))
         try await store.migrate()
-        let token = try HSMToken.open(configuration.hsm)
-        return Result(
-            dataDirectory: directory.path, configurationFile: configurationFile.path, store: store.path,
-            journalMode: try await store.journalMode(), migrations: try await store.appliedMigrations(),
-            module: configuration.hsm.modulePath, tokenLabel: token.label, sessions: token.sessionCount
+        let result = Result(
+            dataDirectory: finalDirectory.path, configurationFile: finalDirectory.appendingPathComponent(Configuration.fileName).path,
+            store: configuration.storePath(in: finalDirectory), journalMode: try await store.journalMode(),
+            migrations: try await store.appliedMigrations(), module: configuration.hsm.modulePath, tokenLabel: token.label,
+            sessions: token.sessionCount
         )
+        try store.close()
+        return result
+    }
+}
+
+/// A directory built under a temporary name beside its target and renamed into place when complete.
+///
+/// The temporary directory, `.NAME.init-XXXXXX` in the target's parent, is made 0700 by `mkdtemp` and held with an
+/// exclusive `flock` for as long as this process lives (the kernel drops the lock when the process dies, SIGKILL
+/// included). Creating one first removes the temporaries of the same target that no live process holds: what a
+/// killed init left. An uncommitted one is removed when this value goes away.
+final class StagedDirectory {
+    let target: URL
+    let url: URL
+    private var descriptor: Int32
+    private var committed = false
+
+    init(for target: URL) throws {
+        self.target = target
+        let parent = target.deletingLastPathComponent()
+        let prefix = ".\(target.lastPathComponent).init-"
+        do {
+            try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true)
+        } catch {
+            throw CLIError(code: .fileSystem, "cannot create \(parent.path): \(error.localizedDescription)")
+        }
+        try StagedDirectory.checkEmptyOrAbsent(target)
+        StagedDirectory.removeAbandoned(in: parent, prefix: prefix)
+        var template = Array(parent.appendingPathComponent(prefix + "XXXXXX").path.utf8CString)
+        var failure: Int32 = 0
+        let made: String? = template.withUnsafeMutableBufferPointer { buffer in
+            guard let made = mkdtemp(buffer.baseAddress!) else {
+                failure = errno
+                return nil
+            }
+            return String(cString: made)
+        }
+        guard let path = made else {
+            throw CLIError(
+                code: .fileSystem,
+                "cannot create a directory in \(parent.path) (\(String(cString: strerror(failure)))): init builds the data directory beside \(target.path) and renames it into place, so \(parent.path) must be writable; or give a --data-dir elsewhere"
+            )
+        }
+        url = URL(fileURLWithPath: path)
+        descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard descriptor >= 0, flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let error = errno
+            if descriptor >= 0 { close(descriptor) }
+            descriptor = -1
+            try? FileManager.default.removeItem(atPath: path)
+            throw CLIError(code: .fileSystem, "cannot lock \(path): \(String(cString: strerror(error)))")
+        }
+    }
+
+    /// Renames the directory to its target (an absent target, or an empty directory, which it replaces) and makes the
+    /// rename durable.
+    func commit() throws {
+        guard rename(url.path, target.path) == 0 else {
+            let error = errno
+            if error == ENOTEMPTY || error == EEXIST {
+                throw CLIError("\(target.path) was created by someone else meanwhile: nothing was changed there; run init again")
+            }
+            throw CLIError(code: .fileSystem, "cannot rename \(url.path) to \(target.path): \(String(cString: strerror(error)))")
+        }
+        committed = true
+        let parent = open(target.deletingLastPathComponent().path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if parent >= 0 {
+            _ = fsync(parent)
+            close(parent)
+        }
+        close(descriptor)
+        descriptor = -1
+    }
+
+    deinit {
+        if !committed { try? FileManager.default.removeItem(at: url) }
+        if descriptor >= 0 { close(descriptor) }
+    }
+
+    /// The target must not exist, or be an empty directory (which the rename replaces): nothing of anyone's is mixed
+    /// with or lost under the new data directory.
+    private static func checkEmptyOrAbsent(_ target: URL) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: target.path, isDirectory: &isDirectory) else { return }
+        guard isDirectory.boolValue else {
+            throw CLIError("\(target.path) exists and is not a directory: give another --data-dir")
+        }
+        let contents = (try? FileManager.default.contentsOfDirectory(atPath: target.path)) ?? []
+        guard contents.isEmpty else {
+            throw CLIError(
+                "\(target.path) is not empty and holds no \(Configuration.fileName): init makes a new data directory; give an empty or new --data-dir"
+            )
+        }
+    }
+
+    /// Removes the temporaries named `prefix…` in `parent` that no process holds (a live init holds its own locked).
+    private static func removeAbandoned(in parent: URL, prefix: String) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: parent.path)) ?? []
+        for name in names where name.hasPrefix(prefix) {
+            let path = parent.appendingPathComponent(name).path
+            let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard descriptor >= 0 else { continue }
+            defer { close(descriptor) }
+            var status = stat()
+            guard fstat(descriptor, &status) == 0, status.st_uid == geteuid(), flock(descriptor, LOCK_EX | LOCK_NB) == 0 else { continue }
+            try? FileManager.default.removeItem(atPath: path)
+        }
     }
 }

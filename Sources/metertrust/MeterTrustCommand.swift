@@ -31,7 +31,7 @@ struct MeterTrustCommand: AsyncParsableCommand {
             """,
         version: version,
         subcommands: [
-            InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, BatchCommand.self, MeterCommand.self,
+            SetupCommand.self, InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, BatchCommand.self, MeterCommand.self,
             BenchCommand.self, AuditCommand.self, AdminCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self, ErrorsCommand.self,
         ]
     )

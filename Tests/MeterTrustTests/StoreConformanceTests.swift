@@ -254,6 +254,8 @@ struct StoreConformanceTests {
             let outcome = try await store.insertDeviceIdentities([Self.keyed(key, serial: String(format: "%02xff", round), eui64: "0024befffeffffff")])
             #expect(outcome == [.keyReused(owner: winners.first ?? "")])
         }
+    }
+
     // MARK: Listing
 
     /// A populated store for listings: CAs acme (manufacturer) and north (operational); acme issued device identities
