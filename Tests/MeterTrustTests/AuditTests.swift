@@ -131,7 +131,8 @@ struct AuditTests {
         _ = try deployment.json(["ca", "create-root", "--name", "root"])
         let initialised = try metertrust(["audit", "init", "--interval", "\(interval)", "--json"])
         try #require(initialised.status == 0, "\(initialised.stderr)")
-        let printed = try #require((try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any])?["checkpoint"] as? String)
+        let checkpoint = try #require((try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any])?["checkpoint"] as? [String: Any])
+        let printed = try #require(checkpoint["note"] as? String)
         // The note's second line is the tree size (C2SP tlog-checkpoint); the store's row for it, read by sqlite3.
         let size = try #require(Int(printed.split(separator: "\n")[1]))
         let stored = try TestEnvironment.run("sqlite3", [data.appendingPathComponent("metertrust.sqlite").path, "SELECT note FROM audit_checkpoints WHERE size = \(size)"])
