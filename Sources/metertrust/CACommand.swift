@@ -14,6 +14,15 @@ struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
         abstract: "Create, list and show the certificate authorities.",
+        discussion: """
+            Before the quorum bootstrap the create commands make CAs directly; afterwards only the root is made here and \
+            every other CA is an `admin request` under quorum.
+
+            EXAMPLES:
+              metertrust ca create-root --name national --organization "National Meter Operator"
+              metertrust ca list --json
+              metertrust ca show acme --chain > acme-chain.pem
+            """,
         subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, List.self, Show.self]
     )
 

@@ -7,7 +7,14 @@ import X509
 
 struct CertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cert", abstract: "Look up and list issued certificates.", subcommands: [Show.self, List.self]
+        commandName: "cert", abstract: "Look up and list issued certificates.",
+        discussion: """
+            EXAMPLES:
+              metertrust cert list --ca acme --since 2026-12-01 --limit 50
+              metertrust cert list --batch acme-2026-11-line3 --jsonl > certificates.jsonl
+              metertrust cert show 68b5448253942a705c62f40f3bb80b55 --pem
+            """,
+        subcommands: [Show.self, List.self]
     )
 
     struct Show: AsyncParsableCommand {

@@ -6,7 +6,14 @@ import MeterTrustHSM
 
 struct HSMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "hsm", abstract: "Inspect PKCS#11 tokens; initialise development tokens.", subcommands: [Tokens.self, InitToken.self, Harden.self]
+        commandName: "hsm", abstract: "Inspect PKCS#11 tokens; initialise development tokens.",
+        discussion: """
+            EXAMPLES:
+              metertrust hsm tokens --module /opt/vendor/lib/pkcs11.so
+              export SOFTHSM2_CONF=$PWD/.softhsm/softhsm2.conf
+              METERTRUST_HSM_PIN=... METERTRUST_HSM_SO_PIN=... metertrust hsm init-token --label metertrust
+            """,
+        subcommands: [Tokens.self, InitToken.self, Harden.self]
     )
 
     struct ModuleOptions: ParsableArguments {

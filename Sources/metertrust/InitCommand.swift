@@ -8,7 +8,15 @@ import MeterTrustStoreSQLite
 struct InitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
-        abstract: "Create a data directory: configuration file and store; check that the HSM token opens."
+        abstract: "Create a data directory: configuration file and store; check that the HSM token opens.",
+        discussion: """
+            Atomic: the directory is built under a temporary name and renamed into place, so a failure leaves nothing \
+            and the retry needs no --force. `metertrust setup` runs init and the first CAs in one go.
+
+            EXAMPLES:
+              METERTRUST_HSM_PIN=... metertrust init --data-dir /var/lib/metertrust --token-label metertrust
+              metertrust init --module /opt/vendor/lib/pkcs11.so --token-label ca --pin-file /etc/metertrust/pin
+            """
     )
 
     @OptionGroup var dataDirectory: DataDirectoryOptions

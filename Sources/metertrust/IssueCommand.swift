@@ -11,6 +11,10 @@ struct IssueCommand: AsyncParsableCommand {
         discussion: """
             Profiles: \(CertificateProfile.requestable.map(\.name).joined(separator: ", ")). A CSR that asks for more than \
             the profile allows is refused, never trimmed. The certificate is stored before it is printed.
+
+            EXAMPLES:
+              metertrust issue --csr meter.csr --profile device-identity --ca acme --eui64 0024befffe804ff1 --out meter.pem
+              metertrust issue --csr meter.csr --profile device-identity --ca acme --json
             """
     )
 

@@ -206,8 +206,8 @@ struct SetupCommand: AsyncParsableCommand {
                 command: "metertrust admin bootstrap --custodian alice.pem --custodian bob.pem --custodian carol.pem --required 2 \(data)"
             ),
             Step(
-                what: "the admin API's TLS certificate (key in the HSM) from the Operational CA",
-                command: "metertrust admin server-cert --host admin.example.net --ca \(shellQuoted(plan.operational ?? "NAME")) \(data)"
+                what: "the admin API's TLS certificate (key in the HSM) from the Operational CA, for the names clients use (--host NAME, --ip ADDR)",
+                command: "metertrust admin server-cert --host localhost --ip 127.0.0.1 --ca \(shellQuoted(plan.operational ?? "NAME")) \(data)"
             ),
             Step(
                 what: "the backup key; it replaces the security officer PIN by shares held by the officers",

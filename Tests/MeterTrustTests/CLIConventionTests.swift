@@ -217,7 +217,7 @@ struct CLIConventionTests {
         try Self.expectPythonParses(json.stdout, "--version --json")
 
         // Help: examples for the main commands, completion scripts for the shells the README names.
-        for arguments in [["--help"], ["factory", "run", "--help"], ["admin", "--help"], ["audit", "--help"], ["meter", "--help"]] {
+        for arguments in [["--help"], ["factory", "run", "--help"], ["admin", "--help"], ["audit", "--help"], ["meter", "--help"], ["init", "--help"], ["ca", "--help"], ["issue", "--help"], ["cert", "--help"], ["hsm", "--help"]] {
             let help = try Self.run(arguments)
             #expect(help.status == 0 && help.stdout.contains("EXAMPLES:"), "\(arguments) --help: \(help.stdout.prefix(300))")
         }
