@@ -70,7 +70,7 @@ struct InitCommand: AsyncParsableCommand {
     /// runs) and renamed into place only when everything succeeded, so no failure — SIGKILL included — leaves a
     /// half-made one, and a retry needs no --force; temporary directories a killed init left are removed by the next.
     /// With `force` on an existing data directory, its store is kept (and migrated) and the configuration replaced
-    /// by an atomic rename, after the token opened.
+    /// by an atomic rename, after the token opened, keeping the root fingerprint, audit and admin-server settings.
     static func initialize(at directory: URL, configuration: Configuration, force: Bool) async throws -> Result {
         let configurationFile = directory.appendingPathComponent(Configuration.fileName)
         let existing = FileManager.default.fileExists(atPath: configurationFile.path)
@@ -79,6 +79,15 @@ struct InitCommand: AsyncParsableCommand {
         }
         let token = try HSMToken.open(configuration.hsm)
         if existing {
+            // The store is kept, so what the deployment already settled stays with it: the store's file, the root's
+            // fingerprint, the audit key and the admin server. Only the HSM and PKI settings given now replace the old.
+            var configuration = configuration
+            if let previous = try? Configuration.load(dataDirectory: directory) {
+                configuration.sqlitePath = previous.sqlitePath
+                configuration.rootFingerprint = previous.rootFingerprint
+                configuration.audit = previous.audit
+                configuration.adminServer = previous.adminServer
+            }
             return try await populate(directory, configuration: configuration, token: token, finalDirectory: directory)
         }
         let staging = try StagedDirectory(for: directory)

@@ -169,6 +169,35 @@ struct SetupTests {
         #expect(Self.leftovers(in: parent).isEmpty, "left: \(Self.leftovers(in: parent))")
     }
 
+    @Test("init --force on a deployment keeps what it settled (root fingerprint, audit key): the audit log still verifies and is still written")
+    func forcedInitKeepsSettledState() throws {
+        let token = try TestEnvironment.makeIsolatedToken()
+        let target = Self.parent().appendingPathComponent("data")
+        func metertrust(_ arguments: [String]) throws -> TestEnvironment.ProcessResult {
+            try TestEnvironment.run(Self.metertrust, arguments + ["--data-dir", target.path], environment: token.environment)
+        }
+        try #require(try TestEnvironment.run(Self.metertrust, Self.initArguments(token, target), environment: token.environment).status == 0)
+        try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
+        try #require(try metertrust(["audit", "init"]).status == 0)
+        func settled() throws -> [String: Any] {
+            let data = try Data(contentsOf: target.appendingPathComponent("metertrust.json"))
+            return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        }
+        let before = try settled()
+        try #require(before["rootFingerprint"] is String && before["audit"] is [String: Any])
+        let forced = try TestEnvironment.run(Self.metertrust, Self.initArguments(token, target) + ["--force", "--sessions", "3"], environment: token.environment)
+        try #require(forced.status == 0, "\(forced.stderr)")
+        let after = try settled()
+        #expect(after["rootFingerprint"] as? String == before["rootFingerprint"] as? String)
+        #expect((after["audit"] as? [String: Any])?["keyLabel"] as? String == (before["audit"] as? [String: Any])?["keyLabel"] as? String)
+        #expect((after["hsm"] as? [String: Any])?["sessionCount"] as? Int == 3, "the new HSM settings apply: \(after)")
+        // The deployment still works as one: the log verifies, and a new CA is logged.
+        let admin = try metertrust(["ca", "create-admin", "--name", "admin"])
+        #expect(admin.status == 0, "\(admin.stderr)")
+        let verified = try metertrust(["audit", "verify", "--json"])
+        #expect(verified.status == 0, "\(verified.stdout) \(verified.stderr)")
+    }
+
     @Test("attacker: another local account reading the store: the data directory is 0700, metertrust.json and the SQLite file with its -wal and -shm 0600")
     func storeFilesArePrivate() async throws {
         let token = try TestEnvironment.makeIsolatedToken()
