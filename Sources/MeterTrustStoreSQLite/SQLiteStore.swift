@@ -30,13 +30,6 @@ public final class SQLiteStore: MeterTrustStore {
         configuration.foreignKeysEnabled = true
         configuration.busyMode = .timeout(10)
         configuration.label = "metertrust"
-        // Uniqueness indexes on random keys (device keys, BENCHMARKS.md) touch a random page per insert: a 64 MiB page
-        // cache per connection (SQLite's default is 2 MiB) and a WAL checkpointed every 20,000 pages rather than 1,000
-        // halve what that costs a factory batch, at the price of up to 64 MiB of cache and an 80 MB WAL.
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA cache_size = -65536")
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 20000")
-        }
         do {
             self.pool = try DatabasePool(path: path, configuration: configuration)
         } catch {
