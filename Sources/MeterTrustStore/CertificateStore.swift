@@ -55,7 +55,10 @@ public struct CertificateListPosition: Sendable, Hashable, LosslessStringConvert
         guard let slash = description.lastIndex(of: "/") else { return nil }
         let issuer = String(description[..<slash])
         let serial = String(description[description.index(after: slash)...])
-        guard !issuer.isEmpty, !serial.isEmpty else { return nil }
+        // A CA name has no '/'; a serial is lowercase hex of at most 20 octets, as the store keeps it.
+        guard !issuer.isEmpty, !issuer.contains("/"), (1...40).contains(serial.utf8.count),
+            serial.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else { return nil }
         self.init(issuer: issuer, serial: serial)
     }
 

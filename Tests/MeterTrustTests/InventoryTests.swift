@@ -183,6 +183,9 @@ struct InventoryTests {
         Self.expectRefused(try deployment.run(["cert", "list", "--ca", "nobody"]), status: 1, "there is no CA named \"nobody\"")
         Self.expectRefused(try deployment.run(["cert", "list", "--batch", "nothing"]), status: 1, "there is no batch nothing")
         Self.expectRefused(try deployment.run(["cert", "list", "--after", "garbage"]), status: 2, "--after garbage")
+        for cursor in ["a/b/c", "acme/NOTHEX", "acme/" + String(repeating: "0", count: 41), "/01"] {
+            Self.expectRefused(try deployment.run(["cert", "list", "--after", cursor]), status: 2, "--after \(cursor)")
+        }
         Self.expectRefused(try deployment.run(["cert", "list", "--since", "yesterday"]), status: 2, "--since yesterday")
         // With --json (or --jsonl, for a stream's reader) an error is one JSON object on stderr.
         for (arguments, status, code) in [(["--json", "--jsonl"], Int32(2), "edge.usage"), (["--jsonl", "--ca", "nobody"], 1, "pki.unknown-authority")] {
