@@ -40,6 +40,8 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
     /// certificates. The store keeps each such key for one meter only: a device certificate whose key already belongs
     /// to another EUI-64 is refused (``StoreError/Code/keyReused``); the same meter may keep its key. Not read back.
     public var subjectKeyDigest: [UInt8]?
+    /// The certificate's shard (issue 13): fixed at issuance from the serial and the issuing CA's shard count.
+    public var shard: Int = 0
 
     public init(
         issuer: String, serial: String, profile: String, kind: Kind, subject: String, eui64: String?, notBefore: Date,
@@ -84,6 +86,8 @@ public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
     public var createdAt: Date
     /// Set when the CA's key was destroyed under quorum; the CA issues nothing more.
     public var destroyedAt: Date?
+    /// How many shards the CA's certificates fall into (fixed when the CA is created).
+    public var shardCount: Int = 256
 
     public init(
         name: String, roleName: String, parent: String?, keyLabel: String, keyID: String, curve: String,
