@@ -10,4 +10,22 @@ public protocol RevocationStore: Sendable {
     /// revoked before, ``StoreError/Code/foreignKey`` if the store holds no such certificate.
     func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws
     func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)?
+    /// Every revocation in (issuer, serial) order, `limit` at a time after `position` (keyset paging).
+    func revocations(after position: CertificateListPosition?, limit: Int) async throws -> [RevocationRecord]
+}
+
+/// One recorded revocation.
+public struct RevocationRecord: Sendable, Hashable {
+    public var issuer: String
+    public var serial: String
+    /// RFC 5280 §5.3.1 reason code.
+    public var reason: Int
+    public var revokedAt: Date
+
+    public init(issuer: String, serial: String, reason: Int, revokedAt: Date) {
+        self.issuer = issuer
+        self.serial = serial
+        self.reason = reason
+        self.revokedAt = revokedAt
+    }
 }

@@ -220,6 +220,9 @@ extension PostgresStore {
         }
     }
 
+    /// The identifiers of every migration this version knows, in order.
+    public static var migrationIdentifiers: [String] { PostgresMigrations.all.map(\.identifier) }
+
     public func appliedMigrations() async throws -> [String] {
         try await read { connection in
             let exists = try await rows("SELECT to_regclass('metertrust_migrations') IS NOT NULL AS present", on: connection)

@@ -64,15 +64,27 @@ extension PostgresStore {
             if let info = error.serverInfo { return info[.message] ?? "server error \(info[.sqlState] ?? "")" }
             switch error.code {
             case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
-                let cause = error.underlying.map { ": \($0)" } ?? ""
-                return "cannot reach the database (\(error.code))\(cause)"
+                return "cannot reach the database: \(cause(error.underlying))"
             case .sslUnsupported: return "the server does not offer TLS, which the store URL's sslmode requires"
             case .authMechanismRequiresPassword: return "the server asks for a password: set METERTRUST_STORE_PASSWORD or --store-password-file"
             case .saslError: return "password authentication failed"
-            case .failedToAddSSLHandler: return "TLS to the database failed\(error.underlying.map { ": \($0)" } ?? "")"
+            case .failedToAddSSLHandler: return "TLS to the database failed: \(cause(error.underlying))"
             default: return "\(error.code)"
             }
         }
         return "\(error)"
+    }
+
+    /// A network or TLS failure in words, without the library's type names.
+    static func cause(_ underlying: (any Error)?) -> String {
+        guard let underlying else { return "the connection closed" }
+        let text = String(describing: underlying)
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server's TLS certificate did not verify (give its CA with sslrootcert=FILE in the store URL, or check the host name)"
+        }
+        if text.contains("SSL") { return "the TLS handshake with the server failed" }
+        if text.lowercased().contains("refused") { return "the connection was refused (is the server running and listening there?)" }
+        if text.lowercased().contains("timeout") || text.lowercased().contains("timed out") { return "the connection timed out" }
+        return "the connection failed (\(text.prefix(120)))"
     }
 }

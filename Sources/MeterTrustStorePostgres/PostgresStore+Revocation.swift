@@ -40,4 +40,22 @@ extension PostgresStore {
             }
         }
     }
+
+    public func revocations(after position: CertificateListPosition?, limit: Int) async throws -> [RevocationRecord] {
+        guard limit > 0 else { return [] }
+        return try await read { connection in
+            try await rows(
+                """
+                SELECT * FROM revocations WHERE (issuer, serial) > (\(position?.issuer ?? ""), \(position?.serial ?? ""))
+                ORDER BY issuer, serial LIMIT \(Int64(limit))
+                """,
+                on: connection
+            ).map {
+                RevocationRecord(
+                    issuer: try $0.string("issuer"), serial: try $0.string("serial"), reason: try $0.int("reason"),
+                    revokedAt: Self.date(try $0.int64("revoked_at"))
+                )
+            }
+        }
+    }
 }

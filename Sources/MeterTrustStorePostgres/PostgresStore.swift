@@ -20,6 +20,9 @@ public final class PostgresStore: MeterTrustStore {
     let client: PostgresClient
     private let runner: Task<Void, Never>
     let logger: Logger
+    /// What one direct connection needs (``checkConnection()``): the password and the TLS settings the pool uses.
+    private let password: String?
+    private let tlsConfiguration: TLSConfiguration?
 
     /// How the store reaches its database.
     public struct Options: Sendable {
@@ -37,11 +40,12 @@ public final class PostgresStore: MeterTrustStore {
     /// `password` comes from the caller's secret source (environment or a 0600 file), never from the URL.
     public init(location: PostgresStoreLocation, password: String?, options: Options = Options(), logger: Logger = Logger(label: "metertrust.store.postgres")) throws {
         var configuration: PostgresClient.Configuration
+        let tlsConfiguration = try Self.tlsConfiguration(location)
         switch location.endpoint {
         case .tcp(let host, let port):
             configuration = PostgresClient.Configuration(
                 host: host, port: port, username: location.user, password: password, database: location.database,
-                tls: try Self.tls(location)
+                tls: tlsConfiguration.map { .require($0) } ?? .disable
             )
         case .unixSocket(let directory, let port):
             configuration = PostgresClient.Configuration(
@@ -55,6 +59,8 @@ public final class PostgresStore: MeterTrustStore {
         self.client = client
         self.location = location
         self.logger = logger
+        self.password = password
+        self.tlsConfiguration = tlsConfiguration
         self.runner = Task { await client.run() }
     }
 
@@ -68,12 +74,13 @@ public final class PostgresStore: MeterTrustStore {
         await runner.value
     }
 
-    static func tls(_ location: PostgresStoreLocation) throws -> PostgresClient.Configuration.TLS {
+    /// The TLS client settings for `location`; nil: no TLS.
+    static func tlsConfiguration(_ location: PostgresStoreLocation) throws -> TLSConfiguration? {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         switch location.tls {
         case .disable:
-            return .disable
+            return nil
         case .require:
             configuration.certificateVerification = .none
         case .verifyCA:
@@ -88,7 +95,38 @@ public final class PostgresStore: MeterTrustStore {
                 throw StoreError(.unavailable, "cannot read the database's root certificates \(file) (sslrootcert): \(error)")
             }
         }
-        return .require(configuration)
+        return configuration
+    }
+
+    /// Connects once, directly (not through the pool, whose retries would hide the cause for a minute), and runs
+    /// `SELECT 1`: the first thing a command does with a PostgreSQL store, so a wrong password, an unverifiable
+    /// server certificate or an unreachable server is said at once, in one line.
+    public func checkConnection() async throws {
+        var configuration: PostgresConnection.Configuration
+        switch location.endpoint {
+        case .tcp(let host, let port):
+            let tls: PostgresConnection.Configuration.TLS
+            do {
+                tls = try tlsConfiguration.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable
+            } catch {
+                throw StoreError(.unavailable, "cannot set up TLS to the database \(location): \(error)")
+            }
+            configuration = PostgresConnection.Configuration(
+                host: host, port: port, username: location.user, password: password, database: location.database, tls: tls
+            )
+        case .unixSocket(let directory, let port):
+            configuration = PostgresConnection.Configuration(
+                unixSocketPath: "\(directory)/.s.PGSQL.\(port)", username: location.user, password: password, database: location.database
+            )
+        }
+        configuration.options.connectTimeout = .seconds(10)
+        do {
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+            defer { Task { try? await connection.close() } }
+            _ = try await connection.query("SELECT 1", logger: logger).collect()
+        } catch {
+            throw StoreError(.unavailable, "cannot open the PostgreSQL store \(location): \(Self.reason(error))")
+        }
     }
 
     static func seconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }

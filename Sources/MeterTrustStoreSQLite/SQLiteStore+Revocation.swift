@@ -29,4 +29,17 @@ extension SQLiteStore {
                 .map { (reason: $0["reason"] as Int, date: Self.date($0["revoked_at"])) }
         }
     }
+
+    public func revocations(after position: CertificateListPosition?, limit: Int) async throws -> [RevocationRecord] {
+        guard limit > 0 else { return [] }
+        return try await run { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM revocations WHERE (issuer, serial) > (?, ?) ORDER BY issuer, serial LIMIT ?",
+                arguments: [position?.issuer ?? "", position?.serial ?? "", limit]
+            ).map {
+                RevocationRecord(issuer: $0["issuer"], serial: $0["serial"], reason: $0["reason"], revokedAt: Self.date($0["revoked_at"]))
+            }
+        }
+    }
 }

@@ -149,22 +149,7 @@ struct AuditCommand: AsyncParsableCommand {
             let context = try Context(data)
             guard let settings = context.configuration.audit else { throw CLIError(code: .auditNotInitialised, "there is no audit key yet: run metertrust audit init") }
             let store = try await context.openStore()
-            let anchor = try await trustedRoot(context: context, store: store)
-            let certificates = try await store.certificates(serial: settings.certificateSerial)
-            guard let record = certificates.first(where: { $0.profile == CertificateProfile.auditSigner.name }) else {
-                throw CLIError(code: .untrustedState, "the audit-signer certificate \(settings.certificateSerial) is missing from the store")
-            }
-            let signer = try Certificate(derEncoded: record.der)
-            do {
-                try await ChainVerification.verify(leaf: signer, intermediates: [], root: anchor)
-            } catch {
-                throw AuditError(.signature, "the audit-signer certificate in the store does not chain to the pinned root (\(error)): the store was tampered with, or the wrong root was given")
-            }
-            guard signer.issuer == anchor.subject, let publicKey = P256.Signing.PublicKey(signer.publicKey) else {
-                throw AuditError(.signature, "the audit-signer certificate was not issued by the pinned root")
-            }
-            let verifier = AuditVerifier(publicKey: publicKey, keyName: settings.keyName)
-            let result = try await verifier.verify(store)
+            let (verifier, result, signer, anchor) = try await AuditVerification.verify(store: store, context: context, settings: settings, rootFile: root)
             var headChecked = false
             if !offline, context.configuration.hsm.pinAvailable {
                 // The process holds the HSM: check the log against the head kept there too.
@@ -192,28 +177,6 @@ struct AuditCommand: AsyncParsableCommand {
                 Output.line("signer \(signer.subject) chains to the root \(report.root.prefix(16))…\(headChecked ? "; consistent with the head kept in the HSM" : "; HSM head not checked")")
                 if let sinceSize { Output.line("consistent with the checkpoint you saved for \(sinceSize) entries") }
             }
-        }
-
-        /// The root to trust: --root FILE, or the store's root certificate if its SHA-256 is the pinned one.
-        private func trustedRoot(context: Context, store: any MeterTrustStore) async throws -> Certificate {
-            if let root {
-                guard let text = try? String(contentsOfFile: root, encoding: .utf8), let certificate = try? Certificate(pemEncoded: text) else {
-                    throw CLIError("\(root) is not a PEM certificate")
-                }
-                return certificate
-            }
-            guard let pinned = context.configuration.rootFingerprint else {
-                throw CLIError(code: .configuration, "no root is pinned in \(Configuration.fileName) (it is pinned when ca create-root makes the root): give the root certificate with --root FILE")
-            }
-            let roots = try await store.certificateAuthorities().filter { $0.role == .root }
-            for record in roots {
-                if let stored = try await store.certificate(issuer: record.name, serial: record.certificateSerial),
-                    hexString(SHA256.hash(data: stored.der)) == pinned
-                {
-                    return try Certificate(derEncoded: stored.der)
-                }
-            }
-            throw AuditError(.signature, "the store holds no root certificate with the pinned SHA-256 \(pinned.prefix(16))…: the store was tampered with")
         }
     }
 
@@ -309,4 +272,57 @@ struct CheckpointDocument: Encodable {
         note = signed.text
     }
 
+}
+
+/// The audit log's verification without the HSM (`audit verify --offline`, `store copy`'s check of its copy): the
+/// signer certificate from the store must chain to the pinned root (or `rootFile`), then every checkpoint signature
+/// and the tree are checked.
+enum AuditVerification {
+    static func verify(
+        store: any MeterTrustStore, context: Context, settings: Configuration.AuditSettings, rootFile: String? = nil
+    ) async throws -> (verifier: AuditVerifier, result: AuditVerifier.Result, signer: Certificate, root: Certificate) {
+        let anchor = try await trustedRoot(context: context, store: store, rootFile: rootFile)
+        let certificates = try await store.certificates(serial: settings.certificateSerial)
+        guard let record = certificates.first(where: { $0.profile == CertificateProfile.auditSigner.name }) else {
+            throw CLIError(code: .untrustedState, "the audit-signer certificate \(settings.certificateSerial) is missing from the store")
+        }
+        let signer = try Certificate(derEncoded: record.der)
+        do {
+            try await ChainVerification.verify(leaf: signer, intermediates: [], root: anchor)
+        } catch {
+            throw AuditError(.signature, "the audit-signer certificate in the store does not chain to the pinned root (\(error)): the store was tampered with, or the wrong root was given")
+        }
+        guard signer.issuer == anchor.subject, let publicKey = P256.Signing.PublicKey(signer.publicKey) else {
+            throw AuditError(.signature, "the audit-signer certificate was not issued by the pinned root")
+        }
+        let verifier = AuditVerifier(publicKey: publicKey, keyName: settings.keyName)
+        return (verifier, try await verifier.verify(store), signer, anchor)
+    }
+
+    static func verify(store: any MeterTrustStore, context: Context) async throws -> AuditVerifier.Result {
+        guard let settings = context.configuration.audit else { throw CLIError(code: .auditNotInitialised, "there is no audit key yet: run metertrust audit init") }
+        return try await verify(store: store, context: context, settings: settings).result
+    }
+
+        /// The root to trust: --root FILE, or the store's root certificate if its SHA-256 is the pinned one.
+        static func trustedRoot(context: Context, store: any MeterTrustStore, rootFile root: String?) async throws -> Certificate {
+            if let root {
+                guard let text = try? String(contentsOfFile: root, encoding: .utf8), let certificate = try? Certificate(pemEncoded: text) else {
+                    throw CLIError("\(root) is not a PEM certificate")
+                }
+                return certificate
+            }
+            guard let pinned = context.configuration.rootFingerprint else {
+                throw CLIError(code: .configuration, "no root is pinned in \(Configuration.fileName) (it is pinned when ca create-root makes the root): give the root certificate with --root FILE")
+            }
+            let roots = try await store.certificateAuthorities().filter { $0.role == .root }
+            for record in roots {
+                if let stored = try await store.certificate(issuer: record.name, serial: record.certificateSerial),
+                    hexString(SHA256.hash(data: stored.der)) == pinned
+                {
+                    return try Certificate(derEncoded: stored.der)
+                }
+            }
+            throw AuditError(.signature, "the store holds no root certificate with the pinned SHA-256 \(pinned.prefix(16))…: the store was tampered with")
+        }
 }

@@ -11,8 +11,10 @@ struct Configuration: Codable, Sendable {
     var version: Int = Configuration.currentVersion
     var hsm: HSMConfiguration
     var pki: PKISettings
-    /// SQLite file, relative to the data directory unless absolute.
+    /// SQLite file, relative to the data directory unless absolute; the store unless `postgres` is set.
     var sqlitePath: String = "metertrust.sqlite"
+    /// A PostgreSQL store (`init --store postgres://…`): several nodes, each with its own data directory, share it.
+    var postgres: PostgresSettings?
     /// SHA-256 (hex) of the root CA certificate, pinned when `ca create-root` made it: the trust anchor the audit
     /// log's signer certificate must chain to. It lives here, outside the store, so replacing certificate rows in the
     /// database cannot swap it.

@@ -5,7 +5,6 @@ import MeterTrustAdmin
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
-import MeterTrustStoreSQLite
 
 /// Options every command that touches the data directory takes.
 struct DataDirectoryOptions: ParsableArguments {
@@ -41,10 +40,8 @@ struct Context {
         FileManager.default.fileExists(atPath: options.url.appendingPathComponent(Configuration.fileName).path) ? try? Context(options) : nil
     }
 
-    func openStore() async throws -> SQLiteStore {
-        let store = try SQLiteStore(path: configuration.storePath(in: dataDirectory))
-        try await store.migrate()
-        return store
+    func openStore() async throws -> any MeterTrustStore {
+        try await StoreOpening.open(configuration, in: dataDirectory)
     }
 
     func openToken() throws -> HSMToken {
@@ -53,7 +50,7 @@ struct Context {
 
     /// The store (every view) and the CA hierarchy over it; once the audit log exists, which CAs may issue is also
     /// judged from the verified log.
-    func platform() async throws -> (store: SQLiteStore, hierarchy: CAHierarchy) {
+    func platform() async throws -> (store: any MeterTrustStore, hierarchy: CAHierarchy) {
         let token = try openToken()
         let store = try await openStore()
         let status = configuration.audit == nil ? nil : AuditedAuthorityStatus(audit: try auditLog(store: store, token: token))

@@ -3,6 +3,7 @@ import Foundation
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStorePostgres
 import MeterTrustStoreSQLite
 
 struct InitCommand: AsyncParsableCommand {
@@ -16,6 +17,14 @@ struct InitCommand: AsyncParsableCommand {
             EXAMPLES:
               METERTRUST_HSM_PIN=... metertrust init --data-dir /var/lib/metertrust --token-label metertrust
               metertrust init --module /opt/vendor/lib/pkcs11.so --token-label ca --pin-file /etc/metertrust/pin
+              METERTRUST_STORE_PASSWORD=... metertrust init --data-dir node1 \\
+                  --store 'postgres://metertrust@db.example:5432/metertrust?sslmode=verify-full'
+
+            STORE: the embedded SQLite file by default; with --store postgres://USER@HOST:PORT/DATABASE a PostgreSQL \
+            database (which must exist) shared by several nodes, each with a data directory of its own. The URL holds \
+            no password: init reads it from $METERTRUST_STORE_PASSWORD or --store-password-file (mode 0600). TLS to \
+            the database is verified (sslmode=verify-full, sslrootcert=FILE for a private CA) unless the URL says \
+            otherwise; a Unix socket: postgres://USER@/DATABASE?host=/run/postgresql.
             """
     )
 
@@ -28,6 +37,12 @@ struct InitCommand: AsyncParsableCommand {
     var pinFile: String?
     @Option(help: "Number of PKCS#11 sessions (default: number of cores).") var sessions: Int?
     @Option(help: "Policy environment: test or production.") var environment = "test"
+    @Option(name: .customLong("store"), help: "Store: a postgres:// URL (no password in it); default: the SQLite file in the data directory.")
+    var store: String?
+    @Option(name: .customLong("store-password-file"), help: "File (mode 0600) holding the PostgreSQL password; overrides --store-password-env.")
+    var storePasswordFile: String?
+    @Option(name: .customLong("store-password-env"), help: "Environment variable holding the PostgreSQL password.")
+    var storePasswordEnvironmentVariable = StorePassword.defaultEnvironmentVariable
     @Flag(help: "Overwrite an existing configuration file.") var force = false
     @OptionGroup var output: OutputOptions
 
@@ -39,16 +54,27 @@ struct InitCommand: AsyncParsableCommand {
             modulePath: module, tokenLabel: tokenLabel, pinEnvironmentVariable: pinEnvironmentVariable,
             pinFile: pinFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, sessionCount: sessions
         )
-        let result = try await Self.initialize(
-            at: dataDirectory.url, configuration: Configuration(hsm: hsm, pki: PKISettings(environment: environment)),
-            force: force
-        )
+        var configuration = Configuration(hsm: hsm, pki: PKISettings(environment: environment))
+        if let store {
+            guard PostgresStoreLocation.isPostgresURL(store) else {
+                throw CLIError(code: .usage, "--store takes a postgres:// URL (the SQLite store needs no option): \(store) is not one")
+            }
+            _ = try PostgresStoreLocation(url: store)
+            configuration.postgres = PostgresSettings(
+                url: store, passwordFile: storePasswordFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
+                passwordEnvironmentVariable: storePasswordEnvironmentVariable
+            )
+        } else if storePasswordFile != nil {
+            throw CLIError(code: .usage, "--store-password-file goes with --store postgres://…")
+        }
+        let result = try await Self.initialize(at: dataDirectory.url, configuration: configuration, force: force)
         if output.json {
             try Output.json(result)
         } else {
             Output.line("initialised \(result.dataDirectory)")
             Output.line("  configuration: \(result.configurationFile)")
-            Output.line("  store:         \(result.store) (SQLite, \(result.journalMode) journal, migrations: \(result.migrations.joined(separator: ", ")))")
+            let detail = result.journalMode.map { ", \($0) journal" } ?? ""
+            Output.line("  store:         \(result.store) (\(result.backend)\(detail), migrations: \(result.migrations.joined(separator: ", ")))")
             Output.line("  HSM token:     \(result.tokenLabel) via \(result.module), \(result.sessions) sessions")
         }
     }
@@ -57,7 +83,10 @@ struct InitCommand: AsyncParsableCommand {
         var dataDirectory: String
         var configurationFile: String
         var store: String
-        var journalMode: String
+        /// `SQLite` or `PostgreSQL`.
+        var backend: String
+        /// SQLite's journal mode (`wal`); absent for PostgreSQL.
+        var journalMode: String?
         var migrations: [String]
         var module: String
         var tokenLabel: String
@@ -84,6 +113,7 @@ struct InitCommand: AsyncParsableCommand {
             var configuration = configuration
             if let previous = try? Configuration.load(dataDirectory: directory) {
                 configuration.sqlitePath = previous.sqlitePath
+                if configuration.postgres == nil { configuration.postgres = previous.postgres }
                 configuration.rootFingerprint = previous.rootFingerprint
                 configuration.audit = previous.audit
                 configuration.adminServer = previous.adminServer
@@ -104,11 +134,23 @@ struct InitCommand: AsyncParsableCommand {
         } catch {
             throw CLIError(code: .fileSystem, "cannot write to \(directory.path): \(error.localizedDescription)")
         }
+        if let postgres = configuration.postgres {
+            // A shared database: migrated here (init is the operator's step that may change its schema).
+            let store = try await StoreOpening.openPostgres(postgres)
+            try await store.migrate()
+            let result = Result(
+                dataDirectory: finalDirectory.path, configurationFile: finalDirectory.appendingPathComponent(Configuration.fileName).path,
+                store: store.location.description, backend: "PostgreSQL", journalMode: nil, migrations: try await store.appliedMigrations(),
+                module: configuration.hsm.modulePath, tokenLabel: token.label, sessions: token.sessionCount
+            )
+            await store.close()
+            return result
+        }
         let store = try SQLiteStore(path: configuration.storePath(in: directory))
         try await store.migrate()
         let result = Result(
             dataDirectory: finalDirectory.path, configurationFile: finalDirectory.appendingPathComponent(Configuration.fileName).path,
-            store: configuration.storePath(in: finalDirectory), journalMode: try await store.journalMode(),
+            store: configuration.storePath(in: finalDirectory), backend: "SQLite", journalMode: try await store.journalMode(),
             migrations: try await store.appliedMigrations(), module: configuration.hsm.modulePath, tokenLabel: token.label,
             sessions: token.sessionCount
         )

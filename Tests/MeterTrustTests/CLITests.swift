@@ -17,17 +17,46 @@ struct CLITests {
         let tokenLabel: String
         let securityOfficerPIN: String
 
-        static func make() throws -> Deployment {
+        /// A new deployment: its own token; the store in its data directory (SQLite), or with `postgres` a new
+        /// database of its own on the PostgreSQL test cluster.
+        static func make(postgres: Bool = false) throws -> Deployment {
             let hsm = try TestEnvironment.makeIsolatedToken()
             let deployment = Deployment(
                 dataDirectory: TestEnvironment.temporaryDirectory().appendingPathComponent("data"),
                 environment: hsm.environment, tokenLabel: hsm.label, securityOfficerPIN: hsm.securityOfficerPIN
             )
-            let initialised = try deployment.run(["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath, "--json"])
+            var arguments = ["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath, "--json"]
+            if postgres {
+                arguments += ["--store", try TestPostgres.makeDatabaseNow().description, "--store-password-file", TestPostgres.cluster.passwordFile]
+            }
+            let initialised = try deployment.run(arguments)
             try #require(initialised.status == 0, "\(initialised.stderr)")
             let result = try JSONSerialization.jsonObject(with: Data(initialised.stdout.utf8)) as? [String: Any]
-            #expect(result?["journalMode"] as? String == "wal")
+            #expect(result?["journalMode"] as? String == (postgres ? nil : "wal"))
+            #expect(result?["backend"] as? String == (postgres ? "PostgreSQL" : "SQLite"))
             return deployment
+        }
+
+        /// Another MeterTrust node of this deployment: a data directory of its own with the same configuration (so
+        /// the same PostgreSQL store), and a copy of the token made now (the same keys; SoftHSM2 processes must not
+        /// share a token directory, a network HSM would be shared).
+        func secondNode() throws -> Deployment {
+            let base = TestEnvironment.temporaryDirectory()
+            let hsm = URL(fileURLWithPath: environment["SOFTHSM2_CONF"]!).deletingLastPathComponent()
+            let copiedHSM = base.appendingPathComponent("softhsm")
+            try FileManager.default.copyItem(at: hsm, to: copiedHSM)
+            let configuration = copiedHSM.appendingPathComponent("softhsm2.conf")
+            let text = try String(contentsOf: configuration, encoding: .utf8).replacingOccurrences(of: hsm.path, with: copiedHSM.path)
+            try text.write(to: configuration, atomically: true, encoding: .utf8)
+            let data = base.appendingPathComponent("data")
+            try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(
+                at: dataDirectory.appendingPathComponent("metertrust.json"), to: data.appendingPathComponent("metertrust.json")
+            )
+            return Deployment(
+                dataDirectory: data, environment: environment.merging(["SOFTHSM2_CONF": configuration.path]) { $1 }, tokenLabel: tokenLabel,
+                securityOfficerPIN: securityOfficerPIN
+            )
         }
 
         func run(_ arguments: [String], environment extra: [String: String] = [:]) throws -> TestEnvironment.ProcessResult {

@@ -666,6 +666,15 @@ struct StoreConformanceTests {
         #expect(await Self.code { try await store.revokeCertificate(issuer: "root", serial: "ca-acme", reason: 4, at: when) } == .duplicate)
         #expect(try await store.revocation(issuer: "root", serial: "ca-acme")?.reason == 1)
         #expect(await Self.code { try await store.revokeCertificate(issuer: "root", serial: "ff", reason: 1, at: when) } == .foreignKey)
+        try await store.revokeCertificate(issuer: "acme", serial: "01", reason: 4, at: when)
+        // Listed in (issuer, serial) order, paged.
+        let all = try await store.revocations(after: nil, limit: 10)
+        #expect(all == [
+            RevocationRecord(issuer: "acme", serial: "01", reason: 4, revokedAt: when),
+            RevocationRecord(issuer: "root", serial: "ca-acme", reason: 1, revokedAt: when),
+        ])
+        #expect(try await store.revocations(after: nil, limit: 1) == [all[0]])
+        #expect(try await store.revocations(after: CertificateListPosition(issuer: "acme", serial: "01"), limit: 10) == [all[1]])
 
         try await store.markCertificateAuthorityDestroyed(named: "acme", at: when)
         #expect(try await store.certificateAuthority(named: "acme")?.destroyedAt == when)

@@ -52,6 +52,14 @@ enum TestPostgres {
         return cluster.location.database(String(name))
     }
 
+    /// A new, empty database, made with psql (for synchronous test set-up).
+    static func makeDatabaseNow() throws -> PostgresStoreLocation {
+        let name = "mt_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
+        let made = try psql(cluster.location, "CREATE DATABASE \(name)")
+        guard made.status == 0 else { throw TestEnvironment.TestSetupError("CREATE DATABASE: \(made.stderr)") }
+        return cluster.location.database(String(name))
+    }
+
     /// A new, migrated PostgreSQL store in a database of its own.
     static func makeStore(maximumConnections: Int = 4) async throws -> PostgresStore {
         let store = try PostgresStore(
@@ -59,6 +67,14 @@ enum TestPostgres {
         )
         try await store.migrate()
         return store
+    }
+
+    /// The PostgreSQL store a deployment's configuration names.
+    static func locationOf(_ deployment: CLITests.Deployment) throws -> PostgresStoreLocation {
+        let data = try Data(contentsOf: deployment.dataDirectory.appendingPathComponent("metertrust.json"))
+        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        guard let url = (object?["postgres"] as? [String: Any])?["url"] as? String else { throw TestEnvironment.TestSetupError("no postgres store configured") }
+        return try PostgresStoreLocation(url: url)
     }
 
     /// Runs SQL as the cluster's superuser through psql (the attacker's tool: write access to the database).
