@@ -242,7 +242,6 @@ let package = Package(
                 "MeterTrustStore",
                 "MeterTrustStoreSQLite",
                 "MeterTrustStorePostgres",
-                "MeterTrustStorePostgres",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",

@@ -14,8 +14,13 @@ struct AdminAPITests {
     let people: URL
 
     init() throws {
+        try self.init(deployment: try CLITests.Deployment.make())
+    }
+
+    /// The harness over a given deployment (the PostgreSQL one of the scale-out tests).
+    init(deployment: CLITests.Deployment) throws {
         try #require(FileManager.default.isExecutableFile(atPath: TestEnvironment.metertrust), "build metertrust first (make test does)")
-        deployment = try CLITests.Deployment.make()
+        self.deployment = deployment
         people = deployment.dataDirectory.deletingLastPathComponent().appendingPathComponent("people")
         try FileManager.default.createDirectory(at: people, withIntermediateDirectories: true)
     }
@@ -107,14 +112,15 @@ struct AdminAPITests {
     }
 
     /// Starts `admin serve` on a free port; returns the process and the port.
-    func startServer(extra: [String] = []) throws -> (Process, Int) {
-        let portFile = people.appendingPathComponent("port").path
+    func startServer(extra: [String] = [], node: CLITests.Deployment? = nil) throws -> (Process, Int) {
+        let node = node ?? deployment
+        let portFile = node.dataDirectory.deletingLastPathComponent().appendingPathComponent("port").path
         try? FileManager.default.removeItem(atPath: portFile)  // a port from an earlier server must not be read
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
-        process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", deployment.dataDirectory.path] + extra
+        process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", node.dataDirectory.path] + extra
         var environment = ProcessInfo.processInfo.environment
-        environment.merge(deployment.environment) { $1 }
+        environment.merge(node.environment) { $1 }
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

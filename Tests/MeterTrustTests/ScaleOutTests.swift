@@ -196,4 +196,62 @@ struct ScaleOutTests {
         let log = try first.run(["audit", "log", "--json"])
         #expect(log.stdout.contains("acme-1") && log.stdout.contains("zenith-1"), "the log lacks a node's batch")
     }
+
+    @Test("two nodes on one PostgreSQL: the same approved request executed on both at once runs exactly once; the other is refused as already executing or executed")
+    func twoNodesOneExecution() throws {
+        let api = try AdminAPITests(deployment: try Deployment.make(postgres: true))
+        try api.ceremony()
+        let second = try api.deployment.secondNode()
+        let (firstServer, firstPort) = try api.startServer()
+        defer { firstServer.terminate(); firstServer.waitUntilExit() }
+        let (secondServer, secondPort) = try api.startServer(node: second)
+        defer { secondServer.terminate(); secondServer.waitUntilExit() }
+        let created = try api.clientJSON(["admin", "request", "manufacturer.register", "name=acme", "organization=Acme Meters"], as: "alice", port: firstPort)
+        let id = try #require(created["id"] as? String)
+        // Approved through the other node: both see one store.
+        _ = try api.clientJSON(["admin", "approve", id], as: "bob", port: secondPort)
+        _ = try api.clientJSON(["admin", "approve", id], as: "carol", port: firstPort)
+        // alice on the first node and carol on the second execute at the same moment.
+        let outcomes = [("alice", firstPort), ("carol", secondPort)].map { custodian, port in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
+            process.arguments = ["admin", "execute", id, "--json"]
+            process.environment = ProcessInfo.processInfo.environment.merging([
+                "METERTRUST_ADMIN_URL": "https://localhost:\(port)", "METERTRUST_ADMIN_CERT": api.path("\(custodian).pem"),
+                "METERTRUST_ADMIN_KEY": api.path("\(custodian).key"), "METERTRUST_ADMIN_TRUST": api.path("root.pem"),
+                "METERTRUST_WITNESS_DIR": api.path("\(custodian).witness"),
+            ]) { $1 }
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = FileHandle.nullDevice
+            return (process, errors)
+        }
+        for (process, _) in outcomes { try process.run() }
+        var statuses: [Int32] = []
+        var messages: [String] = []
+        for (process, errors) in outcomes {
+            process.waitUntilExit()
+            statuses.append(process.terminationStatus)
+            messages.append(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        }
+        #expect(statuses.sorted() == [0, 4], "\(statuses) \(messages)")
+        #expect(messages.contains { $0.contains("already-executed") || $0.contains("executing") }, "\(messages)")
+        // One CA made, one execution in the one audit log, which both nodes verify.
+        let location = try TestPostgres.locationOf(api.deployment)
+        #expect(try TestPostgres.psql(location, "SELECT count(*) FROM certificate_authorities WHERE name = 'acme'").stdout == "1\n")
+        #expect(try TestPostgres.psql(location, "SELECT state FROM admin_requests WHERE id = '\(id)'").stdout == "executed\n")
+        let log = try api.deployment.run(["audit", "log", "--json"])
+        let entries = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [[String: Any]])
+        let executions = try entries.filter { entry in
+            let text = String(decoding: try JSONSerialization.data(withJSONObject: entry), as: UTF8.self)
+            return entry["action"] as? String == "admin.execute" && text.contains(id)
+        }
+        // The one that ran: its intent and its success; the other: refused before any intent.
+        let recorded = executions.compactMap { $0["outcome"] as? String }
+        #expect(recorded.filter { $0 == "success" }.count == 1, "\(executions)")
+        for node in [api.deployment, second] {
+            let verified = try node.json(["audit", "verify"])
+            #expect(verified["verified"] as? Bool == true, "\(verified)")
+        }
+    }
 }
