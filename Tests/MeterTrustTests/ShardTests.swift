@@ -193,15 +193,7 @@ struct ShardTests {
         #expect(Dictionary(uniqueKeysWithValues: authorities.map { ($0["name"] as! String, $0["shardCount"] as? Int) }) == ["root": 256, "acme": 16])
 
         let directory = deployment.dataDirectory.deletingLastPathComponent()
-        let csrs = directory.appendingPathComponent("csrs.txt").path
-        try await IssuanceBenchmark.makeCSRs(count: count, hardwareType: PKIFixture.deviceType, path: csrs, threads: 2, progress: SilentProgress())
-        let manifest: [String: Any] = [
-            "format": "metertrust-batch", "version": 1, "batch": "sharded", "manufacturer": "acme",
-            "firmware": ["sha256": String(repeating: "ab", count: 32)], "bootstrapServerURI": "coaps+tcp://bootstrap.example.net",
-            "meters": ["start": "0024befffe000000", "count": count], "csrs": "csrs.txt",
-        ]
-        let manifestPath = directory.appendingPathComponent("batch.json")
-        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestPath)
+        let manifestPath = try await FactoryFixture.generatedBatch("sharded", count: count, in: directory)
         let run = try deployment.run(["factory", "run", "--manifest", manifestPath.path, "--out", directory.appendingPathComponent("out").path, "--quiet"])
         try #require(run.status == 0, "\(run.stderr)")
 
