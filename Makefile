@@ -34,7 +34,7 @@ $(VENV)/.ready: scripts/requirements-test.txt
 test: build venv fuzz-smoke
 	python3 scripts/check-architecture.py
 	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	scripts/pg-cluster.sh run -- $(SWIFT) test
 
 ## Fuzzing (Fuzz/, a package of its own; scripts/fuzz.sh): every parser under libFuzzer with AddressSanitizer.
 ## `make fuzz` runs each target FUZZ_SECONDS; `fuzz-smoke` (part of `make test`, so of CI) builds every target and

@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "MeterTrustHSM", targets: ["MeterTrustHSM"]),
         .library(name: "MeterTrustStore", targets: ["MeterTrustStore"]),
         .library(name: "MeterTrustStoreSQLite", targets: ["MeterTrustStoreSQLite"]),
+        .library(name: "MeterTrustStorePostgres", targets: ["MeterTrustStorePostgres"]),
         .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
         .library(name: "MeterTrustDevice", targets: ["MeterTrustDevice"]),
         .library(name: "MeterTrustFactory", targets: ["MeterTrustFactory"]),
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // C header of the PKCS#11 API as shipped by p11-kit; the vendor module itself is dlopen'ed at run time.
@@ -78,6 +80,19 @@ let package = Package(
                 "MeterTrustStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // The scale-out backend: PostgreSQL through postgres-nio (no ORM), for several nodes on one database.
+        .target(
+            name: "MeterTrustStorePostgres",
+            dependencies: [
+                "MeterTrustCore",
+                "MeterTrustStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -199,6 +214,7 @@ let package = Package(
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustStoreSQLite",
+                "MeterTrustStorePostgres",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",
@@ -225,6 +241,8 @@ let package = Package(
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustStoreSQLite",
+                "MeterTrustStorePostgres",
+                "MeterTrustStorePostgres",
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",

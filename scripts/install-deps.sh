@@ -11,6 +11,9 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# PostgreSQL: the server for the PostgreSQL store's tests (scripts/pg-cluster.sh runs a project-local cluster) and psql.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 
 if [ ${#need[@]} -eq 0 ]; then

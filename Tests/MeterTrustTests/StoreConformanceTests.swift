@@ -1,5 +1,6 @@
 import Foundation
 import MeterTrustStore
+import MeterTrustStorePostgres
 import MeterTrustStoreSQLite
 import Testing
 
@@ -8,12 +9,24 @@ import Testing
 struct StoreBackend: Sendable, CustomTestStringConvertible {
     let name: String
     let make: @Sendable () async throws -> any MeterTrustStore
+    /// A second, independent handle on the same database (its own connections): what another MeterTrust node sees.
+    let reopen: @Sendable (any MeterTrustStore) async throws -> any MeterTrustStore
 
     var testDescription: String { name }
 
-    static let sqlite = StoreBackend(name: "SQLite") { try await TestEnvironment.makeStore() }
+    static let sqlite = StoreBackend(name: "SQLite") {
+        try await TestEnvironment.makeStore()
+    } reopen: { store in
+        try SQLiteStore(path: (store as! SQLiteStore).path)
+    }
 
-    static let all: [StoreBackend] = [.sqlite]
+    static let postgres = StoreBackend(name: "PostgreSQL") {
+        try await TestPostgres.makeStore()
+    } reopen: { store in
+        try PostgresStore(location: (store as! PostgresStore).location, password: TestPostgres.cluster.password, options: .init(maximumConnections: 4))
+    }
+
+    static let all: [StoreBackend] = [.sqlite, .postgres]
 }
 
 /// What every store must do, whatever its database: the constraints the domain relies on (serial per issuer, one
@@ -281,18 +294,21 @@ struct StoreConformanceTests {
         try await store.insertCertificate(Self.keyed(5, serial: "06", eui64: "0024befffe800006"))
     }
 
-    @Test("concurrent certificates of one key for different meters: exactly one wins, on every path", arguments: StoreBackend.all)
+    @Test("concurrent certificates of one key for different meters on two nodes: exactly one wins, on every path", arguments: StoreBackend.all)
     func concurrentKeyClaims(_ backend: StoreBackend) async throws {
-        let store = try await backend.make()
-        try await Self.register("acme", in: store)
+        let first = try await backend.make()
+        try await Self.register("acme", in: first)
+        let nodes = [first, try await backend.reopen(first)]
+        let store = first
         for round in 0..<16 {
             let key = UInt8(round + 1)
             let winners = try await withThrowingTaskGroup(of: String?.self) { group in
                 for meter in 0..<4 {
                     let eui = String(format: "0024befffe%02x%04x", round, meter)
                     let record = Self.keyed(key, serial: String(format: "%02x%02x", round, meter), eui64: eui)
+                    let store = nodes[(meter / 2) % 2]
                     group.addTask {
-                        // Half through the single insert, half through the batch engine's bulk insert.
+                        // Half through the single insert, half through the batch engine's bulk insert; each on both nodes.
                         if meter % 2 == 0 {
                             do {
                                 try await store.insertCertificate(record)
@@ -468,13 +484,18 @@ struct StoreConformanceTests {
 
     // MARK: Audit
 
-    @Test("audit entries: concurrent appends get unique, contiguous positions, each built on the entry before it", arguments: StoreBackend.all)
+    @Test(
+        "audit entries: concurrent appends from two nodes get unique, contiguous positions, each built on the entry before it",
+        arguments: StoreBackend.all
+    )
     func auditAppends(_ backend: StoreBackend) async throws {
         let store = try await backend.make()
+        let nodes = [store, try await backend.reopen(store)]
         #expect(try await store.auditEntryCount() == 0)
         let count = 24
         let positions = try await withThrowingTaskGroup(of: Int64.self) { group in
-            for _ in 0..<count {
+            for index in 0..<count {
+                let store = nodes[index % 2]
                 group.addTask {
                     // Each entry records the position of the entry it was built on.
                     try await store.appendAuditEntry { last in Array("after \(last?.position ?? -1)".utf8) }
@@ -577,13 +598,15 @@ struct StoreConformanceTests {
         #expect(try await store.claimAdminRequest(id: "r1", by: "bob", at: Self.notBefore) == false)
     }
 
-    @Test("concurrent claims of one request: exactly one wins", arguments: StoreBackend.all)
+    @Test("concurrent claims of one request on two nodes: exactly one wins", arguments: StoreBackend.all)
     func concurrentClaims(_ backend: StoreBackend) async throws {
         let store = try await Self.bootstrapped(backend)
+        let nodes = [store, try await backend.reopen(store)]
         try await store.insertAdminRequest(Self.request("r1"))
         let claimants = (0..<16).map { ["alice", "bob", "carol"][$0 % 3] }
         let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
-            for claimant in claimants {
+            for (index, claimant) in claimants.enumerated() {
+                let store = nodes[index % 2]
                 group.addTask { try await store.claimAdminRequest(id: "r1", by: claimant, at: Self.notBefore) }
             }
             return try await group.reduce(into: [Bool]()) { $0.append($1) }
@@ -619,15 +642,23 @@ struct StoreConformanceTests {
     /// The check a quorum rule hands the store: refuse a removal that would leave fewer than `minimum` active.
     struct LockOut: Error {}
 
-    @Test("two concurrent custodian removals that together would break the quorum: exactly one succeeds, the other gets the check's own error", arguments: StoreBackend.all)
+    @Test(
+        "two concurrent custodian removals on two nodes that together would break the quorum: exactly one succeeds, the other gets the check's own error",
+        arguments: StoreBackend.all
+    )
     func concurrentRemovals(_ backend: StoreBackend) async throws {
         let store = try await Self.bootstrapped(backend)
+        let nodes = [store, try await backend.reopen(store)]
         let removed = Self.notBefore.addingTimeInterval(5)
         let outcomes = await withTaskGroup(of: String.self) { group in
-            for name in ["bob", "carol"] {
+            for (node, name) in zip(nodes, ["bob", "carol"]) {
                 group.addTask {
                     do {
-                        try await store.removeCustodian(named: name, at: removed) { custodians in
+                        try await node.removeCustodian(named: name, at: removed) { custodians in
+                            // Slow enough that the two transactions overlap: each read happens before the other's
+                            // write commits. Under plain READ COMMITTED both checks then pass and both removals land
+                            // (a write skew); the store must not let them.
+                            Thread.sleep(forTimeInterval: 0.3)
                             // Alone, each removal leaves two of three: allowed. After the other, it would leave one.
                             guard custodians.filter({ $0.removedAt == nil && $0.name != name }).count >= 2 else { throw LockOut() }
                         }

@@ -1,0 +1,230 @@
+import Foundation
+import MeterTrustStore
+import PostgresNIO
+
+/// One versioned step of the PostgreSQL schema: shipped steps are never edited, a change is a new step. Statements run
+/// one by one (postgres-nio's extended protocol takes one statement per query) in the migration's transaction.
+struct PostgresMigration: Sendable {
+    let identifier: String
+    let statements: [String]
+}
+
+/// The PostgreSQL schema, append-only. It starts where the SQLite schema stood at its migration 0008, with the
+/// certificate shard (issue 13) built in:
+///
+/// - `certificates` is partitioned by its `shard` (hash partitions), so its primary key holds the shard as well:
+///   (issuer, serial, shard), which is unique exactly when (issuer, serial) is, because the shard is a function of the
+///   serial. Uniqueness that is not per shard lives in tables keyed by it: `device_identities` (one per EUI-64) and
+///   `device_keys` (one meter per key), each referring back to its certificate.
+/// - Names the domain tells apart on a unique violation are the constraints' own (`certificates_pkey` and its
+///   partitions' `certificates_pN_pkey`, `device_identities_pkey`, `device_keys_pkey`): see PostgresStore+Errors.
+/// - Text keys that are paged or ordered (`issuer`, `serial`, batch ids, CA names) use the "C" collation, so the order
+///   is the octets' (as in SQLite) whatever the database's locale.
+/// - Times are whole seconds since 1970 (`bigint`), as in SQLite, so a copied store compares equal.
+enum PostgresMigrations {
+    /// Hash partitions of the certificate tables.
+    static let certificatePartitions = 16
+
+    static let all: [PostgresMigration] = [
+        PostgresMigration(identifier: "0001-initial", statements: [
+            """
+            CREATE TABLE certificate_authorities (
+                name text COLLATE "C" NOT NULL PRIMARY KEY,
+                role text NOT NULL,
+                parent text COLLATE "C" REFERENCES certificate_authorities (name),
+                key_label text NOT NULL UNIQUE,
+                key_id text NOT NULL,
+                curve text NOT NULL,
+                certificate_serial text COLLATE "C" NOT NULL,
+                shard_count bigint NOT NULL DEFAULT 256 CHECK (shard_count BETWEEN 1 AND 4096),
+                created_at bigint NOT NULL,
+                destroyed_at bigint
+            )
+            """,
+            "CREATE UNIQUE INDEX one_root ON certificate_authorities (role) WHERE role = 'root'",
+            """
+            CREATE TABLE certificates (
+                issuer text COLLATE "C" NOT NULL,
+                serial text COLLATE "C" NOT NULL,
+                shard bigint NOT NULL CHECK (shard >= 0),
+                kind text NOT NULL CHECK (kind IN ('device-identity', 'device-operational', 'ca', 'service')),
+                profile text NOT NULL,
+                subject text NOT NULL,
+                eui64 text COLLATE "C",
+                not_before bigint NOT NULL,
+                not_after bigint NOT NULL,
+                fingerprint_sha256 text NOT NULL,
+                der bytea NOT NULL,
+                created_at bigint NOT NULL,
+                batch text COLLATE "C",
+                batch_position bigint,
+                CONSTRAINT certificates_pkey PRIMARY KEY (issuer, serial, shard)
+            ) PARTITION BY HASH (shard)
+            """,
+        ] + (0..<certificatePartitions).map { remainder in
+            "CREATE TABLE certificates_p\(remainder) PARTITION OF certificates FOR VALUES WITH (MODULUS \(certificatePartitions), REMAINDER \(remainder))"
+        } + [
+            "CREATE INDEX certificates_batch ON certificates (batch, batch_position) WHERE batch IS NOT NULL",
+            "CREATE INDEX certificates_per_meter ON certificates (eui64) WHERE eui64 IS NOT NULL",
+            "CREATE INDEX certificates_by_creation ON certificates (created_at)",
+            """
+            CREATE TABLE device_identities (
+                eui64 text COLLATE "C" NOT NULL,
+                issuer text COLLATE "C" NOT NULL,
+                serial text COLLATE "C" NOT NULL,
+                shard bigint NOT NULL,
+                batch text COLLATE "C",
+                batch_position bigint,
+                CONSTRAINT device_identities_pkey PRIMARY KEY (eui64),
+                FOREIGN KEY (issuer, serial, shard) REFERENCES certificates (issuer, serial, shard) DEFERRABLE INITIALLY DEFERRED
+            )
+            """,
+            """
+            CREATE TABLE device_keys (
+                key bytea NOT NULL CHECK (octet_length(key) = 16),
+                eui64 text COLLATE "C" NOT NULL,
+                CONSTRAINT device_keys_pkey PRIMARY KEY (key)
+            )
+            """,
+            """
+            CREATE TABLE batches (
+                id text COLLATE "C" NOT NULL PRIMARY KEY,
+                manufacturer text COLLATE "C" NOT NULL REFERENCES certificate_authorities (name),
+                manifest_sha256 text NOT NULL,
+                meter_count bigint NOT NULL,
+                created_at bigint NOT NULL,
+                completed_at bigint
+            )
+            """,
+            // The audit log's head: one row every append locks first, so appends from every node form one total order.
+            "CREATE TABLE audit_head (id bigint NOT NULL PRIMARY KEY CHECK (id = 1))",
+            "INSERT INTO audit_head (id) VALUES (1)",
+            """
+            CREATE TABLE audit_entries (
+                position bigint NOT NULL PRIMARY KEY CHECK (position >= 0),
+                entry bytea NOT NULL,
+                created_at bigint NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE audit_checkpoints (
+                size bigint NOT NULL PRIMARY KEY,
+                note text NOT NULL,
+                created_at bigint NOT NULL
+            )
+            """,
+            "CREATE TABLE quorum_bootstrap (id bigint NOT NULL PRIMARY KEY CHECK (id = 1), created_at bigint NOT NULL)",
+            """
+            CREATE TABLE custodians (
+                name text COLLATE "C" NOT NULL PRIMARY KEY,
+                role text NOT NULL,
+                certificate bytea NOT NULL,
+                fingerprint_sha256 text NOT NULL UNIQUE,
+                registered_at bigint NOT NULL,
+                registered_by text,
+                removed_at bigint
+            )
+            """,
+            """
+            CREATE TABLE quorum_policies (
+                operation_class text COLLATE "C" NOT NULL PRIMARY KEY,
+                required bigint NOT NULL CHECK (required >= 1),
+                approver_roles text NOT NULL,
+                requester_may_approve boolean NOT NULL,
+                updated_at bigint NOT NULL,
+                updated_by text
+            )
+            """,
+            """
+            CREATE TABLE admin_requests (
+                id text COLLATE "C" NOT NULL PRIMARY KEY,
+                document bytea NOT NULL,
+                operation text NOT NULL,
+                requester text NOT NULL,
+                created_at bigint NOT NULL,
+                expires_at bigint NOT NULL,
+                state text NOT NULL CHECK (state IN ('pending', 'executing', 'executed', 'failed')),
+                executed_at bigint,
+                executed_by text,
+                outcome text
+            )
+            """,
+            "CREATE INDEX admin_requests_by_state ON admin_requests (state, created_at)",
+            """
+            CREATE TABLE approvals (
+                request_id text COLLATE "C" NOT NULL REFERENCES admin_requests (id),
+                custodian text COLLATE "C" NOT NULL REFERENCES custodians (name),
+                document bytea NOT NULL,
+                received_at bigint NOT NULL,
+                PRIMARY KEY (request_id, custodian)
+            )
+            """,
+            """
+            CREATE TABLE backup_key (
+                id bigint NOT NULL PRIMARY KEY CHECK (id = 1),
+                label text NOT NULL,
+                threshold bigint NOT NULL,
+                shares bytea NOT NULL,
+                key_check_value text NOT NULL,
+                created_at bigint NOT NULL,
+                so_pin_shares bytea
+            )
+            """,
+            """
+            CREATE TABLE revocations (
+                issuer text COLLATE "C" NOT NULL,
+                serial text COLLATE "C" NOT NULL,
+                shard bigint NOT NULL,
+                reason bigint NOT NULL,
+                revoked_at bigint NOT NULL,
+                PRIMARY KEY (issuer, serial),
+                FOREIGN KEY (issuer, serial, shard) REFERENCES certificates (issuer, serial, shard)
+            )
+            """,
+        ]),
+    ]
+}
+
+extension PostgresStore {
+    /// Any constant: the transaction-scoped advisory lock that keeps two nodes from migrating at once. It orders DDL
+    /// only; no write of the domain relies on it.
+    static let migrationLock: Int64 = 0x4D54_5354_4F52_4531
+
+    public func migrate() async throws {
+        do {
+            try await transaction { connection in
+                try await execute(connection, "SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
+                try await execute(connection, 
+                    "CREATE TABLE IF NOT EXISTS metertrust_migrations (identifier text NOT NULL PRIMARY KEY, applied_at bigint NOT NULL)",
+                    logger: logger
+                )
+                let applied = Set(try await rows("SELECT identifier FROM metertrust_migrations", on: connection).map { try $0.string("identifier") })
+                for migration in PostgresMigrations.all where !applied.contains(migration.identifier) {
+                    for statement in migration.statements {
+                        try await execute(connection, PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    try await execute(connection, 
+                        "INSERT INTO metertrust_migrations (identifier, applied_at) VALUES (\(migration.identifier), \(Self.seconds(Date())))",
+                        logger: logger
+                    )
+                }
+                if let unknown = applied.subtracting(PostgresMigrations.all.map(\.identifier)).sorted().first {
+                    throw StoreError(
+                        .migration,
+                        "the database was migrated by a newer MeterTrust (migration \(unknown) is unknown here): upgrade this node"
+                    )
+                }
+            }
+        } catch let error as StoreError {
+            throw error.code == .migration ? error : StoreError(.migration, "cannot migrate the store \(location): \(error.message)")
+        }
+    }
+
+    public func appliedMigrations() async throws -> [String] {
+        try await read { connection in
+            let exists = try await rows("SELECT to_regclass('metertrust_migrations') IS NOT NULL AS present", on: connection)
+            guard try exists.first?.bool("present") == true else { return [] }
+            return try await rows("SELECT identifier FROM metertrust_migrations ORDER BY identifier", on: connection).map { try $0.string("identifier") }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import MeterTrustStore
+import PostgresNIO
+
+// Revocation of certificates and destruction of CAs (the RevocationStore view).
+extension PostgresStore {
+    public func markCertificateAuthorityDestroyed(named name: String, at date: Date) async throws {
+        try await transaction { connection in
+            let updated = try await rows(
+                "UPDATE certificate_authorities SET destroyed_at = \(Self.seconds(date)) WHERE name = \(name) AND destroyed_at IS NULL RETURNING name",
+                on: connection
+            )
+            guard updated.count == 1 else { throw StoreError(.notFound, "there is no live CA \(name)") }
+        }
+    }
+
+    public func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws {
+        try await transaction { connection in
+            // The revocation names its certificate by the certificate's whole key (the shard included, as the
+            // partitioned table requires): read from the certificate itself, so a serial the store does not hold is
+            // refused by the foreign key as in SQLite.
+            let certificate = try await rows(
+                "SELECT shard FROM certificates WHERE issuer = \(issuer) AND serial = \(serial)", on: connection
+            ).first
+            let shard = try certificate?.int64("shard") ?? -1
+            try await execute(connection, 
+                """
+                INSERT INTO revocations (issuer, serial, shard, reason, revoked_at)
+                VALUES (\(issuer), \(serial), \(shard), \(Int64(reason)), \(Self.seconds(date)))
+                """,
+                logger: logger
+            )
+        }
+    }
+
+    public func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)? {
+        try await read { connection in
+            try await rows("SELECT reason, revoked_at FROM revocations WHERE issuer = \(issuer) AND serial = \(serial)", on: connection).first.map {
+                (reason: try $0.int("reason"), date: Self.date(try $0.int64("revoked_at")))
+            }
+        }
+    }
+}
