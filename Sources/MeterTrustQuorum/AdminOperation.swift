@@ -49,7 +49,7 @@ public enum AdminOperation: String, Sendable, Hashable, Codable, CaseIterable {
     /// Parameters that may be present.
     public var optionalParameters: Set<String> {
         switch self {
-        case .caCreate, .manufacturerRegister: return ["organization", "curve", "backup"]
+        case .caCreate, .manufacturerRegister: return ["organization", "curve", "backup", "shards"]
         case .caRevoke: return ["reason"]
         case .policySet: return ["roles", "requester-may-approve"]
         case .backupExport: return ["cas"]

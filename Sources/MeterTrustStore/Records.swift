@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 
 /// A certificate as the store keeps it: the DER plus the columns it is found by.
 public struct CertificateRecord: Sendable, Hashable, Codable {
@@ -40,14 +41,18 @@ public struct CertificateRecord: Sendable, Hashable, Codable {
     /// certificates. The store keeps each such key for one meter only: a device certificate whose key already belongs
     /// to another EUI-64 is refused (``StoreError/Code/keyReused``); the same meter may keep its key. Not read back.
     public var subjectKeyDigest: [UInt8]?
-    /// The certificate's shard (issue 13): fixed at issuance from the serial and the issuing CA's shard count.
-    public var shard: Int = 0
+    /// The certificate's shard under its issuing CA (Core's ``ShardCount``: from the serial's random low octets,
+    /// modulo the CA's ``CertificateAuthorityRecord/shardCount``), fixed at issuance: the partition the store keeps it
+    /// in and the CRL shard that lists it once revoked. The issuer sets it for every certificate it stores.
+    public var shard: Int
 
+    /// Without `shard`, the serial's shard under the default count (256); 0 for a serial that is not hex.
     public init(
         issuer: String, serial: String, profile: String, kind: Kind, subject: String, eui64: String?, notBefore: Date,
         notAfter: Date, fingerprintSHA256: String, der: [UInt8], createdAt: Date = Date(), batch: String? = nil,
-        batchPosition: Int64? = nil, subjectKeyDigest: [UInt8]? = nil
+        batchPosition: Int64? = nil, subjectKeyDigest: [UInt8]? = nil, shard: Int? = nil
     ) {
+        self.shard = shard ?? ShardCount.default.shard(ofSerialHex: serial) ?? 0
         self.subjectKeyDigest = subjectKeyDigest
         self.issuer = issuer
         self.serial = serial
@@ -86,13 +91,15 @@ public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
     public var createdAt: Date
     /// Set when the CA's key was destroyed under quorum; the CA issues nothing more.
     public var destroyedAt: Date?
-    /// How many shards the CA's certificates fall into (fixed when the CA is created).
-    public var shardCount: Int = 256
+    /// How many shards the certificates this CA issues are spread over (Core's ``ShardCount``, 1...4096), fixed when
+    /// the CA is created. The CA's own certificate is sharded by its issuer's count.
+    public var shardCount: Int
 
     public init(
         name: String, roleName: String, parent: String?, keyLabel: String, keyID: String, curve: String,
-        certificateSerial: String, createdAt: Date = Date(), destroyedAt: Date? = nil
+        certificateSerial: String, createdAt: Date = Date(), destroyedAt: Date? = nil, shardCount: Int = ShardCount.default.value
     ) {
+        self.shardCount = shardCount
         self.destroyedAt = destroyedAt
         self.name = name
         self.roleName = roleName
@@ -105,7 +112,20 @@ public struct CertificateAuthorityRecord: Sendable, Hashable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, roleName = "role", parent, keyLabel, keyID, curve, certificateSerial, createdAt, destroyedAt
+        case name, roleName = "role", parent, keyLabel, keyID, curve, certificateSerial, createdAt, destroyedAt, shardCount
+    }
+
+    /// A record encoded before shard counts existed has the default.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            name: try container.decode(String.self, forKey: .name), roleName: try container.decode(String.self, forKey: .roleName),
+            parent: try container.decodeIfPresent(String.self, forKey: .parent), keyLabel: try container.decode(String.self, forKey: .keyLabel),
+            keyID: try container.decode(String.self, forKey: .keyID), curve: try container.decode(String.self, forKey: .curve),
+            certificateSerial: try container.decode(String.self, forKey: .certificateSerial),
+            createdAt: try container.decode(Date.self, forKey: .createdAt), destroyedAt: try container.decodeIfPresent(Date.self, forKey: .destroyedAt),
+            shardCount: try container.decodeIfPresent(Int.self, forKey: .shardCount) ?? ShardCount.default.value
+        )
     }
 }
 

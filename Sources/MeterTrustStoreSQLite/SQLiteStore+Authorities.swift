@@ -10,12 +10,13 @@ extension SQLiteStore {
             try db.execute(
                 sql: """
                     INSERT INTO certificate_authorities
-                    (name, role, parent, key_label, key_id, curve, certificate_serial, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    (name, role, parent, key_label, key_id, curve, certificate_serial, created_at, shard_count)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     authority.name, authority.roleName, authority.parent, authority.keyLabel, authority.keyID,
                     authority.curve, authority.certificateSerial, Int64(authority.createdAt.timeIntervalSince1970),
+                    authority.shardCount,
                 ]
             )
         }
@@ -40,7 +41,7 @@ extension SQLiteStore {
             name: row["name"], roleName: row["role"], parent: row["parent"], keyLabel: row["key_label"], keyID: row["key_id"],
             curve: row["curve"], certificateSerial: row["certificate_serial"],
             createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
-            destroyedAt: (row["destroyed_at"] as Int64?).map(date)
+            destroyedAt: (row["destroyed_at"] as Int64?).map(date), shardCount: row["shard_count"]
         )
     }
 }

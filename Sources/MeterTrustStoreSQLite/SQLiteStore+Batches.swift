@@ -83,8 +83,8 @@ extension SQLiteStore {
             let insert = try BulkStatement(db, sql: """
                 INSERT INTO certificates
                 (issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at,
-                 batch, batch_position, kind)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 batch, batch_position, kind, shard)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (eui64) WHERE kind = 'device-identity' DO NOTHING
                 """)
             let claim = try BulkStatement(db, sql: "INSERT INTO device_keys (key, eui64) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
@@ -114,6 +114,7 @@ extension SQLiteStore {
                 insert.bind(11, c.batch)
                 insert.bind(12, c.batchPosition)
                 insert.bind(13, c.kind.rawValue)
+                insert.bind(14, Int64(c.shard))
                 if try insert.run() == 1 { return .stored }
                 // The meter already has its identity: the key claimed for it just now goes with the skipped record.
                 if claimed, let digest = c.subjectKeyDigest {

@@ -23,8 +23,8 @@ extension SQLiteStore {
             sql: """
                 INSERT INTO certificates
                 (issuer, serial, profile, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at,
-                 batch, batch_position, kind)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 batch, batch_position, kind, shard)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (eui64) WHERE kind = 'device-identity' DO NOTHING
                 """,
             arguments: arguments(c)
@@ -73,7 +73,7 @@ extension SQLiteStore {
         [
             c.issuer, c.serial, c.profile, c.subject, c.eui64, Int64(c.notBefore.timeIntervalSince1970),
             Int64(c.notAfter.timeIntervalSince1970), c.fingerprintSHA256, Data(c.der),
-            Int64(c.createdAt.timeIntervalSince1970), c.batch, c.batchPosition, c.kind.rawValue,
+            Int64(c.createdAt.timeIntervalSince1970), c.batch, c.batchPosition, c.kind.rawValue, c.shard,
         ]
     }
 
@@ -118,7 +118,7 @@ extension SQLiteStore {
             notAfter: Date(timeIntervalSince1970: TimeInterval(row["not_after"] as Int64)),
             fingerprintSHA256: row["fingerprint_sha256"], der: Array(row["der"] as Data),
             createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
-            batch: row["batch"], batchPosition: row["batch_position"]
+            batch: row["batch"], batchPosition: row["batch_position"], shard: row["shard"] as Int
         )
     }
 }

@@ -565,7 +565,13 @@ struct AdminCommand: AsyncParsableCommand {
         return operations.map { operation in
             let parameters = operation.requiredParameters.sorted().map { "\($0)=" } + operation.optionalParameters.sorted().map { "[\($0)=]" }
             let name = operation.rawValue.padding(toLength: width, withPad: " ", startingAt: 0)
-            return "  \(name)  \(parameters.isEmpty ? "(no parameters)" : parameters.joined(separator: " "))\n"
+            // Wrapped here, under the parameter column, before the help's 80 columns would wrap it to the margin.
+            var lines = ["  \(name) "]
+            for parameter in parameters.isEmpty ? ["(no parameters)"] : parameters {
+                if lines[lines.count - 1].count + 1 + parameter.count > 79 { lines.append("  \(String(repeating: " ", count: width)) ") }
+                lines[lines.count - 1] += " " + parameter
+            }
+            return lines.joined(separator: "\n") + "\n"
                 + "  \(String(repeating: " ", count: width))    approved under policy \(operation.operationClass.rawValue)"
         }
     }

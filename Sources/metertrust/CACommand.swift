@@ -33,6 +33,8 @@ struct CACommand: AsyncParsableCommand {
         @Option(help: "Key curve: P-256 or P-384.") var curve = "P-256"
         @Flag(help: "Create the key for backup: extractable only wrapped under the trusted backup key (CKA_WRAP_WITH_TRUSTED).")
         var backup = false
+        @Option(help: "Shards the certificates this CA issues are spread over (1 to 4096), fixed now: one CRL and one store partition each.")
+        var shards = ShardCount.default.value
 
         func parsedCurve() throws -> ECCurve {
             guard let curve = ECCurve(rawValue: curve.uppercased()) else {
@@ -40,14 +42,26 @@ struct CACommand: AsyncParsableCommand {
             }
             return curve
         }
+
+        func parsedShards() throws -> ShardCount {
+            try CACommand.shardCount(shards)
+        }
+    }
+
+    /// `--shards N` checked (`ca create-*`, `setup`): out of range is a usage error.
+    static func shardCount(_ value: Int) throws -> ShardCount {
+        guard let shards = ShardCount(value) else { throw CLIError(code: .usage, ShardCount.refusal(of: String(value), option: "--shards")) }
+        return shards
     }
 
     static func create(role: CertificateAuthorityRole, options: CreationOptions, data: DataDirectoryOptions, output: OutputOptions) async throws {
+        // The command line is checked before the HSM or the store is opened.
+        let (curve, shards) = (try options.parsedCurve(), try options.parsedShards())
         let context = try Context(data)
         let (store, hierarchy) = try await context.platform()
         let authority = try await createAuthority(
-            role: role, name: options.name, organization: options.organization, curve: try options.parsedCurve(), backup: options.backup,
-            context: context, store: store, hierarchy: hierarchy
+            role: role, name: options.name, organization: options.organization, curve: curve, backup: options.backup,
+            shards: shards, context: context, store: store, hierarchy: hierarchy
         )
         let description = try CertificateDescription(authority.certificate, profile: CertificateProfile.forAuthority(role).name)
         if output.json {
@@ -61,12 +75,12 @@ struct CACommand: AsyncParsableCommand {
     /// Creates a CA the way `ca create-*` does (and `setup`): through the domain's direct creation, audited, and for
     /// the root, its SHA-256 pinned in the configuration.
     static func createAuthority(
-        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, context: Context, store: any MeterTrustStore,
-        hierarchy: CAHierarchy
+        role: CertificateAuthorityRole, name: String, organization: String?, curve: ECCurve, backup: Bool, shards: ShardCount = .default,
+        context: Context, store: any MeterTrustStore, hierarchy: CAHierarchy
     ) async throws -> CertificateAuthority {
         // Since the bootstrap ceremony only the root is made here; the domain refuses the rest (they are under quorum).
         let authority = try await DirectAuthorityCreation.create(
-            role: role, name: name, organization: organization, curve: curve, backup: backup, hierarchy: hierarchy,
+            role: role, name: name, organization: organization, curve: curve, backup: backup, shards: shards, hierarchy: hierarchy,
             quorum: store, audit: try context.auditLog(store: store, token: hierarchy.token), actor: context.actor
         )
         if role == .root {
@@ -234,6 +248,8 @@ struct AuthorityDetails: Encodable {
     var statusJudgedBy: [String]
     /// Certificates it issued (the root's own certificate not counted).
     var issuedCertificates: Int
+    /// How many shards the certificates it issues are spread over, fixed when it was created.
+    var shardCount: Int
     var certificate: CertificateDescription
 
     static func make(_ chain: AuthorityChain, store: any MeterTrustStore, audit: AuditLog?) async throws -> AuthorityDetails {
@@ -271,7 +287,7 @@ struct AuthorityDetails: Encodable {
             name: record.name, role: record.roleName, parent: record.parent,
             children: try await store.certificateAuthorities().filter { $0.parent == record.name && $0.name != record.name }.map(\.name).sorted(),
             curve: record.curve, keyLabel: record.keyLabel, keyID: record.keyID, createdAt: record.createdAt, status: status,
-            statusReasons: reasons, statusJudgedBy: judgedBy, issuedCertificates: issued,
+            statusReasons: reasons, statusJudgedBy: judgedBy, issuedCertificates: issued, shardCount: record.shardCount,
             certificate: try CertificateDescription(certificate, profile: CertificateProfile.forAuthority(role).name)
         )
     }
@@ -286,6 +302,7 @@ struct AuthorityDetails: Encodable {
             "  key:            \(keyLabel) in the HSM (CKA_ID \(keyID), \(curve))",
             "  created:        \(Output.timestamp.string(from: createdAt))",
             "  issued:         \(issuedCertificates) certificates",
+            "  shards:         \(shardCount) (fixed at creation; each certificate's shard comes from its serial)",
             "  children:       \(children.isEmpty ? "none" : children.joined(separator: ", "))",
             "  certificate:",
         ]
@@ -302,6 +319,8 @@ struct AuthoritySummary: Encodable {
     var curve: String
     var keyLabel: String
     var issuedCertificates: Int?
+    /// How many shards the certificates it issues are spread over.
+    var shardCount: Int
     var certificate: CertificateDescription
 
     init(_ record: CertificateAuthorityRecord, certificate: CertificateDescription, issuedCertificates: Int? = nil) {
@@ -310,6 +329,7 @@ struct AuthoritySummary: Encodable {
         parent = record.parent
         curve = record.curve
         keyLabel = record.keyLabel
+        shardCount = record.shardCount
         self.issuedCertificates = issuedCertificates
         self.certificate = certificate
     }

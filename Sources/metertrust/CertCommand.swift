@@ -43,9 +43,11 @@ struct CertCommand: AsyncParsableCommand {
             if pem {
                 print(description.pem, terminator: "")
             } else if output.json {
-                try Output.json(Shown(issuerCA: record.issuer, storedAt: record.createdAt, certificate: description))
+                try Output.json(Shown(issuerCA: record.issuer, storedAt: record.createdAt, shard: record.shard, certificate: description))
             } else {
-                Output.line("certificate \(record.serial) issued by CA \(record.issuer), stored \(Output.timestamp.string(from: record.createdAt))")
+                Output.line(
+                    "certificate \(record.serial) issued by CA \(record.issuer), shard \(record.shard), stored \(Output.timestamp.string(from: record.createdAt))"
+                )
                 description.textLines().forEach { Output.line($0) }
                 Output.line()
                 print(description.pem, terminator: "")
@@ -55,6 +57,8 @@ struct CertCommand: AsyncParsableCommand {
         struct Shown: Encodable {
             var issuerCA: String
             var storedAt: Date
+            /// The shard fixed at issuance (the issuing CA's shard count and the serial decide it).
+            var shard: Int
             var certificate: CertificateDescription
         }
     }
@@ -182,6 +186,8 @@ struct ListedCertificate: Encodable {
     var storedAt: Date
     var batch: String?
     var batchPosition: Int64?
+    /// The shard fixed at issuance.
+    var shard: Int
 
     init(_ record: CertificateRecord) {
         issuerCA = record.issuer
@@ -196,6 +202,7 @@ struct ListedCertificate: Encodable {
         storedAt = record.createdAt
         batch = record.batch
         batchPosition = record.batchPosition
+        shard = record.shard
     }
 
     var textLine: String {

@@ -46,6 +46,8 @@ struct SetupCommand: AsyncParsableCommand {
     @Option(name: .customLong("operational-organization"), help: "Organisation of the utility (default: its name).")
     var operationalOrganization: String?
     @Option(help: "Key curve of the CAs: P-256 or P-384 (default: P-256).") var curve: String?
+    @Option(help: "Shards each CA spreads the certificates it issues over, 1 to 4096, fixed now (default: 256; not asked on a terminal).")
+    var shards: Int?
     @Option(name: .customLong("audit-key-name"), help: "Checkpoint origin and signed-note key name (default: metertrust.example/audit).")
     var auditKeyName: String?
     @Flag(name: .customLong("non-interactive"), help: "Ask nothing: take every value from the options (implied when stdin is not a terminal).")
@@ -69,6 +71,7 @@ struct SetupCommand: AsyncParsableCommand {
         var operational: String?
         var operationalOrganization: String?
         var curve: ECCurve
+        var shards: ShardCount = .default
         var auditKeyName: String
     }
 
@@ -176,8 +179,8 @@ struct SetupCommand: AsyncParsableCommand {
         let context = try Context(data)
         let (store, hierarchy) = try await context.platform()
         let authority = try await CACommand.createAuthority(
-            role: role, name: name, organization: organization, curve: plan.curve, backup: false, context: context, store: store,
-            hierarchy: hierarchy
+            role: role, name: name, organization: organization, curve: plan.curve, backup: false, shards: plan.shards, context: context,
+            store: store, hierarchy: hierarchy
         )
         progress("created \(role.rawValue) CA \(authority.name), serial \(authority.certificate.serialHex)")
     }
@@ -277,6 +280,7 @@ struct SetupCommand: AsyncParsableCommand {
         guard let curve = ECCurve(rawValue: curveName.uppercased()) else {
             throw CLIError(code: .usage, "--curve must be P-256 or P-384, not \(curveName)")
         }
+        let shards = try shards.map(CACommand.shardCount) ?? .default
         let auditKeyName = try value(self.auditKeyName, "audit log name (checkpoint origin)", "metertrust.example/audit")
         let names = [root, admin] + [manufacturer, operational].compactMap { $0 }
         guard Set(names).count == names.count else {
@@ -286,7 +290,7 @@ struct SetupCommand: AsyncParsableCommand {
             dataDirectory: URL(fileURLWithPath: directory).standardizedFileURL, devToken: devToken, module: module, tokenLabel: label,
             pinEnvironmentVariable: pinVariable, pinFile: pinFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, environment: policyEnvironment, root: root, organization: organization,
             admin: admin, manufacturer: manufacturer, manufacturerOrganization: manufacturerOrganization, operational: operational,
-            operationalOrganization: operationalOrganization, curve: curve, auditKeyName: auditKeyName
+            operationalOrganization: operationalOrganization, curve: curve, shards: shards, auditKeyName: auditKeyName
         )
     }
 

@@ -236,11 +236,15 @@ struct CLIConventionTests {
         let lines = help.stdout.split(separator: "\n").map(String.init)
         for operation in registry.operations {
             let index = try #require(lines.firstIndex { $0.trimmingCharacters(in: .whitespaces).hasPrefix(operation.rawValue + " ") }, "no line for \(operation.rawValue): \(help.stdout)")
-            let line = lines[index]
+            // The parameters, on the operation's line and any continuation lines before its policy line.
+            let policyIndex = try #require(lines[index...].firstIndex { $0.contains("approved under policy") }, "\(operation.rawValue)")
+            let line = lines[index..<policyIndex].joined(separator: " ")
             for parameter in operation.requiredParameters { #expect(line.contains(" \(parameter)="), "\(operation.rawValue): \(line)") }
             for parameter in operation.optionalParameters { #expect(line.contains("[\(parameter)=]"), "\(operation.rawValue): \(line)") }
             if operation.requiredParameters.isEmpty && operation.optionalParameters.isEmpty { #expect(line.contains("(no parameters)")) }
-            #expect(index + 1 < lines.count && lines[index + 1].contains("policy \(operation.operationClass.rawValue)"), "\(operation.rawValue): \(lines[index...].prefix(2))")
+            #expect(lines[policyIndex].contains("policy \(operation.operationClass.rawValue)"), "\(operation.rawValue): \(lines[index...].prefix(3))")
+            // Continuation lines are indented under the parameters, never wrapped to the margin.
+            for continuation in lines[index..<policyIndex].dropFirst() { #expect(continuation.hasPrefix("   "), "\(continuation)") }
         }
     }
 

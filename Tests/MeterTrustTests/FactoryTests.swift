@@ -56,6 +56,21 @@ struct FactoryFixture {
         try await BatchRunner(hierarchy: pki.hierarchy, store: pki.store).run(manifestPath: manifestPath, outputDirectory: output(of: manifestPath))
     }
 
+    /// A batch of `count` meters of manufacturer acme from 0024befffe000000 in `directory`: generated CSRs
+    /// (`csrs.txt`, the benchmark's) and the manifest (`batch.json`), whose URL is returned.
+    static func generatedBatch(_ batch: String, count: Int, in directory: URL) async throws -> URL {
+        let csrs = directory.appendingPathComponent("csrs.txt").path
+        try await IssuanceBenchmark.makeCSRs(count: count, hardwareType: PKIFixture.deviceType, path: csrs, threads: 2, progress: SilentProgress())
+        let manifest: [String: Any] = [
+            "format": "metertrust-batch", "version": 1, "batch": batch, "manufacturer": "acme",
+            "firmware": ["sha256": String(repeating: "ab", count: 32)], "bootstrapServerURI": "coaps+tcp://bootstrap.example.net",
+            "meters": ["start": "0024befffe000000", "count": count], "csrs": "csrs.txt",
+        ]
+        let manifestPath = directory.appendingPathComponent("batch.json")
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestPath)
+        return manifestPath
+    }
+
     func output(of manifestPath: String) -> URL { URL(fileURLWithPath: manifestPath).deletingLastPathComponent().appendingPathComponent("out") }
 
     func bundles(of manifestPath: String) throws -> [(line: Data, bundle: ProvisioningBundle)] {
@@ -435,15 +450,7 @@ struct FactoryTests {
         try #require(try metertrust(["init", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]).status == 0)
         try #require(try metertrust(["ca", "create-root", "--name", "root"]).status == 0)
         try #require(try metertrust(["ca", "create-manufacturer", "--name", "acme"]).status == 0)
-        let csrs = directory.appendingPathComponent("csrs.txt").path
-        try await IssuanceBenchmark.makeCSRs(count: count, hardwareType: PKIFixture.deviceType, path: csrs, threads: 2, progress: SilentProgress())
-        let manifest: [String: Any] = [
-            "format": "metertrust-batch", "version": 1, "batch": "killed", "manufacturer": "acme",
-            "firmware": ["sha256": String(repeating: "ab", count: 32)], "bootstrapServerURI": "coaps+tcp://bootstrap.example.net",
-            "meters": ["start": "0024befffe000000", "count": count], "csrs": "csrs.txt",
-        ]
-        let manifestPath = directory.appendingPathComponent("batch.json")
-        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestPath)
+        let manifestPath = try await FactoryFixture.generatedBatch("killed", count: count, in: directory)
         let out = directory.appendingPathComponent("out").path
         let arguments = ["factory", "run", "--manifest", manifestPath.path, "--out", out, "--quiet", "--json", "--data-dir", data]
 

@@ -39,12 +39,13 @@ struct StoreConformanceTests {
 
     static func certificate(
         issuer: String = "acme", serial: String, kind: CertificateRecord.Kind = .deviceIdentity, eui64: String? = nil,
-        batch: String? = nil, position: Int64? = nil
+        batch: String? = nil, position: Int64? = nil, shard: Int? = nil
     ) -> CertificateRecord {
         CertificateRecord(
             issuer: issuer, serial: serial, profile: kind == .authority ? "manufacturer-ca" : kind.rawValue, kind: kind, subject: "",
             eui64: eui64, notBefore: notBefore, notAfter: Date(timeIntervalSince1970: 253_402_300_799),
-            fingerprintSHA256: String(repeating: "ab", count: 32), der: [0x30, 0x03, 0x02, 0x01, 0x01], batch: batch, batchPosition: position
+            fingerprintSHA256: String(repeating: "ab", count: 32), der: [0x30, 0x03, 0x02, 0x01, 0x01], batch: batch, batchPosition: position,
+            shard: shard
         )
     }
 
@@ -103,6 +104,63 @@ struct StoreConformanceTests {
         #expect(try await store.certificate(issuer: "other", serial: "0102") == nil)
         #expect(try await store.certificateCount(issuer: "acme") == 2)  // its own certificate and this one
         #expect(try await store.certificateCount(issuer: nil) == 2)
+    }
+
+    @Test("shards survive the round trip: each certificate's shard on every insert path and every read, each CA's shard count (default 256)", arguments: StoreBackend.all)
+    func shardRoundTrip(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        // CAs with their counts: the default, the least and the most; their own certificates in given shards.
+        try await store.insertCertificateAuthority(
+            CertificateAuthorityRecord(name: "root", roleName: "root", parent: nil, keyLabel: "k-root", keyID: "01", curve: "P-256", certificateSerial: "01"),
+            certificate: Self.certificate(issuer: "root", serial: "01", kind: .authority, shard: 1)
+        )
+        for (name, count, shard, serial) in [("acme", 4096, 255, "c1"), ("north", 1, 7, "c2")] {
+            try await store.insertCertificateAuthority(
+                CertificateAuthorityRecord(
+                    name: name, roleName: name == "acme" ? "manufacturer" : "operational", parent: "root", keyLabel: "k-\(name)", keyID: "02",
+                    curve: "P-256", certificateSerial: serial, shardCount: count
+                ),
+                certificate: Self.certificate(issuer: "root", serial: serial, kind: .authority, shard: shard)
+            )
+        }
+        #expect(try await store.certificateAuthority(named: "root")?.shardCount == 256)
+        #expect(try await store.certificateAuthority(named: "acme")?.shardCount == 4096)
+        #expect(try await store.certificateAuthorities().map(\.shardCount).sorted() == [1, 256, 4096])
+        // One certificate per insert path, each in a shard of its own (0, the largest a CA may have, others).
+        try await store.insertCertificate(Self.certificate(serial: "a1", kind: .service, shard: 0))
+        try await store.insertCertificates([Self.certificate(serial: "a2", kind: .service, shard: 4095), Self.certificate(serial: "a3", kind: .service, shard: 12)])
+        _ = try await store.beginBatch(BatchRecord(id: "b1", manufacturer: "acme", manifestSHA256: "aa", meterCount: 2))
+        let identities = [
+            Self.certificate(serial: "a4", eui64: "0024befffe800001", batch: "b1", position: 1, shard: 4000),
+            Self.certificate(serial: "a5", eui64: "0024befffe800002", batch: "b1", position: 2, shard: 3),
+        ]
+        #expect(try await store.insertDeviceIdentities(identities) == [.stored, .stored])
+        for (serial, shard) in ["a1": 0, "a2": 4095, "a3": 12, "a4": 4000, "a5": 3] {
+            #expect(try await store.certificate(issuer: "acme", serial: serial)?.shard == shard, "\(serial)")
+            #expect(try await store.certificates(serial: serial).map(\.shard) == [shard], "\(serial)")
+        }
+        #expect(try await store.certificate(issuer: "root", serial: "01")?.shard == 1)
+        #expect(try await store.certificate(issuer: "root", serial: "c1")?.shard == 255)
+        #expect(try await store.certificate(issuer: "root", serial: "c2")?.shard == 7)
+        let listed = try await store.certificates(matching: CertificateFilter(issuer: "acme"), after: nil, limit: 10).certificates
+        #expect(listed.map(\.shard) == [0, 4095, 12, 4000, 3])
+        #expect(try await store.batchCertificates(batch: "b1", afterPosition: 0, limit: 10).map(\.shard) == [4000, 3])
+    }
+
+    @Test("the schema keeps shards in range: a negative shard, a shard count of 0 or above 4096, are check violations", arguments: StoreBackend.all)
+    func shardRange(_ backend: StoreBackend) async throws {
+        let store = try await backend.make()
+        try await Self.register("acme", in: store)
+        #expect(await Self.code { try await store.insertCertificate(Self.certificate(serial: "01", kind: .service, shard: -1)) } == .checkViolation)
+        for count in [0, 4097] {
+            let authority = CertificateAuthorityRecord(
+                name: "x\(count)", roleName: "operational", parent: "acme", keyLabel: "k-x\(count)", keyID: "03", curve: "P-256",
+                certificateSerial: "02", shardCount: count
+            )
+            #expect(await Self.code { try await store.insertCertificateAuthority(authority, certificate: Self.certificate(serial: "02", kind: .authority)) } == .checkViolation)
+        }
+        #expect(try await store.certificateCount(issuer: "acme") == 1)
+        #expect(try await store.certificateAuthorities().map(\.name) == ["acme"])
     }
 
     @Test("a serial is unique per issuer, by constraint; the same serial under another issuer is allowed", arguments: StoreBackend.all)

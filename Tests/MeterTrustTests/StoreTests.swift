@@ -11,7 +11,7 @@ import Testing
 struct StoreTests {
     static let migrations = [
         "0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody",
-        "0006-certificate-kind", "0007-device-keys", "0008-certificate-listing-indexes",
+        "0006-certificate-kind", "0007-device-keys", "0008-certificate-listing-indexes", "0009-certificate-shards",
     ]
 
     /// SQL that turns a migrated store back into what the migrations before `identifier` left, undoing each later one.
@@ -34,6 +34,11 @@ struct StoreTests {
             DELETE FROM grdb_migrations WHERE identifier = '0008-certificate-listing-indexes';
             DROP INDEX certificates_other_per_meter;
             DROP INDEX certificates_by_creation;
+            """,
+        "0009-certificate-shards": """
+            DELETE FROM grdb_migrations WHERE identifier = '0009-certificate-shards';
+            ALTER TABLE certificates DROP COLUMN shard;
+            ALTER TABLE certificate_authorities DROP COLUMN shard_count;
             """,
     ]
 
@@ -119,22 +124,93 @@ struct StoreTests {
         #expect(error?.code == .meterProvisioned)
     }
 
+    @Test("migration 0009 gives an existing store's CAs 256 shards and its certificates their shard by the serial rule; the rebuilt table keeps its constraints, indexes and references")
+    func migrationFillsShards() async throws {
+        let columns = "(issuer, serial, profile, kind, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at, batch, batch_position)"
+        // Serials as MeterTrust draws them (6 octets of time, 10 random), a short one, one that is not hex, and a
+        // certificate whose issuer is no CA of the store.
+        let serials = ["0193a1b2c3d4e5f60718293a4b5c6d7e", "0193a1b2c3d4ffffffffffffffffffff", "0193a1b2c3d40000000000000000ab12", "7f"]
+        let path = try await Self.oldStore(
+            before: "0009-certificate-shards",
+            rows: """
+                INSERT INTO certificate_authorities (name, role, parent, key_label, key_id, curve, certificate_serial, created_at) VALUES
+                    ('root', 'root', NULL, 'k-root', '01', 'P-256', '\(serials[0])', 0),
+                    ('acme', 'manufacturer', 'root', 'k-acme', '02', 'P-256', '\(serials[1])', 0);
+                INSERT INTO certificates \(columns) VALUES
+                    ('root', '\(serials[0])', 'root', 'ca', 'CN=Root', NULL, 0, 1, 'f', x'30', 10, NULL, NULL),
+                    ('root', '\(serials[1])', 'manufacturer-ca', 'ca', 'CN=Acme', NULL, 0, 1, 'f', x'30', 11, NULL, NULL),
+                    ('acme', '\(serials[2])', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'f', x'30', 12, 'b1', 1),
+                    ('acme', '\(serials[3])', 'device-operational', 'device-operational', '', '0024befffe800001', 0, 1, 'f', x'30', 13, NULL, NULL),
+                    ('acme', 'not-hex', 'service', 'service', 'CN=x', NULL, 0, 1, 'f', x'30', 14, NULL, NULL),
+                    ('gone', '\(serials[2])', 'service', 'service', 'CN=y', NULL, 0, 1, 'f', x'30', 15, NULL, NULL);
+                INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at) VALUES ('b1', 'acme', 'aa', 1, 0);
+                INSERT INTO revocations (issuer, serial, reason, revoked_at) VALUES ('acme', '\(serials[3])', 1, 20);
+                """
+        )
+        let store = try SQLiteStore(path: path)
+        try await store.migrate()
+        #expect(try await store.appliedMigrations() == Self.migrations)
+        #expect(try await store.certificateAuthorities().map(\.shardCount) == [256, 256])
+        let expected: [(String, String, Int)] = [
+            ("root", serials[0], ShardTests.expectedShard(hexBytes(serials[0])!, count: 256)),
+            ("root", serials[1], 255),
+            ("acme", serials[2], 0x12),
+            ("acme", serials[3], 0x7f),
+            ("acme", "not-hex", 0),
+            ("gone", serials[2], 0x12),
+        ]
+        #expect(expected[0].2 == 0x7e)
+        for (issuer, serial, shard) in expected {
+            let record = try #require(try await store.certificate(issuer: issuer, serial: serial), "\(issuer) \(serial)")
+            #expect(record.shard == shard, "\(issuer) \(serial)")
+        }
+        // Everything else as it was: batch, position, kind, order of creation; the revocation still references its row.
+        let identity = try #require(try await store.certificate(issuer: "acme", serial: serials[2]))
+        #expect(identity.batch == "b1" && identity.batchPosition == 1 && identity.kind == .deviceIdentity && identity.eui64 == "0024befffe800001")
+        #expect(try await store.revocation(issuer: "acme", serial: serials[3]) != nil)
+        #expect(try await store.certificates(matching: CertificateFilter(eui64: "0024befffe800001"), after: nil, limit: 10).certificates.count == 2)
+        // The constraints and indexes of the rebuilt table hold: one identity per meter, the serial per issuer, the
+        // shard required (no default to fall back on) and never negative, the listing served by its indexes.
+        let second = CertificateRecord(
+            issuer: "acme", serial: "d2", profile: "device-identity", kind: .deviceIdentity, subject: "", eui64: "0024befffe800001",
+            notBefore: Date(timeIntervalSince1970: 0), notAfter: Date(timeIntervalSince1970: 1), fingerprintSHA256: "f", der: [0x30]
+        )
+        #expect(try await store.insertDeviceIdentities([second]) == [.meterProvisioned])
+        let noShard = await #expect(throws: StoreError.self) {
+            try await store.execute(rawSQL: """
+                INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
+                    VALUES ('acme', '99', 'service', 'service', '', 0, 1, 'f', x'30', 0)
+                """)
+        }
+        #expect(noShard?.code == .notNull)
+        let negative = await #expect(throws: StoreError.self) {
+            try await store.execute(rawSQL: "UPDATE certificates SET shard = -1 WHERE serial = 'not-hex'")
+        }
+        #expect(negative?.code == .checkViolation)
+        let duplicate = await #expect(throws: StoreError.self) {
+            try await store.execute(rawSQL: "UPDATE certificates SET serial = '\(serials[3])' WHERE serial = 'not-hex'")
+        }
+        #expect(duplicate?.code == .serialInUse)
+        let plan = try await store.listingPlan(CertificateFilter(issuedSince: Date(timeIntervalSince1970: 0)))
+        #expect(plan.contains { $0.contains("certificates_by_creation") }, "\(plan)")
+    }
+
     /// Each kind of constraint the schema enforces, reached with raw SQL where the API itself never lets a caller
     /// reach it, and the code SQLite's extended result code maps to.
     static let rawViolations: [(name: String, sql: String, code: StoreError.Code)] = [
         (
             "not null",
             """
-            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
-                VALUES ('acme', '01', 'service', 'service', '', 0, 1, 'f', NULL, 0)
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at, shard)
+                VALUES ('acme', '01', 'service', 'service', '', 0, 1, 'f', NULL, 0, 0)
             """,
             .notNull
         ),
         (
             "check: a certificate kind outside the closed set",
             """
-            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
-                VALUES ('acme', '01', 'service', 'meter', '', 0, 1, 'f', x'30', 0)
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at, shard)
+                VALUES ('acme', '01', 'service', 'meter', '', 0, 1, 'f', x'30', 0, 0)
             """,
             .checkViolation
         ),
@@ -159,17 +235,17 @@ struct StoreTests {
         (
             "unique: a serial per issuer",
             """
-            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at)
-                VALUES ('acme', '01', 'service', 'service', '', 0, 1, 'f', x'30', 0), ('acme', '01', 'service', 'service', '', 0, 1, 'g', x'30', 0)
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, not_before, not_after, fingerprint_sha256, der, created_at, shard)
+                VALUES ('acme', '01', 'service', 'service', '', 0, 1, 'f', x'30', 0, 0), ('acme', '01', 'service', 'service', '', 0, 1, 'g', x'30', 0, 0)
             """,
             .serialInUse
         ),
         (
             "unique: one device identity per meter",
             """
-            INSERT INTO certificates (issuer, serial, profile, kind, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at)
-                VALUES ('acme', '01', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'f', x'30', 0),
-                       ('acme', '02', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'g', x'30', 0)
+            INSERT INTO certificates (issuer, serial, profile, kind, subject, eui64, not_before, not_after, fingerprint_sha256, der, created_at, shard)
+                VALUES ('acme', '01', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'f', x'30', 0, 0),
+                       ('acme', '02', 'device-identity', 'device-identity', '', '0024befffe800001', 0, 1, 'g', x'30', 0, 0)
             """,
             .meterProvisioned
         ),

@@ -287,8 +287,8 @@ struct TrustworthyStateTests {
         try await fixture.store.revokeCertificate(issuer: "test-root", serial: acme.certificate.serialHex, reason: 1, at: Date())
         let hex = try acme.certificate.derBytes.map { String(format: "%02x", $0) }.joined()
         try Self.sqlite(fixture.store.path, """
-            INSERT INTO certificates (issuer, serial, profile, subject, not_before, not_after, fingerprint_sha256, der, created_at)
-                SELECT issuer, 'feed', profile, subject, not_before, not_after, fingerprint_sha256, X'\(hex)', created_at FROM certificates WHERE serial = '\(acme.certificate.serialHex)';
+            INSERT INTO certificates (issuer, serial, profile, subject, not_before, not_after, fingerprint_sha256, der, created_at, shard)
+                SELECT issuer, 'feed', profile, subject, not_before, not_after, fingerprint_sha256, X'\(hex)', created_at, shard FROM certificates WHERE serial = '\(acme.certificate.serialHex)';
             UPDATE certificate_authorities SET certificate_serial = 'feed' WHERE name = 'acme';
             """)
         let refused = await #expect(throws: PKIError.self) { _ = try await fixture.hierarchy.authority(named: "acme") }

@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustAudit
 import MeterTrustHSM
 import MeterTrustPKI
@@ -22,6 +23,8 @@ public struct AuthorityCreationParameters: Sendable, Hashable {
     public var organization: String?
     public var curve: ECCurve
     public var backup: Bool
+    /// How many shards the new CA's certificates are spread over (`shards=N`, default 256), fixed at creation.
+    public var shards: ShardCount
 
     static func parse(_ parameters: QuorumParameters, role: CertificateAuthorityRole) throws -> AuthorityCreationParameters {
         let curve: ECCurve
@@ -31,16 +34,28 @@ public struct AuthorityCreationParameters: Sendable, Hashable {
         } else {
             curve = .p256
         }
+        var shards = ShardCount.default
+        if let text = parameters.optional("shards") {
+            guard let value = Int(text), let parsed = ShardCount(value) else {
+                throw QuorumError(.invalidRequest, ShardCount.refusal(of: text, option: "shards"))
+            }
+            shards = parsed
+        }
         return AuthorityCreationParameters(
             role: role, name: try parameters.required("name"), organization: parameters.optional("organization"), curve: curve,
-            backup: try parameters.flag("backup", default: false)
+            backup: try parameters.flag("backup", default: false), shards: shards
         )
     }
 
     func create(in context: QuorumOperationContext) async throws -> QuorumOperationResult {
-        let authority = try await context.hierarchy.createAuthority(role: role, name: name, organization: organization, curve: curve, backup: backup)
+        let authority = try await context.hierarchy.createAuthority(
+            role: role, name: name, organization: organization, curve: curve, backup: backup, shards: shards
+        )
         return QuorumOperationResult(
-            outcome: ["ca": authority.name, "role": role.rawValue, "serial": authority.certificate.serialHex, "key": authority.signingKey.key.label]
+            outcome: [
+                "ca": authority.name, "role": role.rawValue, "serial": authority.certificate.serialHex, "key": authority.signingKey.key.label,
+                "shards": String(shards.value),
+            ]
         )
     }
 }

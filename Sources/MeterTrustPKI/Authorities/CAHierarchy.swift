@@ -35,24 +35,31 @@ public struct CAHierarchy: Sendable {
         self.logger = logger
     }
 
-    /// Creates the self-signed root CA. There is one root per store.
-    public func createRoot(name: String, organization: String, curve: ECCurve = .p256, backup: Bool = false) async throws -> CertificateAuthority {
+    /// Creates the self-signed root CA. There is one root per store. `shards`: how many shards the certificates it
+    /// issues (its own included) are spread over.
+    public func createRoot(
+        name: String, organization: String, curve: ECCurve = .p256, backup: Bool = false, shards: ShardCount = .default
+    ) async throws -> CertificateAuthority {
         try Self.validate(name: name)
         if let existing = try await store.certificateAuthorities().first(where: { $0.role == .root }) {
             throw PKIError(.authorityExists, "a root CA already exists (\(existing.name)); there is one root per deployment")
         }
-        return try await create(role: .root, name: name, organization: organization, curve: curve, parent: nil, backup: backup)
+        return try await create(role: .root, name: name, organization: organization, curve: curve, parent: nil, backup: backup, shards: shards)
     }
 
     /// Creates a CA of `role` (manufacturer, operational or admin) under the root. With `backup`, the CA key is
-    /// generated wrappable under the trusted backup key (see ``HSMKeyPolicy``).
+    /// generated wrappable under the trusted backup key (see ``HSMKeyPolicy``). `shards`: how many shards the
+    /// certificates the new CA issues are spread over, fixed here (its own certificate is in a shard of the root's).
     public func createAuthority(
-        role: CertificateAuthorityRole, name: String, organization: String? = nil, curve: ECCurve = .p256, backup: Bool = false
+        role: CertificateAuthorityRole, name: String, organization: String? = nil, curve: ECCurve = .p256, backup: Bool = false,
+        shards: ShardCount = .default
     ) async throws -> CertificateAuthority {
-        guard role != .root else { return try await createRoot(name: name, organization: organization ?? name, curve: curve, backup: backup) }
+        guard role != .root else {
+            return try await createRoot(name: name, organization: organization ?? name, curve: curve, backup: backup, shards: shards)
+        }
         try Self.validate(name: name)
         let root = try await rootAuthority()
-        return try await create(role: role, name: name, organization: organization ?? name, curve: curve, parent: root, backup: backup)
+        return try await create(role: role, name: name, organization: organization ?? name, curve: curve, parent: root, backup: backup, shards: shards)
     }
 
     /// Destroys a CA's key in the HSM and marks the CA destroyed; its certificates stay on record. The root cannot
@@ -113,7 +120,8 @@ public struct CAHierarchy: Sendable {
     }
 
     private func create(
-        role: CertificateAuthorityRole, name: String, organization: String, curve: ECCurve, parent: CertificateAuthority?, backup: Bool
+        role: CertificateAuthorityRole, name: String, organization: String, curve: ECCurve, parent: CertificateAuthority?, backup: Bool,
+        shards: ShardCount
     ) async throws -> CertificateAuthority {
         if let existing = try await store.certificateAuthority(named: name) {
             throw PKIError(.authorityExists, "a CA named \"\(name)\" already exists (\(existing.roleName)); choose another name")
@@ -137,10 +145,12 @@ public struct CAHierarchy: Sendable {
             let certificate = try await token.perform { _ in try contents.sign(by: signer, policy: policy, settings: settings) }
             let record = CertificateAuthorityRecord(
                 name: name, role: role, parent: parent?.name, keyLabel: key.label, keyID: hexString(key.id),
-                curve: curve.rawValue, certificateSerial: certificate.serialHex
+                curve: curve.rawValue, certificateSerial: certificate.serialHex, shardCount: shards.value
             )
+            // Its own certificate is sharded by its issuer's count (the root's own by the root's).
             try await store.insertCertificateAuthority(
-                record, certificate: try certificate.record(issuer: parent?.name ?? name, profile: profile, eui64: nil)
+                record,
+                certificate: try certificate.record(issuer: parent?.name ?? name, shards: parent?.shardCount ?? shards, profile: profile, eui64: nil)
             )
             logger.info("created CA", metadata: ["ca": "\(name)", "role": "\(role.rawValue)", "key": "\(key.label)"])
             return try CertificateAuthority(
@@ -170,7 +180,7 @@ public struct CAHierarchy: Sendable {
             let policy = try settings.policyOID()
             let settings = self.settings
             let certificate = try await token.perform { _ in try contents.sign(by: signer, policy: policy, settings: settings) }
-            try await store.insertCertificate(try certificate.record(issuer: root.name, profile: .auditSigner, eui64: nil))
+            try await store.insertCertificate(try certificate.record(issuer: root.name, shards: root.shardCount, profile: .auditSigner, eui64: nil))
             logger.info("created audit signer", metadata: ["name": "\(name)", "key": "\(key.label)"])
             return (key, certificate)
         } catch {

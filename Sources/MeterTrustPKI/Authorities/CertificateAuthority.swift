@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustStore
 import X509
@@ -14,6 +15,8 @@ public struct CertificateAuthority: Sendable {
     public var name: String { record.name }
     /// The record's role, validated when this value was made.
     public let role: CertificateAuthorityRole
+    /// The record's shard count, validated when this value was made: the shards of the certificates this CA issues.
+    public let shardCount: ShardCount
     public var root: Certificate { chain.last! }
 
     /// The 8-octet key identifier, used as the AuthorityKeyIdentifier of what this CA signs.
@@ -23,6 +26,13 @@ public struct CertificateAuthority: Sendable {
 
     public init(record: CertificateAuthorityRecord, certificate: Certificate, signingKey: HSMSigningKey, chain: [Certificate]) throws {
         self.role = try record.knownRole()
+        guard let shardCount = ShardCount(record.shardCount) else {
+            throw PKIError(
+                .unknownAuthority,
+                "the store's record of CA \(record.name) has shard count \(record.shardCount), outside \(ShardCount.allowed): it was changed outside MeterTrust"
+            )
+        }
+        self.shardCount = shardCount
         self.record = record
         self.certificate = certificate
         self.signingKey = signingKey

@@ -1,4 +1,5 @@
 import Foundation
+import MeterTrustCore
 import MeterTrustStore
 
 /// The role a certificate authority plays in the hierarchy. The store keeps it as its raw value
@@ -14,11 +15,11 @@ extension CertificateAuthorityRecord {
     /// A record of a CA playing `role`.
     public init(
         name: String, role: CertificateAuthorityRole, parent: String?, keyLabel: String, keyID: String, curve: String,
-        certificateSerial: String, createdAt: Date = Date(), destroyedAt: Date? = nil
+        certificateSerial: String, createdAt: Date = Date(), destroyedAt: Date? = nil, shardCount: Int = ShardCount.default.value
     ) {
         self.init(
             name: name, roleName: role.rawValue, parent: parent, keyLabel: keyLabel, keyID: keyID, curve: curve,
-            certificateSerial: certificateSerial, createdAt: createdAt, destroyedAt: destroyedAt
+            certificateSerial: certificateSerial, createdAt: createdAt, destroyedAt: destroyedAt, shardCount: shardCount
         )
     }
 

@@ -122,14 +122,18 @@ struct CertificateContents: Sendable {
 
 extension Certificate {
     /// The store's record of this certificate; a meter's certificate carries its key's digest (the store keeps each
-    /// key for one meter).
-    func record(issuer: String, profile: CertificateProfile, eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> CertificateRecord {
+    /// key for one meter), every certificate its shard under `shards`, the issuing CA's count (from the serial's
+    /// octets at hand, no DER parsed).
+    func record(
+        issuer: String, shards: ShardCount, profile: CertificateProfile, eui64: EUI64?, batch: String? = nil, position: Int64? = nil
+    ) throws -> CertificateRecord {
         let der = try derBytes
         return CertificateRecord(
             issuer: issuer, serial: serialHex, profile: profile.name, kind: profile.recordKind, subject: subject.description,
             eui64: eui64?.description, notBefore: notValidBefore, notAfter: notValidAfter,
             fingerprintSHA256: hexString(SHA256.hash(data: der)), der: der, batch: batch, batchPosition: position,
-            subjectKeyDigest: eui64 == nil ? nil : try SubjectKeyDigest.of(certificate: der)
+            subjectKeyDigest: eui64 == nil ? nil : try SubjectKeyDigest.of(certificate: der),
+            shard: shards.shard(ofSerial: serialNumber.bytes)
         )
     }
 }

@@ -45,7 +45,9 @@ public struct CertificateSigner: Sendable {
     /// Signs an already checked request. The result is not stored (see ``signUnstored(csr:for:batch:position:)``).
     public func signUnstored(_ csr: ValidatedCSR, for eui64: EUI64?, batch: String? = nil, position: Int64? = nil) throws -> (certificate: Certificate, record: CertificateRecord) {
         let (certificate, device) = try certificate(csr, for: eui64, now: Date(), serialNumber: SerialNumbers.random())
-        let record = try certificate.record(issuer: authority.name, profile: profile, eui64: device?.eui64, batch: batch, position: position)
+        let record = try certificate.record(
+            issuer: authority.name, shards: authority.shardCount, profile: profile, eui64: device?.eui64, batch: batch, position: position
+        )
         return (certificate, record)
     }
 
@@ -117,7 +119,7 @@ public struct CertificateSigner: Sendable {
             subjectKeyIdentifier: subjectKeyIdentifier, dnsNames: dnsNames, ipAddresses: ipAddresses
         )
         let certificate = try contents.sign(by: signer, policy: policy, settings: settings)
-        return (certificate, try certificate.record(issuer: authority.name, profile: profile, eui64: nil))
+        return (certificate, try certificate.record(issuer: authority.name, shards: authority.shardCount, profile: profile, eui64: nil))
     }
 
     private func deviceIdentity(csr: ValidatedCSR, eui64: EUI64?) throws -> (eui64: EUI64, hardwareType: ASN1ObjectIdentifier)? {

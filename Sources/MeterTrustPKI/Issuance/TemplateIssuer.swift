@@ -85,7 +85,8 @@ public struct TemplateIssuer: Sendable {
             subject: template.subjectDescription(eui64), eui64: eui64.description, notBefore: template.notBefore,
             notAfter: template.notAfter, fingerprintSHA256: hexString(SHA256.hash(data: certificate)), der: certificate,
             batch: batch, batchPosition: position,
-            subjectKeyDigest: SubjectKeyDigest.of(header: DeviceRequest.p256KeyPrefix, rest: request.point)
+            subjectKeyDigest: SubjectKeyDigest.of(header: DeviceRequest.p256KeyPrefix, rest: request.point),
+            shard: signer.authority.shardCount.shard(ofSerial: values.serial)
         )
     }
 }

@@ -18,6 +18,7 @@ enum SQLiteMigrations {
         Migration0006CertificateKind.self,
         Migration0007DeviceKeys.self,
         Migration0008CertificateListing.self,
+        Migration0009CertificateShards.self,
     ]
 
     static var migrator: DatabaseMigrator {
