@@ -9,7 +9,7 @@ VENV := .venv
 help:
 	@echo "make demo   install what is missing, create a project-local SoftHSM2 token, build, run metertrust demo"
 	@echo "make test   install what is missing, create the test virtualenv, build, run every test"
-	@echo "make bench  release build, project-local bench token, metertrust bench issuance (BENCH_COUNT=$(BENCH_COUNT))"
+	@echo "make bench  release build, project-local bench token, metertrust bench issuance (BENCH_COUNT=$(BENCH_COUNT)): SQLite, then PostgreSQL with one and two processes"
 	@echo "make fuzz   build the libFuzzer targets (Fuzz/), run each FUZZ_SECONDS=$(FUZZ_SECONDS) s; FUZZ_TARGETS=\"FuzzCSR ...\" to choose"
 
 ## System packages (softhsm2, libp11-kit-dev, ...) through apt-get, only if missing.
@@ -60,6 +60,8 @@ bench: deps
 	METERTRUST_BIN=.build/release/metertrust scripts/softhsm-token.sh .softhsm metertrust-bench
 	SOFTHSM2_CONF=$(CURDIR)/.softhsm/softhsm2.conf METERTRUST_HSM_PIN=$$(cat .softhsm/pin) \
 		.build/release/metertrust bench issuance --count $(BENCH_COUNT) --token-label metertrust-bench $(BENCH_ARGS)
+	scripts/bench-postgres.sh $(BENCH_COUNT) 1
+	scripts/bench-postgres.sh $(BENCH_COUNT) 2
 
 clean:
 	rm -rf .build .build-fuzz .build-fuzz-seeds .fuzz-corpus $(VENV) .softhsm demo-data

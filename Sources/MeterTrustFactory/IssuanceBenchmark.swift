@@ -44,16 +44,21 @@ public struct IssuanceBenchmark: Sendable {
     /// How long each raw limit is measured.
     public let limitSeconds: Double
 
-    public init(hierarchy: CAHierarchy, store: any ProvisioningStore, threads: Int, limitSeconds: Double = 3) {
+    /// The manufacturer CA the run creates under the hierarchy's root (unique per run where several bench processes
+    /// share one store).
+    public let manufacturerName: String
+
+    public init(hierarchy: CAHierarchy, store: any ProvisioningStore, threads: Int, limitSeconds: Double = 3, manufacturerName: String = "bench-mfr") {
         self.hierarchy = hierarchy
         self.store = store
         self.threads = max(1, threads)
         self.limitSeconds = limitSeconds
+        self.manufacturerName = manufacturerName
     }
 
     public func run(count: Int, workDirectory: URL, progress: any BatchProgress) async throws -> Report {
         // The batch engine signs with a session copy of the CA key (see BatchRunner); so do the raw limits.
-        let manufacturer = try await hierarchy.createAuthority(role: .manufacturer, name: "bench-mfr", organization: "Bench")
+        let manufacturer = try await hierarchy.createAuthority(role: .manufacturer, name: manufacturerName, organization: "Bench")
             .withSessionKey()
         defer { try? manufacturer.releaseSessionKey() }
         let hardwareType = try hierarchy.settings.defaultDeviceType()

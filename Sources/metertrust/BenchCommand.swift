@@ -4,6 +4,7 @@ import MeterTrustFactory
 import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
+import MeterTrustStorePostgres
 import MeterTrustStoreSQLite
 
 struct BenchCommand: AsyncParsableCommand {
@@ -20,9 +21,15 @@ struct BenchCommand: AsyncParsableCommand {
                 metertrust-bench), PIN in $METERTRUST_HSM_PIN; the bench CA keys are destroyed afterwards. Build with \
                 -c release for meaningful figures (make bench does).
 
+                With --store postgres://… the run issues into that PostgreSQL database instead (password from \
+                $METERTRUST_STORE_PASSWORD or --store-password-file): the server's durability settings are the ones \
+                measured. Several bench processes may share one database and token: each makes its own manufacturer CA \
+                under one bench root; start them a few seconds apart (make bench-postgres does).
+
                 EXAMPLES:
                   swift build -c release
                   .build/release/metertrust bench issuance --count 100000 --json
+                  .build/release/metertrust bench issuance --count 1000000 --store 'postgres://metertrust@127.0.0.1:55432/bench?sslmode=require'
                 """
         )
         @Option(help: "Number of certificates.") var count = 100_000
@@ -34,6 +41,8 @@ struct BenchCommand: AsyncParsableCommand {
         var tokenLabel = ProcessInfo.processInfo.environment["METERTRUST_HSM_TOKEN"] ?? "metertrust-bench"
         @Option(name: .customLong("work-dir"), help: "Directory for the temporary store and CSRs (default: a new temporary directory).")
         var workDirectory: String?
+        @Option(name: .customLong("store"), help: "A postgres:// URL to issue into (default: a temporary SQLite file).") var storeURL: String?
+        @Option(name: .customLong("store-password-file"), help: "File (mode 0600) holding the PostgreSQL password.") var storePasswordFile: String?
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
@@ -47,23 +56,39 @@ struct BenchCommand: AsyncParsableCommand {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let token = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: tokenLabel, sessionCount: threads))
-            let store = try SQLiteStore(path: directory.appendingPathComponent("bench.sqlite").path)
-            try await store.migrate()
+            let store: any MeterTrustStore
+            let backend: String
+            if let storeURL {
+                guard PostgresStoreLocation.isPostgresURL(storeURL) else { throw CLIError(code: .usage, "--store takes a postgres:// URL, not \(storeURL)") }
+                let postgres = try await StoreOpening.openPostgres(PostgresSettings(url: storeURL, passwordFile: storePasswordFile))
+                try await postgres.migrate()
+                (store, backend) = (postgres, "PostgreSQL")
+            } else {
+                let sqlite = try SQLiteStore(path: directory.appendingPathComponent("bench.sqlite").path)
+                try await sqlite.migrate()
+                (store, backend) = (sqlite, "SQLite")
+            }
             let hierarchy = CAHierarchy(token: token, store: store, settings: PKISettings())
-            _ = try await hierarchy.createRoot(name: "bench-root", organization: "Bench")
+            // One bench root per store: made by the first run, used by the others that share the store and the token.
+            var created: [String] = []
+            if (try? await hierarchy.authority(named: "bench-root")) == nil {
+                _ = try await hierarchy.createRoot(name: "bench-root", organization: "Bench")
+                created.append("bench-root")
+            }
+            let manufacturer = "bench-mfr-\(UUID().uuidString.prefix(8).lowercased())"
             let outcome = await Result(catching: {
-                try await IssuanceBenchmark(hierarchy: hierarchy, store: store, threads: threads, limitSeconds: limitSeconds)
+                try await IssuanceBenchmark(hierarchy: hierarchy, store: store, threads: threads, limitSeconds: limitSeconds, manufacturerName: manufacturer)
                     .run(count: count, workDirectory: directory, progress: TerminalProgress())
             })
-            // Leave no bench keys on the token.
-            for name in ["bench-mfr", "bench-root"] {
-                if let authority = try? await hierarchy.authority(named: name) { try? token.destroy(authority.signingKey.key) }
+            // Leave no bench keys on the token (a shared root stays for the runs still using it).
+            for name in [manufacturer] + (storeURL == nil ? created : []) {
+                if let authority = try? await hierarchy.authority(named: name, toIssue: false) { try? token.destroy(authority.signingKey.key) }
             }
             let result = try outcome.get()
             if output.json {
-                try Output.json(result, adding: ["version": MeterTrustCommand.version])
+                try Output.json(result, adding: ["version": MeterTrustCommand.version, "store": backend])
             } else {
-                Output.line("issuance benchmark (metertrust \(MeterTrustCommand.version)): \(result.count) device identity certificates, \(result.threads) threads, \(result.sessions) PKCS#11 sessions, \(result.cores) cores")
+                Output.line("issuance benchmark (metertrust \(MeterTrustCommand.version), \(backend) store): \(result.count) device identity certificates, \(result.threads) threads, \(result.sessions) PKCS#11 sessions, \(result.cores) cores")
                 Output.line(String(format: "  issued:              %.0f certificates/s (%.2f s)", result.certificatesPerSecond, result.issuanceSeconds))
                 Output.line(String(format: "  raw C_Sign (S):      %.0f /s", result.rawSignPerSecond))
                 Output.line(String(format: "  raw CSR verify (V):  %.0f /s", result.rawCSRVerifyPerSecond))
