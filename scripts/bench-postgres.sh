@@ -33,6 +33,21 @@ done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for i in $(seq 1 "$processes"); do cat "/tmp/bench-postgres-$$-$i.json"; echo; rm -f "/tmp/bench-postgres-$$-$i.json"; done
-psql -X -At -h "$METERTRUST_TEST_POSTGRES_SOCKET" -p "$METERTRUST_TEST_POSTGRES_PORT" -U metertrust -d "$database" \
-    -c "SELECT 'stored: ' || count(*) || ' certificates, ' || pg_size_pretty(pg_database_size(current_database())) FROM certificates" >&2
+# What the store takes: each table (its partitions summed) and each index, in bytes, and per certificate.
+psql -X -At -F ' ' -h "$METERTRUST_TEST_POSTGRES_SOCKET" -p "$METERTRUST_TEST_POSTGRES_PORT" -U metertrust -d "$database" >&2 <<'SQL'
+VACUUM ANALYZE;
+SELECT 'stored: ' || count(*) || ' certificates, database ' || pg_size_pretty(pg_database_size(current_database())) FROM certificates;
+WITH n AS (SELECT count(*)::numeric AS n FROM certificates),
+rel AS (
+    SELECT coalesce(parent.relname, c.relname) AS name, c.relkind AS kind,
+           pg_relation_size(c.oid) + coalesce(pg_relation_size(c.reltoastrelid), 0) AS bytes
+    FROM pg_class c
+    LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+    LEFT JOIN pg_class parent ON parent.oid = i.inhparent
+    JOIN pg_namespace s ON s.oid = c.relnamespace AND s.nspname = 'public'
+    WHERE c.relkind IN ('r', 'i')
+)
+SELECT 'size ' || (CASE kind WHEN 'r' THEN 'table ' ELSE 'index ' END) || name || ' ' || sum(bytes) || ' bytes, ' || round(sum(bytes) / greatest(n.n, 1), 1) || ' per certificate'
+FROM rel, n GROUP BY name, kind, n.n HAVING sum(bytes) > 100000 ORDER BY sum(bytes) DESC;
+SQL
 exit $status

@@ -43,6 +43,7 @@ struct BenchCommand: AsyncParsableCommand {
         var workDirectory: String?
         @Option(name: .customLong("store"), help: "A postgres:// URL to issue into (default: a temporary SQLite file).") var storeURL: String?
         @Option(name: .customLong("store-password-file"), help: "File (mode 0600) holding the PostgreSQL password.") var storePasswordFile: String?
+        @Flag(name: .customLong("keep-store"), help: "Keep the temporary SQLite store (its path is printed), e.g. to measure its size.") var keepStore = false
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
@@ -54,7 +55,14 @@ struct BenchCommand: AsyncParsableCommand {
             let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
             let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: directory) }
+            defer {
+                if keepStore && storeURL == nil {
+                    try? FileManager.default.removeItem(at: directory.appendingPathComponent("csrs.txt"))
+                    Output.warning("kept the bench store \(directory.appendingPathComponent("bench.sqlite").path)")
+                } else {
+                    try? FileManager.default.removeItem(at: directory)
+                }
+            }
             let token = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: tokenLabel, sessionCount: threads))
             let store: any MeterTrustStore
             let backend: String
