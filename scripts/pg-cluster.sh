@@ -18,32 +18,10 @@ set -euo pipefail
 project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 port="${METERTRUST_PG_PORT:-55432}"
 
-die() { echo "error: $*" >&2; exit 1; }
+# shellcheck source=scripts/pg-lib.sh
+. "$project/scripts/pg-lib.sh"
 
-bindir() {
-    local d
-    for d in /usr/lib/postgresql/*/bin; do
-        [ -x "$d/initdb" ] && { echo "$d"; return; }
-    done
-    die "PostgreSQL's server is not installed: run scripts/install-deps.sh (Debian package postgresql)"
-}
-
-# Runs a command as the postgres system user.
-as_postgres() {
-    if [ "$(id -un)" = postgres ]; then "$@"
-    elif [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"
-    else sudo -n -u postgres -- "$@"
-    fi
-}
-
-cluster_dir() {
-    if [ -n "${METERTRUST_PG_DIR:-}" ]; then echo "$METERTRUST_PG_DIR"; return; fi
-    if id postgres >/dev/null 2>&1 && as_postgres test -x "$project" 2>/dev/null; then
-        echo "$project/.pg"
-    else
-        echo "/tmp/metertrust-pg-$(printf '%s' "$project" | sha256sum | cut -c1-12)"
-    fi
-}
+cluster_dir() { reachable_dir "${METERTRUST_PG_DIR:-}" .pg metertrust-pg; }
 
 dir="$(cluster_dir)"
 data="$dir/data"
@@ -72,17 +50,7 @@ initialise() {
     mkdir -p "$dir/tls" "$socket" "$dir/log"
     chmod 0755 "$dir"
     # The clients' copy of the password: 0600, owned by whoever runs the tests.
-    ( umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$dir/password" )
-    # TLS: a throw-away CA and a server certificate for 127.0.0.1 and localhost.
-    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=MeterTrust test PostgreSQL CA" \
-        -keyout "$dir/tls/ca.key" -out "$dir/tls/ca.crt" 2>/dev/null
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-        -keyout "$dir/tls/server.key" -out "$dir/tls/server.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$dir/tls/ext.cnf"
-    openssl x509 -req -in "$dir/tls/server.csr" -CA "$dir/tls/ca.crt" -CAkey "$dir/tls/ca.key" -CAcreateserial -days 3650 \
-        -extfile "$dir/tls/ext.cnf" -out "$dir/tls/server.crt" 2>/dev/null
-    rm -f "$dir/tls/ca.key" "$dir/tls/server.csr" "$dir/tls/ext.cnf" "$dir/tls/ca.srl"
-    chmod 0644 "$dir/tls/ca.crt" "$dir/tls/server.crt"
+    make_password_and_tls "$dir/password" "$dir/tls" "MeterTrust test PostgreSQL CA"
     mkdir -p "$data"
     chown postgres: "$data" "$socket" "$dir/log" "$dir/tls/server.key" "$dir/tls/server.crt"
     chmod 0700 "$data"; chmod 0600 "$dir/tls/server.key"
@@ -115,7 +83,7 @@ EOF
 start() {
     if running; then return 0; fi
     [ -f "$data/PG_VERSION" ] || initialise
-    as_postgres "$(bindir)/pg_ctl" -D "$data" -l "$dir/log/server.log" -w -t 60 start >/dev/null \
+    without_inherited_fds as_postgres "$(bindir)/pg_ctl" -D "$data" -l "$dir/log/server.log" -w -t 60 start >/dev/null \
         || { tail -20 "$dir/log/server.log" >&2; die "PostgreSQL did not start (log: $dir/server.log)"; }
 }
 
@@ -128,16 +96,7 @@ case "${1:-}" in
     stop) stop ;;
     status) running ;;
     env) export_env ;;
-    run)
-        shift; [ "${1:-}" = "--" ] && shift
-        [ $# -gt 0 ] || die "usage: scripts/pg-cluster.sh run -- COMMAND..."
-        start
-        eval "$(export_env)"
-        status=0
-        "$@" || status=$?
-        stop
-        exit $status
-        ;;
+    run) shift; run_with_servers scripts/pg-cluster.sh "$@" ;;
     destroy) stop; rm -rf "$dir" ;;
     *) echo "usage: scripts/pg-cluster.sh start|stop|status|env|run -- CMD|destroy" >&2; exit 2 ;;
 esac

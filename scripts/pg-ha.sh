@@ -31,32 +31,10 @@ port_a="${METERTRUST_PG_HA_PORT:-55442}"
 port_b="${METERTRUST_PG_HA_STANDBY_PORT:-$((port_a + 1))}"
 database=metertrust
 
-die() { echo "error: $*" >&2; exit 1; }
+# shellcheck source=scripts/pg-lib.sh
+. "$project/scripts/pg-lib.sh"
 
-bindir() {
-    local d
-    for d in /usr/lib/postgresql/*/bin; do
-        [ -x "$d/initdb" ] && { echo "$d"; return; }
-    done
-    die "PostgreSQL's server is not installed: run scripts/install-deps.sh (Debian package postgresql)"
-}
-
-# Runs a command as the postgres system user.
-as_postgres() {
-    if [ "$(id -un)" = postgres ]; then "$@"
-    elif [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"
-    else sudo -n -u postgres -- "$@"
-    fi
-}
-
-ha_dir() {
-    if [ -n "${METERTRUST_PG_HA_DIR:-}" ]; then echo "$METERTRUST_PG_HA_DIR"; return; fi
-    if id postgres >/dev/null 2>&1 && as_postgres test -x "$project" 2>/dev/null; then
-        echo "$project/.pg-ha"
-    else
-        echo "/tmp/metertrust-pg-ha-$(printf '%s' "$project" | sha256sum | cut -c1-12)"
-    fi
-}
+ha_dir() { reachable_dir "${METERTRUST_PG_HA_DIR:-}" .pg-ha metertrust-pg-ha; }
 
 dir="$(ha_dir)"
 [ "$port_a" != 55432 ] && [ "$port_b" != 55432 ] && [ "$port_a" != "$port_b" ] \
@@ -106,16 +84,6 @@ sql() {
 # Runs a command with no file descriptor but 0-2 inherited: a server started from a process that watches its child's
 # exit through an inherited descriptor (Foundation's Process does) would otherwise keep it open, and the caller would
 # wait for the server instead of this script.
-without_inherited_fds() {
-    (
-        local fd
-        for fd in /proc/$BASHPID/fd/*; do
-            fd="${fd##*/}"
-            [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null || true
-        done
-        "$@"
-    )
-}
 
 start_node() {
     local node="$1"
@@ -146,17 +114,7 @@ initialise() {
     mkdir -p "$dir/tls" "$dir/log" "$dir/a/socket" "$dir/b/socket" "$dir/a/data" "$dir/b/data"
     chmod 0755 "$dir" "$dir/a" "$dir/b"
     # The clients' copy of the superuser's password: 0600, owned by whoever runs the tests.
-    ( umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$dir/password" )
-    # TLS: a throw-away CA and one server certificate for 127.0.0.1 and localhost, which both nodes present.
-    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=MeterTrust test PostgreSQL HA CA" \
-        -keyout "$dir/tls/ca.key" -out "$dir/tls/ca.crt" 2>/dev/null
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-        -keyout "$dir/tls/server.key" -out "$dir/tls/server.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$dir/tls/ext.cnf"
-    openssl x509 -req -in "$dir/tls/server.csr" -CA "$dir/tls/ca.crt" -CAkey "$dir/tls/ca.key" -CAcreateserial -days 3650 \
-        -extfile "$dir/tls/ext.cnf" -out "$dir/tls/server.crt" 2>/dev/null
-    rm -f "$dir/tls/ca.key" "$dir/tls/server.csr" "$dir/tls/ext.cnf" "$dir/tls/ca.srl"
-    chmod 0644 "$dir/tls/ca.crt" "$dir/tls/server.crt"
+    make_password_and_tls "$dir/password" "$dir/tls" "MeterTrust test PostgreSQL HA CA"
     chown postgres: "$dir/a" "$dir/b" "$dir/a/data" "$dir/b/data" "$dir/a/socket" "$dir/b/socket" "$dir/log" "$dir/tls/server.key" "$dir/tls/server.crt"
     chmod 0700 "$dir/a/data" "$dir/b/data"; chmod 0600 "$dir/tls/server.key"
     # The replication role's password lives only in a passfile the postgres user reads (primary_conninfo names the
@@ -325,16 +283,7 @@ case "${1:-}" in
     crash) crash ;;
     promote) shift; promote "${1:-}" ;;
     rebuild) rebuild ;;
-    run)
-        shift; [ "${1:-}" = "--" ] && shift
-        [ $# -gt 0 ] || die "usage: scripts/pg-ha.sh run -- COMMAND..."
-        start
-        eval "$(export_env)"
-        status=0
-        "$@" || status=$?
-        stop
-        exit $status
-        ;;
+    run) shift; run_with_servers scripts/pg-ha.sh "$@" ;;
     destroy) stop; rm -rf "$dir" ;;
     *) echo "usage: scripts/pg-ha.sh start|stop|status|env|crash|promote [--force]|rebuild|run -- CMD|destroy" >&2; exit 2 ;;
 esac

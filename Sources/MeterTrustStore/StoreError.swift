@@ -64,3 +64,19 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
         self.message = message
     }
 }
+
+extension StoreError.Code {
+    /// What a constraint failure of this code means, in words every backend puts before the database's own message.
+    public var constraintExplanation: String {
+        switch backing {
+        case .duplicate: "the store refused a duplicate"
+        case .serialInUse: "the issuer already used this serial"
+        case .meterProvisioned: "the meter already has a device identity certificate"
+        case .keyReused: "the public key already belongs to another meter"
+        case .foreignKey: "the store refused a reference to a record it does not hold"
+        case .checkViolation: "the store refused a value its schema does not allow"
+        case .notNull: "the store refused a record with a required value missing"
+        default: "the store refused the write"
+        }
+    }
+}

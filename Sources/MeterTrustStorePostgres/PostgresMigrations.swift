@@ -192,7 +192,7 @@ extension PostgresStore {
 
     public func migrate() async throws {
         do {
-            try await transaction { connection in
+            try await transaction { [self] connection in
                 try await execute(connection, "SELECT pg_advisory_xact_lock(\(Self.migrationLock))", logger: logger)
                 try await execute(connection, 
                     "CREATE TABLE IF NOT EXISTS metertrust_migrations (identifier text NOT NULL PRIMARY KEY, applied_at bigint NOT NULL)",
@@ -224,7 +224,7 @@ extension PostgresStore {
     public static var migrationIdentifiers: [String] { PostgresMigrations.all.map(\.identifier) }
 
     public func appliedMigrations() async throws -> [String] {
-        try await read { connection in
+        try await read { [self] connection in
             let exists = try await rows("SELECT to_regclass('metertrust_migrations') IS NOT NULL AS present", on: connection)
             guard try exists.first?.bool("present") == true else { return [] }
             return try await rows("SELECT identifier FROM metertrust_migrations ORDER BY identifier", on: connection).map { try $0.string("identifier") }

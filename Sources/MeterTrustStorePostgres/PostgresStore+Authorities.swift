@@ -5,7 +5,7 @@ import PostgresNIO
 // Certificate authorities (the CertificateAuthorityStore view).
 extension PostgresStore {
     public func insertCertificateAuthority(_ authority: CertificateAuthorityRecord, certificate: CertificateRecord) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await insert(certificate, on: connection)
             try await execute(connection, 
                 """
@@ -20,13 +20,13 @@ extension PostgresStore {
     }
 
     public func certificateAuthority(named name: String) async throws -> CertificateAuthorityRecord? {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT * FROM certificate_authorities WHERE name = \(name)", on: connection).first.map(Self.authority(from:))
         }
     }
 
     public func certificateAuthorities() async throws -> [CertificateAuthorityRecord] {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT * FROM certificate_authorities ORDER BY created_at, name", on: connection).map(Self.authority(from:))
         }
     }

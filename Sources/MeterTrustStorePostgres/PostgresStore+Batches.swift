@@ -5,7 +5,7 @@ import PostgresNIO
 // Factory batches and device identities (the ProvisioningStore view).
 extension PostgresStore {
     public func beginBatch(_ batch: BatchRecord) async throws -> BatchRecord {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             let inserted = try await rows(
                 """
                 INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at)
@@ -28,18 +28,18 @@ extension PostgresStore {
     }
 
     public func completeBatch(id: String, at date: Date) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await execute(connection, "UPDATE batches SET completed_at = \(Self.seconds(date)) WHERE id = \(id)", logger: logger)
         }
     }
 
     public func batch(id: String) async throws -> BatchRecord? {
-        try await read { connection in try await rows("SELECT * FROM batches WHERE id = \(id)", on: connection).first.map(Self.batch(from:)) }
+        try await read { [self] connection in try await rows("SELECT * FROM batches WHERE id = \(id)", on: connection).first.map(Self.batch(from:)) }
     }
 
     public func batches(after id: String?, limit: Int) async throws -> [BatchRecord] {
         guard limit > 0 else { return [] }
-        return try await read { connection in
+        return try await read { [self] connection in
             try await rows("SELECT * FROM batches WHERE id > \(id ?? "") ORDER BY id LIMIT \(Int64(limit))", on: connection).map(Self.batch(from:))
         }
     }
@@ -54,7 +54,7 @@ extension PostgresStore {
 
     public func deviceIdentities(eui64s: [String]) async throws -> [String: DeviceIdentityEntry] {
         guard !eui64s.isEmpty else { return [:] }
-        return try await read { connection in
+        return try await read { [self] connection in
             var found: [String: DeviceIdentityEntry] = [:]
             for row in try await rows("SELECT * FROM device_identities WHERE eui64 = ANY(\(eui64s))", on: connection) {
                 let eui64 = try row.string("eui64")
@@ -74,7 +74,7 @@ extension PostgresStore {
     /// SQLite, and the caller draws again.
     public func insertDeviceIdentities(_ certificates: [CertificateRecord]) async throws -> [DeviceIdentityOutcome] {
         guard !certificates.isEmpty else { return [] }
-        return try await transaction { connection in
+        return try await transaction { [self] connection in
             var outcomes = [DeviceIdentityOutcome?](repeating: nil, count: certificates.count)
 
             // 1. Keys, by device_keys' primary key. The first record of a key in this round wins it, as in order.
@@ -178,7 +178,7 @@ extension PostgresStore {
     }
 
     public func batchCertificates(batch: String, afterPosition position: Int64, limit: Int) async throws -> [CertificateRecord] {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows(
                 "SELECT * FROM certificates WHERE batch = \(batch) AND batch_position > \(position) ORDER BY batch_position LIMIT \(Int64(limit))",
                 on: connection
@@ -187,7 +187,7 @@ extension PostgresStore {
     }
 
     public func batchCertificateCount(batch: String) async throws -> Int {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT count(*) AS n FROM certificates WHERE batch = \(batch)", on: connection).first?.int("n") ?? 0
         }
     }

@@ -12,7 +12,7 @@ extension PostgresStore {
     }
 
     public func insertCertificates(_ certificates: [CertificateRecord]) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             for certificate in certificates { try await insert(certificate, on: connection) }
         }
     }
@@ -79,7 +79,7 @@ extension PostgresStore {
     }
 
     public func certificates(serial: String) async throws -> [CertificateRecord] {
-        try await read { connection in
+        try await read { [self] connection in
             // One primary-key probe per CA, as in SQLite: no index on the serial alone, which would cost every
             // issuance another random insert.
             try await rows(
@@ -93,13 +93,13 @@ extension PostgresStore {
     }
 
     public func certificate(issuer: String, serial: String) async throws -> CertificateRecord? {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT * FROM certificates WHERE issuer = \(issuer) AND serial = \(serial)", on: connection).first.map(Self.certificate(from:))
         }
     }
 
     public func certificateCount(issuer: String?) async throws -> Int {
-        try await read { connection in
+        try await read { [self] connection in
             let query: PostgresQuery =
                 if let issuer { "SELECT count(*) AS n FROM certificates WHERE issuer = \(issuer)" } else { "SELECT count(*) AS n FROM certificates" }
             return try await rows(query, on: connection).first?.int("n") ?? 0
@@ -126,7 +126,7 @@ extension PostgresStore {
 extension PostgresStore {
     public func certificates(matching filter: CertificateFilter, after position: CertificateListPosition?, limit: Int) async throws -> CertificatePage {
         guard limit > 0, let query = Self.listing(filter, after: position, limit: limit) else { return CertificatePage(certificates: [], next: nil) }
-        return try await read { connection in
+        return try await read { [self] connection in
             var records = try await rows(query, on: connection).map(Self.certificate(from:))
             guard records.count > limit else { return CertificatePage(certificates: records, next: nil) }
             records.removeLast(records.count - limit)

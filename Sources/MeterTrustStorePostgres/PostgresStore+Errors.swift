@@ -8,7 +8,7 @@ extension PostgresStore {
     func storeError(writing error: any Error) -> StoreError {
         if let error = error as? PSQLError, let info = error.serverInfo, let state = info[.sqlState], var code = Self.constraintCode(state) {
             if code == .duplicate, let unique = Self.uniquenessCode(info[.constraintName]) { code = unique }
-            return StoreError(code, "\(Self.constraintExplanation(code)): \(info[.message] ?? "constraint violated")")
+            return StoreError(code, "\(code.constraintExplanation): \(info[.message] ?? "constraint violated")")
         }
         return StoreError(.unavailable, "writing to the store \(location) failed: \(Self.reason(error))")
     }
@@ -44,22 +44,11 @@ extension PostgresStore {
         return state == "40001" || state == "40P01"
     }
 
-    static func constraintExplanation(_ code: StoreError.Code) -> String {
-        switch code {
-        case .duplicate: "the store refused a duplicate"
-        case .serialInUse: "the issuer already used this serial"
-        case .meterProvisioned: "the meter already has a device identity certificate"
-        case .keyReused: "the public key already belongs to another meter"
-        case .foreignKey: "the store refused a reference to a record it does not hold"
-        case .checkViolation: "the store refused a value its schema does not allow"
-        case .notNull: "the store refused a record with a required value missing"
-        default: "the store refused the write"
-        }
-    }
 
     /// One line for an error: the server's own message, or what failed on the way to it. Never the query or its
     /// values (postgres-nio's description of an error deliberately hides them too).
     static func reason(_ error: any Error) -> String {
+        if error is LeaseTimeout { return "the database did not answer within the operation timeout (is the server up? the primary may have failed over)" }
         if let error = error as? PSQLError {
             if let info = error.serverInfo { return info[.message] ?? "server error \(info[.sqlState] ?? "")" }
             switch error.code {

@@ -5,7 +5,7 @@ import PostgresNIO
 // Custodians, policies, requests, approvals, bootstrap and the backup key (the QuorumStore view).
 extension PostgresStore {
     public func bootstrapQuorum(custodians: [CustodianRecord], policies: [QuorumPolicyRecord]) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await execute(connection, "INSERT INTO quorum_bootstrap (id, created_at) VALUES (1, \(Self.seconds(Date())))", logger: logger)
             for custodian in custodians { try await insert(custodian, on: connection) }
             for policy in policies { try await upsert(policy, on: connection) }
@@ -13,11 +13,11 @@ extension PostgresStore {
     }
 
     public func isQuorumBootstrapped() async throws -> Bool {
-        try await read { connection in try await rows("SELECT count(*) AS n FROM quorum_bootstrap", on: connection).first?.int("n") ?? 0 > 0 }
+        try await read { [self] connection in try await rows("SELECT count(*) AS n FROM quorum_bootstrap", on: connection).first?.int("n") ?? 0 > 0 }
     }
 
     public func custodians() async throws -> [CustodianRecord] {
-        try await read { connection in try await custodians(on: connection) }
+        try await read { [self] connection in try await custodians(on: connection) }
     }
 
     func custodians(on connection: PostgresConnection) async throws -> [CustodianRecord] {
@@ -31,7 +31,7 @@ extension PostgresStore {
     }
 
     public func insertCustodian(_ custodian: CustodianRecord) async throws {
-        try await transaction { connection in try await insert(custodian, on: connection) }
+        try await transaction { [self] connection in try await insert(custodian, on: connection) }
     }
 
     func insert(_ custodian: CustodianRecord, on connection: PostgresConnection) async throws {
@@ -51,7 +51,7 @@ extension PostgresStore {
     public func removeCustodian(
         named name: String, at date: Date, ifAllowed check: @escaping @Sendable ([CustodianRecord]) throws -> Void
     ) async throws {
-        try await transaction(.serializable) { connection in
+        try await transaction(.serializable) { [self] connection in
             let current = try await custodians(on: connection)
             do {
                 try check(current)
@@ -66,7 +66,7 @@ extension PostgresStore {
     }
 
     public func quorumPolicies() async throws -> [QuorumPolicyRecord] {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT * FROM quorum_policies ORDER BY operation_class", on: connection).map { row in
                 QuorumPolicyRecord(
                     operationClass: try row.string("operation_class"), required: try row.int("required"),
@@ -79,7 +79,7 @@ extension PostgresStore {
     }
 
     public func setQuorumPolicy(_ policy: QuorumPolicyRecord) async throws {
-        try await transaction { connection in try await upsert(policy, on: connection) }
+        try await transaction { [self] connection in try await upsert(policy, on: connection) }
     }
 
     func upsert(_ policy: QuorumPolicyRecord, on connection: PostgresConnection) async throws {
@@ -96,7 +96,7 @@ extension PostgresStore {
     }
 
     public func insertAdminRequest(_ request: AdminRequestRecord) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await execute(connection, 
                 """
                 INSERT INTO admin_requests (id, document, operation, requester, created_at, expires_at, state)
@@ -109,11 +109,11 @@ extension PostgresStore {
     }
 
     public func adminRequest(id: String) async throws -> AdminRequestRecord? {
-        try await read { connection in try await rows("SELECT * FROM admin_requests WHERE id = \(id)", on: connection).first.map(Self.adminRequest(from:)) }
+        try await read { [self] connection in try await rows("SELECT * FROM admin_requests WHERE id = \(id)", on: connection).first.map(Self.adminRequest(from:)) }
     }
 
     public func adminRequests(state: AdminRequestRecord.State?, limit: Int) async throws -> [AdminRequestRecord] {
-        try await read { connection in
+        try await read { [self] connection in
             let query: PostgresQuery =
                 if let state {
                     "SELECT * FROM admin_requests WHERE state = \(state.rawValue) ORDER BY created_at DESC, id LIMIT \(Int64(limit))"
@@ -135,7 +135,7 @@ extension PostgresStore {
     }
 
     public func insertApproval(_ approval: ApprovalRecord) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await execute(connection, 
                 """
                 INSERT INTO approvals (request_id, custodian, document, received_at)
@@ -147,7 +147,7 @@ extension PostgresStore {
     }
 
     public func approvals(requestID: String) async throws -> [ApprovalRecord] {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT * FROM approvals WHERE request_id = \(requestID) ORDER BY received_at, custodian", on: connection).map {
                 ApprovalRecord(
                     requestID: try $0.string("request_id"), custodian: try $0.string("custodian"), document: try $0.bytes("document"),
@@ -160,7 +160,7 @@ extension PostgresStore {
     /// Run-once: the conditional update takes the request's row lock; a second claim (on any node) waits for it, then
     /// finds the state no longer pending and claims nothing.
     public func claimAdminRequest(id: String, by custodian: String, at date: Date) async throws -> Bool {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await rows(
                 """
                 UPDATE admin_requests SET state = 'executing', executed_at = \(Self.seconds(date)), executed_by = \(custodian)
@@ -172,7 +172,7 @@ extension PostgresStore {
     }
 
     public func finishAdminRequest(id: String, state: AdminRequestRecord.State, outcome: String) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             let updated = try await rows(
                 "UPDATE admin_requests SET state = \(state.rawValue), outcome = \(outcome) WHERE id = \(id) AND state = 'executing' RETURNING id",
                 on: connection
@@ -182,7 +182,7 @@ extension PostgresStore {
     }
 
     public func setBackupKey(_ record: BackupKeyRecord) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await execute(connection, 
                 """
                 INSERT INTO backup_key (id, label, threshold, shares, key_check_value, created_at, so_pin_shares)
@@ -195,7 +195,7 @@ extension PostgresStore {
     }
 
     public func replaceBackupKey(_ record: BackupKeyRecord, replacing label: String) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             let updated = try await rows(
                 """
                 UPDATE backup_key SET label = \(record.label), threshold = \(Int64(record.threshold)), shares = \(ByteBuffer(bytes: record.shares)),
@@ -210,13 +210,13 @@ extension PostgresStore {
     }
 
     public func deleteBackupKey(label: String) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             try await execute(connection, "DELETE FROM backup_key WHERE id = 1 AND label = \(label)", logger: logger)
         }
     }
 
     public func backupKey() async throws -> BackupKeyRecord? {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT * FROM backup_key WHERE id = 1", on: connection).first.map {
                 BackupKeyRecord(
                     label: try $0.string("label"), threshold: try $0.int("threshold"), shares: try $0.bytes("shares"),

@@ -5,7 +5,7 @@ import PostgresNIO
 // Revocation of certificates and destruction of CAs (the RevocationStore view).
 extension PostgresStore {
     public func markCertificateAuthorityDestroyed(named name: String, at date: Date) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             let updated = try await rows(
                 "UPDATE certificate_authorities SET destroyed_at = \(Self.seconds(date)) WHERE name = \(name) AND destroyed_at IS NULL RETURNING name",
                 on: connection
@@ -15,7 +15,7 @@ extension PostgresStore {
     }
 
     public func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws {
-        try await transaction { connection in
+        try await transaction { [self] connection in
             // The revocation names its certificate by the certificate's whole key (the shard included, as the
             // partitioned table requires): read from the certificate itself, so a serial the store does not hold is
             // refused by the foreign key as in SQLite.
@@ -34,7 +34,7 @@ extension PostgresStore {
     }
 
     public func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)? {
-        try await read { connection in
+        try await read { [self] connection in
             try await rows("SELECT reason, revoked_at FROM revocations WHERE issuer = \(issuer) AND serial = \(serial)", on: connection).first.map {
                 (reason: try $0.int("reason"), date: Self.date(try $0.int64("revoked_at")))
             }
@@ -43,7 +43,7 @@ extension PostgresStore {
 
     public func revocations(after position: CertificateListPosition?, limit: Int) async throws -> [RevocationRecord] {
         guard limit > 0 else { return [] }
-        return try await read { connection in
+        return try await read { [self] connection in
             try await rows(
                 """
                 SELECT * FROM revocations WHERE (issuer, serial) > (\(position?.issuer ?? ""), \(position?.serial ?? ""))

@@ -4,6 +4,7 @@ import MeterTrustStore
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import Synchronization
 
 /// The scale-out store: PostgreSQL through postgres-nio's connection pool, for several MeterTrust nodes on one
 /// database (primary with a synchronous standby; read replicas for look-ups).
@@ -23,16 +24,23 @@ public final class PostgresStore: MeterTrustStore {
     /// What one direct connection needs (``checkConnection()``): the password and the TLS settings the pool uses.
     private let password: String?
     private let tlsConfiguration: TLSConfiguration?
+    private let operationTimeout: Duration
+    /// Set when an operation lost its connection or timed out; cleared by the next successful direct connection.
+    private let suspect = Mutex(false)
 
     /// How the store reaches its database.
     public struct Options: Sendable {
         /// Connections the pool opens at most (each MeterTrust node has its own pool).
         public var maximumConnections: Int
         public var connectTimeout: Duration
+        /// How long one operation (waiting for a connection of the pool, then its statements) may take before it
+        /// fails with `store.unavailable`: a batch must fail, not hang, when the primary dies.
+        public var operationTimeout: Duration
 
-        public init(maximumConnections: Int = 16, connectTimeout: Duration = .seconds(10)) {
+        public init(maximumConnections: Int = 16, connectTimeout: Duration = .seconds(10), operationTimeout: Duration = .seconds(40)) {
             self.maximumConnections = maximumConnections
             self.connectTimeout = connectTimeout
+            self.operationTimeout = operationTimeout
         }
     }
 
@@ -61,6 +69,7 @@ public final class PostgresStore: MeterTrustStore {
         self.logger = logger
         self.password = password
         self.tlsConfiguration = tlsConfiguration
+        self.operationTimeout = options.operationTimeout
         self.runner = Task { await client.run() }
     }
 
@@ -155,11 +164,13 @@ public final class PostgresStore: MeterTrustStore {
     /// Runs `body` in one transaction on one connection of the pool, committed if it returns, rolled back if it
     /// throws; a serialization failure or deadlock runs it again (up to ``attempts`` times).
     @discardableResult
-    func transaction<T: Sendable>(_ isolation: Isolation = .readCommitted, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(
+        _ isolation: Isolation = .readCommitted, _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+    ) async throws -> T {
         var attempt = 1
         while true {
             do {
-                return try await client.withConnection { connection in
+                return try await leased { [self] connection in
                     try await execute(connection, PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \(isolation.rawValue)"), logger: logger)
                     do {
                         let result = try await body(connection)
@@ -187,13 +198,59 @@ public final class PostgresStore: MeterTrustStore {
     }
 
     /// Runs a read on a connection of the pool (each statement its own snapshot).
-    func read<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         do {
-            return try await client.withConnection { connection in try await body(connection) }
+            return try await leased { connection in try await body(connection) }
         } catch let error as StoreError {
             throw error
         } catch {
             throw StoreError(.unavailable, "reading the store \(location) failed: \(Self.reason(error))")
+        }
+    }
+
+    /// The database did not answer an operation (a lease and its statements) within ``Options/operationTimeout``.
+    struct LeaseTimeout: Error {}
+
+    /// Runs `body` on a connection of the pool, giving up after ``Options/operationTimeout``. A server that dies
+    /// (SIGKILL, a failed primary) can leave postgres-nio waiting for ever: for a connection its pool never makes,
+    /// or for the answer to a query sent just before (seen in the fail-over test: every thread idle, no timer). The
+    /// operation then fails with `store.unavailable` and its task is abandoned, so a batch fails instead of hanging.
+    func leased<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        // After a lost connection or a timeout, one direct connection first: a dead server then fails this operation
+        // at once (connection refused) instead of after another timeout (the audit entry of a failed batch, say).
+        if suspect.withLock({ $0 }) {
+            try await checkConnection()
+            suspect.withLock { $0 = false }
+        }
+        do {
+            return try await leasedWithDeadline(body)
+        } catch let error as PSQLError where error.serverInfo == nil {
+            suspect.withLock { $0 = true }
+            throw error
+        } catch let error as LeaseTimeout {
+            suspect.withLock { $0 = true }
+            throw error
+        }
+    }
+
+    private func leasedWithDeadline<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let client = self.client
+        let timeout = operationTimeout
+        let gate = ResumeOnce<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            gate.install(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                if !Task.isCancelled { gate.resume(.failure(LeaseTimeout())) }
+            }
+            Task {
+                do {
+                    gate.resume(.success(try await client.withConnection { connection in try await body(connection) }))
+                } catch {
+                    gate.resume(.failure(error))
+                }
+                timer.cancel()
+            }
         }
     }
 
@@ -210,7 +267,24 @@ public final class PostgresStore: MeterTrustStore {
     /// Runs raw SQL in one write transaction, errors mapped like every other write's: for the backend-specific tests
     /// (`@testable import`) of constraints the API itself never lets a caller reach.
     func execute(rawSQL sql: String) async throws {
-        try await transaction { connection in try await execute(connection, PostgresQuery(unsafeSQL: sql), logger: logger) }
+        try await transaction { [self] connection in try await execute(connection, PostgresQuery(unsafeSQL: sql), logger: logger) }
+    }
+}
+
+/// A continuation resumed by whichever comes first, the operation or its timer; later resumptions are dropped.
+final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+
+    func install(_ continuation: CheckedContinuation<T, any Error>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func resume(_ result: Result<T, any Error>) {
+        let taken = continuation.withLock { current -> CheckedContinuation<T, any Error>? in
+            defer { current = nil }
+            return current
+        }
+        taken?.resume(with: result)
     }
 }
 

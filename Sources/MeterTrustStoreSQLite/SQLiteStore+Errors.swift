@@ -8,7 +8,7 @@ extension SQLiteStore {
     static func storeError(writing error: any Error, path: String) -> StoreError {
         if let error = error as? DatabaseError, var code = constraintCode(error) {
             if code == .duplicate, let unique = uniquenessCode(error) { code = unique }
-            return StoreError(code, "\(constraintExplanation(code)): \(error.message ?? "constraint violated")")
+            return StoreError(code, "\(code.constraintExplanation): \(error.message ?? "constraint violated")")
         }
         return StoreError(.unavailable, "writing to the store \(path) failed: \(reason(error))")
     }
@@ -37,18 +37,6 @@ extension SQLiteStore {
         return nil
     }
 
-    static func constraintExplanation(_ code: StoreError.Code) -> String {
-        switch code {
-        case .duplicate: "the store refused a duplicate"
-        case .serialInUse: "the issuer already used this serial"
-        case .meterProvisioned: "the meter already has a device identity certificate"
-        case .keyReused: "the public key already belongs to another meter"
-        case .foreignKey: "the store refused a reference to a record it does not hold"
-        case .checkViolation: "the store refused a value its schema does not allow"
-        case .notNull: "the store refused a record with a required value missing"
-        default: "the store refused the write"
-        }
-    }
 
     static func reason(_ error: any Error) -> String {
         if let error = error as? DatabaseError { return error.message ?? "\(error.resultCode)" }
