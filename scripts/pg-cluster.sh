@@ -75,6 +75,10 @@ max_connections = 300
 shared_buffers = 256MB
 fsync = on
 synchronous_commit = on
+full_page_writes = on
+# Fewer checkpoints under bulk issuance (each one makes every page's next change a full-page image in the WAL).
+max_wal_size = 4GB
+checkpoint_timeout = 15min
 default_transaction_isolation = 'read committed'
 log_min_messages = warning
 EOF

@@ -56,7 +56,14 @@ extension PostgresStore {
         guard !eui64s.isEmpty else { return [:] }
         return try await read { [self] connection in
             var found: [String: DeviceIdentityEntry] = [:]
-            for row in try await rows("SELECT * FROM device_identities WHERE eui64 = ANY(\(eui64s))", on: connection) {
+            for row in try await rows(
+                """
+                SELECT d.eui64, d.issuer, d.serial, c.batch, c.batch_position FROM device_identities d
+                JOIN certificates c ON c.issuer = d.issuer AND c.serial = d.serial AND c.shard = d.shard
+                WHERE d.eui64 = ANY(\(eui64s))
+                """,
+                on: connection
+            ) {
                 let eui64 = try row.string("eui64")
                 found[eui64] = DeviceIdentityEntry(
                     eui64: eui64, issuer: try row.string("issuer"), serial: try row.string("serial"), batch: try row.optionalString("batch"),
@@ -114,12 +121,9 @@ extension PostgresStore {
                 var won: [String: String] = [:]  // EUI-64 → serial stored for it now
                 for row in try await rows(
                     """
-                    INSERT INTO device_identities (eui64, issuer, serial, shard, batch, batch_position)
-                    SELECT eui64, issuer, serial, shard, nullif(batch, ''), nullif(batch_position, -1)
-                    FROM unnest(\(column { $0.eui64 ?? "" })::text[], \(column { $0.issuer })::text[], \(column { $0.serial })::text[],
-                                \(candidates.map { Int64(certificates[$0].shard) })::bigint[], \(column { $0.batch ?? "" })::text[],
-                                \(candidates.map { certificates[$0].batchPosition ?? -1 })::bigint[])
-                         AS input (eui64, issuer, serial, shard, batch, batch_position)
+                    INSERT INTO device_identities (eui64, issuer, serial, shard)
+                    SELECT * FROM unnest(\(column { $0.eui64 ?? "" })::text[], \(column { $0.issuer })::text[], \(column { $0.serial })::text[],
+                                         \(candidates.map { Int64(certificates[$0].shard) })::bigint[])
                     ON CONFLICT (eui64) DO NOTHING RETURNING eui64, serial
                     """,
                     on: connection

@@ -26,8 +26,8 @@ extension PostgresStore {
         if c.kind == .deviceIdentity, let eui64 = c.eui64 {
             let claimed = try await rows(
                 """
-                INSERT INTO device_identities (eui64, issuer, serial, shard, batch, batch_position)
-                VALUES (\(eui64), \(c.issuer), \(c.serial), \(Int64(c.shard)), \(c.batch), \(c.batchPosition))
+                INSERT INTO device_identities (eui64, issuer, serial, shard)
+                VALUES (\(eui64), \(c.issuer), \(c.serial), \(Int64(c.shard)))
                 ON CONFLICT (eui64) DO NOTHING RETURNING eui64
                 """,
                 on: connection
@@ -70,7 +70,13 @@ extension PostgresStore {
 
     /// The refusal of a second device identity for `eui64`, naming the one it has.
     func meterProvisioned(_ eui64: String, on connection: PostgresConnection) async throws -> StoreError {
-        let row = try await rows("SELECT issuer, serial, batch FROM device_identities WHERE eui64 = \(eui64)", on: connection).first
+        let row = try await rows(
+            """
+            SELECT d.issuer, d.serial, c.batch FROM device_identities d
+            JOIN certificates c ON c.issuer = d.issuer AND c.serial = d.serial AND c.shard = d.shard WHERE d.eui64 = \(eui64)
+            """,
+            on: connection
+        ).first
         guard let row else { return StoreError(.meterProvisioned, "EUI-64 \(eui64) is already provisioned") }
         return StoreError(
             .meterProvisioned,
@@ -152,7 +158,13 @@ extension PostgresStore {
         } else if let position {
             conditions.append("(issuer, serial) > (\(bind(position.issuer)), \(bind(position.serial)))")
         }
-        if let eui64 = filter.eui64 { conditions.append("eui64 = \(bind(eui64))") }
+        if let eui64 = filter.eui64 {
+            // Device identities by their table (keyed by EUI-64), every other certificate by the partial index.
+            let value = bind(eui64)
+            conditions.append(
+                "((eui64 = \(value) AND kind <> 'device-identity') OR (issuer, serial, shard) IN (SELECT issuer, serial, shard FROM device_identities WHERE eui64 = \(value)))"
+            )
+        }
         if let profile = filter.profile { conditions.append("profile = \(bind(profile))") }
         if let batch = filter.batch { conditions.append("batch = \(bind(batch))") }
         // created_at holds whole seconds: a certificate of the same second counts as since.
