@@ -83,14 +83,14 @@ public struct IssuanceBenchmark: Sendable {
         for _ in 0..<2 { try await measureLimits() }
 
         // The real path.
-        _ = try await store.beginBatch(BatchRecord(id: "bench", manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
+        _ = try await store.beginBatch(BatchRecord(id: manufacturerName, manufacturer: manufacturer.name, manifestSHA256: "bench", meterCount: Int64(count)))
         let signer = try CertificateSigner(authority: manufacturer, profile: .deviceIdentity, settings: hierarchy.settings, hardwareType: hardwareType)
         let engine = IssuanceEngine(signer: signer, store: store, workers: threads)
         var reader = try CSRListReader(path: csrPath)
         let started = Date()
         let cpuStarted = Self.cpuSeconds()
         let counts = try await engine.run(
-            batch: "bench",
+            batch: manufacturerName,
             next: {
                 while let line = try reader.next() {
                     if case .request(let number, let eui, let csr) = line { return IssuanceItem(position: number, eui64: eui, csr: csr) }
@@ -104,7 +104,7 @@ public struct IssuanceBenchmark: Sendable {
         let issuanceCPU = Self.cpuSeconds() - cpuStarted
         progress.finish(phase: "issuing")
         try await measureLimits()
-        let stored = try await store.batchCertificateCount(batch: "bench")
+        let stored = try await store.batchCertificateCount(batch: manufacturerName)
         guard stored == count, counts.issued == count else {
             throw FactoryError(.output, "benchmark issued \(counts.issued) and stored \(stored) of \(count) certificates")
         }
@@ -174,7 +174,8 @@ public struct IssuanceBenchmark: Sendable {
     public static func makeCSRs(count: Int, hardwareType: ASN1ObjectIdentifier, path: String, threads: Int, progress: any BatchProgress) async throws {
         guard FileManager.default.createFile(atPath: path, contents: nil) else { throw FactoryError(.output, "cannot create \(path)") }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        let first: UInt64 = 0x0024_BEFF_FE00_0000
+        // Each run draws its own range of 2^32 EUI-64s, so several runs can share one store.
+        let first: UInt64 = 0x0024_BE00_0000_0000 | (UInt64.random(in: 0..<(1 << 16)) << 32)
         var position = 0
         progress.update(phase: "making CSRs", done: 0, total: count)  // the phase's clock starts now
         while position < count {
