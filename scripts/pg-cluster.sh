@@ -16,7 +16,6 @@
 set -euo pipefail
 
 project="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-port="${METERTRUST_PG_PORT:-55432}"
 
 # shellcheck source=scripts/pg-lib.sh
 . "$project/scripts/pg-lib.sh"
@@ -24,6 +23,20 @@ port="${METERTRUST_PG_PORT:-55432}"
 cluster_dir() { reachable_dir "${METERTRUST_PG_DIR:-}" .pg metertrust-pg; }
 
 dir="$(cluster_dir)"
+# The port: METERTRUST_PG_PORT, else the one this cluster was made with (several checkouts on one machine each have
+# their own cluster), else 55432 or the next free one, chosen when the cluster is made.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ -n "${METERTRUST_PG_PORT:-}" ]; then
+    port="$METERTRUST_PG_PORT"
+elif [ -f "$dir/port" ]; then
+    port="$(cat "$dir/port")"
+else
+    port=55432
+    while ! port_free "$port" || [ "$port" = 55442 ] || [ "$port" = 55443 ]; do
+        port=$((port + 1))
+        [ "$port" -lt 55532 ] || die "no free port in 55432–55531 for the PostgreSQL test cluster: set METERTRUST_PG_PORT"
+    done
+fi
 data="$dir/data"
 socket="$dir/socket"
 
@@ -49,6 +62,7 @@ initialise() {
     rm -rf "$dir"
     mkdir -p "$dir/tls" "$socket" "$dir/log"
     chmod 0755 "$dir"
+    echo "$port" > "$dir/port"
     # The clients' copy of the password: 0600, owned by whoever runs the tests.
     make_password_and_tls "$dir/password" "$dir/tls" "MeterTrust test PostgreSQL CA"
     mkdir -p "$data"
