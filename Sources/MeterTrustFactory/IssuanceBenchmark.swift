@@ -66,7 +66,9 @@ public struct IssuanceBenchmark: Sendable {
         // N pre-made CSRs, in a file: memory does not grow with N.
         let prepared = Date()
         let csrPath = workDirectory.appendingPathComponent("csrs.txt").path
-        try await Self.makeCSRs(count: count, hardwareType: hardwareType, path: csrPath, threads: threads, progress: progress)
+        // Each run draws its own range of 2^32 EUI-64s, so several runs can share one store.
+        let first: UInt64 = 0x0024_BE00_0000_0000 | (UInt64.random(in: 0..<(1 << 16)) << 32)
+        try await Self.makeCSRs(count: count, hardwareType: hardwareType, path: csrPath, threads: threads, progress: progress, first: first)
         let preparation = Date().timeIntervalSince(prepared)
 
         // The limits, with the same threads, sessions and key: each measured twice before the issuance run and once
@@ -169,13 +171,16 @@ public struct IssuanceBenchmark: Sendable {
         return (done / elapsed, cpu / done * 1e6)
     }
 
-    /// Writes a CSR list of `count` meters from 0024befffe000000 upwards, each CSR made by its own fresh key, on
-    /// `threads` threads in rounds.
-    public static func makeCSRs(count: Int, hardwareType: ASN1ObjectIdentifier, path: String, threads: Int, progress: any BatchProgress) async throws {
+    /// The EUI-64 the CSR list starts from unless said otherwise.
+    public static let firstMeter: UInt64 = 0x0024_BEFF_FE00_0000
+
+    /// Writes a CSR list of `count` meters from `first` (default 0024befffe000000) upwards, each CSR made by its own
+    /// fresh key, on `threads` threads in rounds.
+    public static func makeCSRs(
+        count: Int, hardwareType: ASN1ObjectIdentifier, path: String, threads: Int, progress: any BatchProgress, first: UInt64 = firstMeter
+    ) async throws {
         guard FileManager.default.createFile(atPath: path, contents: nil) else { throw FactoryError(.output, "cannot create \(path)") }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        // Each run draws its own range of 2^32 EUI-64s, so several runs can share one store.
-        let first: UInt64 = 0x0024_BE00_0000_0000 | (UInt64.random(in: 0..<(1 << 16)) << 32)
         var position = 0
         progress.update(phase: "making CSRs", done: 0, total: count)  // the phase's clock starts now
         while position < count {
