@@ -254,4 +254,23 @@ struct ScaleOutTests {
             #expect(verified["verified"] as? Bool == true, "\(verified)")
         }
     }
+
+    @Test("attacker with write access to the PostgreSQL database but no HSM: an audit entry a checkpoint covers, rewritten in place with psql, is caught by audit verify (exit 5, verified false)")
+    func databaseWriterIsCaught() throws {
+        let deployment = try Deployment.make(postgres: true)
+        _ = try deployment.json(["ca", "create-root", "--name", "root"])
+        _ = try deployment.json(["audit", "init"])
+        _ = try deployment.json(["ca", "create-manufacturer", "--name", "acme"])
+        _ = try deployment.json(["audit", "checkpoint"])
+        #expect(try deployment.json(["audit", "verify"])["verified"] as? Bool == true)
+        // The attacker rewrites the first entry in place with psql (the bytes of an entry a checkpoint covers).
+        let location = try TestPostgres.locationOf(deployment)
+        let rewritten = try TestPostgres.psql(
+            location, "UPDATE audit_entries SET entry = convert_to(replace(convert_from(entry, 'UTF8'), 'root', 'rooX'), 'UTF8') WHERE position = 0"
+        )
+        #expect(rewritten.status == 0 && rewritten.stderr.isEmpty, "\(rewritten.stderr)")
+        let verified = try deployment.run(["audit", "verify", "--json"])
+        #expect(verified.status == 5, "exit \(verified.status): \(verified.stderr)")
+        #expect(try Self.document(verified)["verified"] as? Bool == false)
+    }
 }
