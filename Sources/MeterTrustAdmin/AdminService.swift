@@ -58,7 +58,7 @@ public struct AdminService: Sendable {
 
     /// The quorum gate over the store and the verified audit log (every decision starts here).
     public func gate() async throws -> QuorumGate {
-        try await QuorumGate(store: store, audit: audit, clock: clock)
+        try await QuorumGate(store: store, audit: audit, operations: operations, clock: clock)
     }
 
     /// The custodians the audit log backs.
@@ -124,7 +124,7 @@ public struct AdminService: Sendable {
                     "a quorum of \(required) needs at least \(required) security officers among more than \(required) custodians (here \(officers) of \(records.count)): a quorum must survive the loss of one custodian"
                 )
             }
-            let defaults = QuorumPolicy.defaults(required: required)
+            let defaults = QuorumPolicy.defaults(for: operations.operationClasses, required: required)
             try await store.bootstrapQuorum(custodians: records, policies: defaults.map { $0.record(updatedBy: nil) })
             var details = ["custodians": records.map(\.name).joined(separator: ",")]
             details.add(SecurityState.Change.bootstrapped())
@@ -165,7 +165,7 @@ public struct AdminService: Sendable {
         }
         let request = try AdminRequest.parse(record.document)
         let gate = try await gate()
-        let policy = try await gate.policy(for: try request.adminOperation.operationClass)
+        let policy = try await gate.policy(for: try operations.definition(named: request.operation).operationClass)
         let approvals = try await store.approvals(requestID: id)
         // The tally of a request that ran shows the approvals it ran on, judged at its execution time.
         var view = record
@@ -198,7 +198,7 @@ public struct AdminService: Sendable {
             }
             let request = try AdminRequest.parse(record.document)
             let gate = try await gate()
-            let policy = try await gate.policy(for: try request.adminOperation.operationClass)
+            let policy = try await gate.policy(for: try operations.definition(named: request.operation).operationClass)
             let now = clock.now()
             let custodian = try QuorumRules.check(approval, for: record, policy: policy, registry: try await gate.registry(now: now), now: now)
             if let logged = gate.state.requests[record.id] {

@@ -26,14 +26,17 @@ public struct AuthorizedRequest: Sendable {
 public struct QuorumGate: Sendable {
     public let store: any QuorumStore
     public let audit: AuditLog
+    /// The operations this deployment runs: what a stored request's `operation` names.
+    public let operations: QuorumOperationRegistry
     public let state: SecurityState
     /// What "now" is for every rule here (expiry, validity, claim times).
     public let clock: any WallClock
 
     /// Verifies the audit log and replays its state (throws if the log was tampered with).
-    public init(store: any QuorumStore, audit: AuditLog, clock: any WallClock = SystemClock()) async throws {
+    public init(store: any QuorumStore, audit: AuditLog, operations: QuorumOperationRegistry = .standard, clock: any WallClock = SystemClock()) async throws {
         self.store = store
         self.audit = audit
+        self.operations = operations
         self.clock = clock
         self.state = try await audit.verifiedState()
     }
@@ -58,11 +61,16 @@ public struct QuorumGate: Sendable {
         return policies
     }
 
+    /// The policy of `operationClass`. A class declared after the bootstrap ceremony (a module added since, such as
+    /// Onboarding's `account-create`) that no `policy.set` ever set has its default roles and the strictest count of
+    /// the policies the log set: it rests on this build's code and the verified log, never on a row alone.
     public func policy(for operationClass: OperationClass) async throws -> QuorumPolicy {
-        guard let policy = try await policies().first(where: { $0.operationClass == operationClass }) else {
+        let policies = try await policies()
+        if let policy = policies.first(where: { $0.operationClass == operationClass }) { return policy }
+        guard let strictest = policies.map(\.required).max() else {
             throw QuorumError(.notBootstrapped, "no quorum policy for \(operationClass.rawValue): run the bootstrap ceremony (metertrust admin bootstrap)")
         }
-        return policy
+        return QuorumPolicy(operationClass: operationClass, required: strictest, approverRoles: operationClass.defaultApproverRoles)
     }
 
     /// The custodians the audit log backs (``CustodianRegistry/init(_:boundTo:now:)``).
@@ -82,7 +90,7 @@ public struct QuorumGate: Sendable {
         guard request.id == record.id else {
             throw QuorumError(.untrustedState, "the store's request \(id.prefix(16))… holds another request's document: it was changed outside MeterTrust")
         }
-        let operation = try request.adminOperation
+        let operation = try operations.definition(named: request.operation)
         if let expected, operation != expected {
             throw QuorumError(.wrongRequest, "request \(id.prefix(16))… is \(operation.rawValue), not \(expected.rawValue)")
         }

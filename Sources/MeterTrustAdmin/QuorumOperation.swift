@@ -107,6 +107,25 @@ public struct QuorumOperationRegistry: Sendable {
     /// The operations registered.
     public var operations: Set<AdminOperation> { Set(parsers.keys) }
 
+    /// The policy classes of the built-in modules and of every operation registered, each once, in that order: those
+    /// the bootstrap ceremony sets a default policy for and `policy.set` accepts.
+    public var operationClasses: [OperationClass] {
+        var classes = OperationClass.builtIn
+        for operation in operations.sorted(by: { $0.rawValue < $1.rawValue }) where !classes.contains(operation.operationClass) {
+            classes.append(operation.operationClass)
+        }
+        return classes
+    }
+
+    /// The registered operation called `name` (a request's `operation`), or the refusal naming those there are.
+    public func definition(named name: String) throws -> AdminOperation {
+        guard let operation = parsers.keys.first(where: { $0.rawValue == name }) else {
+            let known = operations.map(\.rawValue).sorted().joined(separator: ", ")
+            throw QuorumError(.invalidRequest, "no module of this deployment runs \(name.prefix(64)); it runs \(known)")
+        }
+        return operation
+    }
+
     /// The operation `operation` with `parameters` parsed and checked; refused if no module registered it.
     public func operation(_ operation: AdminOperation, parameters: [String: String]) throws -> any QuorumOperation {
         guard let parse = parsers[operation] else {
@@ -117,7 +136,7 @@ public struct QuorumOperationRegistry: Sendable {
 
     /// The operation a request asks for.
     public func operation(of request: AdminRequest) throws -> any QuorumOperation {
-        try operation(try request.adminOperation, parameters: request.parameters)
+        try operation(try definition(named: request.operation), parameters: request.parameters)
     }
 
     /// The operations MeterTrustAdmin defines: CAs, policies, custodians and backups.

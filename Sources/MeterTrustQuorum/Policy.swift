@@ -17,24 +17,67 @@ public enum CustodianRole: String, Sendable, Hashable, Codable, CaseIterable {
     }
 }
 
-/// A class of operations that share one quorum policy.
-public enum OperationClass: String, Sendable, Hashable, Codable, CaseIterable {
-    case caKeyCreate = "ca-key-create"
-    case caKeyDestroy = "ca-key-destroy"
-    case caCertificate = "ca-certificate"
-    case manufacturerRegister = "manufacturer-register"
-    case policyChange = "policy-change"
-    case custodianAdd = "custodian-add"
-    case custodianRemove = "custodian-remove"
-    case backupExport = "backup-export"
-    case backupRestore = "backup-restore"
-    case firmwareRelease = "firmware-release"
+/// A class of operations that share one quorum policy. The set is open, like ``AdminOperation``'s: a module that
+/// declares an operation declares its class, with the roles whose approvals count by default. Two classes are the
+/// same class when their names are.
+public struct OperationClass: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The name (`ca-key-create`), as policies, the store and the audit log's security state record it.
+    public let rawValue: String
+    /// Whose approvals count until a `policy.set` says otherwise: what the declaring module says; a class read back
+    /// from a name (a policy row, a wire document) has the built-in default, since its policy says who approves.
+    public let defaultApproverRoles: [CustodianRole]
 
-    public static func parse(_ text: String) throws -> OperationClass {
-        guard let value = OperationClass(rawValue: text) else {
-            throw QuorumError(.invalidRequest, "unknown operation class \"\(text)\": use one of \(allCases.map(\.rawValue).joined(separator: ", "))")
+    public init(_ name: String, defaultApproverRoles: [CustodianRole] = [.securityOfficer]) {
+        precondition(AdminOperation.isWellFormedName(name), "class names are lowercase letters, digits, - and .")
+        self.rawValue = name
+        self.defaultApproverRoles = defaultApproverRoles
+    }
+
+    public var description: String { rawValue }
+    public static func == (lhs: OperationClass, rhs: OperationClass) -> Bool { lhs.rawValue == rhs.rawValue }
+    public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        self = try Self.parse(name, among: nil)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public static let caKeyCreate = OperationClass("ca-key-create")
+    public static let caKeyDestroy = OperationClass("ca-key-destroy")
+    public static let caCertificate = OperationClass("ca-certificate", defaultApproverRoles: [.securityOfficer, .pkiOfficer])
+    public static let manufacturerRegister = OperationClass("manufacturer-register", defaultApproverRoles: [.securityOfficer, .pkiOfficer])
+    public static let policyChange = OperationClass("policy-change")
+    public static let custodianAdd = OperationClass("custodian-add")
+    public static let custodianRemove = OperationClass("custodian-remove")
+    public static let backupExport = OperationClass("backup-export")
+    public static let backupRestore = OperationClass("backup-restore")
+    public static let firmwareRelease = OperationClass("firmware-release", defaultApproverRoles: [.securityOfficer, .pkiOfficer])
+
+    /// The classes MeterTrust's own modules below the registry declare.
+    public static let builtIn: [OperationClass] = [
+        .caKeyCreate, .caKeyDestroy, .caCertificate, .manufacturerRegister, .policyChange, .custodianAdd, .custodianRemove,
+        .backupExport, .backupRestore, .firmwareRelease,
+    ]
+
+    /// The class named `text` among `known`; an unknown name is refused with the known ones listed, and a well-formed
+    /// name outside `known` kept (a class the audit log set a policy for, declared by a module this build has) only
+    /// when `known` is nil.
+    public static func parse(_ text: String, among known: [OperationClass]?) throws -> OperationClass {
+        if let known {
+            guard let value = known.first(where: { $0.rawValue == text }) else {
+                throw QuorumError(.invalidRequest, "unknown operation class \"\(text)\": use one of \(known.map(\.rawValue).joined(separator: ", "))")
+            }
+            return value
         }
-        return value
+        guard AdminOperation.isWellFormedName(text) else {
+            throw QuorumError(.invalidRequest, "\"\(text.prefix(64))\" is not an operation class name")
+        }
+        return OperationClass(text)
     }
 }
 
@@ -55,20 +98,13 @@ public struct QuorumPolicy: Sendable, Hashable, Codable {
     /// The defaults set by the bootstrap ceremony: 2 approvals for every class (2 of the 3 first custodians), from
     /// security officers, and pki officers too for CA certificates, manufacturers and firmware; the requester's own
     /// approval does not count.
-    public static func defaults(required: Int = 2) -> [QuorumPolicy] {
-        OperationClass.allCases.map { operationClass in
-            let roles: [CustodianRole]
-            switch operationClass {
-            case .caCertificate, .manufacturerRegister, .firmwareRelease: roles = [.securityOfficer, .pkiOfficer]
-            default: roles = [.securityOfficer]
-            }
-            return QuorumPolicy(operationClass: operationClass, required: required, approverRoles: roles)
-        }
+    public static func defaults(for classes: [OperationClass] = OperationClass.builtIn, required: Int = 2) -> [QuorumPolicy] {
+        classes.map { QuorumPolicy(operationClass: $0, required: required, approverRoles: $0.defaultApproverRoles) }
     }
 
     public init(_ record: QuorumPolicyRecord) throws {
         self.init(
-            operationClass: try OperationClass.parse(record.operationClass), required: record.required,
+            operationClass: try OperationClass.parse(record.operationClass, among: nil), required: record.required,
             approverRoles: try record.approverRoles.map(CustodianRole.parse), requesterMayApprove: record.requesterMayApprove
         )
     }

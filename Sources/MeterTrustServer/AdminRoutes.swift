@@ -71,7 +71,7 @@ struct AdminRoutes: Sendable {
                 throw HTTPProblem(.malformedInput, "the body must be {\"operation\": ..., \"parameters\": {...}, \"lifetimeSeconds\": ...}")
             }
             let status = try await service.submit(
-                operation: try AdminOperation.parse(new.operation), parameters: new.parameters, requester: requester,
+                operation: try service.operations.definition(named: new.operation), parameters: new.parameters, requester: requester,
                 lifetime: TimeInterval(new.lifetimeSeconds ?? 3600)
             )
             return try json(status, status: .created)

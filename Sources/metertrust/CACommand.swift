@@ -23,7 +23,7 @@ struct CACommand: AsyncParsableCommand {
               metertrust ca list --json
               metertrust ca show acme --chain > acme-chain.pem
             """,
-        subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, List.self, Show.self]
+        subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, CreateOperator.self, List.self, Show.self]
     )
 
     struct CreationOptions: ParsableArguments {
@@ -125,6 +125,16 @@ struct CACommand: AsyncParsableCommand {
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
         func run() async throws { try await CACommand.create(role: .admin, options: options, data: data, output: output) }
+    }
+
+    struct CreateOperator: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-operator", abstract: "Create the Operator CA under the root (it certifies the utilities' operators)."
+        )
+        @OptionGroup var options: CreationOptions
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+        func run() async throws { try await CACommand.create(role: .operator, options: options, data: data, output: output) }
     }
 
     struct List: AsyncParsableCommand {

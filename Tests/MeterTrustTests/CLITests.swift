@@ -88,6 +88,8 @@ struct CLITests {
         _ = try deployment.json(["ca", "create-manufacturer", "--name", "acme", "--organization", "Acme Meters"])
         _ = try deployment.json(["ca", "create-operational", "--name", "north", "--organization", "North Utility"])
         _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
+        let operatorCA = try deployment.json(["ca", "create-operator", "--name", "operators", "--organization", "Test Operator"])
+        #expect((operatorCA["certificate"] as? [String: Any])?["subject"] as? String == "CN=operators Operator CA,O=Test Operator")
 
         // The meter makes its key and CSR; the CLI issues from the CSR file.
         let meter = MeterIdentity(eui64: try EUI64("0024befffe804ff1"))
@@ -104,7 +106,7 @@ struct CLITests {
 
         // PEM files of every CA, fetched back by serial.
         let authorities = try #require(try JSONSerialization.jsonObject(with: Data(try deployment.run(["ca", "list", "--json"]).stdout.utf8)) as? [[String: Any]])
-        #expect(authorities.count == 4)
+        #expect(authorities.count == 5)
         var pemPaths: [String: String] = [:]
         for authority in authorities {
             let name = authority["name"] as! String
@@ -148,7 +150,7 @@ struct CLITests {
             let info = try Self.python([TestEnvironment.tool("pkilint_run.py"), "lint_pkix_cert", "lint", "-s", "INFO", path])
             #expect(info.stdout.contains("subject_key_identifier_method_2_identified"), "\(path): \(info.stdout)")
         }
-        for (issuer, subject) in [(pemPaths["root"]!, pemPaths["acme"]!), (pemPaths["acme"]!, devicePath), (pemPaths["root"]!, pemPaths["north"]!)] {
+        for (issuer, subject) in [(pemPaths["root"]!, pemPaths["acme"]!), (pemPaths["acme"]!, devicePath), (pemPaths["root"]!, pemPaths["north"]!), (pemPaths["root"]!, pemPaths["operators"]!)] {
             let lint = try Self.python([TestEnvironment.tool("pkilint_run.py"), "lint_pkix_signer_signee_cert_chain", "lint", "-s", "WARNING", issuer, subject])
             #expect(lint.status == 0, "\(subject): \(lint.stdout) \(lint.stderr)")
         }

@@ -339,6 +339,47 @@ struct QuorumTests {
         #expect(try await deployment.fixture.store.adminRequests(state: nil, limit: 100).count == 1)
     }
 
+    /// An operation of a module added after the bootstrap ceremony, with a policy class of its own.
+    struct LateModuleOperation: QuorumOperation {
+        static let lateClass = OperationClass("late-module", defaultApproverRoles: [.pkiOfficer])
+        static let operation = AdminOperation("late.run", class: lateClass, required: ["name"])
+        let parameters: String
+        init(_ parameters: String) { self.parameters = parameters }
+        static func parse(_ raw: [String: String]) throws -> String { try QuorumParameters(raw, for: operation).required("name") }
+        func preflight(in context: QuorumOperationContext) async throws {}
+        func run(requestID: String, in context: QuorumOperationContext) async throws -> QuorumOperationResult {
+            QuorumOperationResult(outcome: ["ran": parameters])
+        }
+    }
+
+    @Test("attacker with write access to the database: an operation class declared after the bootstrap gets its module's default roles and the strictest count the log set; a policy row forged for it is refused")
+    func classDeclaredAfterBootstrap() async throws {
+        let bootstrapped = try await Deployment.make()
+        var operations = QuorumOperationRegistry.standard
+        operations.register(LateModuleOperation.self)
+        #expect(operations.operationClasses.last == LateModuleOperation.lateClass)
+        // The same deployment, its service now running the new module's operation too.
+        let service = AdminService(
+            hierarchy: bootstrapped.fixture.hierarchy, store: bootstrapped.fixture.store, audit: bootstrapped.service.audit, operations: operations
+        )
+        let deployment = Deployment(fixture: bootstrapped.fixture, service: service, keys: bootstrapped.keys, custodians: bootstrapped.custodians)
+        let policy = try await service.policy(for: LateModuleOperation.lateClass)
+        #expect(policy.required == 2 && policy.approverRoles == [.pkiOfficer])
+
+        let status = try await deployment.request(LateModuleOperation.operation, ["name": "x"])
+        // A security officer's approval is refused for this class; the pki officer's counts, but one is not two.
+        await Self.refusal(.wrongRole) { _ = try await deployment.approve(status, by: "bob") }
+        _ = try await deployment.approve(status, by: "dave")
+        await Self.refusal(.belowQuorum) { _ = try await service.execute(id: status.id, by: deployment.custodians["bob"]!) }
+
+        // The attacker writes a 1-of-[security-officer] policy row for the class: no policy.set in the log backs it.
+        try await bootstrapped.fixture.store.setQuorumPolicy(
+            QuorumPolicy(operationClass: LateModuleOperation.lateClass, required: 1, approverRoles: [.securityOfficer]).record(updatedBy: nil)
+        )
+        await Self.refusal(.untrustedState) { _ = try await service.execute(id: status.id, by: deployment.custodians["bob"]!) }
+        #expect(try await bootstrapped.fixture.store.adminRequest(id: status.id)?.state == .pending)
+    }
+
     @Test("since the bootstrap, the domain refuses direct creation of every CA but the root, whoever calls it; nothing is made")
     func directCreationUnderQuorum() async throws {
         let deployment = try await Deployment.make()

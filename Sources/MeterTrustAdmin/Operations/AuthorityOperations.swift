@@ -60,20 +60,22 @@ public struct AuthorityCreationParameters: Sendable, Hashable {
     }
 }
 
-/// `ca.create`: an operational or admin CA (key in the HSM, certificate from the root).
+/// `ca.create`: an operational, admin or operator CA (key in the HSM, certificate from the root).
 public struct CreateAuthorityOperation: QuorumOperation {
     public static let operation = AdminOperation.caCreate
+    /// The roles `kind` may name: the root exists once, manufacturers are registered by `manufacturer.register`.
+    public static let kinds: [CertificateAuthorityRole] = [.operational, .admin, .operator]
     public let parameters: AuthorityCreationParameters
     public init(_ parameters: AuthorityCreationParameters) { self.parameters = parameters }
 
     public static func parse(_ raw: [String: String]) throws -> AuthorityCreationParameters {
         let parameters = QuorumParameters(raw, for: operation)
-        let role: CertificateAuthorityRole
-        switch try parameters.required("kind") {
-        case "operational": role = .operational
-        case "admin": role = .admin
-        default:
-            throw QuorumError(.invalidRequest, "ca.create makes operational or admin CAs (kind=operational|admin); register manufacturers with manufacturer.register")
+        let kinds = CreateAuthorityOperation.kinds
+        guard let role = CertificateAuthorityRole(rawValue: try parameters.required("kind")), kinds.contains(role) else {
+            throw QuorumError(
+                .invalidRequest,
+                "ca.create makes \(kinds.map(\.rawValue).joined(separator: ", ")) CAs (kind=\(kinds.map(\.rawValue).joined(separator: "|"))); register manufacturers with manufacturer.register"
+            )
         }
         return try AuthorityCreationParameters.parse(parameters, role: role)
     }

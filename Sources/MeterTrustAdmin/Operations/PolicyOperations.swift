@@ -27,7 +27,8 @@ public struct SetPolicyOperation: QuorumOperation {
 
     public static func parse(_ raw: [String: String]) throws -> Parameters {
         let parameters = QuorumParameters(raw, for: operation)
-        let operationClass = try OperationClass.parse(try parameters.required("class"))
+        // Any well-formed name here; preflight refuses a class no registered operation has.
+        let operationClass = try OperationClass.parse(try parameters.required("class"), among: nil)
         guard let required = Int(try parameters.required("required")), required >= 1 else {
             throw QuorumError(.invalidRequest, "required must be a whole number of approvals, at least 1")
         }
@@ -57,6 +58,7 @@ public struct SetPolicyOperation: QuorumOperation {
     }
 
     public func preflight(in context: QuorumOperationContext) async throws {
+        _ = try OperationClass.parse(parameters.operationClass.rawValue, among: context.service.operations.operationClasses)
         _ = try await proposedPolicy(gate: context.gate)
     }
 

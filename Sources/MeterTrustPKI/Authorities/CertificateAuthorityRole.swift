@@ -9,6 +9,9 @@ public enum CertificateAuthorityRole: String, Sendable, Hashable, Codable, CaseI
     case manufacturer
     case operational
     case admin
+    /// The Operator CA: certifies utility operators (profile utility-operator), never custodians, so an operator's
+    /// certificate never passes the admin API.
+    case `operator`
 }
 
 extension CertificateAuthorityRecord {

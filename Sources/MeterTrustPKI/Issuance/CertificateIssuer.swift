@@ -59,11 +59,11 @@ public struct CertificateIssuer: Sendable {
     /// collision drawn again.
     public func issueNamed(
         _ csr: ValidatedCSR, profile: CertificateProfile, authority: CertificateAuthority, commonName: String, organizationalUnit: String?,
-        dnsNames: [String] = []
+        organization: String? = nil, dnsNames: [String] = []
     ) async throws -> IssuedCertificate {
         let signer = try CertificateSigner(authority: authority, profile: profile, settings: hierarchy.settings)
         return try await signAndStore(by: authority, profile: profile) {
-            try signer.signNamed(csr, commonName: commonName, organizationalUnit: organizationalUnit, dnsNames: dnsNames)
+            try signer.signNamed(csr, commonName: commonName, organizationalUnit: organizationalUnit, organization: organization, dnsNames: dnsNames)
         }
     }
 

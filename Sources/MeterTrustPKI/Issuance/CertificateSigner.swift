@@ -69,7 +69,7 @@ public struct CertificateSigner: Sendable {
             guard let device else { throw PKIError(.issuance, "profile \(profile.name) names the meter, and the request names none") }
             subject = try DistinguishedName { CommonName(device.eui64.deviceURN) }
         case .authority: throw PKIError(.issuance, "profile \(profile.name) is for CAs; create CAs with metertrust ca")
-        case .named: throw PKIError(.issuance, "profile \(profile.name) needs a name: use signNamed")
+        case .named, .accountMember: throw PKIError(.issuance, "profile \(profile.name) needs a name: use signNamed")
         }
         let contents = CertificateContents(
             profile: profile, subject: subject, publicKey: csr.publicKey, keyUsage: keyUsage, device: device,
@@ -82,9 +82,8 @@ public struct CertificateSigner: Sendable {
     /// `OU=organizationalUnit` if given, and `dnsNames` in the SAN where the profile has one. A CSR subject that is
     /// not empty must name the same CN. The result is not stored.
     public func signNamed(
-        _ csr: ValidatedCSR, commonName: String, organizationalUnit: String?, dnsNames: [String] = []
+        _ csr: ValidatedCSR, commonName: String, organizationalUnit: String?, organization: String? = nil, dnsNames: [String] = []
     ) throws -> (certificate: Certificate, record: CertificateRecord) {
-        guard case .named = profile.subject else { throw PKIError(.issuance, "profile \(profile.name) does not take a name") }
         let requested = csr.request.subject.flatMap { Array($0) }
         if !requested.isEmpty {
             let names = requested.filter { $0.type == .RDNAttributeType.commonName }.compactMap { String($0.value) }
@@ -93,20 +92,34 @@ public struct CertificateSigner: Sendable {
             }
         }
         let key = try PublicKeyInfo(publicKey: csr.publicKey)
-        return try signNamed(key, commonName: commonName, organizationalUnit: organizationalUnit, dnsNames: dnsNames, subjectKeyIdentifier: csr.subjectKeyIdentifier)
+        return try signNamed(
+            key, commonName: commonName, organizationalUnit: organizationalUnit, organization: organization, dnsNames: dnsNames,
+            subjectKeyIdentifier: csr.subjectKeyIdentifier
+        )
     }
 
     /// Signs a certificate for a public key the caller vouches for (an HSM key made here: the TLS server's), with
     /// `dnsNames` and `ipAddresses` in the SAN where the profile allows them.
     public func signNamed(
-        _ key: PublicKeyInfo, commonName: String, organizationalUnit: String?, dnsNames: [String] = [], ipAddresses: [IPAddress] = [],
-        subjectKeyIdentifier: [UInt8]? = nil
+        _ key: PublicKeyInfo, commonName: String, organizationalUnit: String?, organization: String? = nil, dnsNames: [String] = [],
+        ipAddresses: [IPAddress] = [], subjectKeyIdentifier: [UInt8]? = nil
     ) throws -> (certificate: Certificate, record: CertificateRecord) {
+        switch profile.subject {
+        case .named:
+            guard organization == nil else { throw PKIError(.issuance, "profile \(profile.name) names no organization") }
+        case .accountMember:
+            guard let organization, !organization.isEmpty, organizationalUnit == nil else {
+                throw PKIError(.issuance, "profile \(profile.name) names its account as O, and nothing else")
+            }
+        case .authority, .empty, .deviceURN:
+            throw PKIError(.issuance, "profile \(profile.name) does not take a name")
+        }
         guard profile.allowedCurves.contains(where: { $0.rawValue == key.curveName }) else {
             throw PKIError(.keyNotAllowed, "profile \(profile.name) requires a key on \(profile.allowedCurves.map(\.rawValue).joined(separator: " or "))")
         }
         let subject = try DistinguishedName {
             CommonName(commonName)
+            if let organization { OrganizationName(organization) }
             if let organizationalUnit { OrganizationalUnitName(organizationalUnit) }
         }
         let keyUsage: KeyUsage

@@ -22,6 +22,9 @@ public struct CertificateProfile: Sendable, Hashable {
         case deviceURN
         /// `CN=<name>` and, if given, `OU=<unit>`, both set by the issuer (custodian: OU is the role; tls-server).
         case named
+        /// `CN=<name>, O=<account>`, both set by the issuer: a utility operator, whose O is the account it acts for
+        /// and nothing else decides that.
+        case accountMember
     }
 
     public enum KeyUsageRule: Sendable, Hashable {
@@ -117,6 +120,20 @@ public struct CertificateProfile: Sendable, Hashable {
         crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
     )
 
+    /// The Operator CA: certifies the utilities' operators, apart from the Admin CA.
+    public static let operatorCA = CertificateProfile(
+        name: "operator-ca", issuerRole: .root, validity: .years(10), subject: .authority(suffix: "Operator CA", organization: true),
+        certificateAuthority: .init(pathLength: 0), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
+    )
+
+    /// A utility operator's certificate: TLS client authentication to the account API, for the account its O names.
+    public static let utilityOperator = CertificateProfile(
+        name: "utility-operator", issuerRole: .operator, validity: .years(2), subject: .accountMember, certificateAuthority: nil,
+        keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.clientAuth], hardwareModuleName: false,
+        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
+    )
+
     /// A TLS server (the admin API, later EST and CoAP servers); its key stays in the HSM.
     public static let tlsServer = CertificateProfile(
         name: "tls-server", issuerRole: .operational, validity: .years(1), subject: .named, certificateAuthority: nil,
@@ -127,7 +144,9 @@ public struct CertificateProfile: Sendable, Hashable {
     /// Profiles a CSR can be issued under (`metertrust issue --profile`).
     public static let requestable: [CertificateProfile] = [.deviceIdentity, .deviceOperational]
     /// Every built-in profile.
-    public static let all: [CertificateProfile] = [.root, .manufacturerCA, .operationalCA, .adminCA, .auditSigner, .custodian, .tlsServer] + requestable
+    public static let all: [CertificateProfile] = [
+        .root, .manufacturerCA, .operationalCA, .adminCA, .operatorCA, .auditSigner, .custodian, .utilityOperator, .tlsServer,
+    ] + requestable
 
     /// The profile a CA of `role` gets its own certificate under.
     public static func forAuthority(_ role: CertificateAuthorityRole) -> CertificateProfile {
@@ -136,6 +155,7 @@ public struct CertificateProfile: Sendable, Hashable {
         case .manufacturer: return .manufacturerCA
         case .operational: return .operationalCA
         case .admin: return .adminCA
+        case .operator: return .operatorCA
         }
     }
 
