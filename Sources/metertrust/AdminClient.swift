@@ -62,8 +62,9 @@ enum CustodianKeyFile {
 
 /// HTTPS client of the admin API, authenticating with the custodian's admin certificate (TLS 1.3 only).
 struct AdminClient {
-    let configuration: HTTPClient.Configuration
-    let baseURL: String
+    let api: APIClient
+
+    var baseURL: String { api.baseURL }
 
     /// A client whose custodian has first witnessed the audit log (``AuditWitness``): every remote command starts
     /// by checking that the log the server shows extends the one this custodian saw last, and refuses to go on if not.
@@ -74,21 +75,50 @@ struct AdminClient {
     }
 
     init(_ options: AdminClientOptions) throws {
+        api = try APIClient(
+            api: "admin API", url: try options.serverURL, certificatePath: try options.certificatePath, keyPath: try options.keyPath,
+            trustPath: try options.trustPath
+        )
+    }
+
+    func send(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> [UInt8] {
+        try await api.send(method, path, body: body)
+    }
+
+    func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T {
+        try await api.get(path, as: type)
+    }
+
+    static func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type) throws -> T {
+        try APIClient.decode(bytes, as: type, api: "admin API")
+    }
+}
+
+/// HTTPS client of one of the platform's APIs (admin, account), authenticating with a client certificate whose key
+/// is a 0600 PEM file (TLS 1.3 only; the server's certificate checked against `trustPath`, the root).
+struct APIClient {
+    /// The API's name in messages: `admin API`, `account API`.
+    let api: String
+    let configuration: HTTPClient.Configuration
+    let baseURL: String
+
+    init(api: String, url: String, certificatePath: String, keyPath: String, trustPath: String) throws {
+        self.api = api
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv13
-        tls.trustRoots = .file(try options.trustPath)
-        tls.certificateChain = try NIOSSLCertificate.fromPEMFile(try options.certificatePath).map { .certificate($0) }
-        let key = try CustodianKeyFile.load(try options.keyPath)
+        tls.trustRoots = .file(trustPath)
+        tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) }
+        let key = try CustodianKeyFile.load(keyPath)
         tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(600))
         self.configuration = configuration
-        var url = try options.serverURL
+        var url = url
         while url.hasSuffix("/") { url.removeLast() }
         baseURL = url
     }
 
-    /// Sends a request; a non-2xx answer becomes a CLIError carrying the server's message.
+    /// Sends a request; a non-2xx answer becomes a CLIError carrying the server's problem document.
     func send(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> [UInt8] {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
@@ -96,41 +126,87 @@ struct AdminClient {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))
         }
+        return try await execute(request)
+    }
+
+    /// Streams `file` as the body of a POST to `path`, reporting bytes sent against the file's size.
+    func upload(
+        _ path: String, file: String, headers: [(String, String)], progress: @escaping @Sendable (_ sent: Int, _ total: Int) -> Void
+    ) async throws -> [UInt8] {
+        guard let handle = FileHandle(forReadingAtPath: file) else { throw CLIError(code: .fileSystem, "cannot read \(file)") }
+        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let chunks = FileChunks(handle: handle, size: size, progress: progress)
+        request.body = .stream(chunks, length: .known(Int64(size)))
+        defer { try? handle.close() }
+        return try await execute(request)
+    }
+
+    private func execute(_ request: HTTPClientRequest) async throws -> [UInt8] {
         // One client per call, always shut down: the CLI makes a handful of calls.
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let status: HTTPResponseStatus
         let bytes: [UInt8]
         do {
-            let response = try await client.execute(request, timeout: .seconds(120))
+            let response = try await client.execute(request, timeout: .seconds(600))
             status = response.status
-            bytes = Array(try await response.body.collect(upTo: 8 << 20).readableBytesView)
+            bytes = Array(try await response.body.collect(upTo: 64 << 20).readableBytesView)
             try? await client.shutdown()
+        } catch let error as CLIError {
+            try? await client.shutdown()
+            throw error
         } catch {
             try? await client.shutdown()
-            throw CLIError(code: .unreachable, "cannot reach the admin API at \(baseURL): \(error)")
+            throw CLIError(code: .unreachable, "cannot reach the \(api) at \(baseURL): \(error)")
         }
         guard (200..<300).contains(status.code) else {
             if let error = try? JSONDecoder().decode(AdminAPIMessage.ErrorBody.self, from: Data(bytes)) {
-                throw CLIError(code: ErrorCode(rawValue: error.code) ?? .internalError, "the admin API refused (\(status.code), \(error.code)): \(error.message)")
+                throw CLIError(code: ErrorCode(rawValue: error.code) ?? .internalError, "the \(api) refused (\(status.code), \(error.code)): \(error.message)")
             }
-            throw CLIError(code: .internalError, "the admin API answered \(status)")
+            throw CLIError(code: .internalError, "the \(api) answered \(status)")
         }
         return bytes
     }
 
     func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> T {
-        try Self.decode(try await send(.GET, path), as: type)
+        try Self.decode(try await send(.GET, path), as: type, api: api)
     }
 
-    static func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type) throws -> T {
+    static func decode<T: Decodable>(_ bytes: [UInt8], as type: T.Type, api: String) throws -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do {
             return try decoder.decode(type, from: Data(bytes))
         } catch {
-            throw CLIError(code: .internalError, "the admin API sent an answer this metertrust does not understand (\(JSONInput.problem(error, in: "the answer"))): is the server the same version?")
+            throw CLIError(code: .internalError, "the \(api) sent an answer this metertrust does not understand (\(JSONInput.problem(error, in: "the answer"))): is the server the same version?")
         }
     }
+}
+
+/// A file read in 1 MiB pieces, as an upload's body.
+struct FileChunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let handle: FileHandle
+    let size: Int
+    let progress: @Sendable (Int, Int) -> Void
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        let handle: FileHandle
+        let size: Int
+        let progress: @Sendable (Int, Int) -> Void
+        var sent = 0
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard let data = try handle.read(upToCount: 1 << 20), !data.isEmpty else { return nil }
+            sent += data.count
+            progress(sent, size)
+            return ByteBuffer(bytes: data)
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: handle, size: size, progress: progress) }
 }
 
 /// The custodian's CLI as a witness of the audit log (the C2SP witness model; our witnesses are the custodians): it

@@ -285,13 +285,21 @@ struct AdminCommand: AsyncParsableCommand {
                 }
                 values[key] = value
             }
-            let body = try JSONEncoder().encode(AdminAPIMessage.NewRequest(operation: operation, parameters: values, lifetimeSeconds: lifetime))
-            let api = try await AdminClient.witnessed(client)
-            let bytes = try await api.send(.POST, "/v1/requests", body: Array(body))
-            let status = try AdminClient.decode(bytes, as: RequestStatus.self)
-            if let out { try Data(status.request.canonicalBytes).write(to: URL(fileURLWithPath: out)) }
-            if output.json { try Output.json(try RequestView(status)) } else { AdminCommand.print(status) }
+            try await AdminCommand.submit(operation: operation, parameters: values, lifetime: lifetime, client: client, json: output.json, out: out)
         }
+    }
+
+    /// Asks the admin API for an operation under quorum and prints the request (`admin request` and the commands
+    /// that are a named form of it, such as `account create`).
+    static func submit(
+        operation: String, parameters: [String: String], lifetime: Int, client: AdminClientOptions, json: Bool, out: String? = nil
+    ) async throws {
+        let body = try JSONEncoder().encode(AdminAPIMessage.NewRequest(operation: operation, parameters: parameters, lifetimeSeconds: lifetime))
+        let api = try await AdminClient.witnessed(client)
+        let bytes = try await api.send(.POST, "/v1/requests", body: Array(body))
+        let status = try AdminClient.decode(bytes, as: RequestStatus.self)
+        if let out { try Data(status.request.canonicalBytes).write(to: URL(fileURLWithPath: out)) }
+        if json { try Output.json(try RequestView(status)) } else { AdminCommand.print(status) }
     }
 
     struct List: AsyncParsableCommand {
