@@ -60,7 +60,7 @@ public struct AuthorityCreationParameters: Sendable, Hashable {
     }
 }
 
-/// `ca.create`: an operational or admin CA (key in the HSM, certificate from the root).
+/// `ca.create`: an operational, admin or service CA (key in the HSM, certificate from the root).
 public struct CreateAuthorityOperation: QuorumOperation {
     public static let operation = AdminOperation.caCreate
     public let parameters: AuthorityCreationParameters
@@ -72,8 +72,9 @@ public struct CreateAuthorityOperation: QuorumOperation {
         switch try parameters.required("kind") {
         case "operational": role = .operational
         case "admin": role = .admin
+        case "service": role = .service
         default:
-            throw QuorumError(.invalidRequest, "ca.create makes operational or admin CAs (kind=operational|admin); register manufacturers with manufacturer.register")
+            throw QuorumError(.invalidRequest, "ca.create makes operational, admin or service CAs (kind=operational|admin|service); register manufacturers with manufacturer.register")
         }
         return try AuthorityCreationParameters.parse(parameters, role: role)
     }

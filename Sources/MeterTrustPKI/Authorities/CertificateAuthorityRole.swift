@@ -9,6 +9,8 @@ public enum CertificateAuthorityRole: String, Sendable, Hashable, Codable, CaseI
     case manufacturer
     case operational
     case admin
+    /// Certifies the platform's own servers (tls-server): never a utility's operational CA.
+    case service
 }
 
 extension CertificateAuthorityRecord {
