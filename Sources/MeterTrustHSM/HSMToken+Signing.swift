@@ -1,10 +1,19 @@
 import CPKCS11
+import Dispatch
 import Foundation
+import Metrics
 
 /// Signing: the one CKM_ECDSA call; everything above it (hashing, DER) is ``HSMSigner``.
 extension HSMToken {
     /// Signs a digest computed by the caller with CKM_ECDSA; returns the raw r||s the token produced.
+    /// Each signature's latency (waiting for a session included) is recorded as the swift-metrics timer
+    /// `metertrust_hsm_signature_seconds` (by curve); whatever metrics backend the process bootstrapped receives it.
     public func signDigest(_ digest: [UInt8], with key: HSMKey) throws -> [UInt8] {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer {
+            Metrics.Timer(label: "metertrust_hsm_signature_seconds", dimensions: [("curve", key.curve.rawValue)])
+                .recordNanoseconds(DispatchTime.now().uptimeNanoseconds - start)
+        }
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_ECDSA), pParameter: nil, ulParameterLen: 0)
         return try pool.withSession { session in
             try module.check("C_SignInit", context: "signing with \(key.label)") {

@@ -2,6 +2,7 @@ import CPKCS11
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 
 /// A logged-in PKCS#11 token with a pool of sessions: MeterTrust's ``KeyManager`` and ``KeyWrapping``.
 ///
@@ -14,6 +15,7 @@ public final class HSMToken: Sendable {
     let loginSession: CK_SESSION_HANDLE
     let pool: SessionPool
     let logger: Logger
+    private let closed = Mutex(false)
     private static let queue = DispatchQueue(label: "metertrust.hsm", attributes: .concurrent)
 
     /// Number of sessions, i.e. of operations that can run at once.
@@ -58,8 +60,25 @@ public final class HSMToken: Sendable {
     }
 
     deinit {
+        close()
+    }
+
+    /// Closes the session pool and the login session (the token is logged out with its last session). Call it once
+    /// nothing uses the token any more (`serve` does after its listeners stopped); idempotent.
+    public func close() {
+        guard closed.withLock({ closed in defer { closed = true }; return !closed }) else { return }
         for session in pool.drain() { _ = module.functions.pointee.C_CloseSession(session) }
         _ = module.functions.pointee.C_CloseSession(loginSession)
+        logger.debug("closed HSM token sessions", metadata: ["token": "\(label)"])
+    }
+
+    /// Opens and closes a fresh session on the token's slot: whether the HSM answers now (readiness probes).
+    public func probeSession() throws {
+        var session: CK_SESSION_HANDLE = 0
+        try module.check("C_OpenSession", context: "opening a session on token \(label)") {
+            $0.C_OpenSession(slot, CK_FLAGS(CKF_SERIAL_SESSION), nil, nil, &session)
+        }
+        _ = module.functions.pointee.C_CloseSession(session)
     }
 
     /// Runs blocking token work on the HSM queue and resumes the caller when it is done.

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Hummingbird
 import Logging
@@ -11,9 +12,10 @@ import NIOCore
 import NIOSSL
 
 /// Request context of the admin API: keeps the channel so handlers can read the TLS peer's certificate.
-struct AdminRequestContext: RequestContext {
+struct AdminRequestContext: ObservedRequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
+    let observation = RequestObservation()
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -33,8 +35,9 @@ struct AdminRoutes: Sendable {
     let auditSigner: [UInt8]?
     let logger: Logger
 
-    func router() -> Router<AdminRequestContext> {
+    func router(observation: RequestObservationMiddleware<AdminRequestContext>? = nil) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
+        if let observation { router.add(middleware: observation) }
         router.add(middleware: ErrorMiddleware())
         router.get("/healthz") { _, context in
             _ = try await custodian(context)
@@ -121,8 +124,11 @@ struct AdminRoutes: Sendable {
             throw HTTPProblem(.unauthenticated, "no client certificate")
         }
         let der = try certificate.toDERBytes()
+        context.observation.identity = "cert:" + hexString(SHA256.hash(data: der)).prefix(16)
         _ = try await Custodian.admit(certificate: der, adminCA: adminCA, registeredBy: nil)
-        return try await service.authenticate(certificateDER: der)
+        let custodian = try await service.authenticate(certificateDER: der)
+        context.observation.identity = custodian.name
+        return custodian
     }
 
     private func read(_ request: Request, context: AdminRequestContext) async throws -> [UInt8] {

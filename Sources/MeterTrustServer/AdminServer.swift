@@ -59,15 +59,24 @@ public struct AdminServer: Sendable {
 
     /// Serves until SIGTERM/SIGINT; `onStarted` receives the bound port (useful with port 0).
     public func run(onStarted: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try await application(requestLogger: logger, onStarted: onStarted).runService()
+    }
+
+    /// The admin API as a Hummingbird application (a swift-service-lifecycle `Service`): TLS 1.3 with mutual TLS
+    /// through ``ClientVerifier``, the handshake and idle timeouts, and ``RequestObservationMiddleware`` outermost.
+    func application(
+        requestLogger: Logger, onStarted: @escaping @Sendable (Int) async -> Void
+    ) async throws -> Application<RouterResponder<AdminRequestContext>> {
         let adminCA = try await service.adminAuthority()
         let tls = try tlsConfiguration(acceptableIssuer: adminCA.certificate)
         let verifier = ClientVerifier(service: service, adminCA: adminCA, logger: logger)
         let handshakeTimeout = configuration.handshakeTimeout
         let http = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HandshakeTimeoutHandler(timeout: handshakeTimeout)], idleTimeout: configuration.idleTimeout
+            additionalChannelHandlers: [HandshakeTimeoutHandler(timeout: handshakeTimeout), QuiesceGraceHandler()], idleTimeout: configuration.idleTimeout
         )
-        let app = Application(
-            router: AdminRoutes(service: service, adminCA: adminCA, auditSigner: configuration.auditSigner, logger: logger).router(),
+        let routes = AdminRoutes(service: service, adminCA: adminCA, auditSigner: configuration.auditSigner, logger: logger)
+        return Application(
+            router: routes.router(observation: RequestObservationMiddleware(role: AdminRole.name, logger: requestLogger)),
             server: try .tls(.http1(configuration: http), configuration: TLSChannelConfiguration(tlsConfiguration: tls) { certificates in
                 await verifier.verify(certificates)
             }),
@@ -75,7 +84,6 @@ public struct AdminServer: Sendable {
             onServerRunning: { channel in await onStarted(channel.localAddress?.port ?? 0) },
             logger: logger
         )
-        try await app.runService()
     }
 
     /// TLS 1.3, a client certificate required; `acceptableIssuer` (the Admin CA) is what the CertificateRequest names.
@@ -131,6 +139,45 @@ struct ClientVerifier: Sendable {
             }
             return .failed
         }
+    }
+}
+
+/// Graceful shutdown without losing a request already sent: the server quiesces a connection that has no request in
+/// progress by closing it, and a client that has just finished its TLS handshake (or sends its next request on a
+/// kept-alive connection) may have its request on the wire at that moment. This handler holds the quiesce event until
+/// the connection reads something (a request arriving: passed on first, so the request is in progress and the
+/// connection closes after its response) or `grace` passes with nothing read (then the connection is closed as idle).
+final class QuiesceGraceHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    static let grace: TimeAmount = .seconds(1)
+    private var held: (any Sendable)?
+    private var timer: Scheduled<Void>?
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+        release(context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent, held == nil else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        held = ChannelShouldQuiesceEvent()
+        let loop = context.eventLoop.assumeIsolated()
+        timer = loop.scheduleTask(in: Self.grace) { [self] in release(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+    }
+
+    private func release(_ context: ChannelHandlerContext) {
+        guard let event = held else { return }
+        held = nil
+        timer?.cancel()
+        timer = nil
+        context.fireUserInboundEventTriggered(event)
     }
 }
 

@@ -17,7 +17,7 @@ struct AdminCommand: AsyncParsableCommand {
         commandName: "admin",
         abstract: "Operations under M-of-N quorum: custodians, requests, approvals, the admin API.",
         discussion: """
-            Ceremony (local, with the HSM): keygen → certify → bootstrap → server-cert → serve.
+            Ceremony (local, with the HSM): keygen → certify → bootstrap → server-cert → serve (metertrust server-cert, metertrust serve).
             Custodians (remote, over mutual TLS): request → approve → execute; list, show, custodians, policies.
             On the HSM host without --server: custodians, policies and requests read the local data directory, read-only.
 
@@ -130,117 +130,28 @@ struct AdminCommand: AsyncParsableCommand {
         }
     }
 
+    /// `admin server-cert`: the alias of `server-cert --role admin`.
     struct ServerCert: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "server-cert",
-            abstract: "Make the admin API's TLS identity: a key in the HSM and a tls-server certificate from an operational CA."
+            commandName: "server-cert", abstract: "Make the admin API's TLS identity from the Service CA (alias of server-cert --role admin)."
         )
-        @Option(help: "Host name clients connect to (SAN dNSName; repeatable; localhost if neither --host nor --ip is given).") var host: [String] = []
-        @Option(help: "IP address clients connect to (SAN iPAddress, IPv4 or IPv6; repeatable).") var ip: [String] = []
-        @Option(help: "Issuing operational CA (default: the only one).") var ca: String?
-        @Option(help: "Default listening port for admin serve.") var port = 8443
+        @OptionGroup var options: ServerCertCommand.Options
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
-        struct Result: Encodable {
-            var key: String
-            var serial: String
-            /// The first name (the certificate's CN).
-            var host: String
-            var names: [String]
-            var listen: String
-        }
-
-        func run() async throws {
-            // The names first: a wrong one is refused before anything is made.
-            let names = try (host.isEmpty && ip.isEmpty ? ["localhost"] : host).map(ServerName.host) + ip.map(ServerName.address)
-            let context = try Context(data)
-            let (store, hierarchy) = try await context.platform()
-            let issuer: String
-            if let ca {
-                issuer = ca
-            } else {
-                let operational = try await hierarchy.authorities(role: .operational).filter { $0.destroyedAt == nil }
-                guard operational.count == 1 else { throw CLIError(code: .usage, "name the operational CA with --ca") }
-                issuer = operational[0].name
-            }
-            let subject = names.map(\.description).joined(separator: ",")
-            let (key, certificate) = try await context.audited("tls.server-identity", subject: subject, store: store, token: hierarchy.token) {
-                let identity = try await hierarchy.createTLSServerIdentity(names: names, authority: issuer)
-                return (identity, ["key": identity.key.label, "serial": identity.certificate.serialHex])
-            }
-            // admin serve listens on the first address certified, else on loopback (where localhost leads).
-            let listenHost = names.lazy.compactMap { if case .ip(let address) = $0 { address.description } else { nil } }.first ?? "127.0.0.1"
-            var configuration = context.configuration
-            configuration.adminServer = .init(keyLabel: key.label, issuer: issuer, certificateSerial: certificate.serialHex, host: listenHost, port: port)
-            try configuration.write(to: context.dataDirectory)
-            if output.json {
-                try Output.json(Result(
-                    key: key.label, serial: certificate.serialHex, host: names[0].description, names: names.map(\.description),
-                    listen: "\(IPAddress(listenHost)?.urlHost ?? listenHost):\(port)"
-                ))
-            } else {
-                Output.line("admin API identity: key \(key.label) in the HSM, certificate \(certificate.serialHex) for \(subject) from \(issuer)")
-            }
-        }
+        func run() async throws { try await ServerCertCommand.make(role: AdminRole.name, options: options, data: data, output: output) }
     }
 
+    /// `admin serve`: the alias of `serve --roles admin`, with its options.
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Serve the admin API over HTTPS (TLS 1.3, client certificates of registered custodians only)."
+            abstract: "Serve the admin API over HTTPS (TLS 1.3, custodian certificates only): alias of serve --roles admin."
         )
-        @Option(help: "Listen address host:port (default from admin server-cert: 127.0.0.1:8443).") var listen: String?
-        @Option(help: "Write the bound port to this file once listening (for port 0).") var portFile: String?
-        @Option(help: "Seconds a client has to finish the TLS handshake.") var handshakeTimeout = 10
-        @Option(help: "Seconds a connection may stay idle between requests.") var idleTimeout = 60
+        @OptionGroup var options: ServeOptions
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
 
-        func run() async throws {
-            let context = try Context(data)
-            guard (1...3600).contains(handshakeTimeout), (1...86400).contains(idleTimeout) else {
-                throw CLIError(code: .usage, "--handshake-timeout is 1 to 3600 seconds and --idle-timeout 1 to 86400")
-            }
-            guard let settings = context.configuration.adminServer else {
-                throw CLIError(code: .configuration, "the admin API has no TLS identity yet: run metertrust admin server-cert first")
-            }
-            var host = settings.host
-            var port = settings.port
-            if let listen {
-                guard let colon = listen.lastIndex(of: ":"), let value = Int(listen[listen.index(after: colon)...]) else {
-                    throw CLIError(code: .usage, "--listen must be host:port")
-                }
-                host = String(listen[..<colon])
-                port = value
-                // [::1]:8443: the brackets are the URL's, not the address's.
-                if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            }
-            let server = try await AdminServer.assemble(
-                service: try await AdminCommand.service(context),
-                settings: .init(
-                    keyLabel: settings.keyLabel, issuer: settings.issuer, certificateSerial: settings.certificateSerial, host: host, port: port,
-                    handshakeTimeout: .seconds(Int64(handshakeTimeout)), idleTimeout: .seconds(Int64(idleTimeout)),
-                    auditSignerSerial: context.configuration.audit?.certificateSerial
-                )
-            )
-            let portFile = self.portFile
-            let json = output.json
-            try await server.run { bound in
-                if let portFile { try? "\(bound)\n".write(toFile: portFile, atomically: true, encoding: .utf8) }
-                // URLs whose host the certificate names, so a client can use them as they are.
-                let urls = server.clientURLs(port: bound)
-                if json {
-                    // One document, once listening; the server then runs until it is stopped.
-                    struct Listening: Encodable { var listening: String; var urls: [String]; var port: Int }
-                    try? Output.json(Listening(listening: urls.first ?? "", urls: urls, port: bound))
-                    fflush(nil)
-                } else {
-                    for url in urls {
-                        Output.line("admin API listening on \(url) (TLS 1.3, custodian certificates only)")
-                    }
-                }
-            }
-        }
+        func run() async throws { try await ServeCommand.serve(roles: AdminRole.name, options: options, data: data, json: output.json) }
     }
 
     // MARK: Custodians' commands (over mutual TLS)

@@ -23,7 +23,7 @@ struct CACommand: AsyncParsableCommand {
               metertrust ca list --json
               metertrust ca show acme --chain > acme-chain.pem
             """,
-        subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, CreateOperator.self, List.self, Show.self]
+        subcommands: [CreateRoot.self, CreateManufacturer.self, CreateOperational.self, CreateAdmin.self, CreateService.self, CreateOperator.self, List.self, Show.self]
     )
 
     struct CreationOptions: ParsableArguments {
@@ -125,6 +125,16 @@ struct CACommand: AsyncParsableCommand {
         @OptionGroup var data: DataDirectoryOptions
         @OptionGroup var output: OutputOptions
         func run() async throws { try await CACommand.create(role: .admin, options: options, data: data, output: output) }
+    }
+
+    struct CreateService: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-service", abstract: "Create the Service CA under the root: it certifies the platform's own servers (server-cert)."
+        )
+        @OptionGroup var options: CreationOptions
+        @OptionGroup var data: DataDirectoryOptions
+        @OptionGroup var output: OutputOptions
+        func run() async throws { try await CACommand.create(role: .service, options: options, data: data, output: output) }
     }
 
     struct CreateOperator: AsyncParsableCommand {

@@ -21,16 +21,36 @@ struct Configuration: Codable, Sendable {
     var rootFingerprint: String?
     /// The audit log's checkpoint key, once `metertrust audit init` made it.
     var audit: AuditSettings?
-    /// The admin API server's TLS identity, once `metertrust admin server-cert` made it.
+    /// The admin API server's TLS identity, once `metertrust server-cert --role admin` made it.
     var adminServer: AdminServerSettings?
+    /// How `metertrust serve` listens (README "Serving"); command-line flags override it.
+    var serve: ServeSettings?
+
+    /// The `serve` section: which roles, where each listens, the operations listener and the timeouts.
+    struct ServeSettings: Codable, Sendable, Equatable {
+        struct Listener: Codable, Sendable, Equatable {
+            var host: String
+            var port: Int
+        }
+        /// Roles served when `--roles` is not given (default: admin).
+        var roles: [String]?
+        /// Listener per role name (admin: default the address server-cert recorded).
+        var listeners: [String: Listener]?
+        /// The plain-HTTP operations listener (/metrics, /healthz, /readyz); default 127.0.0.1:9090, loopback only
+        /// unless `--operations-listen` names another address.
+        var operations: Listener?
+        /// Seconds a client has to finish the TLS handshake (default 10) and a connection may stay idle (default 60).
+        var handshakeTimeoutSeconds: Int?
+        var idleTimeoutSeconds: Int?
+    }
 
     struct AdminServerSettings: Codable, Sendable {
         /// CKA_LABEL of the server's TLS key on the token.
         var keyLabel: String
-        /// The server certificate's issuer (an operational CA) and serial.
+        /// The server certificate's issuer (the Service CA; an operational CA in deployments made before it) and serial.
         var issuer: String
         var certificateSerial: String
-        /// Where `admin serve` listens by default.
+        /// Where `serve` listens for the admin role unless the serve section or --listen says otherwise.
         var host: String
         var port: Int
     }

@@ -53,7 +53,8 @@ struct DemoCommand: AsyncParsableCommand {
         let manufacturer = try await hierarchy.createAuthority(role: .manufacturer, name: "acme-meters", organization: "Acme Meters Ltd")
         _ = try await hierarchy.createAuthority(role: .operational, name: "north-utility", organization: "North Utility plc")
         _ = try await hierarchy.createAuthority(role: .admin, name: "metertrust-admin", organization: "MeterTrust Demo")
-        progress("created root, manufacturer, operational and admin CAs")
+        _ = try await hierarchy.createAuthority(role: .service, name: "metertrust-service", organization: "MeterTrust Demo")
+        progress("created root, manufacturer, operational, admin and service CAs")
 
         // 2. The factory line, five stages, for a batch of simulated meters.
         let deviceType = try configuration.pki.defaultDeviceType()

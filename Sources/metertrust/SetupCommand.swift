@@ -11,11 +11,11 @@ import MeterTrustPKI
 struct SetupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "setup",
-        abstract: "Set up a platform: development token if asked, init, root CA, audit log, Admin CA, first manufacturer and operational CA.",
+        abstract: "Set up a platform: development token if asked, init, root CA, audit log, Admin CA, Service CA, first manufacturer and operational CA.",
         discussion: """
             On a terminal it asks for every value, with defaults; otherwise (stdin not a terminal, or --non-interactive) \
             it takes them from the options and their defaults. The order is init, root CA, audit init (so every later CA \
-            is in the log), Admin CA, then --manufacturer and --operational if given. It ends with the commands of the \
+            is in the log), Admin CA, Service CA, then --manufacturer and --operational if given. It ends with the commands of the \
             custodian ceremony that comes next. PINs are never asked for or taken from the command line: --dev-token DIR \
             makes a SoftHSM2 development token with random PINs in DIR/pin and DIR/so-pin (mode 0600); otherwise the PIN \
             comes from --pin-env (default METERTRUST_HSM_PIN) or --pin-file.
@@ -45,6 +45,7 @@ struct SetupCommand: AsyncParsableCommand {
     @Option(help: "Create this utility account's Operational CA (default: none).") var operational: String?
     @Option(name: .customLong("operational-organization"), help: "Organisation of the utility (default: its name).")
     var operationalOrganization: String?
+    @Option(help: "Name of the Service CA, which certifies the platform's servers (default: service; not asked on a terminal).") var service: String?
     @Option(help: "Key curve of the CAs: P-256 or P-384 (default: P-256).") var curve: String?
     @Option(help: "Shards each CA spreads the certificates it issues over, 1 to 4096, fixed now (default: 256; not asked on a terminal).")
     var shards: Int?
@@ -66,6 +67,7 @@ struct SetupCommand: AsyncParsableCommand {
         var root: String
         var organization: String
         var admin: String
+        var service = "service"
         var manufacturer: String?
         var manufacturerOrganization: String?
         var operational: String?
@@ -155,6 +157,7 @@ struct SetupCommand: AsyncParsableCommand {
         let audit = try await AuditCommand.Init.initialize(data: data, name: plan.root, keyName: plan.auditKeyName, interval: 1)
         progress("audit log \(audit.keyName) started")
         try await create(.admin, plan.admin, organization: plan.organization, plan: plan, data: data, progress: progress)
+        try await create(.service, plan.service, organization: plan.organization, plan: plan, data: data, progress: progress)
         if let name = plan.manufacturer {
             try await create(.manufacturer, name, organization: plan.manufacturerOrganization, plan: plan, data: data, progress: progress)
         }
@@ -189,12 +192,6 @@ struct SetupCommand: AsyncParsableCommand {
     static func nextSteps(_ plan: Plan, development: DevelopmentToken?) -> [Step] {
         let data = "--data-dir \(shellQuoted(plan.dataDirectory.path))"
         var steps: [Step] = []
-        if plan.operational == nil {
-            steps.append(Step(
-                what: "an Operational CA for the admin API's TLS certificate (direct creation ends with the bootstrap)",
-                command: "metertrust ca create-operational --name NAME --organization ORG \(data)"
-            ))
-        }
         steps += [
             Step(
                 what: "each custodian, on their own machine: a P-256 key (0600) and a CSR; at least 3 custodians, 2 of them security officers",
@@ -209,15 +206,15 @@ struct SetupCommand: AsyncParsableCommand {
                 command: "metertrust admin bootstrap --custodian alice.pem --custodian bob.pem --custodian carol.pem --required 2 \(data)"
             ),
             Step(
-                what: "the admin API's TLS certificate (key in the HSM) from the Operational CA, for the names clients use (--host NAME, --ip ADDR)",
-                command: "metertrust admin server-cert --host localhost --ip 127.0.0.1 --ca \(shellQuoted(plan.operational ?? "NAME")) \(data)"
+                what: "the admin API's TLS certificate (key in the HSM) from the Service CA, for the names clients use (--host NAME, --ip ADDR)",
+                command: "metertrust server-cert --role admin --host localhost --ip 127.0.0.1 --ca \(shellQuoted(plan.service)) \(data)"
             ),
             Step(
                 what: "the backup key; it replaces the security officer PIN by shares held by the officers",
                 command: development.map { "metertrust backup init-key --so-pin-file \(shellQuoted($0.securityOfficerPINFile)) \(data)" }
                     ?? "METERTRUST_HSM_SO_PIN=... metertrust backup init-key \(data)"
             ),
-            Step(what: "serve the admin API to the custodians", command: "metertrust admin serve \(data)"),
+            Step(what: "serve the admin API to the custodians (metrics and health on 127.0.0.1:9090)", command: "metertrust serve --roles admin \(data)"),
         ]
         return steps
     }
@@ -282,14 +279,15 @@ struct SetupCommand: AsyncParsableCommand {
         }
         let shards = try shards.map(CACommand.shardCount) ?? .default
         let auditKeyName = try value(self.auditKeyName, "audit log name (checkpoint origin)", "metertrust.example/audit")
-        let names = [root, admin] + [manufacturer, operational].compactMap { $0 }
+        let service = self.service ?? "service"
+        let names = [root, admin, service] + [manufacturer, operational].compactMap { $0 }
         guard Set(names).count == names.count else {
             throw CLIError(code: .usage, "the CAs need different names: \(names.joined(separator: ", "))")
         }
         return Plan(
             dataDirectory: URL(fileURLWithPath: directory).standardizedFileURL, devToken: devToken, module: module, tokenLabel: label,
             pinEnvironmentVariable: pinVariable, pinFile: pinFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, environment: policyEnvironment, root: root, organization: organization,
-            admin: admin, manufacturer: manufacturer, manufacturerOrganization: manufacturerOrganization, operational: operational,
+            admin: admin, service: service, manufacturer: manufacturer, manufacturerOrganization: manufacturerOrganization, operational: operational,
             operationalOrganization: operationalOrganization, curve: curve, shards: shards, auditKeyName: auditKeyName
         )
     }

@@ -88,6 +88,7 @@ struct AdminAPITests {
         try pem.stdout.write(toFile: path("root.pem"), atomically: true, encoding: .utf8)
         _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
         _ = try deployment.json(["ca", "create-operational", "--name", "north", "--backup"])
+        _ = try deployment.json(["ca", "create-service", "--name", "platform"])
         for (name, role) in [("alice", "security-officer"), ("bob", "security-officer"), ("carol", "security-officer"), ("dave", "pki-officer")] {
             let keygen = try TestEnvironment.run(TestEnvironment.metertrust, ["admin", "keygen", "--name", name, "--out", people.path])
             try #require(keygen.status == 0, "\(keygen.stderr)")
@@ -111,14 +112,14 @@ struct AdminAPITests {
         #expect(split?["threshold"] == "2" && split?["holders"] == "alice,bob,carol")
     }
 
-    /// Starts `admin serve` on a free port; returns the process and the port.
+    /// Starts `serve --roles admin` on a free port (the operations listener on another); returns the process and the port.
     func startServer(extra: [String] = [], node: CLITests.Deployment? = nil) throws -> (Process, Int) {
         let node = node ?? deployment
         let portFile = node.dataDirectory.deletingLastPathComponent().appendingPathComponent("port").path
         try? FileManager.default.removeItem(atPath: portFile)  // a port from an earlier server must not be read
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
-        process.arguments = ["admin", "serve", "--listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", node.dataDirectory.path] + extra
+        process.arguments = ["serve", "--roles", "admin", "--listen", "127.0.0.1:0", "--operations-listen", "127.0.0.1:0", "--port-file", portFile, "--data-dir", node.dataDirectory.path] + extra
         var environment = ProcessInfo.processInfo.environment
         environment.merge(node.environment) { $1 }
         process.environment = environment

@@ -338,6 +338,7 @@ struct KeyCustodyTests {
         _ = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
         _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
         _ = try deployment.json(["ca", "create-operational", "--name", "north", "--backup"])
+        _ = try deployment.json(["ca", "create-service", "--name", "platform"])
         for name in ["alice", "bob", "carol"] {
             let keygen = try TestEnvironment.run(TestEnvironment.metertrust, ["admin", "keygen", "--name", name, "--out", api.people.path])
             try #require(keygen.status == 0, "\(keygen.stderr)")

@@ -503,8 +503,9 @@ struct QuorumTests {
         let (_, one) = try await Deployment.custodianCertificate(fresh, name: "solo", role: .securityOfficer)
         let (_, two) = try await Deployment.custodianCertificate(fresh, name: "duo", role: .securityOfficer)
         await Self.refusal(.invalidRequest) { _ = try await service.bootstrap(custodianCertificates: [one, two], actor: "test") }
-        // A certificate from another CA (the operational CA) is not an admin certificate.
-        let signer = try CertificateSigner(authority: fresh.operational, profile: .tlsServer, settings: PKISettings())
+        // A certificate from another CA (the Service CA) is not an admin certificate.
+        let serviceCA = try await fresh.hierarchy.createAuthority(role: .service, name: "platform")
+        let signer = try CertificateSigner(authority: serviceCA, profile: .tlsServer, settings: PKISettings())
         let (server, _) = try signer.signNamed(
             try PublicKeyInfo(publicKey: Certificate.PublicKey(P256.Signing.PrivateKey().publicKey)), commonName: "host", organizationalUnit: nil, dnsNames: ["host"]
         )

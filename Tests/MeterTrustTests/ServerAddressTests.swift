@@ -30,6 +30,7 @@ struct ServerAddressTests {
         try deployment.run(["cert", "show", rootSerial, "--pem"]).stdout.write(toFile: path("root.pem"), atomically: true, encoding: .utf8)
         _ = try deployment.json(["ca", "create-admin", "--name", "admin"])
         _ = try deployment.json(["ca", "create-operational", "--name", "north"])
+        _ = try deployment.json(["ca", "create-service", "--name", "platform"])
         for name in ["alice", "bob", "carol"] {
             let keygen = try TestEnvironment.run(TestEnvironment.metertrust, ["admin", "keygen", "--name", name, "--out", people.path])
             try #require(keygen.status == 0, "\(keygen.stderr)")
@@ -45,7 +46,7 @@ struct ServerAddressTests {
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
-        process.arguments = ["admin", "serve", "--listen", listen, "--data-dir", deployment.dataDirectory.path]
+        process.arguments = ["admin", "serve", "--listen", listen, "--operations-listen", "127.0.0.1:0", "--data-dir", deployment.dataDirectory.path]
         process.environment = ProcessInfo.processInfo.environment.merging(deployment.environment) { $1 }
         process.standardOutput = try FileHandle(forWritingTo: output)
         process.standardError = FileHandle.nullDevice
@@ -125,7 +126,7 @@ struct ServerAddressTests {
         #expect(made["names"] as? [String] == ["admin.example.net", "meters.example.org", "192.0.2.7", "2001:db8::7"], "\(made)")
         #expect(made["listen"] as? String == "192.0.2.7:8443")
         let serial = try #require(made["serial"] as? String)
-        let pem = try deployment.run(["cert", "show", serial, "--ca", "north", "--pem"])
+        let pem = try deployment.run(["cert", "show", serial, "--ca", "platform", "--pem"])
         try #require(pem.status == 0, "\(pem.stderr)")
         try pem.stdout.write(toFile: path("server.pem"), atomically: true, encoding: .utf8)
         let san = try TestEnvironment.run("openssl", ["x509", "-in", path("server.pem"), "-noout", "-ext", "subjectAltName"])
@@ -153,6 +154,6 @@ struct ServerAddressTests {
             #expect(refused.stderr.split(separator: "\n").count == 1)
         }
         let authorities = try #require(try JSONSerialization.jsonObject(with: Data(try deployment.run(["ca", "list", "--json"]).stdout.utf8)) as? [[String: Any]])
-        #expect(authorities.first { $0["name"] as? String == "north" }?["issuedCertificates"] as? Int == 1)
+        #expect(authorities.first { $0["name"] as? String == "platform" }?["issuedCertificates"] as? Int == 1)
     }
 }

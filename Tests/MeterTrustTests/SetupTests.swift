@@ -290,7 +290,7 @@ struct SetupTests {
         let result = try #require(try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as? [String: Any], "\(made.stdout)")
         #expect(result["dataDirectory"] as? String == data.path)
         let authorities = try #require(result["authorities"] as? [[String: Any]])
-        #expect(Set(authorities.compactMap { $0["name"] as? String }) == ["root", "admin", "acme", "north"])
+        #expect(Set(authorities.compactMap { $0["name"] as? String }) == ["root", "admin", "service", "acme", "north"])
         let conf = tokenDirectory.appendingPathComponent("softhsm2.conf").path
         #expect((result["environment"] as? [String: String])?["SOFTHSM2_CONF"] == conf)
         let token = result["token"] as? [String: Any]
@@ -302,7 +302,7 @@ struct SetupTests {
         let steps = try #require(result["nextSteps"] as? [[String: String]])
         let commands = steps.compactMap { $0["command"] }
         #expect(commands.contains { $0.hasPrefix("metertrust admin bootstrap --custodian") && $0.contains(data.path) })
-        #expect(commands.contains { $0.contains("admin server-cert") && $0.contains("--ca north") })
+        #expect(commands.contains { $0.contains("server-cert --role admin") && $0.contains("--ca service") })
         #expect(commands.contains { $0.contains("backup init-key --so-pin-file \(tokenDirectory.appendingPathComponent("so-pin").path)") })
         #expect(!commands.contains { $0.contains("ca create-operational") })
 

@@ -67,7 +67,7 @@ struct ShardTests {
     // MARK: Issuance
 
     /// A hierarchy whose CAs have different shard counts: root 8, acme 16, north 32, admin the default.
-    static let counts = ["root": 8, "acme": 16, "north": 32, "admin": 256]
+    static let counts = ["root": 8, "acme": 16, "north": 32, "admin": 256, "platform": 64]
 
     @Test("every issuance path stores each certificate's shard as the rule gives it for the serial in its DER, under its issuing CA's count")
     func everyIssuancePath() async throws {
@@ -78,6 +78,7 @@ struct ShardTests {
         let acme = try await hierarchy.createAuthority(role: .manufacturer, name: "acme", shards: try #require(ShardCount(16)))
         let north = try await hierarchy.createAuthority(role: .operational, name: "north", shards: try #require(ShardCount(32)))
         let admin = try await hierarchy.createAuthority(role: .admin, name: "admin")
+        _ = try await hierarchy.createAuthority(role: .service, name: "platform", shards: try #require(ShardCount(64)))
         #expect(root.shardCount.value == 8 && acme.shardCount.value == 16 && north.shardCount.value == 32 && admin.shardCount == .default)
         // Read back from the store, and loaded again from it.
         for (name, count) in Self.counts {
@@ -104,8 +105,8 @@ struct ShardTests {
             batch.append(try templates.signUnstored(csr: try MeterIdentity(eui64: eui).certificateSigningRequestDER(hardwareType: PKIFixture.deviceType), for: eui))
         }
         #expect(try await store.insertDeviceIdentities(batch) == Array(repeating: .stored, count: batch.count))
-        // Service certificates: a TLS server (from north), a custodian (from admin), the audit signer (from the root).
-        _ = try await hierarchy.createTLSServerIdentity(names: [.dns("admin.example.net")], authority: "north")
+        // Service certificates: a TLS server (from the Service CA), a custodian (from admin), the audit signer (from the root).
+        _ = try await hierarchy.createTLSServerIdentity(names: [.dns("admin.example.net")], authority: "platform")
         let custodianKey = P256.Signing.PrivateKey()
         let csr = try CSRCheck.validate(der: try PKIFixture.csr(key: custodianKey, extensions: []), profile: .custodian)
         _ = try await issuer.issueNamed(csr, profile: .custodian, authority: admin, commonName: "alice", organizationalUnit: "security-officer")

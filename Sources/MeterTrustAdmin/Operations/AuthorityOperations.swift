@@ -60,11 +60,11 @@ public struct AuthorityCreationParameters: Sendable, Hashable {
     }
 }
 
-/// `ca.create`: an operational, admin or operator CA (key in the HSM, certificate from the root).
+/// `ca.create`: an operational, admin, service or operator CA (key in the HSM, certificate from the root).
 public struct CreateAuthorityOperation: QuorumOperation {
     public static let operation = AdminOperation.caCreate
     /// The roles `kind` may name: the root exists once, manufacturers are registered by `manufacturer.register`.
-    public static let kinds: [CertificateAuthorityRole] = [.operational, .admin, .operator]
+    public static let kinds: [CertificateAuthorityRole] = [.operational, .admin, .service, .operator]
     public let parameters: AuthorityCreationParameters
     public init(_ parameters: AuthorityCreationParameters) { self.parameters = parameters }
 

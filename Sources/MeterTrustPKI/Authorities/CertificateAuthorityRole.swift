@@ -9,6 +9,8 @@ public enum CertificateAuthorityRole: String, Sendable, Hashable, Codable, CaseI
     case manufacturer
     case operational
     case admin
+    /// Certifies the platform's own servers (tls-server): never a utility's operational CA.
+    case service
     /// The Operator CA: certifies utility operators (profile utility-operator), never custodians, so an operator's
     /// certificate never passes the admin API.
     case `operator`

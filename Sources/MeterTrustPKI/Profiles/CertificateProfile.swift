@@ -93,6 +93,12 @@ public struct CertificateProfile: Sendable, Hashable {
         certificateAuthority: .init(pathLength: 0), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
         hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
     )
+    /// The Service CA: certifies the platform's own servers (tls-server), so no utility's operational CA does.
+    public static let serviceCA = CertificateProfile(
+        name: "service-ca", issuerRole: .root, validity: .years(10), subject: .authority(suffix: "Service CA", organization: true),
+        certificateAuthority: .init(pathLength: 0), keyUsage: .fixed(caUsage), extendedKeyUsage: [],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256, .p384]
+    )
     /// IDevID: the factory identity of a meter, after the GB SMKI device certificate profile and IEEE 802.1AR.
     public static let deviceIdentity = CertificateProfile(
         name: "device-identity", issuerRole: .manufacturer, validity: .noExpiry, subject: .empty,
@@ -134,9 +140,9 @@ public struct CertificateProfile: Sendable, Hashable {
         crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256]
     )
 
-    /// A TLS server (the admin API, later EST and CoAP servers); its key stays in the HSM.
+    /// A TLS server (the admin API, later EST and CoAP servers), certified by the Service CA; its key stays in the HSM.
     public static let tlsServer = CertificateProfile(
-        name: "tls-server", issuerRole: .operational, validity: .years(1), subject: .named, certificateAuthority: nil,
+        name: "tls-server", issuerRole: .service, validity: .years(1), subject: .named, certificateAuthority: nil,
         keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.serverAuth], hardwareModuleName: false,
         crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: true, ipAddressSAN: true, allowedCurves: [.p256]
     )
@@ -145,7 +151,7 @@ public struct CertificateProfile: Sendable, Hashable {
     public static let requestable: [CertificateProfile] = [.deviceIdentity, .deviceOperational]
     /// Every built-in profile.
     public static let all: [CertificateProfile] = [
-        .root, .manufacturerCA, .operationalCA, .adminCA, .operatorCA, .auditSigner, .custodian, .utilityOperator, .tlsServer,
+        .root, .manufacturerCA, .operationalCA, .adminCA, .serviceCA, .operatorCA, .auditSigner, .custodian, .utilityOperator, .tlsServer,
     ] + requestable
 
     /// The profile a CA of `role` gets its own certificate under.
@@ -155,6 +161,7 @@ public struct CertificateProfile: Sendable, Hashable {
         case .manufacturer: return .manufacturerCA
         case .operational: return .operationalCA
         case .admin: return .adminCA
+        case .service: return .serviceCA
         case .operator: return .operatorCA
         }
     }
