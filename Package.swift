@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "MeterTrustPKI", targets: ["MeterTrustPKI"]),
         .library(name: "MeterTrustDevice", targets: ["MeterTrustDevice"]),
         .library(name: "MeterTrustFactory", targets: ["MeterTrustFactory"]),
+        .library(name: "MeterTrustOnboarding", targets: ["MeterTrustOnboarding"]),
         .library(name: "MeterTrustAudit", targets: ["MeterTrustAudit"]),
         .library(name: "MeterTrustQuorum", targets: ["MeterTrustQuorum"]),
         .library(name: "MeterTrustAdmin", targets: ["MeterTrustAdmin"]),
@@ -186,6 +187,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Utility accounts, enrollment uploads (streamed, verified, staged), claims, conflicts, change of supplier.
+        .target(
+            name: "MeterTrustOnboarding",
+            dependencies: [
+                "MeterTrustCore",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustAudit",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         // Servers: the HTTPS admin API (Hummingbird on swift-nio-ssl). Thin over the domain modules.
         .target(
             name: "MeterTrustServer",
@@ -225,6 +239,7 @@ let package = Package(
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",
+                "MeterTrustOnboarding",
                 "MeterTrustAudit",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
@@ -252,6 +267,7 @@ let package = Package(
                 "MeterTrustPKI",
                 "MeterTrustDevice",
                 "MeterTrustFactory",
+                "MeterTrustOnboarding",
                 "MeterTrustAudit",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",

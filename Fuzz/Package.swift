@@ -27,6 +27,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzBackupFile", [library("MeterTrustAdmin"), library("MeterTrustQuorum")]),
     ("FuzzAuditEntry", [library("MeterTrustAudit")]),
     ("FuzzCheckpoint", [library("MeterTrustAudit")]),
+    ("FuzzEnrollmentList", [library("MeterTrustOnboarding")]),
 ]
 
 let package = Package(

@@ -85,6 +85,21 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case untrustedState = "quorum.untrusted-state"
     case executionFailed = "quorum.execution-failed"
 
+    // Onboarding: utility accounts, enrollment uploads, claims, conflicts, change of supplier.
+    case invalidAccount = "onboarding.invalid-account"
+    case unknownAccount = "onboarding.unknown-account"
+    case badManifestSignature = "onboarding.bad-manifest-signature"
+    case malformedManifest = "onboarding.malformed-manifest"
+    case malformedList = "onboarding.malformed-list"
+    case unknownMeter = "onboarding.unknown-meter"
+    case otherManufacturer = "onboarding.other-manufacturer"
+    case fingerprintMismatch = "onboarding.fingerprint-mismatch"
+    case meterListedTwice = "onboarding.meter-listed-twice"
+    case manufacturerNotAccepted = "onboarding.manufacturer-not-accepted"
+    case uploadTooLarge = "onboarding.upload-too-large"
+    case notClaimed = "onboarding.not-claimed"
+    case noOpenConflict = "onboarding.no-open-conflict"
+
     // Files the platform writes or reads (secret files, configuration).
     case fileSystem = "file.system"
     case configuration = "config.invalid"

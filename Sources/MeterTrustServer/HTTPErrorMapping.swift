@@ -9,14 +9,15 @@ public enum HTTPErrorMapping {
         case .invalidArgument, .malformedInput, .untrustedChain, .malformedRequest, .badSignature, .keyNotAllowed,
             .requestExceedsProfile, .unknownProfile, .pkiInvalidArgument, .invalidManifest, .factoryInput,
             .invalidBundle, .invalidRequest, .invalidCertificate, .usage, .auditMalformed, .configuration,
-            .storeCheckViolation, .storeNotNull, .storeForeignKey, .storeConstraint:
+            .storeCheckViolation, .storeNotNull, .storeForeignKey, .storeConstraint, .invalidAccount, .badManifestSignature,
+            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice:
             return .badRequest
         case .unauthenticated:
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
-            .unregisteredManufacturer:
+            .unregisteredManufacturer, .manufacturerNotAccepted:
             return .forbidden
-        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound:
+        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict:
             return .notFound
         case .expiredRequest:
             return .gone
@@ -24,7 +25,7 @@ public enum HTTPErrorMapping {
             .belowQuorum, .notBootstrapped, .auditNotInitialised, .underQuorumControl, .lockOut, .backup, .batchRefusedEveryMeter,
             .configuratorLocked, .configuratorWrongStage, .executionFailed:
             return .conflict
-        case .payloadTooLarge:
+        case .payloadTooLarge, .uploadTooLarge:
             return .contentTooLarge
         case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,
             .storeMigration, .unreachable, .issuanceFailed:

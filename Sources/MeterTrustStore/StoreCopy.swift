@@ -34,10 +34,12 @@ public struct StoreCopy: Sendable {
         public var revocations = 0
         public var backupKey = false
         public var quorumBootstrapped = false
+        /// Accounts, operators, uploads, claims, conflicts, pending revocations and meter history.
+        public var onboarding = OnboardingCounts()
 
         public var isEmpty: Bool {
             certificateAuthorities == 0 && certificates == 0 && batches == 0 && auditEntries == 0 && auditCheckpoints == 0 && custodians == 0
-                && quorumPolicies == 0 && adminRequests == 0 && revocations == 0 && !backupKey && !quorumBootstrapped
+                && quorumPolicies == 0 && adminRequests == 0 && revocations == 0 && !backupKey && !quorumBootstrapped && onboarding.isEmpty
         }
     }
 
@@ -61,6 +63,7 @@ public struct StoreCopy: Sendable {
         try await copyAudit(progress)
         try await copyQuorum(progress)
         try await copyRevocations(progress)
+        try await copyOnboarding(progress)
         let copied = try await Self.count(target)
         guard copied == expected else {
             throw StoreError(.corrupt, "the copy does not match its source: source \(expected), target \(copied)")
@@ -97,6 +100,7 @@ public struct StoreCopy: Sendable {
         }
         counts.backupKey = try await store.backupKey() != nil
         counts.quorumBootstrapped = try await store.isQuorumBootstrapped()
+        counts.onboarding = try await store.onboardingCounts()
         return counts
     }
 
@@ -240,6 +244,74 @@ public struct StoreCopy: Sendable {
         }
         for authority in try await source.certificateAuthorities() {
             if let destroyed = authority.destroyedAt { try await target.markCertificateAuthorityDestroyed(named: authority.name, at: destroyed) }
+        }
+    }
+
+    /// Accounts (with their operators and uploads), then claims, conflicts, pending revocations and history, each
+    /// in its source order so sequence numbers keep their order. An upload still staging is copied as it is, without
+    /// its staged entries: it can only be discarded in the target.
+    private func copyOnboarding(_ progress: Progress) async throws {
+        var rows = OnboardingRows()
+        var account: String?
+        while true {
+            let page = try await source.accounts(after: account, limit: pageSize)
+            rows.accounts += page
+            guard let last = page.last, page.count == pageSize else { break }
+            account = last.id
+        }
+        var fingerprint: String?
+        while true {
+            let page = try await source.allOperators(afterFingerprint: fingerprint, limit: pageSize)
+            rows.operators += page
+            guard let last = page.last, page.count == pageSize else { break }
+            fingerprint = last.fingerprintSHA256
+        }
+        var upload: String?
+        while true {
+            let page = try await source.uploads(after: upload, limit: pageSize)
+            rows.uploads += page
+            guard let last = page.last, page.count == pageSize else { break }
+            upload = last.id
+        }
+        try await target.insertOnboardingRows(rows)
+        progress("accounts", rows.accounts.count)
+        var claim: Int64 = 0
+        var done = 0
+        while true {
+            var page = OnboardingRows()
+            page.claims = try await source.allClaims(after: claim, limit: pageSize)
+            guard let last = page.claims.last else { break }
+            try await target.insertOnboardingRows(page)
+            claim = last.id
+            done += page.claims.count
+            progress("claims", done)
+        }
+        var conflict: Int64 = 0
+        while true {
+            var page = OnboardingRows()
+            page.conflicts = try await source.allConflicts(after: conflict, limit: pageSize)
+            guard let last = page.conflicts.last else { break }
+            try await target.insertOnboardingRows(page)
+            conflict = last.id
+        }
+        var position: CertificateListPosition?
+        while true {
+            var page = OnboardingRows()
+            page.pendingRevocations = try await source.pendingRevocations(after: position, limit: pageSize)
+            guard let last = page.pendingRevocations.last else { break }
+            try await target.insertOnboardingRows(page)
+            position = CertificateListPosition(issuer: last.issuer, serial: last.serial)
+        }
+        var event: Int64 = 0
+        done = 0
+        while true {
+            var page = OnboardingRows()
+            page.history = try await source.allHistory(after: event, limit: pageSize)
+            guard let last = page.history.last else { break }
+            try await target.insertOnboardingRows(page)
+            event = last.id
+            done += page.history.count
+            progress("meter history", done)
         }
     }
 

@@ -183,6 +183,134 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        // Issue 14: accounts, operators, enrollment uploads and staging, claims, conflicts, pending revocations and
+        // meter history; the same schema as SQLite's 0010 (see Migration0010Onboarding): one open claim per meter by
+        // the partial unique index `one_open_claim_per_meter`, one open conflict per meter and claimant likewise.
+        PostgresMigration(identifier: "0002-onboarding", statements: [
+            """
+            CREATE TABLE accounts (
+                id text COLLATE "C" NOT NULL PRIMARY KEY CHECK (id ~ '^[a-z0-9-]{1,63}$'),
+                display_name text NOT NULL,
+                operational_ca text COLLATE "C" NOT NULL REFERENCES certificate_authorities (name),
+                created_at bigint NOT NULL,
+                created_by text NOT NULL,
+                request_id text
+            )
+            """,
+            """
+            CREATE TABLE account_manufacturers (
+                account text COLLATE "C" NOT NULL REFERENCES accounts (id),
+                manufacturer text COLLATE "C" NOT NULL REFERENCES certificate_authorities (name),
+                PRIMARY KEY (account, manufacturer)
+            )
+            """,
+            """
+            CREATE TABLE account_operators (
+                fingerprint_sha256 text COLLATE "C" NOT NULL PRIMARY KEY,
+                account text COLLATE "C" NOT NULL REFERENCES accounts (id),
+                name text NOT NULL,
+                certificate_issuer text COLLATE "C" NOT NULL,
+                certificate_serial text COLLATE "C" NOT NULL,
+                added_at bigint NOT NULL,
+                added_by text NOT NULL,
+                removed_at bigint,
+                removed_by text,
+                sequence bigserial NOT NULL
+            )
+            """,
+            "CREATE INDEX account_operators_by_account ON account_operators (account, sequence)",
+            """
+            CREATE TABLE enrollment_uploads (
+                id text COLLATE "C" NOT NULL PRIMARY KEY,
+                account text COLLATE "C" NOT NULL REFERENCES accounts (id),
+                manufacturer text COLLATE "C" NOT NULL REFERENCES certificate_authorities (name),
+                format text NOT NULL CHECK (format IN ('manifest', 'list')),
+                batch text COLLATE "C",
+                state text NOT NULL CHECK (state IN ('staging', 'committed', 'refused')),
+                entry_count bigint NOT NULL DEFAULT 0,
+                claimed bigint NOT NULL DEFAULT 0,
+                already_held bigint NOT NULL DEFAULT 0,
+                conflicts bigint NOT NULL DEFAULT 0,
+                created_at bigint NOT NULL,
+                finished_at bigint,
+                actor text NOT NULL
+            )
+            """,
+            "CREATE INDEX enrollment_uploads_by_account ON enrollment_uploads (account)",
+            """
+            CREATE TABLE enrollment_staging (
+                upload text COLLATE "C" NOT NULL,
+                eui64 text COLLATE "C" NOT NULL,
+                position bigint NOT NULL,
+                certificate_sha256 text,
+                PRIMARY KEY (upload, eui64)
+            )
+            """,
+            """
+            CREATE TABLE enrollment_staging_repeats (
+                upload text COLLATE "C" NOT NULL,
+                position bigint NOT NULL,
+                eui64 text COLLATE "C" NOT NULL,
+                PRIMARY KEY (upload, position)
+            )
+            """,
+            """
+            CREATE TABLE claims (
+                id bigserial NOT NULL PRIMARY KEY,
+                eui64 text COLLATE "C" NOT NULL,
+                account text COLLATE "C" NOT NULL REFERENCES accounts (id),
+                upload text COLLATE "C",
+                claimed_at bigint NOT NULL,
+                claimed_by text NOT NULL,
+                released_at bigint,
+                released_by text
+            )
+            """,
+            "CREATE UNIQUE INDEX one_open_claim_per_meter ON claims (eui64) WHERE released_at IS NULL",
+            "CREATE INDEX open_claims_by_account ON claims (account, eui64) WHERE released_at IS NULL",
+            """
+            CREATE TABLE claim_conflicts (
+                id bigserial NOT NULL PRIMARY KEY,
+                eui64 text COLLATE "C" NOT NULL,
+                holder text COLLATE "C" NOT NULL REFERENCES accounts (id),
+                claimant text COLLATE "C" NOT NULL REFERENCES accounts (id),
+                upload text COLLATE "C",
+                reported_at bigint NOT NULL,
+                resolved_at bigint,
+                resolution text CHECK (resolution IN ('claimant', 'holder', 'released')),
+                resolved_by text,
+                CHECK (holder <> claimant),
+                CHECK ((resolved_at IS NULL) = (resolution IS NULL))
+            )
+            """,
+            "CREATE UNIQUE INDEX one_open_conflict ON claim_conflicts (eui64, claimant) WHERE resolved_at IS NULL",
+            "CREATE INDEX conflicts_by_holder ON claim_conflicts (holder, id)",
+            "CREATE INDEX conflicts_by_claimant ON claim_conflicts (claimant, id)",
+            """
+            CREATE TABLE pending_revocations (
+                issuer text COLLATE "C" NOT NULL,
+                serial text COLLATE "C" NOT NULL,
+                eui64 text COLLATE "C" NOT NULL,
+                account text COLLATE "C" NOT NULL,
+                reason bigint NOT NULL CHECK (reason BETWEEN 0 AND 10),
+                recorded_at bigint NOT NULL,
+                PRIMARY KEY (issuer, serial)
+            )
+            """,
+            """
+            CREATE TABLE meter_history (
+                id bigserial NOT NULL PRIMARY KEY,
+                eui64 text COLLATE "C" NOT NULL,
+                kind text NOT NULL CHECK (kind IN ('claimed', 'conflict', 'resolved-for-claimant', 'resolved-for-holder', 'conflict-closed', 'released')),
+                account text COLLATE "C" NOT NULL,
+                counterparty text COLLATE "C",
+                upload text COLLATE "C",
+                actor text NOT NULL,
+                at bigint NOT NULL
+            )
+            """,
+            "CREATE INDEX meter_history_by_meter ON meter_history (eui64, id)",
+        ]),
     ]
 }
 

@@ -29,7 +29,9 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .storeCheckViolation, .storeNotNull, .storeConstraint, .storeNotFound, .invalidManifest, .unregisteredManufacturer,
             .factoryInput, .factoryOutput, .batchRefusedEveryMeter, .configuratorLocked, .configuratorWrongStage,
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
-            .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority:
+            .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
+            .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
+            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict:
             return .refused
         case .usage:
             return .usage

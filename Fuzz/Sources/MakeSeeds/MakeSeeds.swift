@@ -96,6 +96,14 @@ struct Seeds {
         try write("FuzzBatchManifest", "range-on-device.json", Array(range.utf8))
         try write("FuzzBatchManifest", "regression-fullwidth-digit.json", Array(range.replacingOccurrences(of: "0024befffe000001", with: "0024befffe00000\u{FF11}").utf8))
 
+        // Enrollment lists: the first byte picks the parser (bit 7: plain list) and the piece size (low 3 bits).
+        let sha = String(repeating: "ab", count: 32)
+        let enrollment = #"{"format":"metertrust-enrollment-manifest","version":1,"batch":"b1","manufacturer":"acme","manufacturerCA":{"subject":"CN=acme","serial":"0a","certificateSHA256":"\#(sha)"},"meters":[{"eui64":"0024befffe000001","certificateSHA256":"\#(sha)"},{"certificateSHA256":"\#(sha)","eui64":"0024BEFFFE000002","x":[1,{"y":null}]}],"count":2}"#
+        try write("FuzzEnrollmentList", "manifest.json", [0x02] + Array(enrollment.utf8))
+        try write("FuzzEnrollmentList", "manifest-escapes.json", [0x05] + Array(#"{"meters":[],"batch":"caf\u00e9 \ud83d\ude00 \"q\"","count":0}"#.utf8))
+        try write("FuzzEnrollmentList", "list.txt", [0x83] + Array("# batch b1\r\n0024befffe000001\n\n 00-24-be-ff-fe-00-00-02 # two\n00:24:be:ff:fe:00:00:03".utf8))
+        try write("FuzzEnrollmentList", "list-bad.txt", [0x81] + Array("0024befffe000001\n0024befffe00zz01\n".utf8))
+
         // The factory: a fresh token and store, root and manufacturer CA, then real batches. The meters pin the root.
         let token = try Self.token(work)
         let store = try SQLiteStore(path: work.appendingPathComponent("store.sqlite").path)

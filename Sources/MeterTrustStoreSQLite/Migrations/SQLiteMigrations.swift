@@ -19,6 +19,7 @@ enum SQLiteMigrations {
         Migration0007DeviceKeys.self,
         Migration0008CertificateListing.self,
         Migration0009CertificateShards.self,
+        Migration0010Onboarding.self,
     ]
 
     static var migrator: DatabaseMigrator {
