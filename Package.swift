@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "MeterTrustQuorum", targets: ["MeterTrustQuorum"]),
         .library(name: "MeterTrustAdmin", targets: ["MeterTrustAdmin"]),
         .library(name: "MeterTrustAdminAPI", targets: ["MeterTrustAdminAPI"]),
+        .library(name: "MeterTrustAccountAPI", targets: ["MeterTrustAccountAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
@@ -195,9 +196,16 @@ let package = Package(
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustAudit",
+                "MeterTrustQuorum",
+                "MeterTrustAdmin",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: strict
+        ),
+        // The account API's wire messages that are not store records (plain Codable structs); Foundation only.
+        .target(
+            name: "MeterTrustAccountAPI",
             swiftSettings: strict
         ),
         // Servers: the HTTPS admin API (Hummingbird on swift-nio-ssl). Thin over the domain modules.
@@ -213,6 +221,8 @@ let package = Package(
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
                 "MeterTrustAdminAPI",
+                "MeterTrustOnboarding",
+                "MeterTrustAccountAPI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -244,6 +254,7 @@ let package = Package(
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
                 "MeterTrustAdminAPI",
+                "MeterTrustAccountAPI",
                 "MeterTrustServer",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),

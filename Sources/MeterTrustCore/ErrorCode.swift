@@ -99,6 +99,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case uploadTooLarge = "onboarding.upload-too-large"
     case notClaimed = "onboarding.not-claimed"
     case noOpenConflict = "onboarding.no-open-conflict"
+    case otherAccount = "onboarding.other-account"
 
     // Files the platform writes or reads (secret files, configuration).
     case fileSystem = "file.system"

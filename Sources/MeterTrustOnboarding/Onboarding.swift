@@ -43,11 +43,10 @@ public struct Onboarding: Sendable {
         (1...63).contains(id.utf8.count) && id.utf8.allSatisfy { (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x2D }
     }
 
-    /// Creates an account bound to its Operational CA and accepting meters of `manufacturers` (registered
-    /// Manufacturer Device CAs); audited as `account.create`. `requestID` names the quorum request it runs under.
-    public func createAccount(
-        id: String, displayName: String, operationalCA: String, manufacturers: [String], actor: String, requestID: String? = nil
-    ) async throws -> AccountRecord {
+    /// Everything ``createAccount(id:displayName:operationalCA:manufacturers:actor:requestID:)`` checks before it
+    /// writes, so a request under quorum is refused before approvals are collected: the id, the display name, the
+    /// live Operational CA, the registered manufacturers, and that the id is free.
+    public func checkNewAccount(id: String, displayName: String, operationalCA: String, manufacturers: [String]) async throws {
         guard Self.isAccountID(id) else {
             throw OnboardingError(.invalidAccount, "\"\(DisplayText.escaped(id, asciiOnly: true, limit: 70))\" is not an account id: use 1 to 63 lowercase letters, digits and -")
         }
@@ -68,6 +67,17 @@ public struct Onboarding: Sendable {
                 manufacturer.roleName == CertificateAuthorityRole.manufacturer.rawValue
             else { throw OnboardingError(.unregisteredManufacturer, "\(name) is not a registered manufacturer: register its Manufacturer Device CA first") }
         }
+        if try await store.account(id: id) != nil {
+            throw OnboardingError(.storeDuplicate, "account \(id) exists already: choose another id")
+        }
+    }
+
+    /// Creates an account bound to its Operational CA and accepting meters of `manufacturers` (registered
+    /// Manufacturer Device CAs); audited as `account.create`. `requestID` names the quorum request it runs under.
+    public func createAccount(
+        id: String, displayName: String, operationalCA: String, manufacturers: [String], actor: String, requestID: String? = nil
+    ) async throws -> AccountRecord {
+        try await checkNewAccount(id: id, displayName: displayName, operationalCA: operationalCA, manufacturers: manufacturers)
         let record = AccountRecord(
             id: id, displayName: displayName, operationalCA: operationalCA, manufacturers: Array(Set(manufacturers)), createdAt: clock.now(),
             createdBy: actor, requestID: requestID
@@ -130,12 +140,25 @@ public struct Onboarding: Sendable {
     public func removeOperator(account id: String, fingerprintSHA256: String, actor: String) async throws {
         _ = try await account(id)
         let fingerprint = fingerprintSHA256.lowercased()
+        guard let record = try await store.operatorRecord(fingerprintSHA256: fingerprint), record.account == id, record.removedAt == nil else {
+            throw OnboardingError(.notFound, "account \(id) has no operator with certificate fingerprint \(fingerprint)")
+        }
+        let now = clock.now()
         do {
-            try await store.removeOperator(account: id, fingerprintSHA256: fingerprint, at: clock.now(), by: actor)
+            try await store.removeOperator(account: id, fingerprintSHA256: fingerprint, at: now, by: actor)
         } catch let error as StoreError where error.code == .notFound {
             throw OnboardingError(.notFound, "account \(id) has no operator with certificate fingerprint \(fingerprint)")
         }
-        _ = try await audit.record(AuditEvent(actor: actor, action: "account.operator.remove", subject: id, details: ["fingerprint": fingerprint]))
+        // Their certificate is revoked too (RFC 5280 reason 3, affiliationChanged), in the audit log's security state:
+        // what the account API checks, so a removal row put back by someone with the database does not let them in.
+        try? await store.revokeCertificate(issuer: record.certificateIssuer, serial: record.certificateSerial, reason: 3, at: now)
+        let revoked = SecurityState.Change.revoked(issuer: record.certificateIssuer, serial: record.certificateSerial, reason: 3)
+        _ = try await audit.record(
+            AuditEvent(
+                actor: actor, action: "account.operator.remove", subject: id,
+                details: ["fingerprint": fingerprint, "operator": record.name, "serial": record.certificateSerial, revoked.0: revoked.1]
+            )
+        )
     }
 
     public func operators(account id: String) async throws -> [OperatorRecord] {

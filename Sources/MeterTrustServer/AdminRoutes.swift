@@ -38,7 +38,7 @@ struct AdminRoutes: Sendable {
     func router(observation: RequestObservationMiddleware<AdminRequestContext>? = nil) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         if let observation { router.add(middleware: observation) }
-        router.add(middleware: ErrorMiddleware())
+        router.add(middleware: ProblemMiddleware<AdminRequestContext>(api: "admin API"))
         router.get("/healthz") { _, context in
             _ = try await custodian(context)
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
@@ -144,9 +144,10 @@ func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> 
 }
 
 /// Turns every error into a problem document; the status comes from the code alone (``HTTPErrorMapping``), never
-/// from the message.
-struct ErrorMiddleware: RouterMiddleware {
-    typealias Context = AdminRequestContext
+/// from the message. Every role's router has it, inside the request observation.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The API's name in messages: `admin API`, `account API`.
+    let api: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -158,7 +159,7 @@ struct ErrorMiddleware: RouterMiddleware {
             case let coded as any CodedError:
                 (code, message) = (coded.errorCode, coded.message)
             case let http as HTTPError where http.status == .contentTooLarge:
-                (code, message) = (.payloadTooLarge, "the body is larger than the admin API accepts")
+                (code, message) = (.payloadTooLarge, "the body is larger than the \(api) accepts")
             case let http as HTTPError where http.status == .notFound:
                 (code, message) = (.notFound, "no such resource")
             case let http as HTTPError where (400..<500).contains(http.status.code):
@@ -168,7 +169,7 @@ struct ErrorMiddleware: RouterMiddleware {
             }
             let status = HTTPErrorMapping.status(for: code)
             if status.code >= 500 {
-                context.logger.error("admin API error", metadata: ["code": "\(code)", "error": "\(error)"])
+                context.logger.error("\(api) error", metadata: ["code": "\(code)", "error": "\(error)"])
             }
             var response = try json(AdminAPIMessage.ErrorBody(code: code.rawValue, message: message, status: status.code), status: status)
             response.headers[.contentType] = "application/problem+json"

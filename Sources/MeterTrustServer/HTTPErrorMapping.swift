@@ -15,7 +15,7 @@ public enum HTTPErrorMapping {
         case .unauthenticated:
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
-            .unregisteredManufacturer, .manufacturerNotAccepted:
+            .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount:
             return .forbidden
         case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict:
             return .notFound

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MeterTrustAdmin
 import MeterTrustCore
+import MeterTrustOnboarding
 import NIOCore
 import ServiceLifecycle
 
@@ -37,13 +38,22 @@ public struct ServeEnvironment: Sendable {
     public var admin: AdminService
     /// The admin API's TLS identity as `server-cert --role admin` recorded it (nil: none yet).
     public var adminIdentity: AdminServer.Settings?
+    /// The account API's TLS identity as `server-cert --role account` recorded it (nil: none yet).
+    public var accountIdentity: AdminServer.Settings?
+    /// Bounds of one enrollment upload on the account API.
+    public var enrollmentLimits: EnrollmentLimits
     /// One line per request goes here (``RequestObservationMiddleware``).
     public var requestLogger: Logger
     public var logger: Logger
 
-    public init(admin: AdminService, adminIdentity: AdminServer.Settings?, requestLogger: Logger, logger: Logger) {
+    public init(
+        admin: AdminService, adminIdentity: AdminServer.Settings?, accountIdentity: AdminServer.Settings? = nil,
+        enrollmentLimits: EnrollmentLimits = EnrollmentLimits(), requestLogger: Logger, logger: Logger
+    ) {
         self.admin = admin
         self.adminIdentity = adminIdentity
+        self.accountIdentity = accountIdentity
+        self.enrollmentLimits = enrollmentLimits
         self.requestLogger = requestLogger
         self.logger = logger
     }
@@ -77,6 +87,7 @@ public enum ServerRoles {
     /// The role table: one line per role.
     public static let table: [(name: String, make: Maker)] = [
         (AdminRole.name, { try await AdminRole(environment: $0) }),
+        (AccountRole.name, { try await AccountRole(environment: $0) }),
     ]
 
     public static var known: [String] { table.map(\.name) }

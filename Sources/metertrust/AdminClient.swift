@@ -40,6 +40,24 @@ struct AdminClientOptions: ParsableArguments {
     }
 }
 
+/// A person's client key pair for the platform's APIs (a custodian's, an operator's): `NAME.key` (P-256, 0600 PEM,
+/// never overwritten) and `NAME.csr` (CN=NAME) in `directory`.
+enum ClientKeyPair {
+    static func make(name: String, directory: String) throws -> (keyPath: String, csrPath: String) {
+        let key = P256.Signing.PrivateKey()
+        let keyPath = URL(fileURLWithPath: directory).appendingPathComponent("\(name).key").path
+        let csrPath = URL(fileURLWithPath: directory).appendingPathComponent("\(name).csr").path
+        guard !FileManager.default.fileExists(atPath: keyPath) else { throw CLIError("\(keyPath) exists; refusing to overwrite a key") }
+        try CustodianKeyFile.write(key, to: keyPath)
+        let csr = try CertificateSigningRequest(
+            version: .v1, subject: try DistinguishedName { CommonName(name) }, privateKey: Certificate.PrivateKey(key),
+            attributes: CertificateSigningRequest.Attributes()
+        )
+        try (try csr.serializeAsPEM().pemString + "\n").write(toFile: csrPath, atomically: true, encoding: .utf8)
+        return (keyPath, csrPath)
+    }
+}
+
 /// A custodian's private key file: PEM (PKCS#8 or SEC1), readable by its owner only.
 enum CustodianKeyFile {
     static func load(_ path: String) throws -> P256.Signing.PrivateKey {

@@ -6,6 +6,7 @@ import MeterTrustAdminAPI
 import MeterTrustCore
 import MeterTrustAudit
 import MeterTrustHSM
+import MeterTrustOnboarding
 import MeterTrustPKI
 import MeterTrustQuorum
 import MeterTrustServer
@@ -41,7 +42,7 @@ struct AdminCommand: AsyncParsableCommand {
 
     static func service(_ context: Context) async throws -> AdminService {
         let (store, hierarchy) = try await context.platform()
-        return AdminService(hierarchy: hierarchy, store: store, audit: try context.auditLog(store: store, token: hierarchy.token))
+        return AdminService(hierarchy: hierarchy, store: store, audit: try context.auditLog(store: store, token: hierarchy.token), operations: .platform)
     }
 
     // MARK: Ceremony
@@ -55,16 +56,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let key = P256.Signing.PrivateKey()
-            let keyPath = URL(fileURLWithPath: out).appendingPathComponent("\(name).key").path
-            let csrPath = URL(fileURLWithPath: out).appendingPathComponent("\(name).csr").path
-            guard !FileManager.default.fileExists(atPath: keyPath) else { throw CLIError("\(keyPath) exists; refusing to overwrite a key") }
-            try CustodianKeyFile.write(key, to: keyPath)
-            let csr = try CertificateSigningRequest(
-                version: .v1, subject: try DistinguishedName { CommonName(name) }, privateKey: Certificate.PrivateKey(key),
-                attributes: CertificateSigningRequest.Attributes()
-            )
-            try (try csr.serializeAsPEM().pemString + "\n").write(toFile: csrPath, atomically: true, encoding: .utf8)
+            let (keyPath, csrPath) = try ClientKeyPair.make(name: name, directory: out)
             if output.json {
                 try Output.json(["key": keyPath, "csr": csrPath])
             } else {
@@ -478,7 +470,7 @@ struct AdminCommand: AsyncParsableCommand {
 
     /// `admin request --help`'s list: every operation the standard registry runs, with its parameters ([optional])
     /// and policy class, from the registry and the operations' own declarations (never a hand-written copy).
-    static func operationsHelp(_ registry: QuorumOperationRegistry = .standard) -> [String] {
+    static func operationsHelp(_ registry: QuorumOperationRegistry = .platform) -> [String] {
         let operations = registry.operations.sorted { $0.rawValue < $1.rawValue }
         let width = operations.map(\.rawValue.count).max() ?? 0
         return operations.map { operation in

@@ -23,6 +23,8 @@ struct Configuration: Codable, Sendable {
     var audit: AuditSettings?
     /// The admin API server's TLS identity, once `metertrust server-cert --role admin` made it.
     var adminServer: AdminServerSettings?
+    /// The TLS identities of the other roles (`account`, …), by role, once `server-cert --role ROLE` made them.
+    var servers: [String: AdminServerSettings]?
     /// How `metertrust serve` listens (README "Serving"); command-line flags override it.
     var serve: ServeSettings?
 
@@ -42,6 +44,11 @@ struct Configuration: Codable, Sendable {
         /// Seconds a client has to finish the TLS handshake (default 10) and a connection may stay idle (default 60).
         var handshakeTimeoutSeconds: Int?
         var idleTimeoutSeconds: Int?
+    }
+
+    /// The TLS identity `server-cert --role ROLE` recorded for a role.
+    func serverIdentity(role: String) -> AdminServerSettings? {
+        role == "admin" ? adminServer : servers?[role]
     }
 
     struct AdminServerSettings: Codable, Sendable {

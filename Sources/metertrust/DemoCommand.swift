@@ -33,7 +33,7 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard (1...100_000).contains(meters) else { throw ValidationError("--meters must be between 1 and 100000") }
+        guard (2...100_000).contains(meters) else { throw ValidationError("--meters must be between 2 and 100000 (one meter changes supplier, another is in conflict)") }
     }
 
     func run() async throws {
@@ -74,11 +74,18 @@ struct DemoCommand: AsyncParsableCommand {
         let samplePath = pemDirectory.appendingPathComponent("devices/\(devices[0].eui64).pem")
         try Data(sampleBundle.deviceCertificate.utf8).write(to: samplePath)
 
+        // 4. Onboarding: accounts under quorum, the manifest uploaded, a conflict, a change of supplier.
+        let onboarding = try await DemoOnboarding(context: context, hierarchy: hierarchy, store: store, manufacturer: manufacturer.name, progress: progress)
+            .run(manifest: line.outputDirectory.appendingPathComponent("enrollment-manifest.json"), meters: devices.map(\.eui64))
+
         let summaries = try await AuthoritySummary.all(in: hierarchy.store)
         let description = try CertificateDescription(sample, profile: CertificateProfile.deviceIdentity.name)
         if output.json {
             try Output.json(
-                Result(dataDirectory: directory.path, authorities: summaries, batch: line.report, devices: devices, lockedConfigurator: line.lockError, sample: description)
+                Result(
+                    dataDirectory: directory.path, authorities: summaries, batch: line.report, devices: devices, lockedConfigurator: line.lockError,
+                    sample: description, onboarding: onboarding
+                )
             )
             return
         }
@@ -103,6 +110,19 @@ struct DemoCommand: AsyncParsableCommand {
         description.textLines().forEach { Output.line($0) }
         Output.line()
         Output.line(description.pem)
+        Output.line("Utility accounts (created under quorum: alice asked, two custodians approved)")
+        for account in onboarding.accounts {
+            Output.line("  \(account.id)  operational CA \(account.operationalCA)  operator \(account.operatorName)  \(account.claims) meters  approved by \(account.approvers.joined(separator: ", "))")
+        }
+        Output.line("  north uploaded the signed enrollment manifest: \(onboarding.upload.claimed) meters claimed")
+        for conflict in onboarding.conflicts {
+            Output.line("  conflict: \(conflict.eui64) held by \(conflict.holder), also listed by \(conflict.claimant) (reported to both; a quorum decides)")
+        }
+        Output.line("  change of supplier: \(onboarding.changedSupplier) released by north, claimed by south; history:")
+        for event in onboarding.history {
+            Output.line("    \(Output.timestamp.string(from: event.at))  \(event.kind.rawValue)  \(event.account)")
+        }
+        Output.line()
         Output.line("Verify it yourself:")
         Output.line("  openssl verify -CAfile \(pemDirectory.path)/root.pem -untrusted \(pemDirectory.path)/\(manufacturer.name).pem \(samplePath.path)")
     }
@@ -121,6 +141,7 @@ struct DemoCommand: AsyncParsableCommand {
         var devices: [Device]
         var lockedConfigurator: String
         var sample: CertificateDescription
+        var onboarding: DemoOnboarding.Summary
     }
 
     private func progress(_ message: String) {

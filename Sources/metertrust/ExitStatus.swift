@@ -39,7 +39,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .storeMigration, .issuanceFailed, .unreachable:
             return .unavailable
         case .forgedApproval, .expiredRequest, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval,
-            .alreadyExecuted, .belowQuorum, .duplicateApproval, .wrongRequest, .notBootstrapped, .underQuorumControl, .lockOut, .unauthenticated:
+            .alreadyExecuted, .belowQuorum, .duplicateApproval, .wrongRequest, .notBootstrapped, .underQuorumControl, .lockOut, .unauthenticated,
+            .otherAccount:
             return .denied
         case .auditMalformed, .auditTampered, .auditSignature, .untrustedState, .storeCorrupt:
             return .untrusted

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeterTrustCore
 import MeterTrustHSM
+import MeterTrustOnboarding
 import MeterTrustPKI
 import MeterTrustServer
 import MeterTrustStore
@@ -26,6 +27,7 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Write {\"admin\": PORT, ..., \"operations\": PORT} to this file once every listener is bound.") var portsFile: String?
     @Option(help: "Seconds a client has to finish the TLS handshake (default 10).") var handshakeTimeout: Int?
     @Option(help: "Seconds a connection may stay idle between requests (default 60).") var idleTimeout: Int?
+    @Option(help: "Most meters one enrollment upload to the account API may list (default 1100000).") var enrollmentMaximumMeters: Int?
 }
 
 struct ServeCommand: AsyncParsableCommand {
@@ -90,7 +92,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         var listeners: [String: ServeListener] = [:]
         for name in names2 {
-            let recorded = name == "admin" ? context.configuration.adminServer.map { Configuration.ServeSettings.Listener(host: $0.host, port: $0.port) } : nil
+            let recorded = context.configuration.serverIdentity(role: name).map { Configuration.ServeSettings.Listener(host: $0.host, port: $0.port) }
             listeners[name] = listener(explicit[name] ?? section?.listeners?[name] ?? recorded ?? .init(host: "127.0.0.1", port: 8443))
         }
         let operationsAddress = explicitOperations ?? section?.operations ?? defaultOperations
@@ -112,7 +114,15 @@ struct ServeCommand: AsyncParsableCommand {
                 auditSignerSerial: context.configuration.audit?.certificateSerial
             )
         }
-        let environment = ServeEnvironment(admin: service, adminIdentity: identity, requestLogger: requestLogger, logger: context.logger)
+        let accountIdentity = context.configuration.servers?[AccountRole.name].map {
+            AdminServer.Settings(keyLabel: $0.keyLabel, issuer: $0.issuer, certificateSerial: $0.certificateSerial, host: $0.host, port: $0.port)
+        }
+        var limits = EnrollmentLimits()
+        if let maximum = options.enrollmentMaximumMeters { limits.maximumMeters = maximum }
+        let environment = ServeEnvironment(
+            admin: service, adminIdentity: identity, accountIdentity: accountIdentity, enrollmentLimits: limits, requestLogger: requestLogger,
+            logger: context.logger
+        )
         let roles = try await ServerRoles.make(names2, environment: environment)
         let warnings = roles.flatMap(\.warnings)
         for warning in warnings {

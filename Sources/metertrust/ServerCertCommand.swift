@@ -46,10 +46,8 @@ struct ServerCertCommand: AsyncParsableCommand {
 
     static func make(role: String, options: Options, data: DataDirectoryOptions, output: OutputOptions) async throws {
         // The role and the names first: a wrong one is refused before anything is made.
-        guard role == AdminRole.name else {
-            let known = ServerRoles.known.joined(separator: ", ")
-            throw CLIError(code: .usage, ServerRoles.known.contains(role)
-                ? "the \(role) role has no server certificate of its own yet" : "unknown role \"\(role)\" for --role: the known roles are \(known)")
+        guard ServerRoles.known.contains(role) else {
+            throw CLIError(code: .usage, "unknown role \"\(role)\" for --role: the known roles are \(ServerRoles.known.joined(separator: ", "))")
         }
         let names = try (options.host.isEmpty && options.ip.isEmpty ? ["localhost"] : options.host).map(ServerName.host) + options.ip.map(ServerName.address)
         let context = try Context(data)
@@ -79,7 +77,14 @@ struct ServerCertCommand: AsyncParsableCommand {
         // serve listens on the first address certified, else on loopback (where localhost leads).
         let listenHost = names.lazy.compactMap { if case .ip(let address) = $0 { address.description } else { nil } }.first ?? "127.0.0.1"
         var configuration = context.configuration
-        configuration.adminServer = .init(keyLabel: key.label, issuer: issuer, certificateSerial: certificate.serialHex, host: listenHost, port: options.port)
+        let identity = Configuration.AdminServerSettings(
+            keyLabel: key.label, issuer: issuer, certificateSerial: certificate.serialHex, host: listenHost, port: options.port
+        )
+        if role == AdminRole.name {
+            configuration.adminServer = identity
+        } else {
+            configuration.servers = (configuration.servers ?? [:]).merging([role: identity]) { $1 }
+        }
         try configuration.write(to: context.dataDirectory)
         if output.json {
             try Output.json(Result(

@@ -216,8 +216,22 @@ struct CLITests {
         let json = try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--json"], environment: environment)
         try #require(json.status == 0, "\(json.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-        #expect((result["authorities"] as? [[String: Any]])?.count == 4)
+        // root, manufacturer, two operational, admin, service and operator CAs.
+        #expect((result["authorities"] as? [[String: Any]])?.count == 7)
         #expect((result["devices"] as? [[String: Any]])?.count == 3)
+        // Onboarding: two accounts under quorum, north's manifest claims the batch, south collides on the first meter,
+        // the second changes supplier.
+        let onboarding = try #require(result["onboarding"] as? [String: Any])
+        let accounts = try #require(onboarding["accounts"] as? [[String: Any]])
+        #expect(accounts.compactMap { $0["id"] as? String } == ["north", "south"])
+        #expect(accounts.allSatisfy { ($0["approvers"] as? [String])?.count == 2 })
+        #expect(accounts.compactMap { $0["claims"] as? Int } == [2, 1])
+        #expect((onboarding["upload"] as? [String: Any])?["claimed"] as? Int == 3)
+        let conflicts = try #require(onboarding["conflicts"] as? [[String: Any]])
+        #expect(conflicts.count == 1 && conflicts[0]["eui64"] as? String == "0024befffe800001" && conflicts[0]["claimant"] as? String == "south")
+        #expect(onboarding["changedSupplier"] as? String == "0024befffe800002")
+        let history = try #require(onboarding["history"] as? [[String: Any]]).compactMap { $0["kind"] as? String }
+        #expect(history.first == "claimed" && history.contains("released") && history.last == "claimed", "\(history)")
         #expect((result["sample"] as? [String: Any])?["eui64"] as? String == "0024befffe800001")
         let batch = try #require(result["batch"] as? [String: Any])
         #expect((batch["counts"] as? [String: Int])?["issued"] == 3)
@@ -234,6 +248,8 @@ struct CLITests {
         #expect(text.stdout.contains("claims EUI-64 0024befffe800001"))
         #expect(text.stdout.contains("EUI-64:         0024befffe800001"))
         #expect(text.stdout.contains("-----BEGIN CERTIFICATE-----"))
+        #expect(text.stdout.contains("conflict: 0024befffe800001 held by north, also listed by south"))
+        #expect(text.stdout.contains("change of supplier: 0024befffe800002 released by north, claimed by south"))
         let pem = directory.appendingPathComponent("pem")
         let verified = try TestEnvironment.run("openssl", [
             "verify", "-CAfile", pem.appendingPathComponent("root.pem").path, "-untrusted", pem.appendingPathComponent("acme-meters.pem").path,

@@ -1,0 +1,90 @@
+import Crypto
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import MeterTrustAudit
+import MeterTrustCore
+import MeterTrustHSM
+import MeterTrustOnboarding
+import MeterTrustPKI
+import MeterTrustStore
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import X509
+
+/// The account API role of `metertrust serve`: utility operators over mutual TLS (TLS 1.3, certificates from the
+/// Operator CA only, checked in the handshake and on every request), thin over ``Onboarding``.
+public struct AccountRole: ServerRole {
+    public static let name = "account"
+    public var name: String { Self.name }
+    public let warnings: [String]
+    let onboarding: Onboarding
+    let hierarchy: CAHierarchy
+    let operatorCA: CertificateAuthority
+    /// The server's certificate (tls-server, from the Service CA) and its issuer chain without the root.
+    let certificateChain: [Certificate]
+    let key: HSMKey
+    let logger: Logger
+
+    public init(environment: ServeEnvironment) async throws {
+        guard let identity = environment.accountIdentity else {
+            throw ServeError("the account API has no TLS identity yet: run metertrust server-cert --role account first")
+        }
+        let hierarchy = environment.admin.hierarchy
+        let store = environment.admin.store
+        guard let stored = try await store.certificate(issuer: identity.issuer, serial: identity.certificateSerial) else {
+            throw ServeError("the account API certificate \(identity.certificateSerial) is missing from the store", code: .storeNotFound)
+        }
+        let issuer = try await hierarchy.authority(named: identity.issuer)
+        let keyLabel = identity.keyLabel
+        key = try await hierarchy.token.perform { try $0.findKey(label: keyLabel) }
+        certificateChain = [try Certificate(derEncoded: stored.der)] + issuer.chain.dropLast()
+        operatorCA = try await OperatorCertification.authority(hierarchy)
+        self.hierarchy = hierarchy
+        onboarding = Onboarding(store: store, audit: environment.admin.audit, clock: environment.admin.clock, limits: environment.enrollmentLimits)
+        logger = environment.logger
+        warnings = issuer.role == .service ? [] : ["the account API's certificate is issued by \(issuer.name), not a Service CA: run metertrust server-cert --role account"]
+    }
+
+    public func service(listener: ServeListener, requestLogger: Logger, onBound: @escaping @Sendable (Int) async -> Void) async throws -> any Service {
+        let chain = try certificateChain.map { NIOSSLCertificateSource.certificate(try NIOSSLCertificate(bytes: try $0.derBytes, format: .der)) }
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain, privateKey: .privateKey(NIOSSLPrivateKey(customPrivateKey: HSMTLSKey(token: hierarchy.token, key: key)))
+        )
+        tls.minimumTLSVersion = .tlsv13
+        tls.certificateVerification = .noHostnameVerification
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try operatorCA.certificate.derBytes, format: .der)])
+        tls.sendCANameList = true
+        tls.verifySignatureAlgorithms = [.ecdsaSecp256R1Sha256]
+        let admission = OperatorAdmission(operatorCA: operatorCA, onboarding: onboarding)
+        let logger = self.logger
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HandshakeTimeoutHandler(timeout: listener.handshakeTimeout)], idleTimeout: listener.idleTimeout
+        )
+        let routes = AccountRoutes(onboarding: onboarding, hierarchy: hierarchy, operatorCA: operatorCA, logger: logger)
+        return Application(
+            router: routes.router(observation: RequestObservationMiddleware(role: Self.name, logger: requestLogger)),
+            server: try .tls(.http1(configuration: http), configuration: TLSChannelConfiguration(tlsConfiguration: tls) { certificates in
+                do {
+                    guard let leaf = certificates.first else { throw HTTPProblem(.unauthenticated, "no client certificate") }
+                    _ = try await admission.admit(certificateDER: try leaf.toDERBytes())
+                    return .certificateVerified
+                } catch {
+                    logger.warning("TLS client refused", metadata: ["role": "account", "reason": "\(error)"])
+                    return .failed
+                }
+            }),
+            configuration: ApplicationConfiguration(address: .hostname(listener.host, port: listener.port), serverName: "metertrust-account"),
+            onServerRunning: { channel in await onBound(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+
+    public func clientURLs(bindHost: String, port: Int) -> [String] {
+        guard let certificate = certificateChain.first else { return ["https://\(bindHost):\(port)"] }
+        return ServerURLs.urls(certificate: certificate, bindHost: bindHost, port: port)
+    }
+}
