@@ -214,7 +214,7 @@ struct CLITests {
         let json = try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--json"], environment: environment)
         try #require(json.status == 0, "\(json.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
-        #expect((result["authorities"] as? [[String: Any]])?.count == 4)
+        #expect((result["authorities"] as? [[String: Any]])?.count == 5)  // root, manufacturer, operational, admin, service
         #expect((result["devices"] as? [[String: Any]])?.count == 3)
         #expect((result["sample"] as? [String: Any])?["eui64"] as? String == "0024befffe800001")
         let batch = try #require(result["batch"] as? [String: Any])
