@@ -125,10 +125,8 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let roles = try await ServerRoles.make(names2, environment: environment)
         let warnings = roles.flatMap(\.warnings)
-        for warning in warnings {
-            context.logger.warning("\(warning)")
-            Output.warning(warning)
-        }
+        // For people on stderr, once; with --json in the document's warnings.
+        warnings.forEach(Output.warning)
         let store = service.store
         let token = service.hierarchy.token
         let portFile = options.portFile

@@ -311,7 +311,7 @@ struct SetupTests {
         let listed = try TestEnvironment.run(Self.metertrust, ["ca", "list", "--json", "--data-dir", data.path], environment: environment)
         let list = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]], "\(listed.stderr)")
         let roles = Dictionary(uniqueKeysWithValues: list.compactMap { entry in (entry["name"] as? String).map { ($0, entry["role"] as? String ?? "") } })
-        #expect(roles == ["root": "root", "admin": "admin", "acme": "manufacturer", "north": "operational"])
+        #expect(roles == ["root": "root", "admin": "admin", "service": "service", "acme": "manufacturer", "north": "operational"])
         #expect(list.filter { $0["name"] as? String != "root" }.allSatisfy { $0["parent"] as? String == "root" })
 
         let verified = try TestEnvironment.run(Self.metertrust, ["audit", "verify", "--json", "--data-dir", data.path], environment: environment)
@@ -329,7 +329,7 @@ struct SetupTests {
         #expect(relisted.stdout == listed.stdout)
     }
 
-    @Test("setup on an existing token takes its defaults from the flags alone: root and Admin CA, and the steps say an Operational CA is still needed")
+    @Test("setup on an existing token takes its defaults from the flags alone: root, Admin CA and Service CA, and the steps go on with the admin API's certificate from it")
     func setupOnExistingToken() throws {
         let token = try TestEnvironment.makeIsolatedToken()
         let data = Self.parent().appendingPathComponent("data")
@@ -339,11 +339,11 @@ struct SetupTests {
         )
         try #require(made.status == 0, "\(made.stderr)")
         #expect(made.stdout.contains("Next: the custodian ceremony"))
-        #expect(made.stdout.contains("metertrust ca create-operational --name NAME"))
+        #expect(!made.stdout.contains("metertrust ca create-operational") && made.stdout.contains("metertrust server-cert --role admin"))
         #expect(made.stdout.contains("metertrust admin bootstrap --custodian"))
         let listed = try TestEnvironment.run(Self.metertrust, ["ca", "list", "--json", "--data-dir", data.path], environment: token.environment)
         let list = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]], "\(listed.stderr)")
-        #expect(Set(list.compactMap { $0["name"] as? String }) == ["root", "admin"])
+        #expect(Set(list.compactMap { $0["name"] as? String }) == ["root", "admin", "service"])
         let verified = try TestEnvironment.run(Self.metertrust, ["audit", "verify", "--data-dir", data.path], environment: token.environment)
         #expect(verified.status == 0, "\(verified.stderr)")
         let configuration = try JSONSerialization.jsonObject(with: Data(contentsOf: data.appendingPathComponent("metertrust.json"))) as? [String: Any]
@@ -375,7 +375,7 @@ struct SetupTests {
         let environment = ["SOFTHSM2_CONF": tokenDirectory.appendingPathComponent("softhsm2.conf").path]
         let listed = try TestEnvironment.run(Self.metertrust, ["ca", "list", "--json", "--data-dir", data.path], environment: environment)
         let list = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]], "\(listed.stderr)")
-        #expect(Set(list.compactMap { $0["name"] as? String }) == ["national", "admin", "acme"])
+        #expect(Set(list.compactMap { $0["name"] as? String }) == ["national", "admin", "service", "acme"])
         let root = list.first { $0["name"] as? String == "national" }?["certificate"] as? [String: Any]
         #expect((root?["subject"] as? String)?.contains("O=National Ops") == true, "\(String(describing: root?["subject"]))")
         let configuration = try JSONSerialization.jsonObject(with: Data(contentsOf: data.appendingPathComponent("metertrust.json"))) as? [String: Any]

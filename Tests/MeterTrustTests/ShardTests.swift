@@ -128,8 +128,8 @@ struct ShardTests {
             }
             position = page.next
         } while position != nil
-        // 4 CAs, 8 + 8 single issuances, 24 from templates, the TLS server, the custodian, the audit signer.
-        #expect(checked == 4 + 16 + 24 + 3)
+        // 5 CAs, 8 + 8 single issuances, 24 from templates, the TLS server, the custodian, the audit signer.
+        #expect(checked == 5 + 16 + 24 + 3)
         #expect(kinds == Set(CertificateRecord.Kind.allCases))
     }
 
