@@ -10,6 +10,7 @@ import MeterTrustStore
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import SwiftASN1
 import X509
 
 /// How a utility operator reaches the account API: URL, their operator certificate and key, the trust anchor (the
@@ -34,7 +35,9 @@ struct AccountClientOptions: ParsableArguments {
             keyPath: try resolved(key, "METERTRUST_OPERATOR_KEY", "--key"), trustPath: try resolved(trust, "METERTRUST_ACCOUNT_TRUST", "--trust")
         )
         if let account { return (client, account) }
-        guard let pem = try? String(contentsOfFile: certificatePath, encoding: .utf8), let certificate = try? Certificate(pemEncoded: pem),
+        // The first certificate of the file is the operator's (the chain may follow).
+        guard let pem = try? String(contentsOfFile: certificatePath, encoding: .utf8), let first = try? PEMDocument.parseMultiple(pemString: pem).first,
+            let certificate = try? Certificate(derEncoded: first.derBytes),
             let organization = certificate.subject.flatMap({ Array($0) }).first(where: { $0.type == .RDNAttributeType.organizationName }).flatMap({ String($0.value) })
         else {
             throw CLIError("the operator certificate \(certificatePath) names no account (O): pass --account")
@@ -174,7 +177,8 @@ struct AccountCommand: AsyncParsableCommand {
             let issued = try APIClient.decode(
                 try await api.send(.POST, "/v1/accounts/\(account)/operators", body: Array(body)), as: AccountAPIMessage.IssuedOperator.self, api: "account API"
             )
-            try ([issued.certificate] + issued.chain).joined().write(toFile: out, atomically: true, encoding: .utf8)
+            let pem = ([issued.certificate] + issued.chain).map { $0.hasSuffix("\n") ? $0 : $0 + "\n" }.joined()
+            try pem.write(toFile: out, atomically: true, encoding: .utf8)
             if output.json { return try Output.json(issued) }
             Output.line("added operator \(issued.name) to \(issued.account): certificate \(issued.serial) → \(out)")
         }

@@ -125,7 +125,11 @@ struct APIClient {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv13
         tls.trustRoots = .file(trustPath)
-        tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) }
+        do {
+            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) }
+        } catch {
+            throw CLIError(code: .fileSystem, "cannot read the certificate \(certificatePath): it must be a PEM file (your certificate first, then its chain)")
+        }
         let key = try CustodianKeyFile.load(keyPath)
         tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
