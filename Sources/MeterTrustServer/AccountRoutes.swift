@@ -52,16 +52,16 @@ struct AccountRoutes: Sendable {
         router.add(middleware: ProblemMiddleware<AccountRequestContext>(api: "account API"))
 
         router.get("/v1/accounts/:account") { _, context in
-            let id = try await authorize(context)
+            let id = try await authorize(context).account
             return try json(try await onboarding.account(id))
         }
         router.get("/v1/accounts/:account/operators") { _, context in
-            let id = try await authorize(context)
+            let id = try await authorize(context).account
             return try json(try await onboarding.operators(account: id))
         }
         router.post("/v1/accounts/:account/operators") { request, context in
-            let id = try await authorize(context)
-            let caller = try await authenticate(context)
+            let caller = try await authorize(context)
+            let id = caller.account
             let new = try decode(AccountAPIMessage.NewOperator.self, from: try await read(request, context: context))
             let issued = try await OperatorCertification.issue(
                 csr: Array(new.csr.utf8), name: new.name, account: id, hierarchy: hierarchy, onboarding: onboarding, actor: "operator:\(id)/\(caller.name)"
@@ -75,8 +75,8 @@ struct AccountRoutes: Sendable {
             )
         }
         router.delete("/v1/accounts/:account/operators/:fingerprint") { _, context in
-            let id = try await authorize(context)
-            let caller = try await authenticate(context)
+            let caller = try await authorize(context)
+            let id = caller.account
             let fingerprint = try context.parameters.require("fingerprint").lowercased()
             guard fingerprint != caller.fingerprint else {
                 throw OnboardingError(.invalidArgument, "an operator cannot remove themselves: another operator of \(id) removes you")
@@ -85,8 +85,8 @@ struct AccountRoutes: Sendable {
             return Response(status: .noContent)
         }
         router.post("/v1/accounts/:account/enrollments") { request, context in
-            let id = try await authorize(context)
-            let caller = try await authenticate(context)
+            let caller = try await authorize(context)
+            let id = caller.account
             let query = request.uri.queryParameters
             guard let formatText = query.get("format"), let format = EnrollmentUploadRecord.Format(rawValue: formatText) else {
                 throw HTTPProblem(.malformedInput, "name the upload's format: ?format=manifest or ?format=list")
@@ -116,14 +116,14 @@ struct AccountRoutes: Sendable {
             return try json(try await session.finish(), status: .created)
         }
         router.get("/v1/accounts/:account/claims") { request, context in
-            let id = try await authorize(context)
+            let id = try await authorize(context).account
             let limit = try pageLimit(request)
             let after = try request.uri.queryParameters.get("after").map { try EUI64(String($0)).description }
             let claims = try await onboarding.claims(account: id, after: after, limit: limit)
             return try json(AccountAPIMessage.Page(items: claims, next: claims.count == limit ? claims.last?.eui64 : nil))
         }
         router.get("/v1/accounts/:account/claims/:eui64") { _, context in
-            let id = try await authorize(context)
+            let id = try await authorize(context).account
             let eui64 = try meter(context)
             guard let claim = try await onboarding.claim(eui64: eui64, account: id) else {
                 throw OnboardingError(.notClaimed, "account \(id) does not hold meter \(eui64)")
@@ -131,24 +131,24 @@ struct AccountRoutes: Sendable {
             return try json(claim)
         }
         router.post("/v1/accounts/:account/claims/:eui64/release") { _, context in
-            let id = try await authorize(context)
-            let caller = try await authenticate(context)
+            let caller = try await authorize(context)
+            let id = caller.account
             return try json(try await onboarding.release(eui64: try meter(context), account: id, actor: "operator:\(id)/\(caller.name)"))
         }
         router.get("/v1/accounts/:account/conflicts") { request, context in
-            let id = try await authorize(context)
+            let id = try await authorize(context).account
             let openOnly = request.uri.queryParameters.get("all") == nil
             return try json(try await onboarding.conflicts(account: id, openOnly: openOnly))
         }
         router.get("/v1/accounts/:account/meters/:eui64/history") { _, context in
-            let id = try await authorize(context)
+            let id = try await authorize(context).account
             return try json(try await onboarding.history(eui64: try meter(context), account: id))
         }
         return router
     }
 
-    /// The account the route names, if it is the caller's; refused otherwise, before anything is read.
-    private func authorize(_ context: AccountRequestContext) async throws -> String {
+    /// The caller, if the account the route names is theirs; refused otherwise, before anything is read.
+    private func authorize(_ context: AccountRequestContext) async throws -> AuthenticatedOperator {
         let caller = try await authenticate(context)
         let named = try context.parameters.require("account")
         guard named == caller.account else {
@@ -157,7 +157,7 @@ struct AccountRoutes: Sendable {
                 "your certificate acts for account \(caller.account) only, not \(DisplayText.escaped(named, asciiOnly: true, limit: 70))"
             )
         }
-        return caller.account
+        return caller
     }
 
     /// The operator behind this connection's client certificate, checked on every request (a resumed TLS session

@@ -187,6 +187,20 @@ struct AccountAPITests {
             #expect(conflicts[0]["holder"] as? String == "north" && conflicts[0]["claimant"] as? String == "south")
         }
         #expect(try platform.claims("sam").isEmpty)
+        // Neither operator can decide it: resolving in favour of south is an operation under quorum.
+        let adminPort = platform.ports["admin"]!
+        let resolve = try platform.api.clientJSON(
+            ["admin", "request", "enrollment.resolve", "eui64=\(platform.meters[0])", "claimant=south", "in-favour-of=claimant"], as: "alice", port: adminPort
+        )
+        let resolveID = try #require(resolve["id"] as? String)
+        _ = try platform.api.clientJSON(["admin", "approve", resolveID], as: "bob", port: adminPort)
+        let early = try platform.api.client(["admin", "execute", resolveID], as: "bob", port: adminPort)
+        let samAfterOne = try platform.claims("sam")
+        #expect(early.status != 0 && samAfterOne.isEmpty, "one approval ran it: \(early.stdout)")
+        _ = try platform.api.clientJSON(["admin", "approve", resolveID], as: "carol", port: adminPort)
+        _ = try platform.api.clientJSON(["admin", "execute", resolveID], as: "bob", port: adminPort)
+        #expect(try platform.claims("sam") == [platform.meters[0]])
+        #expect(try !platform.claims("olive").contains(platform.meters[0]))
 
         // Change of supplier: north releases meter 1; south's list now claims it.
         _ = try platform.operatorJSON(["enroll", "release", platform.meters[1]], as: "olive")
@@ -195,7 +209,7 @@ struct AccountAPITests {
             try platform.operatorJSON(["enroll", "upload", list, "--format", "list", "--manufacturer", "acme"], as: "sam") as? [String: Any]
         )
         #expect(switched["claimed"] as? Int == 1)
-        #expect(try platform.claims("sam") == [platform.meters[1]])
+        #expect(try platform.claims("sam") == [platform.meters[0], platform.meters[1]].sorted())
         #expect(try !platform.claims("olive").contains(platform.meters[1]))
         // Each side sees its own part of the meter's history: north claimed and released it, south claimed it.
         let north = try #require(try platform.operatorJSON(["enroll", "history", platform.meters[1]], as: "olive") as? [[String: Any]])
@@ -207,7 +221,7 @@ struct AccountAPITests {
         let verified = try platform.deployment.json(["audit", "verify"])
         #expect(verified["verified"] as? Bool == true, "\(verified)")
         let entries = try platform.deployment.run(["audit", "log", "--json"]).stdout
-        for action in ["account.create", "enrollment.upload", "enrollment.conflict", "enrollment.release"] {
+        for action in ["account.create", "enrollment.upload", "enrollment.conflict", "enrollment.conflict.resolve", "enrollment.release"] {
             #expect(entries.contains(action), "no \(action) in the audit log")
         }
     }
