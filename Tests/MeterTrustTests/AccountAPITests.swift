@@ -25,7 +25,8 @@ struct AccountAPITests {
         var deployment: CLITests.Deployment { api.deployment }
         func path(_ name: String) -> String { api.path(name) }
 
-        init(postgres: Bool) async throws {
+        /// `serveOptions`: more options for `serve` (e.g. a smaller upload bound).
+        init(postgres: Bool, serveOptions: [String] = []) async throws {
             api = try AdminAPITests(deployment: try CLITests.Deployment.make(postgres: postgres))
             let deployment = api.deployment
             let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
@@ -62,7 +63,7 @@ struct AccountAPITests {
             meters = try #require(enrollment["meters"] as? [[String: Any]]).compactMap { $0["eui64"] as? String }
             try #require(meters.count == 6)
 
-            (server, ports) = try Self.serve(deployment, people: api.people)
+            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions)
             try createAccount("north", operational: "north", manufacturers: ["acme"], operator: "olive")
             try createAccount("south", operational: "south", manufacturers: ["acme"], operator: "sam")
         }
@@ -268,9 +269,10 @@ struct AccountAPITests {
         #expect(custodian.status != 0 && !custodian.stdout.contains("north"), "\(custodian.stdout)")
     }
 
-    @Test("attacker: garbage and forged lists — a bad signature, a fingerprint that is not the factory's, an unaccepted manufacturer, a malformed EUI-64 — each refused with a problem document and no claim (the fingerprint case is OnboardingTests')", arguments: [false, true])
+    @Test("attacker: garbage and forged lists — a bad signature, a fingerprint that is not the factory's, an unaccepted manufacturer, a malformed EUI-64, an oversize upload — each refused with a problem document and no claim (the fingerprint case is OnboardingTests')", arguments: [false, true])
     func refusedUploads(postgres: Bool) async throws {
-        let platform = try await Platform(postgres: postgres)
+        // Uploads are bounded at 5 meters here: the batch's six-meter manifest, valid otherwise, is too large.
+        let platform = try await Platform(postgres: postgres, serveOptions: ["--enrollment-maximum-meters", "5"])
         let manifestPath = platform.batchOut + "/enrollment-manifest.json"
         let manifest = try String(contentsOfFile: manifestPath, encoding: .utf8)
         let signature = try Data(contentsOf: URL(fileURLWithPath: manifestPath + ".sig")).base64EncodedString()
@@ -284,8 +286,11 @@ struct AccountAPITests {
             )
         }
 
-        // One byte of the manifest changed after the manufacturer signed it.
-        let flipped = manifest.replacingOccurrences(of: "\"b1\"", with: "\"b2\"")
+        // The manifest altered after the manufacturer signed it: one meter dropped (and the count with it).
+        var document = try #require(try JSONSerialization.jsonObject(with: Data(manifest.utf8)) as? [String: Any])
+        document["meters"] = (document["meters"] as? [Any]).map { Array($0.dropLast()) }
+        document["count"] = 5
+        let flipped = String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
         let cases: [(String, (status: Int, body: String))] = [
             ("bad signature", try upload(flipped, format: "manifest", signed: true)),
             ("unsigned manifest", try upload(manifest, format: "manifest", signed: false)),
@@ -293,9 +298,16 @@ struct AccountAPITests {
             ("unregistered manufacturer", try upload("\(platform.meters[0])\n", format: "list", manufacturer: "nobody", signed: false)),
             ("malformed EUI-64", try upload("\(platform.meters[0])\n0024befffe00zz00\n", format: "list", signed: false)),
             ("unknown meter", try upload("\(platform.meters[0])\n0024befffeffffff\n", format: "list", signed: false)),
+            ("oversize", try upload(manifest, format: "manifest", signed: true)),
+        ]
+        let expected = [
+            "bad signature": "onboarding.bad-manifest-signature", "unsigned manifest": "onboarding.bad-manifest-signature",
+            "unaccepted manufacturer": "onboarding.manufacturer-not-accepted", "unregistered manufacturer": "factory.unregistered-manufacturer",
+            "malformed EUI-64": "onboarding.malformed-list", "unknown meter": "onboarding.unknown-meter", "oversize": "onboarding.upload-too-large",
         ]
         for (name, answer) in cases {
             #expect((400..<500).contains(answer.status), "\(name): \(answer.status) \(answer.body)")
+            #expect(answer.body.contains("\"\(expected[name]!)\""), "\(name): \(answer.body)")
             let problem = try? JSONSerialization.jsonObject(with: Data(answer.body.utf8)) as? [String: Any]
             #expect(problem?["code"] as? String != nil && problem?["detail"] as? String != nil, "\(name): \(answer.body)")
         }
