@@ -252,66 +252,53 @@ public struct StoreCopy: Sendable {
     /// its staged entries: it can only be discarded in the target.
     private func copyOnboarding(_ progress: Progress) async throws {
         var rows = OnboardingRows()
-        var account: String?
-        while true {
-            let page = try await source.accounts(after: account, limit: pageSize)
-            rows.accounts += page
-            guard let last = page.last, page.count == pageSize else { break }
-            account = last.id
-        }
-        var fingerprint: String?
-        while true {
-            let page = try await source.allOperators(afterFingerprint: fingerprint, limit: pageSize)
-            rows.operators += page
-            guard let last = page.last, page.count == pageSize else { break }
-            fingerprint = last.fingerprintSHA256
-        }
-        var upload: String?
-        while true {
-            let page = try await source.uploads(after: upload, limit: pageSize)
-            rows.uploads += page
-            guard let last = page.last, page.count == pageSize else { break }
-            upload = last.id
-        }
+        let source = self.source
+        try await forEachPage(from: String?.none, source.accounts(after:limit:), cursor: { $0.id }) { rows.accounts += $0 }
+        try await forEachPage(from: String?.none, source.allOperators(afterFingerprint:limit:), cursor: { $0.fingerprintSHA256 }) { rows.operators += $0 }
+        try await forEachPage(from: String?.none, source.uploads(after:limit:), cursor: { $0.id }) { rows.uploads += $0 }
         try await target.insertOnboardingRows(rows)
         progress("accounts", rows.accounts.count)
-        var claim: Int64 = 0
         var done = 0
-        while true {
-            var page = OnboardingRows()
-            page.claims = try await source.allClaims(after: claim, limit: pageSize)
-            guard let last = page.claims.last else { break }
-            try await target.insertOnboardingRows(page)
-            claim = last.id
-            done += page.claims.count
+        try await forEachPage(from: Int64(0), source.allClaims(after:limit:), cursor: \.id) { page in
+            var rows = OnboardingRows()
+            rows.claims = page
+            try await target.insertOnboardingRows(rows)
+            done += page.count
             progress("claims", done)
         }
-        var conflict: Int64 = 0
-        while true {
-            var page = OnboardingRows()
-            page.conflicts = try await source.allConflicts(after: conflict, limit: pageSize)
-            guard let last = page.conflicts.last else { break }
-            try await target.insertOnboardingRows(page)
-            conflict = last.id
+        try await forEachPage(from: Int64(0), source.allConflicts(after:limit:), cursor: \.id) { page in
+            var rows = OnboardingRows()
+            rows.conflicts = page
+            try await target.insertOnboardingRows(rows)
         }
-        var position: CertificateListPosition?
-        while true {
-            var page = OnboardingRows()
-            page.pendingRevocations = try await source.pendingRevocations(after: position, limit: pageSize)
-            guard let last = page.pendingRevocations.last else { break }
-            try await target.insertOnboardingRows(page)
-            position = CertificateListPosition(issuer: last.issuer, serial: last.serial)
+        try await forEachPage(
+            from: CertificateListPosition?.none, source.pendingRevocations(after:limit:), cursor: { CertificateListPosition(issuer: $0.issuer, serial: $0.serial) }
+        ) { page in
+            var rows = OnboardingRows()
+            rows.pendingRevocations = page
+            try await target.insertOnboardingRows(rows)
         }
-        var event: Int64 = 0
         done = 0
-        while true {
-            var page = OnboardingRows()
-            page.history = try await source.allHistory(after: event, limit: pageSize)
-            guard let last = page.history.last else { break }
-            try await target.insertOnboardingRows(page)
-            event = last.id
-            done += page.history.count
+        try await forEachPage(from: Int64(0), source.allHistory(after:limit:), cursor: \.id) { page in
+            var rows = OnboardingRows()
+            rows.history = page
+            try await target.insertOnboardingRows(rows)
+            done += page.count
             progress("meter history", done)
+        }
+    }
+
+    /// Every row of a keyset-paged listing of the source, ``pageSize`` at a time, handed to `body` page by page.
+    private func forEachPage<Row, Cursor>(
+        from start: Cursor, _ fetch: (Cursor, Int) async throws -> [Row], cursor: (Row) -> Cursor, _ body: ([Row]) async throws -> Void
+    ) async throws {
+        var position = start
+        while true {
+            let page = try await fetch(position, pageSize)
+            guard let last = page.last else { return }
+            try await body(page)
+            guard page.count == pageSize else { return }
+            position = cursor(last)
         }
     }
 

@@ -326,9 +326,14 @@ extension SQLiteStore {
     }
 
     public func allClaims(after id: Int64, limit: Int) async throws -> [ClaimRecord] {
+        try await rows(of: "claims", after: id, limit: limit, Self.claim(from:))
+    }
+
+    /// Rows of an onboarding table in id order after `id`, at most `limit`: for ``StoreCopy``.
+    func rows<T: Sendable>(of table: String, after id: Int64, limit: Int, _ record: @escaping @Sendable (Row) throws -> T) async throws -> [T] {
         guard limit > 0 else { return [] }
         return try await run { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM claims WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit]).map(Self.claim(from:))
+            try Row.fetchAll(db, sql: "SELECT * FROM \(table) WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit]).map(record)
         }
     }
 
@@ -367,10 +372,7 @@ extension SQLiteStore {
     }
 
     public func allConflicts(after id: Int64, limit: Int) async throws -> [ConflictRecord] {
-        guard limit > 0 else { return [] }
-        return try await run { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM claim_conflicts WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit]).map(Self.conflict(from:))
-        }
+        try await rows(of: "claim_conflicts", after: id, limit: limit, Self.conflict(from:))
     }
 
     static func conflict(from row: Row) -> ConflictRecord {
@@ -498,10 +500,7 @@ extension SQLiteStore {
     }
 
     public func allHistory(after id: Int64, limit: Int) async throws -> [MeterHistoryEvent] {
-        guard limit > 0 else { return [] }
-        return try await run { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM meter_history WHERE id > ? ORDER BY id LIMIT ?", arguments: [id, limit]).map(Self.historyEvent(from:))
-        }
+        try await rows(of: "meter_history", after: id, limit: limit, Self.historyEvent(from:))
     }
 
     static func historyEvent(from row: Row) throws -> MeterHistoryEvent {

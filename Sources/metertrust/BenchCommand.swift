@@ -65,18 +65,7 @@ struct BenchCommand: AsyncParsableCommand {
                 }
             }
             let token = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: tokenLabel, sessionCount: threads))
-            let store: any MeterTrustStore
-            let backend: String
-            if let storeURL {
-                guard PostgresStoreLocation.isPostgresURL(storeURL) else { throw CLIError(code: .usage, "--store takes a postgres:// URL, not \(storeURL)") }
-                let postgres = try await StoreOpening.openPostgres(PostgresSettings(url: storeURL, passwordFile: storePasswordFile))
-                try await postgres.migrate()
-                (store, backend) = (postgres, "PostgreSQL")
-            } else {
-                let sqlite = try SQLiteStore(path: directory.appendingPathComponent("bench.sqlite").path)
-                try await sqlite.migrate()
-                (store, backend) = (sqlite, "SQLite")
-            }
+            let (store, backend) = try await BenchCommand.openStore(storeURL, passwordFile: storePasswordFile, directory: directory)
             let hierarchy = CAHierarchy(token: token, store: store, settings: PKISettings())
             // One bench root per store: made by the first run, used by the others that share the store and the token.
             var created: [String] = []
@@ -111,6 +100,19 @@ struct BenchCommand: AsyncParsableCommand {
 }
 
 extension BenchCommand {
+    /// The bench's store: the PostgreSQL database `url` names, or a new SQLite file `bench.sqlite` in `directory`; migrated.
+    static func openStore(_ url: String?, passwordFile: String?, directory: URL) async throws -> (any MeterTrustStore, String) {
+        if let url {
+            guard PostgresStoreLocation.isPostgresURL(url) else { throw CLIError(code: .usage, "--store takes a postgres:// URL, not \(url)") }
+            let postgres = try await StoreOpening.openPostgres(PostgresSettings(url: url, passwordFile: passwordFile))
+            try await postgres.migrate()
+            return (postgres, "PostgreSQL")
+        }
+        let sqlite = try SQLiteStore(path: directory.appendingPathComponent("bench.sqlite").path)
+        try await sqlite.migrate()
+        return (sqlite, "SQLite")
+    }
+
     struct Enroll: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "enroll",
@@ -146,18 +148,7 @@ extension BenchCommand {
             let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
-            let store: any MeterTrustStore
-            let backend: String
-            if let storeURL {
-                guard PostgresStoreLocation.isPostgresURL(storeURL) else { throw CLIError(code: .usage, "--store takes a postgres:// URL, not \(storeURL)") }
-                let postgres = try await StoreOpening.openPostgres(PostgresSettings(url: storeURL, passwordFile: storePasswordFile))
-                try await postgres.migrate()
-                (store, backend) = (postgres, "PostgreSQL")
-            } else {
-                let sqlite = try SQLiteStore(path: directory.appendingPathComponent("bench.sqlite").path)
-                try await sqlite.migrate()
-                (store, backend) = (sqlite, "SQLite")
-            }
+            let (store, backend) = try await BenchCommand.openStore(storeURL, passwordFile: storePasswordFile, directory: directory)
             let bar = TerminalProgress(quiet: output.json)
             let total = count
             let progress: EnrollmentProgress = { phase, done in bar.update(phase: phase, done: Int(done), total: total) }
