@@ -72,12 +72,7 @@ struct AccountCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let (keyPath, csrPath) = try ClientKeyPair.make(name: name, directory: out)
-            if output.json {
-                try Output.json(["key": keyPath, "csr": csrPath])
-            } else {
-                Output.line("wrote \(keyPath) (mode 0600) and \(csrPath); hand the CSR to whoever adds you as an operator")
-            }
+            try ClientKeyPair.makeAndReport(name: name, directory: out, json: output.json, next: "hand the CSR to whoever adds you as an operator")
         }
     }
 

@@ -56,6 +56,16 @@ enum ClientKeyPair {
         try (try csr.serializeAsPEM().pemString + "\n").write(toFile: csrPath, atomically: true, encoding: .utf8)
         return (keyPath, csrPath)
     }
+
+    /// Makes the pair and reports it (`--json`: `{"key","csr"}`), the text line ending with what to do next.
+    static func makeAndReport(name: String, directory: String, json: Bool, next: String) throws {
+        let (keyPath, csrPath) = try make(name: name, directory: directory)
+        if json {
+            try Output.json(["key": keyPath, "csr": csrPath])
+        } else {
+            Output.line("wrote \(keyPath) (mode 0600) and \(csrPath); \(next)")
+        }
+    }
 }
 
 /// A custodian's private key file: PEM (PKCS#8 or SEC1), readable by its owner only.

@@ -56,12 +56,7 @@ struct AdminCommand: AsyncParsableCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let (keyPath, csrPath) = try ClientKeyPair.make(name: name, directory: out)
-            if output.json {
-                try Output.json(["key": keyPath, "csr": csrPath])
-            } else {
-                Output.line("wrote \(keyPath) (mode 0600) and \(csrPath); have the Admin CA certify the CSR")
-            }
+            try ClientKeyPair.makeAndReport(name: name, directory: out, json: output.json, next: "have the Admin CA certify the CSR")
         }
     }
 
