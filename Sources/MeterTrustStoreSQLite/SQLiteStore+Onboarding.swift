@@ -248,7 +248,8 @@ extension SQLiteStore {
             )
             // Meters another account holds: a conflict each (one open per meter and claimant).
             let conflictsBefore = try Int64.fetchOne(db, sql: "SELECT coalesce(max(id), 0) FROM claim_conflicts") ?? 0
-            let heldByOthers = try Int64.fetchOne(
+            // Every staged meter was claimed now, held already, or held by another; only the last two need a look.
+            let heldByOthers = claimed == staged ? 0 : try Int64.fetchOne(
                 db,
                 sql: """
                     SELECT count(*) FROM enrollment_staging s JOIN claims c ON c.eui64 = s.eui64 AND c.released_at IS NULL
