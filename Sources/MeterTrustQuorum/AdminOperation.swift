@@ -49,6 +49,11 @@ public struct AdminOperation: Sendable, Hashable, CustomStringConvertible {
     /// officers' admin keys rebuild the SO PIN.
     public static let backupReshare = AdminOperation("backup.reshare", class: .backupRestore)
 
+    /// The operations declared here, below the registry (MeterTrustAdmin registers them; other modules declare theirs).
+    public static let builtIn: [AdminOperation] = [
+        .caCreate, .caDestroy, .caRevoke, .manufacturerRegister, .policySet, .custodianAdd, .custodianRemove, .backupExport, .backupReshare,
+    ]
+
     /// Checks that `parameters` has every required and no unknown parameter, each value bounded.
     public func check(_ parameters: [String: String]) throws {
         let missing = requiredParameters.subtracting(parameters.keys)
