@@ -62,6 +62,7 @@ bench: deps
 		.build/release/metertrust bench issuance --count $(BENCH_COUNT) --token-label metertrust-bench $(BENCH_ARGS)
 	scripts/bench-postgres.sh $(BENCH_COUNT) 1
 	scripts/bench-postgres.sh $(BENCH_COUNT) 2
+	scripts/bench-enroll-http.sh $(BENCH_COUNT)
 
 clean:
 	rm -rf .build .build-fuzz .build-fuzz-seeds .fuzz-corpus $(VENV) .softhsm demo-data
