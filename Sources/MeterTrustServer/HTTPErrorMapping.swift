@@ -10,12 +10,13 @@ public enum HTTPErrorMapping {
             .requestExceedsProfile, .unknownProfile, .pkiInvalidArgument, .invalidManifest, .factoryInput,
             .invalidBundle, .invalidRequest, .invalidCertificate, .usage, .auditMalformed, .configuration,
             .storeCheckViolation, .storeNotNull, .storeForeignKey, .storeConstraint, .invalidAccount, .badManifestSignature,
-            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice:
+            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice, .estMalformedBody:
             return .badRequest
         case .unauthenticated:
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
-            .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount:
+            .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount, .estUntrustedCertificate, .estRevokedCertificate,
+            .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch, .estNotClaimed, .estMeterInConflict:
             return .forbidden
         case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict:
             return .notFound
@@ -28,11 +29,17 @@ public enum HTTPErrorMapping {
         case .payloadTooLarge, .uploadTooLarge:
             return .contentTooLarge
         case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,
-            .storeMigration, .unreachable, .issuanceFailed:
+            .storeMigration, .unreachable, .issuanceFailed, .estBusy:
             return .serviceUnavailable
         case .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeCorrupt, .auditTampered, .auditSignature, .untrustedState,
             .factoryOutput, .configuratorStorage, .fileSystem, .internalError:
             return .internalServerError
         }
+    }
+
+    /// Seconds a client should wait before retrying a refusal with this code (the `Retry-After` header, RFC 9110
+    /// §10.2.3), or nil: a full enrollment queue clears as the HSM signs.
+    public static func retryAfter(for code: ErrorCode) -> Int? {
+        code == .estBusy ? 1 : nil
     }
 }

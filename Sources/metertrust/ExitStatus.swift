@@ -31,16 +31,17 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
             .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
-            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict:
+            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict, .estMalformedBody:
             return .refused
         case .usage:
             return .usage
         case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,
-            .storeMigration, .issuanceFailed, .unreachable:
+            .storeMigration, .issuanceFailed, .unreachable, .estBusy:
             return .unavailable
         case .forgedApproval, .expiredRequest, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval,
             .alreadyExecuted, .belowQuorum, .duplicateApproval, .wrongRequest, .notBootstrapped, .underQuorumControl, .lockOut, .unauthenticated,
-            .otherAccount:
+            .otherAccount, .estUntrustedCertificate, .estRevokedCertificate, .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch,
+            .estNotClaimed, .estMeterInConflict:
             return .denied
         case .auditMalformed, .auditTampered, .auditSignature, .untrustedState, .storeCorrupt:
             return .untrusted
