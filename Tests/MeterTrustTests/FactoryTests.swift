@@ -71,6 +71,19 @@ struct FactoryFixture {
         return manifestPath
     }
 
+    /// A batch of `count` acme meters whose keys the factory makes (`keyGeneration: factory`): each bundle carries
+    /// its meter's private key, as a test standing in for the meter needs it.
+    static func factoryKeyBatch(_ batch: String, count: Int, in directory: URL) throws -> URL {
+        let manifest: [String: Any] = [
+            "format": "metertrust-batch", "version": 1, "batch": batch, "manufacturer": "acme",
+            "firmware": ["sha256": String(repeating: "ab", count: 32)], "bootstrapServerURI": "coaps+tcp://bootstrap.example.net",
+            "meters": ["start": "0024befffe000000", "count": count], "keyGeneration": "factory",
+        ]
+        let manifestPath = directory.appendingPathComponent("batch.json")
+        try JSONSerialization.data(withJSONObject: manifest).write(to: manifestPath)
+        return manifestPath
+    }
+
     func output(of manifestPath: String) -> URL { URL(fileURLWithPath: manifestPath).deletingLastPathComponent().appendingPathComponent("out") }
 
     func bundles(of manifestPath: String) throws -> [(line: Data, bundle: ProvisioningBundle)] {
