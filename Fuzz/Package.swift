@@ -28,7 +28,8 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzAuditEntry", [library("MeterTrustAudit")]),
     ("FuzzCheckpoint", [library("MeterTrustAudit")]),
     ("FuzzEnrollmentList", [library("MeterTrustOnboarding")]),
-    ("FuzzESTBody", [library("MeterTrustCore"), .product(name: "SwiftASN1", package: "swift-asn1")]),
+    ("FuzzCertsOnlyCMS", [library("MeterTrustCore")]),
+    ("FuzzCsrAttrs", [library("MeterTrustCore"), .product(name: "SwiftASN1", package: "swift-asn1")]),
 ]
 
 let package = Package(

@@ -116,8 +116,6 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case estNotClaimed = "est.not-claimed"
     /// Two accounts list the meter: no operational certificate until the conflict is resolved.
     case estMeterInConflict = "est.meter-in-conflict"
-    /// The body is not base64 (RFC 7030 §4: base64 DER, with or without line breaks).
-    case estMalformedBody = "est.malformed-body"
     /// The enrollment queue is full: retry after the Retry-After seconds.
     case estBusy = "est.busy"
 

@@ -24,7 +24,7 @@ struct EstRequestContext: ObservedRequestContext {
 /// The EST endpoints (RFC 7030 §3.2.2), under `/.well-known/est/` and, with the optional label naming the account,
 /// `/.well-known/est/<account>/`: `cacerts` and `csrattrs` (GET, anonymous allowed), `simpleenroll` and
 /// `simplereenroll` (POST a base64 PKCS#10, the meter's client certificate required). Bodies both ways are base64
-/// DER (``ESTBase64``); errors are problem documents (``ProblemMiddleware``).
+/// DER (``Base64Body``, ``CertsOnlyCMS``); errors are problem documents (``ProblemMiddleware``).
 struct EstRoutes: Sendable {
     static let prefix = "/.well-known/est"
     /// A base64 P-256 request is under 1.5 KiB; 16 KiB bounds reading and decoding.
@@ -32,7 +32,7 @@ struct EstRoutes: Sendable {
     static let certsOnly = "application/pkcs7-mime; smime-type=certs-only"
     static let pkcs10 = "application/pkcs10"
     static let csrattrs = "application/csrattrs"
-    static let transferEncoding = HTTPField.Name("Content-Transfer-Encoding")!
+    static let transferEncoding = HTTPFields.Element.Name("Content-Transfer-Encoding")!
 
     let enrollment: OperationalEnrollment
 
@@ -42,7 +42,7 @@ struct EstRoutes: Sendable {
         router.add(middleware: ProblemMiddleware<EstRequestContext>(api: "EST server"))
         for path in [Self.prefix, Self.prefix + "/:label"] {
             router.get("\(path)/cacerts") { _, context in
-                try base64(try CertsOnlyCMS(certificates: try await enrollment.caCertificates(label: label(context))).derBytes, type: Self.certsOnly)
+                base64(try CertsOnlyCMS(certificates: try await enrollment.caCertificates(label: label(context))).derBytes(), type: Self.certsOnly)
             }
             router.get("\(path)/csrattrs") { _, context in
                 _ = try label(context)
@@ -59,7 +59,7 @@ struct EstRoutes: Sendable {
     }
 
     /// Enrollment with the credential `credential` makes of the client certificate: the certificate, then the body,
-    /// then the domain's checks; the issued certificate and its issuing CA in a certs-only CMS (RFC 7030 §4.2.3).
+    /// then the domain's checks; the issued certificate in a certs-only CMS (RFC 7030 §4.2.3).
     private func enroll(
         _ request: Request, context: EstRequestContext, credential: ([UInt8]) -> MeterCredential
     ) async throws -> Response {
@@ -70,14 +70,15 @@ struct EstRoutes: Sendable {
         context.observation.identity = "cert:" + hexString(SHA256.hash(data: der)).prefix(16)
         let label = try label(context)
         if let type = request.headers[.contentType], type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != Self.pkcs10 {
-            throw HTTPProblem(.estMalformedBody, "the body must be \(Self.pkcs10) (base64 DER), not \(DisplayText.escaped(type, asciiOnly: true, limit: 60))")
+            throw HTTPProblem(.malformedInput, "the body must be \(Self.pkcs10) (base64 DER), not \(DisplayText.escaped(type, asciiOnly: true, limit: 60))")
         }
         let body = try await request.body.collect(upTo: Self.maximumBodySize)
-        let csr = try ESTBase64.decode(body.readableBytesView, maximumDecodedBytes: Self.maximumBodySize)
+        let csr = try Base64Body.decode(body.readableBytesView, maximumLength: Self.maximumBodySize)
         let observation = context.observation
         let issued = try await enrollment.enroll(credential(der), csr: csr, label: label) { meter in observation.identity = meter.eui64.description }
         observation.account = issued.account
-        return try base64(try CertsOnlyCMS(certificates: [issued.certificate] + issued.chain.dropLast()).derBytes, type: Self.certsOnly)
+        // Only the issued certificate (RFC 7030 §4.2.3); its CA comes from cacerts.
+        return base64(try CertsOnlyCMS(certificates: [issued.certificate]).derBytes(), type: Self.certsOnly)
     }
 
     /// The label (an account id) if the path has one; one that cannot be an account is refused before anything is read.
@@ -92,7 +93,7 @@ struct EstRoutes: Sendable {
     private func base64(_ der: [UInt8], type: String) -> Response {
         Response(
             status: .ok, headers: [.contentType: type, Self.transferEncoding: "base64"],
-            body: .init(byteBuffer: ByteBuffer(string: ESTBase64.encode(der)))
+            body: .init(byteBuffer: ByteBuffer(string: Base64Body.encode(der)))
         )
     }
 }

@@ -10,7 +10,7 @@ public enum HTTPErrorMapping {
             .requestExceedsProfile, .unknownProfile, .pkiInvalidArgument, .invalidManifest, .factoryInput,
             .invalidBundle, .invalidRequest, .invalidCertificate, .usage, .auditMalformed, .configuration,
             .storeCheckViolation, .storeNotNull, .storeForeignKey, .storeConstraint, .invalidAccount, .badManifestSignature,
-            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice, .estMalformedBody:
+            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice:
             return .badRequest
         case .unauthenticated:
             return .unauthorized

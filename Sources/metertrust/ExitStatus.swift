@@ -31,7 +31,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
             .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
-            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict, .estMalformedBody:
+            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict:
             return .refused
         case .usage:
             return .usage

@@ -13,7 +13,7 @@ import X509
 /// EST's rules in the domain (``OperationalEnrollment``) on a real SoftHSM2 token, store and HSM-signed audit log,
 /// for what the server cannot be made to show through curl: time (an expired certificate, through an injected clock),
 /// a revocation recorded only in the signed audit log, keyAgreement-only meters, the PSK credential, change of
-/// supplier. And the EST wire formats against independent parsers.
+/// supplier. And CsrAttrs against an independent parser.
 @Suite("EST in the domain: credentials, time, revocation in the audit log, change of supplier", .serialized)
 struct EstDomainTests {
     /// The onboarding fixture (acme meters, accounts north and south) with meters 0 to 3 claimed by north.
@@ -163,24 +163,6 @@ struct EstDomainTests {
     }
 
     // MARK: Wire formats
-
-    @Test("ESTBase64 reads base64 with and without line breaks as openssl writes it; refuses a foreign byte, misplaced padding, a missing quantum, an empty body and more than its bound")
-    func base64Bodies() throws {
-        let bytes = Array((0..<300).map { UInt8($0 % 256) })
-        let file = TestEnvironment.temporaryDirectory().appendingPathComponent("bytes")
-        try Data(bytes).write(to: file)
-        for arguments in [["base64", "-in", file.path], ["base64", "-A", "-in", file.path]] {
-            let encoded = try TestEnvironment.run("openssl", arguments)
-            #expect(try ESTBase64.decode(Array(encoded.stdout.utf8), maximumDecodedBytes: 1024) == bytes, "\(arguments)")
-        }
-        #expect(try ESTBase64.decode(Array(ESTBase64.encode(bytes).utf8), maximumDecodedBytes: 300) == bytes)
-        let decoded = try TestEnvironment.run("sh", ["-c", "printf '%s' \"$1\" | openssl base64 -d | od -An -tu1 | tr -s ' \\n' ' '", "sh", ESTBase64.encode(bytes)])
-        #expect(decoded.stdout.split(separator: " ").compactMap { UInt8($0) } == bytes)
-        for bad in ["QUJD!", "QU=JD", "QUJ", "QQ===", "", " \r\n", "QUJDRA==QUJD"] {
-            #expect(throws: CoreError.self, "\(bad.debugDescription)") { try ESTBase64.decode(Array(bad.utf8), maximumDecodedBytes: 100) }
-        }
-        #expect(throws: CoreError.self) { try ESTBase64.decode(Array(ESTBase64.encode(bytes).utf8), maximumDecodedBytes: 299) }
-    }
 
     @Test("CsrAttrs for device-operational: DER read back the same and by openssl asn1parse as the OIDs it names")
     func csrAttributes() throws {

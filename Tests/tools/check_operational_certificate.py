@@ -1,9 +1,9 @@
 """Checks an EST simpleenroll/simplereenroll answer with Python `cryptography` (an independent CMS and X.509
-parser): the certs-only PKCS#7 holds the meter's operational certificate and its Operational CA; the certificate is
-signed by that CA and the CA by the root; it names the meter (HardwareModuleName, RFC 4108, and CN=urn:dev:mac:),
+parser): the certs-only PKCS#7 holds the meter's operational certificate; it is signed by an Operational CA of the
+cacerts answer (another certs-only PKCS#7), and that CA by the root; it names the meter (HardwareModuleName, RFC 4108, and CN=urn:dev:mac:),
 has EKU clientAuth only, keyUsage digitalSignature only, a CRL distribution point and an AIA OCSP URL. Prints JSON.
 
-usage: python check_operational_certificate.py RESPONSE.der ROOT.pem
+usage: python check_operational_certificate.py RESPONSE.der CACERTS.der ROOT.pem
 """
 import json
 import sys
@@ -28,11 +28,12 @@ class HardwareModuleName(univ.Sequence):
 with open(sys.argv[1], "rb") as f:
     certificates = pkcs7.load_der_pkcs7_certificates(f.read())
 with open(sys.argv[2], "rb") as f:
+    cas = pkcs7.load_der_pkcs7_certificates(f.read())
+with open(sys.argv[3], "rb") as f:
     root = x509.load_pem_x509_certificate(f.read())
 
 leaves = [c for c in certificates
           if any(a.value.startswith("urn:dev:mac:") for a in c.subject.get_attributes_for_oid(NameOID.COMMON_NAME))]
-cas = [c for c in certificates if c not in leaves]
 leaf = leaves[0]
 issuer = [c for c in cas if c.subject == leaf.issuer][0]
 leaf.verify_directly_issued_by(issuer)

@@ -78,12 +78,10 @@ struct Seeds {
         try serializer.serialize(p384)
         try write("FuzzCSR", "p384.der", serializer.serializedBytes)
 
-        // EST bodies (first byte 0: base64, 1: CsrAttrs): a meter's request in lines and on one line, and csrattrs.
-        try write("FuzzESTBody", "simpleenroll-lines.b64", [0] + Array(ESTBase64.encode(meterCSR).utf8))
-        try write("FuzzESTBody", "simpleenroll-one-line.b64", [0] + Array(Data(meterCSR).base64EncodedString().utf8))
+        // What a csrattrs answer carries for device-operational.
         var attributes = DER.Serializer()
         try attributes.serialize(CsrAttrs.deviceOperational)
-        try write("FuzzESTBody", "csrattrs-device-operational.der", [1] + attributes.serializedBytes)
+        try write("FuzzCsrAttrs", "csrattrs-device-operational.der", attributes.serializedBytes)
 
         // CSR lists: as the factory line writes them, and with what the reader also takes or refuses.
         let others = (1...2).map { EUI64(meter.value + UInt64($0)) }
