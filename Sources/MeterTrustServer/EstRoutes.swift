@@ -7,19 +7,7 @@ import NIOCore
 import NIOSSL
 import X509
 
-/// Request context of the EST role: the channel (for the TLS peer's certificate) and the request's observation.
-struct EstRequestContext: ObservedRequestContext {
-    var coreContext: CoreRequestContextStorage
-    let channel: any Channel
-    let observation = RequestObservation()
-
-    init(source: ApplicationRequestContextSource) {
-        self.coreContext = .init(source: source)
-        self.channel = source.channel
-    }
-
-    var maxUploadSize: Int { EstRoutes.maximumBodySize }
-}
+typealias EstRequestContext = PeerCertificateRequestContext
 
 /// The EST endpoints (RFC 7030 §3.2.2), under `/.well-known/est/` and, with the optional label naming the account,
 /// `/.well-known/est/<account>/`: `cacerts` and `csrattrs` (GET, anonymous allowed), `simpleenroll` and
@@ -72,7 +60,12 @@ struct EstRoutes: Sendable {
         if let type = request.headers[.contentType], type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != Self.pkcs10 {
             throw HTTPProblem(.malformedInput, "the body must be \(Self.pkcs10) (base64 DER), not \(DisplayText.escaped(type, asciiOnly: true, limit: 60))")
         }
-        let body = try await request.body.collect(upTo: Self.maximumBodySize)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: Self.maximumBodySize)
+        } catch is NIOTooManyBytesError {
+            throw HTTPProblem(.payloadTooLarge, "the body is larger than the EST server accepts (\(Self.maximumBodySize / 1024) KiB): send one base64 PKCS#10 request")
+        }
         let csr = try Base64Body.decode(body.readableBytesView, maximumLength: Self.maximumBodySize)
         let observation = context.observation
         let issued = try await enrollment.enroll(credential(der), csr: csr, label: label) { meter in observation.identity = meter.eui64.description }

@@ -131,11 +131,11 @@ struct EstTests {
         #expect(all.headers.lowercased().contains("content-type: application/pkcs7-mime; smime-type=certs-only"), "\(all.headers)")
         #expect(all.headers.lowercased().contains("content-transfer-encoding: base64"), "\(all.headers)")
         let allPrinted = try Self.printCertificates(platform, all)
-        for name in ["CN=root Root CA", "CN=north Operational CA", "CN=south Operational CA"] {
+        for name in ["CN = root Root CA", "CN = north Operational CA", "CN = south Operational CA"] {
             #expect(allPrinted.contains(name), "\(name) missing: \(allPrinted)")
         }
         let northCAs = try Self.printCertificates(platform, try Self.est(platform, "GET", "north/cacerts"))
-        #expect(northCAs.contains("CN=north Operational CA") && northCAs.contains("CN=root Root CA") && !northCAs.contains("south"), "\(northCAs)")
+        #expect(northCAs.contains("CN = north Operational CA") && northCAs.contains("CN = root Root CA") && !northCAs.contains("south"), "\(northCAs)")
 
         // csrattrs: base64 DER that openssl's own ASN.1 parser reads as ecdsa-with-SHA256, prime256v1, the SAN request.
         let attributes = try Self.est(platform, "GET", "csrattrs")
@@ -153,7 +153,7 @@ struct EstTests {
         #expect(enrolled.status == 200, "\(enrolled.status) \(enrolled.body)")
         #expect(enrolled.headers.lowercased().contains("content-type: application/pkcs7-mime; smime-type=certs-only"), "\(enrolled.headers)")
         let printed = try Self.printCertificates(platform, enrolled)
-        #expect(printed.contains("subject=CN=urn:dev:mac:\(meter)") && printed.contains("issuer=O=north, CN=north Operational CA"), "\(printed)")
+        #expect(printed.contains("subject=CN = urn:dev:mac:\(meter)") && printed.contains("issuer=O = north, CN = north Operational CA"), "\(printed)")
         let checked = try Self.check(platform, enrolled)
         let identity = try TestEnvironment.run(TestEnvironment.python, [TestEnvironment.tool("read_device_certificate.py"), platform.path("meter-\(meter).pem")])
         let factory = try #require(try JSONSerialization.jsonObject(with: Data(identity.stdout.utf8)) as? [String: Any])
@@ -219,18 +219,23 @@ struct EstTests {
         let loadCSR = try Self.csr(platform, key: platform.path("meter-\(loaded).key"), subject: "/CN=urn:dev:mac:\(loaded)")
         let runs = platform.path("load-\(UUID().uuidString.prefix(6))")
         try FileManager.default.createDirectory(atPath: runs, withIntermediateDirectories: true)
-        let script = """
-            for i in $(seq 1 24); do
-              curl -sS --tlsv1.3 --cacert "$1" --cert "$2" --key "$3" -H 'Content-Type: application/pkcs10' --data-binary @"$4" \\
-                -D "$5/headers-$i" -o "$5/body-$i" -w '%{http_code}' "https://localhost:$6/.well-known/est/simpleenroll" > "$5/status-$i" 2>"$5/error-$i" &
-            done
-            wait
-            """
-        let load = try TestEnvironment.run("sh", [
-            "-c", script, "sh", platform.path("root.pem"), platform.path("meter-\(loaded).pem"), platform.path("meter-\(loaded).key"), loadCSR, runs,
-            "\(busyPorts["est"]!)",
-        ])
-        #expect(load.status == 0, "\(load.stderr)")
+        // 24 curl processes, all started before any is waited for.
+        let clients = try (1...24).map { index -> Process in
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+            client.arguments = [
+                "-sS", "--tlsv1.3", "--cacert", platform.path("root.pem"), "--cert", platform.path("meter-\(loaded).pem"),
+                "--key", platform.path("meter-\(loaded).key"), "-H", "Content-Type: application/pkcs10", "--data-binary", "@" + loadCSR,
+                "-D", "\(runs)/headers-\(index)", "-o", "\(runs)/body-\(index)", "-w", "%{http_code}",
+                "https://localhost:\(busyPorts["est"]!)/.well-known/est/simpleenroll",
+            ]
+            FileManager.default.createFile(atPath: "\(runs)/status-\(index)", contents: nil)
+            client.standardOutput = FileHandle(forWritingAtPath: "\(runs)/status-\(index)")
+            client.standardError = FileHandle.nullDevice
+            try client.run()
+            return client
+        }
+        for client in clients { client.waitUntilExit() }
         var statuses: [Int] = []
         for index in 1...24 {
             let status = Int((try? String(contentsOfFile: "\(runs)/status-\(index)", encoding: .utf8)) ?? "") ?? 0
