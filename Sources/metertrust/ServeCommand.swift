@@ -176,7 +176,8 @@ struct ServeCommand: AsyncParsableCommand {
                 } else {
                     for name in names2 {
                         let what = name == AdminRole.name ? "admin API listening on" : "\(name) role listening on"
-                        let who = name == AdminRole.name ? "custodian certificates only" : "client certificates only"
+                        let who = name == AdminRole.name ? "custodian certificates only"
+                            : name == EstRole.name ? "meter certificates, required for enrollment" : "client certificates only"
                         for url in bound.roles[name]?.urls ?? [] { Output.line("\(what) \(url) (TLS 1.3, \(who))") }
                     }
                     Output.line("operations (plain HTTP, /metrics /healthz /readyz) at \(bound.operations)")
