@@ -12,18 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, AuthorityInformationAccessOID, NameOID
-from pyasn1.codec.der import decoder
-from pyasn1.type import namedtype, univ
 
-HARDWARE_MODULE_NAME = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.4")
-
-
-class HardwareModuleName(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("hwType", univ.ObjectIdentifier()),
-        namedtype.NamedType("hwSerialNum", univ.OctetString()),
-    )
-
+from hardware_module_name import hardware_module_name
 
 with open(sys.argv[1], "rb") as f:
     certificates = pkcs7.load_der_pkcs7_certificates(f.read())
@@ -40,9 +30,7 @@ leaf.verify_directly_issued_by(issuer)
 issuer.verify_directly_issued_by(root)
 
 san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-hmn = [n for n in san.value if isinstance(n, x509.OtherName) and n.type_id == HARDWARE_MODULE_NAME]
-decoded, rest = decoder.decode(hmn[0].value, asn1Spec=HardwareModuleName())
-assert rest == b""
+hw_type, hw_serial = hardware_module_name(san.value)
 eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
 ku = leaf.extensions.get_extension_for_class(x509.KeyUsage)
 crl = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints)
@@ -51,8 +39,8 @@ print(json.dumps({
     "certificates": len(certificates),
     "issuer": issuer.subject.rfc4514_string(),
     "subject": leaf.subject.rfc4514_string(),
-    "eui64": bytes(decoded["hwSerialNum"]).hex(),
-    "hwType": str(decoded["hwType"]),
+    "eui64": hw_serial.hex(),
+    "hwType": hw_type,
     "sanCritical": san.critical,
     "sanNames": len(list(san.value)),
     "extendedKeyUsage": [u.dotted_string for u in eku.value],
