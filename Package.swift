@@ -193,6 +193,7 @@ let package = Package(
             name: "MeterTrustOnboarding",
             dependencies: [
                 "MeterTrustCore",
+                "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustAudit",
@@ -200,6 +201,8 @@ let package = Package(
                 "MeterTrustAdmin",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -229,6 +232,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -271,6 +275,7 @@ let package = Package(
             name: "MeterTrustTests",
             dependencies: [
                 "MeterTrustCore",
+                "CPKCS11",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustStoreSQLite",
