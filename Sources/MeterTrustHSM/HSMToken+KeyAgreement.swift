@@ -10,24 +10,9 @@ extension HSMToken {
     /// object that only verifies (it is published as PEM for the OEM, so nothing in it is secret).
     public func generateKeyAgreementPair(curve: ECCurve, label: String) throws -> HSMKey {
         let keyID = Array(SHA256.hash(data: Array(label.utf8) + randomBytes(16)).prefix(16))
-        var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
-        let publicTemplate = KeyTemplates.publicKey(curve: curve, label: label, id: keyID)
-        let privateTemplate = KeyTemplates.keyAgreementPrivateKey(label: label, id: keyID)
-        var publicHandle: CK_OBJECT_HANDLE = 0
-        var privateHandle: CK_OBJECT_HANDLE = 0
-        try pool.withSession { session in
-            try withTemplate(publicTemplate) { publicAttributes, publicCount in
-                try withTemplate(privateTemplate) { privateAttributes, privateCount in
-                    try module.check("C_GenerateKeyPair", context: "generating \(curve.rawValue) key-agreement key \(label)") {
-                        $0.C_GenerateKeyPair(
-                            session, &mechanism, publicAttributes, publicCount, privateAttributes, privateCount, &publicHandle, &privateHandle
-                        )
-                    }
-                }
-            }
-        }
+        let key = try generatePair(curve: curve, label: label, id: keyID, privateTemplate: KeyTemplates.keyAgreementPrivateKey(label: label, id: keyID))
         logger.info("generated key-agreement key pair in HSM", metadata: ["label": "\(label)", "curve": "\(curve.rawValue)"])
-        return try findKey(label: label)
+        return key
     }
 
     /// ECDH with `key`'s private half and the peer's uncompressed SEC1 point: CKM_ECDH1_DERIVE with CKD_NULL, so the

@@ -53,9 +53,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
-            let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-            let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let directory = try BenchCommand.makeWorkDirectory(in: workDirectory)
             defer {
                 if keepStore && storeURL == nil {
                     try? FileManager.default.removeItem(at: directory.appendingPathComponent("csrs.txt"))
@@ -100,6 +98,15 @@ struct BenchCommand: AsyncParsableCommand {
 }
 
 extension BenchCommand {
+    /// A new directory `metertrust-bench-XXXXXXXX` for a run's temporary files, in `parent` (default: the system's
+    /// temporary directory).
+    static func makeWorkDirectory(in parent: String?) throws -> URL {
+        let base = parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+        let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
     /// The bench's store: the PostgreSQL database `url` names, or a new SQLite file `bench.sqlite` in `directory`; migrated.
     static func openStore(_ url: String?, passwordFile: String?, directory: URL) async throws -> (any MeterTrustStore, String) {
         if let url {
@@ -144,9 +151,7 @@ extension BenchCommand {
         }
 
         func run() async throws {
-            let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-            let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let directory = try BenchCommand.makeWorkDirectory(in: workDirectory)
             defer { try? FileManager.default.removeItem(at: directory) }
             let (store, backend) = try await BenchCommand.openStore(storeURL, passwordFile: storePasswordFile, directory: directory)
             let bar = TerminalProgress(quiet: output.json)
@@ -187,8 +192,9 @@ extension BenchCommand {
         )
         @Option(help: "Number of meters.") var count = 100_000
         @Option(help: "Resolutions in flight and PKCS#11 sessions (default: the number of cores).") var threads: Int?
-        @Option(help: "PKCS#11 module.") var module = HSMConfiguration.defaultModulePath
-        @Option(name: .customLong("token-label"), help: "Token label (PIN from $METERTRUST_HSM_PIN).") var tokenLabel = "metertrust"
+        @Option(help: "PKCS#11 module.") var module = ProcessInfo.processInfo.environment["METERTRUST_HSM_MODULE"] ?? HSMConfiguration.defaultModulePath
+        @Option(name: .customLong("token-label"), help: "HSM token label (PIN from $METERTRUST_HSM_PIN).")
+        var tokenLabel = ProcessInfo.processInfo.environment["METERTRUST_HSM_TOKEN"] ?? "metertrust-bench"
         @Option(name: .customLong("work-dir"), help: "Directory for the temporary store (default: a new temporary directory).")
         var workDirectory: String?
         @Option(name: .customLong("store"), help: "A postgres:// URL (default: a temporary SQLite file).") var storeURL: String?
@@ -201,9 +207,7 @@ extension BenchCommand {
 
         func run() async throws {
             let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
-            let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-            let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let directory = try BenchCommand.makeWorkDirectory(in: workDirectory)
             defer { try? FileManager.default.removeItem(at: directory) }
             let token = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: tokenLabel, sessionCount: threads))
             let (store, backend) = try await BenchCommand.openStore(storeURL, passwordFile: storePasswordFile, directory: directory)

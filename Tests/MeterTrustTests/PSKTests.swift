@@ -51,13 +51,7 @@ struct PSKTests {
     func pskBatch() async throws {
         let line = try await FactoryFixture.make()
         let meters = (1...3).map { EUI64(0x0024_BEFF_FE91_0000 + UInt64($0)) }
-        var csrLines: [String] = []
-        var configurators: [EUI64: FactoryConfigurator] = [:]
-        for eui in meters {
-            let (configurator, csr) = try line.keyedMeter(eui)
-            configurators[eui] = configurator
-            csrLines.append(CSRListReader.line(eui64: eui, csr: csr))
-        }
+        let (configurators, csrLines) = try line.keyedMeters(meters)
         let manifestPath = try line.manifest(batch: "psk-batch", meters: meters.map(\.description), csrLines: csrLines, keyMode: "psk")
         let report = try await line.run(manifestPath)
         #expect(report.keyMode == "psk" && report.counts.issued == 3)
