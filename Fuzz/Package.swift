@@ -28,6 +28,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzAuditEntry", [library("MeterTrustAudit")]),
     ("FuzzCheckpoint", [library("MeterTrustAudit")]),
     ("FuzzEnrollmentList", [library("MeterTrustOnboarding")]),
+    ("FuzzCertsOnlyCMS", [library("MeterTrustCore")]),
     ("FuzzPSKImport", [library("MeterTrustCore"), library("MeterTrustOnboarding")]),
 ]
 
