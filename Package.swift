@@ -193,6 +193,7 @@ let package = Package(
             name: "MeterTrustOnboarding",
             dependencies: [
                 "MeterTrustCore",
+                "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustAudit",
@@ -201,6 +202,8 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -230,6 +233,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -272,6 +276,7 @@ let package = Package(
             name: "MeterTrustTests",
             dependencies: [
                 "MeterTrustCore",
+                "CPKCS11",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustStoreSQLite",

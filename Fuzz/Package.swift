@@ -30,6 +30,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzEnrollmentList", [library("MeterTrustOnboarding")]),
     ("FuzzCertsOnlyCMS", [library("MeterTrustCore")]),
     ("FuzzCsrAttrs", [library("MeterTrustCore"), .product(name: "SwiftASN1", package: "swift-asn1")]),
+    ("FuzzPSKImport", [library("MeterTrustCore"), library("MeterTrustOnboarding")]),
 ]
 
 let package = Package(

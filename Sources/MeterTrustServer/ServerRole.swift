@@ -96,6 +96,7 @@ public enum ServerRoles {
         (AdminRole.name, { try await AdminRole(environment: $0) }),
         (AccountRole.name, { try await AccountRole(environment: $0) }),
         (EstRole.name, { try await EstRole(environment: $0) }),
+        (PSKRole.name, { try await PSKRole(environment: $0) }),
     ]
 
     public static var known: [String] { table.map(\.name) }

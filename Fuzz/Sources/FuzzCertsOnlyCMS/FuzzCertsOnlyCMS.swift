@@ -20,3 +20,11 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     }
     return 0
 }
+
+/// The executable's entry point as SwiftPM links it: libFuzzer's driver, after one empty input has set up this
+/// target's globals and the runtime's caches (so LeakSanitizer does not count them against the first input).
+@_cdecl("FuzzCertsOnlyCMS_main")
+public func fuzzerMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    Fuzz.warmUp(fuzz)
+    return metertrust_fuzz_main(argc, argv)
+}
