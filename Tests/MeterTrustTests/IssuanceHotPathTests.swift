@@ -252,18 +252,19 @@ struct IssuanceHotPathTests {
         #expect(try TemplateIssuer.make(signer: custodian) == nil)
     }
 
-    @Test("operational device certificates (subject names the meter, notAfter from the validity) come from templates too")
+    @Test("operational device certificates name their shard's CRL, so no template lays them out: the signer issues them, with the shard's DP")
     func operationalTemplates() async throws {
         let fixture = try await PKIFixture.make()
-        let now = Date()
-        let (signer, templates) = try Self.templates(fixture.operational, .deviceOperational, fixture, now: now)
+        let signer = try CertificateSigner(
+            authority: fixture.operational, profile: .deviceOperational, settings: fixture.hierarchy.settings, hardwareType: PKIFixture.deviceType
+        )
+        #expect(try TemplateIssuer.make(signer: signer) == nil)
         let der = try PKIFixture.csr(extensions: [try PKIFixture.hardwareModuleNameSAN(Self.meter)])
-        let record = try templates.signUnstored(csr: der, for: Self.meter)
-        let certificate = try Certificate(derEncoded: record.der)
-        let (model, _) = try signer.certificate(
-            try CSRCheck.validate(der: der, profile: .deviceOperational), for: Self.meter, now: now, serialNumber: certificate.serialNumber)
-        #expect(certificate.tbsCertificateBytes == model.tbsCertificateBytes)
+        let (certificate, record) = try signer.signUnstored(try CSRCheck.validate(der: der, profile: .deviceOperational), for: Self.meter)
         #expect(record.subject == "CN=\(Self.meter.deviceURN)")
+        let points = try #require(certificate.extensions.first { $0.oid == CRLDistributionPoints.oid })
+        let uris = try CRLDistributionPoints(derEncoded: try DER.parse(Array(points.value))).uris
+        #expect(uris == ["\(fixture.hierarchy.settings.crlBaseURL)\(fixture.operational.name)/\(record.shard).crl"])
         #expect(fixture.operational.certificate.publicKey.isValidSignature(certificate.signature, for: certificate))
     }
 }

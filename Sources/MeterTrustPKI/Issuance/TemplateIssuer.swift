@@ -32,8 +32,10 @@ public struct TemplateIssuer: Sendable {
     /// on P-256): then use the signer itself.
     public static func make(signer: CertificateSigner, now: Date = Date()) throws -> TemplateIssuer? {
         let profile = signer.profile
+        // A profile whose certificates name their shard's CRL (device-operational: `<ca>/<shard>.crl`) has no fixed
+        // layout, the DP's length follows the serial; it takes the signer's path (EST issues one at a time anyway).
         guard profile.isDeviceProfile, profile.subject == .empty || profile.subject == .deviceURN,
-            profile.allowedCurves.contains(.p256)
+            profile.allowedCurves.contains(.p256), !profile.crlDistributionPoint
         else { return nil }
         let usages: [KeyUsage]
         switch profile.keyUsage {
