@@ -28,6 +28,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzAuditEntry", [library("MeterTrustAudit")]),
     ("FuzzCheckpoint", [library("MeterTrustAudit")]),
     ("FuzzEnrollmentList", [library("MeterTrustOnboarding")]),
+    ("FuzzESTResponse", [library("MeterTrustCore"), library("MeterTrustDevice"), .product(name: "SwiftASN1", package: "swift-asn1")]),
 ]
 
 let package = Package(

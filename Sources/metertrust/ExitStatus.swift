@@ -31,7 +31,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
             .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
-            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict:
+            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict, .estRefused, .estBadResponse, .meterNotEnrolled:
             return .refused
         case .usage:
             return .usage
