@@ -198,6 +198,7 @@ let package = Package(
             name: "MeterTrustOnboarding",
             dependencies: [
                 "MeterTrustCore",
+                "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustAudit",
@@ -205,6 +206,8 @@ let package = Package(
                 "MeterTrustAdmin",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -234,6 +237,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -265,6 +269,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -276,6 +281,7 @@ let package = Package(
             name: "MeterTrustTests",
             dependencies: [
                 "MeterTrustCore",
+                "CPKCS11",
                 "MeterTrustHSM",
                 "MeterTrustStore",
                 "MeterTrustStoreSQLite",

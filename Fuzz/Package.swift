@@ -28,6 +28,8 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzAuditEntry", [library("MeterTrustAudit")]),
     ("FuzzCheckpoint", [library("MeterTrustAudit")]),
     ("FuzzEnrollmentList", [library("MeterTrustOnboarding")]),
+    ("FuzzCertsOnlyCMS", [library("MeterTrustCore")]),
+    ("FuzzPSKImport", [library("MeterTrustCore"), library("MeterTrustOnboarding")]),
     ("FuzzESTResponse", [library("MeterTrustCore"), library("MeterTrustDevice"), .product(name: "SwiftASN1", package: "swift-asn1")]),
 ]
 

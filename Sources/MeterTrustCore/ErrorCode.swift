@@ -106,6 +106,11 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case noOpenConflict = "onboarding.no-open-conflict"
     case otherAccount = "onboarding.other-account"
 
+    // PSK meters: derived and imported pre-shared keys, the OEM's sealed import file.
+    case pskUnknownMeter = "psk.unknown-meter"
+    case pskMalformedImport = "psk.malformed-import"
+    case pskCannotOpen = "psk.cannot-open"
+
     // Files the platform writes or reads (secret files, configuration).
     case fileSystem = "file.system"
     case configuration = "config.invalid"

@@ -31,6 +31,9 @@ public struct ProvisioningBundle: Codable, Sendable, Hashable {
     /// Only in the weaker factory-generated-key mode: the meter's private key, PKCS#8 PEM. Absent when the key was
     /// generated on the meter (the default), where it never leaves the meter.
     public var privateKey: String?
+    /// Only for a meter of a `keyMode: psk` batch: its TLS PSK, 64 hex digits (derived in the HSM from the batch's
+    /// master key; see ``PSKDerivation``). The bundle is the only place it is written: the file holding it is 0600.
+    public var presharedKey: String?
 
     public struct ImageDigest: Codable, Sendable, Hashable {
         /// `sha-256` (the only algorithm in version 1).
@@ -46,8 +49,10 @@ public struct ProvisioningBundle: Codable, Sendable, Hashable {
 
     public init(
         batch: String, eui64: String, endpointName: String, bootstrapServerURI: String, imageDigest: ImageDigest,
-        parameters: [String: String], deviceCertificate: String, chain: [String], trustAnchor: String, privateKey: String? = nil
+        parameters: [String: String], deviceCertificate: String, chain: [String], trustAnchor: String, privateKey: String? = nil,
+        presharedKey: String? = nil
     ) {
+        self.presharedKey = presharedKey
         self.batch = batch
         self.eui64 = eui64
         self.endpointName = endpointName

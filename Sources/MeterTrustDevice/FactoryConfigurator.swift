@@ -31,7 +31,8 @@ public struct ConfiguratorError: Error, Hashable, Sendable, CustomStringConverti
 /// The factory configurator client that runs on the meter during provisioning (stages 1, 2, 4 and 5 of the line).
 ///
 /// Its state lives in a directory standing in for the meter's protected storage: `configurator.json` (stage, EUI-64,
-/// image digest), `image.bin`, `identity-key.der` (mode 0600, the meter's private key), `bundle.json`. After
+/// image digest), `image.bin`, `identity-key.der` (mode 0600, the meter's private key), `bundle.json` (mode 0600),
+/// and for a PSK meter `psk.key` (mode 0600, its 32-octet TLS PSK, installed from the bundle). After
 /// ``finalize()`` every call fails with ``ConfiguratorError/Code/locked``.
 public struct FactoryConfigurator: Sendable {
     public enum Stage: String, Codable, Sendable {
@@ -188,10 +189,19 @@ public struct FactoryConfigurator: Sendable {
         guard certificate.publicKey == Certificate.PublicKey(key.publicKey) else {
             throw refuse("the certificate does not carry the meter's public key")
         }
+        // A PSK meter's key, as its batch's bundle brings it (never named in a message: only its shape is checked).
+        let psk: PresharedKey?
+        do {
+            psk = try bundle.presharedKey.map { try PresharedKey(hex: $0) }
+        } catch {
+            throw refuse("its presharedKey is not \(2 * PresharedKey.length) hex digits")
+        }
 
         if state.stage == .imaged { try storeKey(key) }
         do {
-            try data.write(to: bundleURL, options: .atomic)
+            if let psk { try SecretFile.write(psk.bytes, to: pskURL.path) }
+            // 0600: the bundle may carry the meter's private key or its PSK.
+            try SecretFile.write(Array(data), to: bundleURL.path)
         } catch {
             throw ConfiguratorError(.storage, "cannot store the bundle in \(directory.path)")
         }
@@ -220,12 +230,25 @@ public struct FactoryConfigurator: Sendable {
         return try decode(data)
     }
 
+    /// The meter's TLS PSK, for a meter of a `keyMode: psk` batch (nil for any other); readable once installed, as
+    /// the meter's TLS stack reads it, also after the configurator is locked.
+    public func presharedKey() throws -> PresharedKey? {
+        _ = try state()
+        guard let bytes = FileManager.default.contents(atPath: pskURL.path) else { return nil }
+        do {
+            return try PresharedKey(bytes: bytes)
+        } catch {
+            throw ConfiguratorError(.storage, "the meter's PSK in \(directory.path) is corrupt")
+        }
+    }
+
     // MARK: Storage
 
     private var stateURL: URL { directory.appendingPathComponent("configurator.json") }
     private var imageURL: URL { directory.appendingPathComponent("image.bin") }
     private var keyURL: URL { directory.appendingPathComponent("identity-key.der") }
     private var bundleURL: URL { directory.appendingPathComponent("bundle.json") }
+    private var pskURL: URL { directory.appendingPathComponent("psk.key") }
 
     /// The state, or the lock error: the one gate every configurator call goes through.
     private func unlockedState() throws -> State {

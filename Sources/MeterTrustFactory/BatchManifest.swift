@@ -15,6 +15,7 @@ import MeterTrustPKI
 ///   "bootstrapServerURI": "coaps+tcp://bootstrap.example.net:5684",
 ///   "meters": { "start": "0024befffe800000", "count": 1000 }     // or { "eui64s": ["...", ...] }
 ///   "keyGeneration": "on-device",                                 // or "factory" (weaker, see README)
+///   "keyMode": "certificate",                                     // or "psk": each meter also gets a TLS PSK
 ///   "csrs": "csrs.txt",                                           // on-device: the meters' CSRs
 ///   "parameters": { "meterClass": "residential" }
 /// }
@@ -33,6 +34,8 @@ public struct BatchManifest: Codable, Sendable {
     public var bootstrapServerURI: String
     public var meters: Meters
     public var keyGeneration: KeyGeneration?
+    /// How the meters authenticate to the platform besides their identity certificate (absent: `certificate`).
+    public var keyMode: KeyMode?
     /// CSR list (see ``CSRList``), relative to the manifest's directory; required for on-device key generation.
     public var csrs: String?
     public var parameters: [String: String]?
@@ -56,7 +59,21 @@ public struct BatchManifest: Codable, Sendable {
         case factory
     }
 
-    public var keyMode: KeyGeneration { keyGeneration ?? .onDevice }
+    public var keyGenerationMode: KeyGeneration { keyGeneration ?? .onDevice }
+
+    /// `keyMode`: whether the batch's meters get a PSK. It is independent of `keyGeneration`: a PSK meter still gets
+    /// its device identity certificate (IDevID) from its CSR or a factory key, as any meter, since onboarding (the
+    /// signed enrollment manifest, claims) names meters by their IDevID; its IDevID may be keyAgreement-only (a
+    /// meter that cannot sign a TLS handshake), and such a meter enrolls over the PSK listener.
+    public enum KeyMode: String, Codable, Sendable {
+        /// The meters authenticate with their certificates only. The default.
+        case certificate
+        /// Each meter also gets a TLS PSK, derived in the HSM from a master key made for this batch
+        /// (HMAC-SHA256 over "MeterTrust PSK v1" ‖ 0x00 ‖ EUI-64); it is written into that meter's bundle only.
+        case psk
+    }
+
+    public var credentialMode: KeyMode { keyMode ?? .certificate }
 
     /// Reads and checks a manifest; every problem is one ``FactoryError`` naming the field.
     public static func load(from data: Data) throws -> BatchManifest {
@@ -110,7 +127,7 @@ public struct BatchManifest: Codable, Sendable {
         default:
             throw FactoryError(.invalidManifest, "meters must be either {\"start\", \"count\"} or {\"eui64s\": [...]}")
         }
-        if keyMode == .onDevice && csrs == nil {
+        if keyGenerationMode == .onDevice && csrs == nil {
             throw FactoryError(.invalidManifest, "keyGeneration on-device needs \"csrs\": the file of the meters' CSRs")
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import MeterTrustCore
+import MeterTrustHSM
 import MeterTrustPKI
 import MeterTrustStore
 import SwiftASN1
@@ -14,6 +15,8 @@ struct BatchOutput {
     let directory: URL
     /// `factory-keys.txt` in factory-key mode.
     let factoryKeys: String?
+    /// The batch's PSK master key, for a `psk` batch: each bundle then carries its meter's PSK, derived in the HSM.
+    let pskMaster: HSMSecretKey?
     let hardwareType: ASN1ObjectIdentifier
 
     static let bundlesFile = "bundles.jsonl"
@@ -29,7 +32,7 @@ struct BatchOutput {
 
         let total = try await store.batchCertificateCount(batch: manifest.batch)
         let bundlesTemporary = directory.appendingPathComponent(Self.bundlesFile + ".tmp").path
-        guard FileManager.default.createFile(atPath: bundlesTemporary, contents: nil, attributes: [.posixPermissions: factoryKeys == nil ? 0o644 : 0o600]) else {
+        guard FileManager.default.createFile(atPath: bundlesTemporary, contents: nil, attributes: [.posixPermissions: factoryKeys == nil && pskMaster == nil ? 0o644 : 0o600]) else {
             throw FactoryError(.output, "cannot write \(bundlesTemporary)")
         }
         let bundles = try FileHandle(forWritingTo: URL(fileURLWithPath: bundlesTemporary))
@@ -62,6 +65,7 @@ struct BatchOutput {
         while true {
             let page = try await store.batchCertificates(batch: manifest.batch, afterPosition: position, limit: 1000)
             guard let last = page.last else { break }
+            let psks = try await presharedKeys(of: page)
             for record in page {
                 guard let eui64 = record.eui64 else { continue }
                 let certificatePEM = PEMDocument(type: "CERTIFICATE", derBytes: record.der).pemString + "\n"
@@ -72,6 +76,7 @@ struct BatchOutput {
                     deviceCertificate: certificatePEM, chain: chainPEM, trustAnchor: rootPEM
                 )
                 if keys != nil { bundle.privateKey = try privateKey(line: record.batchPosition ?? 0, eui64: eui64, from: &keys!) }
+                bundle.presharedKey = psks[eui64]?.hex
                 buffer.append(try bundle.encoded())
                 buffer.append(UInt8(ascii: "\n"))
                 try enrollment.add(.init(eui64: eui64, certificateSHA256: record.fingerprintSHA256))
@@ -94,6 +99,18 @@ struct BatchOutput {
         try write(Data(signature), to: Self.signatureFile)
         progress.finish(phase: "writing bundles")
         return written
+    }
+
+    /// The PSKs of a page's meters, derived in the HSM in one trip to its queue (a `psk` batch; none otherwise). They
+    /// go into the bundles and nowhere else.
+    private func presharedKeys(of page: [CertificateRecord]) async throws -> [String: PresharedKey] {
+        guard let master = pskMaster else { return [:] }
+        let meters = try page.compactMap(\.eui64).map { try EUI64($0) }
+        return try await authority.signingKey.token.perform { token in
+            var keys: [String: PresharedKey] = [:]
+            for eui in meters { keys[eui.description] = try token.derivePSK(for: eui, master: master) }
+            return keys
+        }
     }
 
     /// The PKCS#8 PEM of the factory-generated key on `line` of `factory-keys.txt`.

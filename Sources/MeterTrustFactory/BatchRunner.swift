@@ -14,6 +14,10 @@ public struct BatchReport: Codable, Sendable {
     public var batch: String
     public var manufacturer: String
     public var keyGeneration: String
+    /// `certificate`, or `psk` when each meter's bundle also carries its PSK.
+    public var keyMode: String = BatchManifest.KeyMode.certificate.rawValue
+    /// The batch's PSK master key in the HSM (CKA_LABEL), for a `psk` batch.
+    public var pskMasterKeyLabel: String?
     /// Meters the manifest names.
     public var meters: Int
     public var counts: IssuanceCounts
@@ -104,7 +108,7 @@ public struct BatchRunner: Sendable {
             throw FactoryError(.output, "cannot create the output directory \(outputDirectory.path)")
         }
         let csrPath: String
-        switch manifest.keyMode {
+        switch manifest.keyGenerationMode {
         case .onDevice:
             csrPath = URL(fileURLWithPath: manifest.csrs!, relativeTo: baseDirectory).path
         case .factory:
@@ -112,9 +116,7 @@ public struct BatchRunner: Sendable {
                 meters: meters, hardwareType: hardwareType, in: outputDirectory, workers: workers, progress: progress
             )
         }
-        _ = try await store.beginBatch(
-            BatchRecord(id: manifest.batch, manufacturer: manifest.manufacturer, manifestSHA256: hexString(SHA256.hash(data: manifestData)), meterCount: Int64(meters.total))
-        )
+        let pskMaster = try await beginBatch(manifest, manifestSHA256: hexString(SHA256.hash(data: manifestData)), meterCount: meters.total)
 
         // Issue.
         var refusals = try RefusalLog(path: outputDirectory.appendingPathComponent("refusals.jsonl").path)
@@ -160,7 +162,7 @@ public struct BatchRunner: Sendable {
         if counts.issued + counts.alreadyIssued == 0 {
             let duration = Date().timeIntervalSince(started)
             let report = BatchReport(
-                batch: manifest.batch, manufacturer: manifest.manufacturer, keyGeneration: manifest.keyMode.rawValue,
+                batch: manifest.batch, manufacturer: manifest.manufacturer, keyGeneration: manifest.keyGenerationMode.rawValue, keyMode: manifest.credentialMode.rawValue, pskMasterKeyLabel: pskMaster?.label,
                 meters: meters.total, counts: counts, provisioned: 0, durationSeconds: duration, issuanceSeconds: issuanceSeconds,
                 certificatesPerSecond: 0, outputDirectory: outputDirectory.path, refusals: refusals.first, refusalsTotal: refusals.count
             )
@@ -177,14 +179,14 @@ public struct BatchRunner: Sendable {
         // Outputs, from the store.
         let provisioned = try await BatchOutput(
             manifest: manifest, authority: authority, store: store, directory: outputDirectory,
-            factoryKeys: manifest.keyMode == .factory ? outputDirectory.appendingPathComponent(FactoryKeys.keyFile).path : nil,
-            hardwareType: hardwareType
+            factoryKeys: manifest.keyGenerationMode == .factory ? outputDirectory.appendingPathComponent(FactoryKeys.keyFile).path : nil,
+            pskMaster: pskMaster, hardwareType: hardwareType
         ).write(progress: progress)
         try await store.completeBatch(id: manifest.batch, at: Date())
 
         let duration = Date().timeIntervalSince(started)
         let report = BatchReport(
-            batch: manifest.batch, manufacturer: manifest.manufacturer, keyGeneration: manifest.keyMode.rawValue,
+            batch: manifest.batch, manufacturer: manifest.manufacturer, keyGeneration: manifest.keyGenerationMode.rawValue, keyMode: manifest.credentialMode.rawValue, pskMasterKeyLabel: pskMaster?.label,
             meters: meters.total, counts: counts, provisioned: provisioned, durationSeconds: duration, issuanceSeconds: issuanceSeconds,
             certificatesPerSecond: issuanceSeconds > 0 ? Double(counts.issued) / issuanceSeconds : 0, outputDirectory: outputDirectory.path,
             refusals: refusals.first, refusalsTotal: refusals.count
@@ -193,6 +195,41 @@ public struct BatchRunner: Sendable {
         try writeReport(report, refusalsPath: refusals.path, to: outputDirectory.appendingPathComponent("report.json"))
         logger.info("batch done", metadata: ["batch": "\(manifest.batch)", "issued": "\(counts.issued)", "refused": "\(counts.refused)"])
         return report
+    }
+
+    /// Records the batch; for a `psk` batch first makes its PSK master key in the HSM (or, on a resumed run, finds the
+    /// one the batch record names) and records its label with the batch. Two runs of a new batch at once may each make
+    /// a key: the store keeps the first record, and the other run destroys its own key and uses the recorded one.
+    private func beginBatch(_ manifest: BatchManifest, manifestSHA256: String, meterCount: Int) async throws -> HSMSecretKey? {
+        let token = hierarchy.token
+        var made: HSMSecretKey?
+        if manifest.credentialMode == .psk, try await store.batch(id: manifest.batch)?.pskMasterKeyLabel == nil {
+            let label = KeyLabel.unique(KeyLabel.pskMaster, manifest.batch)
+            made = try await token.perform { try $0.generatePSKMasterKey(label: label) }
+        }
+        let record: BatchRecord
+        do {
+            record = try await store.beginBatch(
+                BatchRecord(
+                    id: manifest.batch, manufacturer: manifest.manufacturer, manifestSHA256: manifestSHA256, meterCount: Int64(meterCount),
+                    pskMasterKeyLabel: made?.label
+                )
+            )
+        } catch {
+            if let made { try? await token.perform { try $0.destroy(made) } }
+            throw error
+        }
+        if let made, record.pskMasterKeyLabel != made.label {
+            try await token.perform { try $0.destroy(made) }
+        }
+        guard manifest.credentialMode == .psk else { return nil }
+        guard let label = record.pskMasterKeyLabel else {
+            throw FactoryError(.input, "batch \(manifest.batch) was begun without a PSK master key: give the psk batch a new id")
+        }
+        if let made, made.label == label { return made }
+        let master = try await token.perform { try $0.findSecretKey(label: label) }
+        logger.info("resumed a psk batch with its master key", metadata: ["batch": "\(manifest.batch)", "pskMasterKey": "\(label)"])
+        return master
     }
 
     /// `report.json`: the report with every refusal, streamed from `refusals.jsonl`.

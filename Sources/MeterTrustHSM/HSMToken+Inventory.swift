@@ -43,8 +43,12 @@ extension HSMToken {
                 switch kind {
                 case .publicKey where !entry.isPrivate:
                     entry.finding = "a public object: a session without a PIN can destroy or copy it; run metertrust hsm harden"
+                case .secretKey where label.hasPrefix("\(KeyLabel.prefix)/\(KeyLabel.pskSealing)/") && !entry.isModifiable && !entry.isCopyable:
+                    break  // encrypt and decrypt are what it is for (sealing imported PSKs); it cannot wrap or derive
                 case .secretKey where entry.canUnwrapDecryptOrDerive || entry.isModifiable || entry.isCopyable:
                     entry.finding = "a backup key made before key custody: it can unwrap or be changed; replace it with backup.reshare"
+                case .privateKey where Self.isKeyAgreementKey(label) && !entry.isModifiable && !entry.isCopyable:
+                    break  // derive is its one use (the PSK onboarding key: HPKE recipient)
                 case .privateKey where entry.canUnwrapDecryptOrDerive:
                     entry.finding = "a private key that can unwrap, decrypt or derive; no MeterTrust key needs that"
                 default:
@@ -85,7 +89,7 @@ extension HSMToken {
         let abilities = [CKA_DECRYPT, CKA_UNWRAP, CKA_DERIVE, CKA_SIGN_RECOVER].map { CK_ATTRIBUTE_TYPE($0) }
         for handle in try objects(ofClass: CK_ULONG(CKO_PRIVATE_KEY)) {
             let label = String(decoding: try attribute(CK_ATTRIBUTE_TYPE(CKA_LABEL), of: handle), as: UTF8.self)
-            guard label.hasPrefix(labelPrefix), try abilities.contains(where: { try attribute($0, of: handle).first == 1 }) else { continue }
+            guard label.hasPrefix(labelPrefix), !Self.isKeyAgreementKey(label), try abilities.contains(where: { try attribute($0, of: handle).first == 1 }) else { continue }
             try setAttributes(handle, abilities.map { .bool($0, false) }, context: "removing decrypt, unwrap and derive from \(label)")
             result.abilitiesRemoved.append(label)
         }
@@ -93,5 +97,10 @@ extension HSMToken {
             logger.notice("hardened token objects", metadata: ["madePrivate": "\(result.madePrivate.count)", "abilitiesRemoved": "\(result.abilitiesRemoved.count)"])
         }
         return result
+    }
+
+    /// The PSK onboarding key: made with CKA_DERIVE as its only ability (and unmodifiable), which harden keeps.
+    static func isKeyAgreementKey(_ label: String) -> Bool {
+        label.hasPrefix("\(KeyLabel.prefix)/\(KeyLabel.pskOnboarding)/")
     }
 }

@@ -11,9 +11,15 @@ extension HSMToken {
     /// objects (``HSMKeyPolicy``). The public half is a private object too (``KeyTemplates/publicKey(curve:label:id:)``).
     public func generateKeyPair(curve: ECCurve, label: String, id: [UInt8]? = nil, policy: HSMKeyPolicy = .signingOnly) throws -> HSMKey {
         let keyID = id ?? Array(SHA256.hash(data: Array(label.utf8) + randomBytes(16)).prefix(16))
+        let key = try generatePair(curve: curve, label: label, id: keyID, privateTemplate: KeyTemplates.privateKey(label: label, id: keyID, policy: policy))
+        logger.info("generated key pair in HSM", metadata: ["label": "\(label)", "curve": "\(curve.rawValue)"])
+        return key
+    }
+
+    /// C_GenerateKeyPair with the public half of ``KeyTemplates/publicKey(curve:label:id:)`` and `privateTemplate`.
+    func generatePair(curve: ECCurve, label: String, id keyID: [UInt8], privateTemplate: [PKCS11Attribute]) throws -> HSMKey {
         var mechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(CKM_EC_KEY_PAIR_GEN), pParameter: nil, ulParameterLen: 0)
         let publicTemplate = KeyTemplates.publicKey(curve: curve, label: label, id: keyID)
-        let privateTemplate = KeyTemplates.privateKey(label: label, id: keyID, policy: policy)
         var publicHandle: CK_OBJECT_HANDLE = 0
         var privateHandle: CK_OBJECT_HANDLE = 0
         try pool.withSession { session in
@@ -29,7 +35,6 @@ extension HSMToken {
             }
         }
         let point = try publicPoint(ofPublicKey: publicHandle)
-        logger.info("generated key pair in HSM", metadata: ["label": "\(label)", "curve": "\(curve.rawValue)"])
         return HSMKey(label: label, id: keyID, curve: curve, publicPoint: point, privateHandle: privateHandle, publicHandle: publicHandle)
     }
 

@@ -6,6 +6,12 @@ import MeterTrustCore
 public enum KeyLabel {
     public static let prefix = "metertrust"
 
+    /// The parts that name the PSK keys: per-batch master keys, the key sealing imported PSKs, and the onboarding
+    /// key (key agreement only; ``HSMToken/harden(labelPrefix:)`` leaves its CKA_DERIVE, which is its one use).
+    public static let pskMaster = "psk-master"
+    public static let pskSealing = "psk-sealing"
+    public static let pskOnboarding = "psk-onboarding"
+
     /// `metertrust/<parts joined by />/<8 random hex digits>`.
     public static func unique(_ parts: String...) -> String {
         ([prefix] + parts + [hexString((0..<4).map { _ in UInt8.random(in: 0 ... 255) })]).joined(separator: "/")

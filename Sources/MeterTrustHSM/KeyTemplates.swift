@@ -117,6 +117,101 @@ enum KeyTemplates {
         ]
     }
 
+    /// A per-batch PSK master key (``HSMToken/generatePSKMasterKey(label:)``): an HMAC-SHA256 key that can only sign.
+    ///
+    /// - CKK_GENERIC_SECRET, 32 octets, made by CKM_GENERIC_SECRET_KEY_GEN inside the token: its value never exists
+    ///   outside it.
+    /// - CKA_PRIVATE: a session without the PIN cannot find, use or destroy it.
+    /// - CKA_SENSITIVE true, CKA_EXTRACTABLE false: neither readable nor wrappable, by anyone.
+    /// - CKA_SIGN only (CKM_SHA256_HMAC is a C_Sign mechanism): no derive, unwrap, encrypt or decrypt, so it cannot be
+    ///   the base of a C_DeriveKey that yields a readable key, nor an oracle for anything but the PSK derivation.
+    /// - CKA_COPYABLE and CKA_MODIFIABLE false: no session can copy it or turn another ability on.
+    static func pskMasterKey(label: String) -> [PKCS11Attribute] {
+        secretKeyProtection(keyType: CK_ULONG(CKK_GENERIC_SECRET), label: label) + [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), 32),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_ENCRYPT), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DECRYPT), false),
+        ] + Self.immutable
+    }
+
+    /// The key that seals imported (OEM-generated) PSKs for the store (``HSMToken/generateSealingKey(label:)``): an
+    /// AES-256 key that can only encrypt and decrypt (CKM_AES_GCM through C_Encrypt/C_Decrypt), private, sensitive,
+    /// unextractable, neither copyable nor modifiable.
+    static func pskSealingKey(label: String) -> [PKCS11Attribute] {
+        secretKeyProtection(keyType: CK_ULONG(CKK_AES), label: label) + [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), 32),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_ENCRYPT), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DECRYPT), true),
+        ] + Self.immutable
+    }
+
+    /// What every secret key MeterTrust generates for its own use shares: a private token object, sensitive and
+    /// unextractable from creation, that can neither wrap, unwrap nor derive.
+    private static func secretKeyProtection(keyType: CK_ULONG, label: String) -> [PKCS11Attribute] {
+        [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_SECRET_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), keyType),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_UNWRAP), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DERIVE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DESTROYABLE), true),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+        ]
+    }
+
+    /// Last in a template: SoftHSM 2.6.1 refuses attributes after CKA_MODIFIABLE false in some calls (see
+    /// ``privateKey(label:id:policy:)``).
+    private static let immutable: [PKCS11Attribute] = [
+        .bool(CK_ATTRIBUTE_TYPE(CKA_COPYABLE), false),
+        .bool(CK_ATTRIBUTE_TYPE(CKA_MODIFIABLE), false),
+    ]
+
+    /// The private half of the PSK onboarding key (HPKE recipient of OEM-generated PSKs): CKA_DERIVE only, for
+    /// CKM_ECDH1_DERIVE. Private, sensitive, unextractable, neither copyable nor modifiable, and no signing: it must
+    /// not double as a signing key (a signature oracle) nor sign as a CA would.
+    static func keyAgreementPrivateKey(label: String, id: [UInt8]) -> [PKCS11Attribute] {
+        privateKeyProtection(backup: false) + [
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DESTROYABLE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN_RECOVER), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DECRYPT), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_UNWRAP), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DERIVE), true),
+            .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
+            .bytes(CK_ATTRIBUTE_TYPE(CKA_ID), id),
+        ] + Self.immutable
+    }
+
+    /// The output of one CKM_ECDH1_DERIVE (CKD_NULL: the shared point's x-coordinate): a *session* object, private,
+    /// readable (not sensitive, extractable) and with no ability at all. It is read once and destroyed at once; see
+    /// ``HSMToken/keyAgreement(_:peerPoint:)`` for why this is the one value that leaves the token.
+    static func derivedSharedSecret(length: Int) -> [PKCS11Attribute] {
+        [
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_CLASS), CK_ULONG(CKO_SECRET_KEY)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_KEY_TYPE), CK_ULONG(CKK_GENERIC_SECRET)),
+            .ulong(CK_ATTRIBUTE_TYPE(CKA_VALUE_LEN), CK_ULONG(length)),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_TOKEN), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_PRIVATE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SENSITIVE), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_EXTRACTABLE), true),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_SIGN), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_VERIFY), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_ENCRYPT), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DECRYPT), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_WRAP), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_UNWRAP), false),
+            .bool(CK_ATTRIBUTE_TYPE(CKA_DERIVE), false),
+        ]
+    }
+
     /// The backup key rebuilt from k shares on the target token of a restore: a private *session* object that can
     /// only unwrap, and only into private keys protected as ``privateKeyProtection(backup:)`` with backup true
     /// (CKA_UNWRAP_TEMPLATE: SoftHSM2 refuses a C_UnwrapKey whose template lacks or differs from any of them).

@@ -10,14 +10,15 @@ public enum HTTPErrorMapping {
             .requestExceedsProfile, .unknownProfile, .pkiInvalidArgument, .invalidManifest, .factoryInput,
             .invalidBundle, .invalidRequest, .invalidCertificate, .usage, .auditMalformed, .configuration,
             .storeCheckViolation, .storeNotNull, .storeForeignKey, .storeConstraint, .invalidAccount, .badManifestSignature,
-            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice:
+            .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer, .fingerprintMismatch, .meterListedTwice,
+            .pskMalformedImport, .pskCannotOpen:
             return .badRequest
         case .unauthenticated:
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
             .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount:
             return .forbidden
-        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict:
+        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict, .pskUnknownMeter:
             return .notFound
         case .expiredRequest:
             return .gone

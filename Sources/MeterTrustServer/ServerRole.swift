@@ -88,6 +88,7 @@ public enum ServerRoles {
     public static let table: [(name: String, make: Maker)] = [
         (AdminRole.name, { try await AdminRole(environment: $0) }),
         (AccountRole.name, { try await AccountRole(environment: $0) }),
+        (PSKRole.name, { try await PSKRole(environment: $0) }),
     ]
 
     public static var known: [String] { table.map(\.name) }

@@ -3,7 +3,9 @@ import Foundation
 /// Everything MeterTrust persists. SQLite (`SQLiteStore` (module MeterTrustStoreSQLite)) is the embedded implementation; a PostgreSQL
 /// implementation fulfils the same protocol. Nothing here assumes one process or one node: uniqueness is enforced by
 /// constraints, all calls are async, values are plain Swift types.
-public protocol MeterTrustStore: CertificateStore, CertificateAuthorityStore, ProvisioningStore, AuditStore, QuorumStore, RevocationStore, OnboardingStore {
+public protocol MeterTrustStore: CertificateStore, CertificateAuthorityStore, ProvisioningStore, AuditStore, QuorumStore, RevocationStore, OnboardingStore,
+    PresharedKeyStore
+{
     /// Applies pending schema migrations; idempotent.
     func migrate() async throws
     /// Identifiers of the migrations applied, oldest first.

@@ -139,14 +139,22 @@ public struct BatchRecord: Sendable, Hashable, Codable {
     public var meterCount: Int64
     public var createdAt: Date
     public var completedAt: Date?
+    /// For a `keyMode: psk` batch: CKA_LABEL of its PSK master key in the HSM (the key itself never leaves it). Only
+    /// a name: someone who changes it with write access to the database points the batch's meters at another key,
+    /// which gives each of them a PSK nobody holds (their handshakes fail), never one the attacker knows.
+    public var pskMasterKeyLabel: String?
 
-    public init(id: String, manufacturer: String, manifestSHA256: String, meterCount: Int64, createdAt: Date = Date(), completedAt: Date? = nil) {
+    public init(
+        id: String, manufacturer: String, manifestSHA256: String, meterCount: Int64, createdAt: Date = Date(), completedAt: Date? = nil,
+        pskMasterKeyLabel: String? = nil
+    ) {
         self.id = id
         self.manufacturer = manufacturer
         self.manifestSHA256 = manifestSHA256
         self.meterCount = meterCount
         self.createdAt = createdAt
         self.completedAt = completedAt
+        self.pskMasterKeyLabel = pskMasterKeyLabel
     }
 }
 

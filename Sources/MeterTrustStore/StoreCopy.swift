@@ -36,10 +36,13 @@ public struct StoreCopy: Sendable {
         public var quorumBootstrapped = false
         /// Accounts, operators, uploads, claims, conflicts, pending revocations and meter history.
         public var onboarding = OnboardingCounts()
+        /// Imported PSKs (sealed).
+        public var sealedPSKs = 0
 
         public var isEmpty: Bool {
             certificateAuthorities == 0 && certificates == 0 && batches == 0 && auditEntries == 0 && auditCheckpoints == 0 && custodians == 0
                 && quorumPolicies == 0 && adminRequests == 0 && revocations == 0 && !backupKey && !quorumBootstrapped && onboarding.isEmpty
+                && sealedPSKs == 0
         }
     }
 
@@ -64,6 +67,7 @@ public struct StoreCopy: Sendable {
         try await copyQuorum(progress)
         try await copyRevocations(progress)
         try await copyOnboarding(progress)
+        try await copySealedPSKs(progress)
         let copied = try await Self.count(target)
         guard copied == expected else {
             throw StoreError(.corrupt, "the copy does not match its source: source \(expected), target \(copied)")
@@ -101,6 +105,13 @@ public struct StoreCopy: Sendable {
         counts.backupKey = try await store.backupKey() != nil
         counts.quorumBootstrapped = try await store.isQuorumBootstrapped()
         counts.onboarding = try await store.onboardingCounts()
+        var meter: String?
+        while true {
+            let page = try await store.sealedPSKs(after: meter, limit: 5000)
+            counts.sealedPSKs += page.count
+            guard let last = page.last, page.count == 5000 else { break }
+            meter = last.eui64
+        }
         return counts
     }
 
@@ -285,6 +296,17 @@ public struct StoreCopy: Sendable {
             try await target.insertOnboardingRows(rows)
             done += page.count
             progress("meter history", done)
+        }
+    }
+
+    /// Imported PSKs as they are sealed (the copy never opens them: the target uses the same HSM keys).
+    private func copySealedPSKs(_ progress: Progress) async throws {
+        var done = 0
+        let source = self.source
+        try await forEachPage(from: String?.none, source.sealedPSKs(after:limit:), cursor: { $0.eui64 }) { page in
+            try await target.insertSealedPSKs(page)
+            done += page.count
+            progress("imported PSKs", done)
         }
     }
 

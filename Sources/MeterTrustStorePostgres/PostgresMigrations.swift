@@ -311,6 +311,19 @@ enum PostgresMigrations {
             """,
             "CREATE INDEX meter_history_by_meter ON meter_history (eui64, id)",
         ]),
+        // Issue 15: PSK meters; the same schema as SQLite's 0011 (see Migration0011PresharedKeys).
+        PostgresMigration(identifier: "0003-preshared-keys", statements: [
+            "ALTER TABLE batches ADD COLUMN psk_master_key_label text",
+            """
+            CREATE TABLE sealed_psks (
+                eui64 text COLLATE "C" NOT NULL PRIMARY KEY CHECK (eui64 ~ '^[0-9a-f]{16}$'),
+                batch text COLLATE "C" NOT NULL,
+                sealing_key_label text NOT NULL,
+                sealed bytea NOT NULL CHECK (octet_length(sealed) >= 28),
+                imported_at bigint NOT NULL
+            )
+            """,
+        ]),
     ]
 }
 

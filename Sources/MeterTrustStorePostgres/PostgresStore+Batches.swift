@@ -8,8 +8,9 @@ extension PostgresStore {
         try await transaction { [self] connection in
             let inserted = try await rows(
                 """
-                INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at)
-                VALUES (\(batch.id), \(batch.manufacturer), \(batch.manifestSHA256), \(batch.meterCount), \(Self.seconds(batch.createdAt)))
+                INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at, psk_master_key_label)
+                VALUES (\(batch.id), \(batch.manufacturer), \(batch.manifestSHA256), \(batch.meterCount), \(Self.seconds(batch.createdAt)),
+                        \(batch.pskMasterKeyLabel))
                 ON CONFLICT (id) DO NOTHING RETURNING id
                 """,
                 on: connection
@@ -48,7 +49,7 @@ extension PostgresStore {
         BatchRecord(
             id: try row.string("id"), manufacturer: try row.string("manufacturer"), manifestSHA256: try row.string("manifest_sha256"),
             meterCount: try row.int64("meter_count"), createdAt: date(try row.int64("created_at")),
-            completedAt: try row.optionalInt64("completed_at").map(date)
+            completedAt: try row.optionalInt64("completed_at").map(date), pskMasterKeyLabel: try row.optionalString("psk_master_key_label")
         )
     }
 

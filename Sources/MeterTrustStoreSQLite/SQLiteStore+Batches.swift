@@ -17,8 +17,11 @@ extension SQLiteStore {
                 return existing
             }
             try db.execute(
-                sql: "INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [batch.id, batch.manufacturer, batch.manifestSHA256, batch.meterCount, Int64(batch.createdAt.timeIntervalSince1970)]
+                sql: "INSERT INTO batches (id, manufacturer, manifest_sha256, meter_count, created_at, psk_master_key_label) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    batch.id, batch.manufacturer, batch.manifestSHA256, batch.meterCount, Int64(batch.createdAt.timeIntervalSince1970),
+                    batch.pskMasterKeyLabel,
+                ]
             )
             return batch
         }
@@ -47,7 +50,8 @@ extension SQLiteStore {
         BatchRecord(
             id: row["id"], manufacturer: row["manufacturer"], manifestSHA256: row["manifest_sha256"], meterCount: row["meter_count"],
             createdAt: Date(timeIntervalSince1970: TimeInterval(row["created_at"] as Int64)),
-            completedAt: (row["completed_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) }
+            completedAt: (row["completed_at"] as Int64?).map { Date(timeIntervalSince1970: TimeInterval($0)) },
+            pskMasterKeyLabel: row["psk_master_key_label"]
         )
     }
 

@@ -10,7 +10,7 @@ import MeterTrustStoreSQLite
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks that measure their own limits in the same run.", subcommands: [Issuance.self, Enroll.self, EST.self]
+        commandName: "bench", abstract: "Benchmarks that measure their own limits in the same run.", subcommands: [Issuance.self, Enroll.self, PSK.self, EST.self]
     )
 
     struct Issuance: AsyncParsableCommand {
@@ -53,9 +53,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
-            let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-            let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let directory = try BenchCommand.makeWorkDirectory(in: workDirectory)
             defer {
                 if keepStore && storeURL == nil {
                     try? FileManager.default.removeItem(at: directory.appendingPathComponent("csrs.txt"))
@@ -100,6 +98,15 @@ struct BenchCommand: AsyncParsableCommand {
 }
 
 extension BenchCommand {
+    /// A new directory `metertrust-bench-XXXXXXXX` for a run's temporary files, in `parent` (default: the system's
+    /// temporary directory).
+    static func makeWorkDirectory(in parent: String?) throws -> URL {
+        let base = parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+        let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
     /// The bench's store: the PostgreSQL database `url` names, or a new SQLite file `bench.sqlite` in `directory`; migrated.
     static func openStore(_ url: String?, passwordFile: String?, directory: URL) async throws -> (any MeterTrustStore, String) {
         if let url {
@@ -144,9 +151,7 @@ extension BenchCommand {
         }
 
         func run() async throws {
-            let base = workDirectory.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
-            let directory = base.appendingPathComponent("metertrust-bench-\(UUID().uuidString.prefix(8))")
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let directory = try BenchCommand.makeWorkDirectory(in: workDirectory)
             defer { try? FileManager.default.removeItem(at: directory) }
             let (store, backend) = try await BenchCommand.openStore(storeURL, passwordFile: storePasswordFile, directory: directory)
             let bar = TerminalProgress(quiet: output.json)
@@ -163,6 +168,62 @@ extension BenchCommand {
                 Output.line(String(format: "  upload → commit:     %.0f meters/s (%.2f s: staging %.2f s, checks and commit %.2f s)", result.metersPerSecond, result.uploadSeconds, result.stagingSeconds, result.finishSeconds))
                 Output.line("  claimed:             \(result.claimed)")
                 Output.line(String(format: "  peak memory:         %.1f MB during the upload (%.1f MB with the set-up)", result.uploadPeakMemoryMB, result.peakMemoryMB))
+                Output.line(String(format: "  set-up (untimed):    %.2f s", result.setupSeconds))
+            }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct PSK: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "psk",
+            abstract: "Find N meters' PSKs as the PSK listener does (store reads, HSM derivation); report resolutions/s beside raw HSM derivations/s.",
+            discussion: """
+                Sets up, untimed, a PSK master key in the HSM (destroyed at the end), a batch naming it and N device identity \
+                records of that batch (no signing), in a temporary SQLite store or the PostgreSQL database --store names. \
+                Then times raw derivations (C_SignInit + C_Sign with CKM_SHA256_HMAC, the limit) and PSKResolver for every \
+                meter (what each PSK handshake waits for), --threads at a time, and reports the ratio. Build with -c release.
+
+                EXAMPLES:
+                  .build/release/metertrust bench psk --count 100000
+                  .build/release/metertrust bench psk --count 100000 --threads 2 --json
+                """
+        )
+        @Option(help: "Number of meters.") var count = 100_000
+        @Option(help: "Resolutions in flight and PKCS#11 sessions (default: the number of cores).") var threads: Int?
+        @Option(help: "PKCS#11 module.") var module = ProcessInfo.processInfo.environment["METERTRUST_HSM_MODULE"] ?? HSMConfiguration.defaultModulePath
+        @Option(name: .customLong("token-label"), help: "HSM token label (PIN from $METERTRUST_HSM_PIN).")
+        var tokenLabel = ProcessInfo.processInfo.environment["METERTRUST_HSM_TOKEN"] ?? "metertrust-bench"
+        @Option(name: .customLong("work-dir"), help: "Directory for the temporary store (default: a new temporary directory).")
+        var workDirectory: String?
+        @Option(name: .customLong("store"), help: "A postgres:// URL (default: a temporary SQLite file).") var storeURL: String?
+        @Option(name: .customLong("store-password-file"), help: "File (mode 0600) holding the PostgreSQL password.") var storePasswordFile: String?
+        @OptionGroup var output: OutputOptions
+
+        func validate() throws {
+            guard (1...10_000_000).contains(count) else { throw ValidationError("--count must be between 1 and 10000000") }
+        }
+
+        func run() async throws {
+            let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+            let directory = try BenchCommand.makeWorkDirectory(in: workDirectory)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let token = try HSMToken.open(HSMConfiguration(modulePath: module, tokenLabel: tokenLabel, sessionCount: threads))
+            let (store, backend) = try await BenchCommand.openStore(storeURL, passwordFile: storePasswordFile, directory: directory)
+            let bar = TerminalProgress(quiet: output.json)
+            let total = count
+            let result = try await PSKBenchmark(store: store, token: token, threads: threads).run(count: count) { phase, done in
+                bar.update(phase: phase, done: done, total: total)
+            }
+            bar.finish(phase: "resolving")
+            if output.json {
+                try Output.json(result, adding: ["version": MeterTrustCommand.version, "store": backend])
+            } else {
+                Output.line("PSK benchmark (metertrust \(MeterTrustCommand.version), \(backend) store): \(result.count) meters, \(result.threads) threads, \(result.sessions) PKCS#11 sessions, \(result.cores) cores")
+                Output.line(String(format: "  resolved (R):        %.0f PSKs/s (mean %.2f ms each: store reads + HSM derivation)", result.resolutionsPerSecond, result.meanResolutionMilliseconds))
+                Output.line(String(format: "  raw derivation (D):  %.0f /s (CKM_SHA256_HMAC C_Sign)", result.rawDerivationsPerSecond))
+                Output.line(String(format: "  ratio R/D:           %.3f", result.ratio))
                 Output.line(String(format: "  set-up (untimed):    %.2f s", result.setupSeconds))
             }
         }

@@ -103,7 +103,8 @@ extension BenchCommand {
             let sample = try await CertificateIssuer(hierarchy: hierarchy).issue(
                 IssuanceRequest(csr: fleet.meters[0].operationalRequest, profile: "device-operational", authority: operational.name)
             )
-            let answer = Data(try CertsOnlyCMS.encode([sample.certificate])).base64EncodedString()
+            // One line of base64 (RFC 8951 allows it), which nginx's `return` carries as it is.
+            let answer = Data(try CertsOnlyCMS(certificates: [sample.certificate]).derBytes()).base64EncodedString()
             let setupSeconds = Date().timeIntervalSince(setupStarted)
 
             let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)

@@ -34,7 +34,7 @@ struct ESTLoad {
         /// Its factory identity, with the manufacturer CA as its chain; the server verified against `trustAnchor`.
         case identity(chain: [Certificate], trustAnchor: Certificate)
         /// Its pre-shared key, TLS 1.2.
-        case preSharedKey(@Sendable (EUI64) -> [UInt8])
+        case preSharedKey(@Sendable (EUI64) -> PresharedKey)
     }
 
     let fleet: SimulatedFleet

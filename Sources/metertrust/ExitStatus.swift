@@ -31,7 +31,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .invalidBundle, .configuratorStorage, .auditNotFound, .auditNotInitialised, .invalidRequest, .unknownRequest, .invalidCertificate,
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
             .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
-            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict, .estRefused, .estBadResponse, .meterNotEnrolled:
+            .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict,
+            .pskUnknownMeter, .pskMalformedImport, .pskCannotOpen, .estRefused, .estBadResponse, .meterNotEnrolled:
             return .refused
         case .usage:
             return .usage

@@ -56,7 +56,8 @@ struct FactoryCommand: AsyncParsableCommand {
                 let details = [
                     "batch": report.batch, "manufacturer": report.manufacturer, "issued": "\(report.counts.issued)",
                     "alreadyIssued": "\(report.counts.alreadyIssued)", "refused": "\(report.refusalsTotal)", "output": report.outputDirectory,
-                ]
+                    "keyMode": report.keyMode,
+                ].merging(report.pskMasterKeyLabel.map { ["pskMasterKey": $0] } ?? [:]) { $1 }
                 return (report, details)
             }
             if output.json {
@@ -74,8 +75,8 @@ struct FactoryCommand: AsyncParsableCommand {
             commandName: "bundle", abstract: "Extract one meter's provisioning bundle from a batch's bundles.jsonl.",
             discussion: """
                 Without --out the bundle (one JSON document) goes to stdout, with or without --json. With --out it is \
-                written there (mode 0600: it may hold the meter's private key) and a line says so (with --json: \
-                {"eui64","out","privateKey"}).
+                written there (mode 0600: it may hold the meter's private key or its PSK) and a line says so (with \
+                --json: {"eui64","out","privateKey","presharedKey"}, the last two booleans).
 
                 EXAMPLES:
                   metertrust factory bundle --batch-dir batch-out \\
@@ -92,6 +93,7 @@ struct FactoryCommand: AsyncParsableCommand {
             var eui64: String
             var out: String
             var privateKey: Bool
+            var presharedKey: Bool
         }
 
         func run() async throws {
@@ -100,13 +102,18 @@ struct FactoryCommand: AsyncParsableCommand {
             guard let bundle = try BundleFile.find(eui, in: path) else {
                 throw CLIError(code: .notFound, "no bundle for meter \(eui) in \(path): the meter was refused or is not in this batch (see report.json)")
             }
-            let carriesKey = (try? JSONDecoder().decode(ProvisioningBundle.self, from: bundle))?.privateKey != nil
+            let decoded = try? JSONDecoder().decode(ProvisioningBundle.self, from: bundle)
+            let carriesKey = decoded?.privateKey != nil
+            let carriesPSK = decoded?.presharedKey != nil
             // Handing out a bundle (which may hold the meter's private key) is recorded where a deployment is at hand.
             if let context = Context.ifPresent(data) {
                 try await context.audit(
                     AuditEvent(
                         actor: context.actor, action: "factory.bundle", subject: eui.description,
-                        details: ["batchDirectory": batchDirectory, "privateKey": carriesKey ? "included" : "none", "out": out ?? "stdout"]
+                        details: [
+                            "batchDirectory": batchDirectory, "privateKey": carriesKey ? "included" : "none",
+                            "presharedKey": carriesPSK ? "included" : "none", "out": out ?? "stdout",
+                        ]
                     ),
                     store: try await context.openStore()
                 )
@@ -115,9 +122,10 @@ struct FactoryCommand: AsyncParsableCommand {
                 // A bundle may carry the meter's private key (factory-keys mode): 0600 from creation.
                 try SecretFile.write(Array(bundle), to: out)
                 if output.json {
-                    try Output.json(Written(eui64: eui.description, out: out, privateKey: carriesKey))
+                    try Output.json(Written(eui64: eui.description, out: out, privateKey: carriesKey, presharedKey: carriesPSK))
                 } else {
-                    Output.line("wrote the bundle of meter \(eui) to \(out) (mode 0600\(carriesKey ? ", it holds the meter's private key" : ""))")
+                    let secrets = [carriesKey ? "the meter's private key" : nil, carriesPSK ? "its PSK" : nil].compactMap { $0 }
+                    Output.line("wrote the bundle of meter \(eui) to \(out) (mode 0600\(secrets.isEmpty ? "" : ", it holds " + secrets.joined(separator: " and ")))")
                 }
             } else {
                 FileHandle.standardOutput.write(bundle + Data("\n".utf8))
@@ -129,7 +137,7 @@ struct FactoryCommand: AsyncParsableCommand {
 extension BatchReport {
     func textLines() -> [String] {
         var lines = [
-            "batch \(batch) for manufacturer \(manufacturer) (keys generated \(keyGeneration == "factory" ? "by the factory tool" : "on the meters"))",
+            "batch \(batch) for manufacturer \(manufacturer) (keys generated \(keyGeneration == "factory" ? "by the factory tool" : "on the meters"); key mode \(keyMode))",
             "  meters in manifest:  \(meters)",
             "  issued now:          \(counts.issued)",
             "  issued earlier:      \(counts.alreadyIssued)",
@@ -139,6 +147,9 @@ extension BatchReport {
             "  rate:                \(String(format: "%.0f", certificatesPerSecond)) certificates/s (issued / issuance wall time)",
             "  outputs:             \(outputDirectory)",
         ]
+        if let pskMasterKeyLabel {
+            lines.append("  PSK master key:      \(pskMasterKeyLabel) (in the HSM; each meter's PSK is in its bundle only, bundles.jsonl is 0600)")
+        }
         if !refusals.isEmpty {
             lines.append("refusals:")
             lines += refusals.map { "  - \($0.description)" }

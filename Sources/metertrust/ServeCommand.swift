@@ -93,7 +93,7 @@ struct ServeCommand: AsyncParsableCommand {
         var listeners: [String: ServeListener] = [:]
         for name in names2 {
             let recorded = context.configuration.serverIdentity(role: name).map { Configuration.ServeSettings.Listener(host: $0.host, port: $0.port) }
-            listeners[name] = listener(explicit[name] ?? section?.listeners?[name] ?? recorded ?? .init(host: "127.0.0.1", port: 8443))
+            listeners[name] = listener(explicit[name] ?? section?.listeners?[name] ?? recorded ?? .init(host: "127.0.0.1", port: name == PSKRole.name ? 8444 : 8443))
         }
         let operationsAddress = explicitOperations ?? section?.operations ?? defaultOperations
         // Plain HTTP with the platform's metrics: on another interface only when the operator says so on the command line.
@@ -168,8 +168,13 @@ struct ServeCommand: AsyncParsableCommand {
                 } else {
                     for name in names2 {
                         let what = name == AdminRole.name ? "admin API listening on" : "\(name) role listening on"
-                        let who = name == AdminRole.name ? "custodian certificates only" : "client certificates only"
-                        for url in bound.roles[name]?.urls ?? [] { Output.line("\(what) \(url) (TLS 1.3, \(who))") }
+                        let how: String
+                        switch name {
+                        case AdminRole.name: how = "TLS 1.3, custodian certificates only"
+                        case PSKRole.name: how = "TLS 1.2 PSK only, \(PSKRole.cipherSuite), identity = the meter's EUI-64"
+                        default: how = "TLS 1.3, client certificates only"
+                        }
+                        for url in bound.roles[name]?.urls ?? [] { Output.line("\(what) \(url) (\(how))") }
                     }
                     Output.line("operations (plain HTTP, /metrics /healthz /readyz) at \(bound.operations)")
                 }

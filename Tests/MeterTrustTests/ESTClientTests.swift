@@ -283,12 +283,12 @@ struct ESTClientTests {
         // s_server -HTTP answers GET /PATH with the file ./PATH, which holds the whole HTTP answer.
         let answer = "HTTP/1.0 200 OK\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\nContent-Transfer-Encoding: base64\r\n\r\n\(body)"
         try answer.write(to: directory.appendingPathComponent(".well-known/est/cacerts"), atomically: true, encoding: .utf8)
-        let psk = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        let psk = try PresharedKey(bytes: (0..<32).map { _ in UInt8.random(in: 0...255) })
         let port = try FailoverTests.HAPair.freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = [
-            "s_server", "-accept", "127.0.0.1:\(port)", "-nocert", "-psk", hexString(psk), "-psk_identity", world.eui64.description,
+            "s_server", "-accept", "127.0.0.1:\(port)", "-nocert", "-psk", hexString(psk.bytes), "-psk_identity", world.eui64.description,
             "-tls1_2", "-cipher", ESTCredential.pskCipherSuite, "-HTTP", "-quiet",
         ]
         process.currentDirectoryURL = directory
@@ -311,7 +311,7 @@ struct ESTClientTests {
         }
         #expect(certificates == [world.fixture.operational.certificate, world.fixture.root.certificate])
 
-        let wrong = try ESTClient(server: server, credential: .preSharedKey(identity: world.eui64.description, key: psk.map { $0 ^ 1 }), trustAnchors: [])
+        let wrong = try ESTClient(server: server, credential: .preSharedKey(identity: world.eui64.description, key: try PresharedKey(bytes: psk.bytes.map { $0 ^ 1 })), trustAnchors: [])
         await #expect(throws: ESTClientError.self) { _ = try await wrong.caCertificates() }
     }
 }

@@ -32,6 +32,18 @@ struct FactoryFixture {
         return (configurator, try configurator.generateIdentity(hardwareType: PKIFixture.deviceType))
     }
 
+    /// Stages 1 and 2 on each meter: their configurators and the CSR list's lines.
+    func keyedMeters(_ meters: [EUI64]) throws -> (configurators: [EUI64: FactoryConfigurator], csrLines: [String]) {
+        var csrLines: [String] = []
+        var configurators: [EUI64: FactoryConfigurator] = [:]
+        for eui in meters {
+            let (configurator, csr) = try keyedMeter(eui)
+            configurators[eui] = configurator
+            csrLines.append(CSRListReader.line(eui64: eui, csr: csr))
+        }
+        return (configurators, csrLines)
+    }
+
     /// Writes the CSR list and a manifest; returns the manifest's path.
     func manifest(
         batch: String, meters: [String], csrLines: [String]? , manufacturer: String = "acme", keyGeneration: String = "on-device"
@@ -85,13 +97,7 @@ struct FactoryTests {
     func fiveStages() async throws {
         let line = try await FactoryFixture.make()
         let meters = (1...4).map { EUI64(0x0024_BEFF_FE90_0000 + UInt64($0)) }
-        var csrLines: [String] = []
-        var configurators: [EUI64: FactoryConfigurator] = [:]
-        for eui in meters {
-            let (configurator, csr) = try line.keyedMeter(eui)
-            configurators[eui] = configurator
-            csrLines.append(CSRListReader.line(eui64: eui, csr: csr))
-        }
+        let (configurators, csrLines) = try line.keyedMeters(meters)
         let manifestPath = try line.manifest(batch: "five-stages", meters: meters.map(\.description), csrLines: csrLines)
         let report = try await line.run(manifestPath)
         #expect(report.counts.issued == 4 && report.refusalsTotal == 0 && report.provisioned == 4)

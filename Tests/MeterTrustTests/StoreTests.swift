@@ -12,6 +12,7 @@ struct StoreTests {
     static let migrations = [
         "0001-certificates-and-authorities", "0002-factory-batches", "0003-audit-log", "0004-quorum", "0005-key-custody",
         "0006-certificate-kind", "0007-device-keys", "0008-certificate-listing-indexes", "0009-certificate-shards", "0010-onboarding",
+        "0011-preshared-keys",
     ]
 
     /// SQL that turns a migrated store back into what the migrations before `identifier` left, undoing each later one.
@@ -45,6 +46,11 @@ struct StoreTests {
             DROP TABLE meter_history; DROP TABLE pending_revocations; DROP TABLE claim_conflicts; DROP TABLE claims;
             DROP TABLE enrollment_staging_repeats; DROP TABLE enrollment_staging; DROP TABLE enrollment_uploads;
             DROP TABLE account_operators; DROP TABLE account_manufacturers; DROP TABLE accounts;
+            """,
+        "0011-preshared-keys": """
+            DELETE FROM grdb_migrations WHERE identifier = '0011-preshared-keys';
+            DROP TABLE sealed_psks;
+            ALTER TABLE batches DROP COLUMN psk_master_key_label;
             """,
     ]
 

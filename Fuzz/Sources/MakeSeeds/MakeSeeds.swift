@@ -104,6 +104,16 @@ struct Seeds {
         try write("FuzzEnrollmentList", "list.txt", [0x83] + Array("# batch b1\r\n0024befffe000001\n\n 00-24-be-ff-fe-00-00-02 # two\n00:24:be:ff:fe:00:00:03".utf8))
         try write("FuzzEnrollmentList", "list-bad.txt", [0x81] + Array("0024befffe000001\n0024befffe00zz01\n".utf8))
 
+        // PSK import files (first byte: the piece size): a good one, CRLF and a blank line, and refusals.
+        let header = #"{"format":"metertrust-psk-import","version":1,"batch":"oem-1","suite":"DHKEM(P-256, HKDF-SHA256), HKDF-SHA256, AES-128-GCM","recipient":"\#(sha)"}"#
+        func pskLine(_ eui: String) -> String {
+            #"{"eui64":"\#(eui)","enc":"\#(Data([4] + Array(repeating: 7, count: 64)).base64EncodedString())","ciphertext":"\#(Data(repeating: 9, count: 48).base64EncodedString())"}"#
+        }
+        try write("FuzzPSKImport", "import.jsonl", [0x03] + Array([header, pskLine("0024befffe000001"), pskLine("0024befffe000002")].joined(separator: "\n").utf8))
+        try write("FuzzPSKImport", "import-crlf.jsonl", [0x06] + Array([header, "", pskLine("00:24:be:ff:fe:00:00:03")].joined(separator: "\r\n").utf8))
+        try write("FuzzPSKImport", "import-twice.jsonl", [0x01] + Array([header, pskLine("0024befffe000001"), pskLine("0024BEFFFE000001")].joined(separator: "\n").utf8))
+        try write("FuzzPSKImport", "import-no-header.jsonl", [0x00] + Array(pskLine("0024befffe000001").utf8))
+
         // The factory: a fresh token and store, root and manufacturer CA, then real batches. The meters pin the root.
         let token = try Self.token(work)
         let store = try SQLiteStore(path: work.appendingPathComponent("store.sqlite").path)
@@ -142,7 +152,7 @@ struct Seeds {
         }
         // EST answers as a server sends them: certs-only CMS of the real CA certificates, CSR attributes, a problem
         // document, a 503 with Retry-After (first byte: operation | status index << 2; second: Content-Type index).
-        let certsOnly = Array(Data(try CertsOnlyCMS.encode([authority.certificate, root.certificate])).base64EncodedString(options: .lineLength76Characters).utf8)
+        let certsOnly = Array(try CertsOnlyCMS(certificates: [authority.certificate, root.certificate]).base64Body().utf8)
         try write("FuzzESTResponse", "cacerts.txt", [0x00, 0x00] + certsOnly)
         try write("FuzzESTResponse", "simpleenroll.txt", [0x01, 0x06] + certsOnly)
         var attributes = DER.Serializer()

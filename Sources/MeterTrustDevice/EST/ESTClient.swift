@@ -44,7 +44,6 @@ public struct ESTClient: Sendable {
             tls.certificateChain = try ([certificate] + chain).map { .certificate(try NIOSSLCertificate(bytes: try $0.derBytes, format: .der)) }
             tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
         case .preSharedKey(let identity, let key):
-            guard !key.isEmpty, key.count <= 64 else { throw CoreError(.invalidArgument, "a PSK is 1 to 64 octets") }
             tls.minimumTLSVersion = .tlsv12
             tls.maximumTLSVersion = .tlsv12
             tls.cipherSuites = ESTCredential.pskCipherSuite
@@ -52,7 +51,7 @@ public struct ESTClient: Sendable {
             tls.certificateVerification = .none
             tls.pskClientProvider = { _ in
                 var secret = NIOSSLSecureBytes()
-                secret.append(contentsOf: key)
+                secret.append(contentsOf: key.bytes)
                 return PSKClientIdentityResponse(key: secret, identity: identity)
             }
         }

@@ -10,7 +10,7 @@ public enum ESTCredential: Sendable {
     case certificate(Certificate, chain: [Certificate], key: P256.Signing.PrivateKey)
     /// TLS 1.2 with a pre-shared key (RFC 4279 / RFC 5489, ECDHE-PSK-CHACHA20-POLY1305, RFC 7905), the meter's
     /// EUI-64 as its identity. There is no certificate: the key authenticates both ends.
-    case preSharedKey(identity: String, key: [UInt8])
+    case preSharedKey(identity: String, key: PresharedKey)
 
     /// The only TLS 1.2 suite a PSK meter offers: forward secret, AEAD, no certificate (RFC 7905 §2).
     public static let pskCipherSuite = "ECDHE-PSK-CHACHA20-POLY1305"

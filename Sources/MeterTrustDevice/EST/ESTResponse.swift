@@ -60,7 +60,7 @@ public struct ESTResponse: Sendable {
             let der = try base64(what)
             let certificates: [Certificate]
             do {
-                certificates = try CertsOnlyCMS.decode(der)
+                certificates = try CertsOnlyCMS(derEncoded: der).certificates
             } catch let error as any CodedError {
                 throw ESTClientError(.estBadResponse, "\(what): the answer is not a certs-only CMS: \(error.message)", status: status)
             } catch {
@@ -100,15 +100,14 @@ public struct ESTResponse: Sendable {
         return max(0, Int(date.timeIntervalSince(now).rounded(.up)))
     }
 
-    /// The body's base64 (RFC 4648 §4) with the line breaks and spaces RFC 8951 allows, and nothing else.
+    /// The body's base64 (Core's ``MeterTrustCore/Base64Body``: the line breaks and spaces RFC 8951 allows, and
+    /// nothing else).
     private func base64(_ what: String) throws -> [UInt8] {
-        var text: [UInt8] = []
-        text.reserveCapacity(body.count)
-        for byte in body where byte != 0x20 && byte != 0x09 && byte != 0x0d && byte != 0x0a { text.append(byte) }
-        guard !text.isEmpty, let data = Data(base64Encoded: Data(text)) else {
+        do {
+            return try Base64Body.decode(body, maximumLength: Self.maximumBodySize)
+        } catch {
             throw ESTClientError(.estBadResponse, "\(what): the body is not base64 (RFC 7030 §4, RFC 8951)", status: status)
         }
-        return Array(data)
     }
 
     private func badType(_ what: String, expected: String) -> ESTClientError {

@@ -65,7 +65,7 @@ public struct OperationalEnrollment: Sendable {
     /// `simpleenroll`: a new operational key (or `key`, one the meter's secure element made beforehand), its CSR,
     /// authenticated by the factory identity (or the PSK).
     public func enroll(
-        server: ESTServerAddress, mode: Mode, key: P256.Signing.PrivateKey? = nil, psk: [UInt8]? = nil,
+        server: ESTServerAddress, mode: Mode, key: P256.Signing.PrivateKey? = nil, psk: PresharedKey? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Outcome {
         let meter = try provisionedMeter()
@@ -82,7 +82,7 @@ public struct OperationalEnrollment: Sendable {
     /// `simplereenroll`: authenticated by the current operational certificate (or the PSK), for the same key or,
     /// with `rekey`, a new one.
     public func reenroll(
-        server: ESTServerAddress, mode: Mode, rekey: Bool, psk: [UInt8]? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        server: ESTServerAddress, mode: Mode, rekey: Bool, psk: PresharedKey? = nil, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Outcome {
         let meter = try provisionedMeter()
         guard let current = try operational() else {
@@ -228,19 +228,17 @@ public struct OperationalEnrollment: Sendable {
         }
     }
 
-    private func pskCredential(_ meter: ProvisionedMeter, _ given: [UInt8]?) throws -> ESTCredential {
-        if let given { return .preSharedKey(identity: meter.eui64.description, key: given) }
-        guard let data = FileManager.default.contents(atPath: pskURL.path), !data.isEmpty else {
-            throw ConfiguratorError(.wrongStage, "meter \(meter.eui64) holds no pre-shared key (\(pskURL.lastPathComponent) in its state): PSK mode needs one")
+    /// The PSK given, or the one the configurator installed from a `keyMode: psk` bundle.
+    private func pskCredential(_ meter: ProvisionedMeter, _ given: PresharedKey?) throws -> ESTCredential {
+        guard let key = try given ?? FactoryConfigurator(directory: directory).presharedKey() else {
+            throw ConfiguratorError(.wrongStage, "meter \(meter.eui64) holds no pre-shared key (its bundle was not of a keyMode psk batch): enroll with its certificate")
         }
-        return .preSharedKey(identity: meter.eui64.description, key: Array(data))
+        return .preSharedKey(identity: meter.eui64.description, key: key)
     }
 
     private var keyURL: URL { directory.appendingPathComponent("operational-key.der") }
     private var certificateURL: URL { directory.appendingPathComponent("operational-certificate.pem") }
     private var chainURL: URL { directory.appendingPathComponent("operational-chain.pem") }
-    /// The meter's pre-shared key (raw octets, mode 0600), for PSK mode.
-    var pskURL: URL { directory.appendingPathComponent("psk.key") }
 
     /// The key first (0600, atomically), then the chain and the certificate (atomically): a crash in between leaves a
     /// certificate that does not carry the key, which ``operational()`` reports, never a certificate with a lost key.

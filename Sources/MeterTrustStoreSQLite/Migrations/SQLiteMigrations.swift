@@ -20,6 +20,7 @@ enum SQLiteMigrations {
         Migration0008CertificateListing.self,
         Migration0009CertificateShards.self,
         Migration0010Onboarding.self,
+        Migration0011PresharedKeys.self,
     ]
 
     static var migrator: DatabaseMigrator {
