@@ -13,7 +13,7 @@ extension MeterCommand {
         @Option(name: .customLong("max-retries"), help: "Retries of a 202/503 answer with Retry-After, waiting what the server asks.") var maximumRetries = 3
 
         func address() throws -> ESTServerAddress { try ESTServerAddress(url: server, label: label) }
-        var mode: OperationalEnrollment.Mode { psk ? .psk : .pki }
+        var mode: MeterEnrollment.Mode { psk ? .psk : .pki }
 
         func validate() throws {
             guard (0...10).contains(maximumRetries) else { throw ValidationError("--max-retries must be between 0 and 10") }
@@ -41,7 +41,7 @@ extension MeterCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let outcome = try await OperationalEnrollment(directory: meter.directory, maximumRetries: enrollment.maximumRetries)
+            let outcome = try await MeterEnrollment(directory: meter.directory, maximumRetries: enrollment.maximumRetries)
                 .enroll(server: try enrollment.address(), mode: enrollment.mode)
             try MeterCommand.report(outcome, json: output.json)
         }
@@ -66,13 +66,13 @@ extension MeterCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let outcome = try await OperationalEnrollment(directory: meter.directory, maximumRetries: enrollment.maximumRetries)
+            let outcome = try await MeterEnrollment(directory: meter.directory, maximumRetries: enrollment.maximumRetries)
                 .reenroll(server: try enrollment.address(), mode: enrollment.mode, rekey: rekey)
             try MeterCommand.report(outcome, json: output.json)
         }
     }
 
-    static func report(_ outcome: OperationalEnrollment.Outcome, json: Bool) throws {
+    static func report(_ outcome: MeterEnrollment.Outcome, json: Bool) throws {
         if json {
             try Output.json(outcome)
             return

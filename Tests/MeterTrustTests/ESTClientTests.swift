@@ -141,7 +141,7 @@ struct ESTClientTests {
         ])
         defer { nginx.stop() }
         let server = try ESTServerAddress(url: nginx.url, label: "north")
-        let enrollment = OperationalEnrollment(directory: world.meter)
+        let enrollment = MeterEnrollment(directory: world.meter)
 
         let outcome = try await enrollment.enroll(server: server, mode: .pki, key: key)
         #expect(outcome.serial == issued.serialHex)

@@ -18,7 +18,7 @@ import X509
 /// the meter (subject `CN=urn:dev:mac:<eui64>` and the HardwareModuleName's EUI-64), chains to the pinned trust
 /// anchor through the CA certificates the server gave, and (re-enrollment, RFC 7030 §4.2.2) keeps the subject of the
 /// certificate it replaces. Nothing is stored otherwise.
-public struct OperationalEnrollment: Sendable {
+public struct MeterEnrollment: Sendable {
     public let directory: URL
     /// Retries of a 202/503 answer with Retry-After (``ESTClient/maximumRetries``).
     public var maximumRetries: Int
