@@ -6,6 +6,7 @@ import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustHSM
 import MeterTrustPKI
+import MeterTrustServer
 import MeterTrustStore
 import NIOPosix
 import X509
@@ -114,15 +115,15 @@ extension BenchCommand {
             // The reference: nginx, its key in software, a certificate of the same type from the same Service CA.
             let nginxKey = P256.Signing.PrivateKey()
             let nginxCertificate = try await Self.serverCertificate(for: nginxKey, service: service, hierarchy: hierarchy)
-            let nginxPort = try LoopbackPort.free()
-            let nginx = try ReferenceNginx.start(
-                in: directory.appendingPathComponent("nginx"), port: nginxPort,
+            var settings = ReferenceNginx.Settings(
                 serverChainPEM: try nginxCertificate.pem + service.certificate.pem, serverKeyPEM: nginxKey.pemRepresentation + "\n",
-                clientCAsPEM: try manufacturer.certificate.pem + root.certificate.pem, path: "/.well-known/est/simpleenroll",
-                contentType: "application/pkcs7-mime; smime-type=certs-only", body: answer, workers: ProcessInfo.processInfo.activeProcessorCount
+                clientCAsPEM: try manufacturer.certificate.pem + root.certificate.pem,
+                answers: ["/.well-known/est/simpleenroll": .certsOnly(base64: answer)]
             )
+            settings.workers = ProcessInfo.processInfo.activeProcessorCount
+            let nginx = try ReferenceNginx.start(in: directory.appendingPathComponent("nginx"), settings)
             let nginxRun = await load.run(
-                target: "nginx", server: try ESTServerAddress(url: "https://127.0.0.1:\(nginxPort)"),
+                target: "nginx", server: try ESTServerAddress(url: "https://127.0.0.1:\(nginx.port)"),
                 credential: .identity(chain: chain, trustAnchor: root.certificate), serverPID: nginx.pid
             )
             nginx.stop()
