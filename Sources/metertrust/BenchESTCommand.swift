@@ -155,6 +155,7 @@ extension BenchCommand {
             Output.line("EST benchmark (metertrust \(report.version)): \(report.meters) meters, concurrency \(report.concurrency), \(report.cores) cores; set-up \(String(format: "%.1f", report.setupSeconds)) s (untimed)")
             for run in [report.nginx, report.est, report.psk].compactMap({ $0 }) {
                 Output.line(String(format: "  %-16@ %8.0f enrollments/s  p50 %6.1f ms  p99 %6.1f ms  server peak %6.1f MB  (%d ok, %d failed, %.1f s)", run.target as NSString, run.enrollmentsPerSecond, run.p50Milliseconds, run.p99Milliseconds, run.serverPeakMemoryMB, run.succeeded, run.failed, run.seconds))
+                Output.line(String(format: "  %-16@ CPU per enrollment: server %.0f µs, client %.0f µs", "" as NSString, run.serverCPUMicrosecondsPerEnrollment, run.clientCPUMicrosecondsPerEnrollment))
                 if let failure = run.firstFailure { Output.line("    first failure: \(failure)") }
             }
             if let ratio = report.ratio { Output.line(String(format: "  ratio to nginx:  %.2f", ratio)) }

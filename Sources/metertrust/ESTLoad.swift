@@ -25,6 +25,10 @@ struct ESTLoad {
         var p99Milliseconds: Double
         /// Peak resident memory of the server's processes (VmHWM from /proc), MB.
         var serverPeakMemoryMB: Double
+        /// CPU time per enrollment (user + system, from /proc and getrusage), microseconds: the server's processes,
+        /// and the client's (this process), which shares the machine's cores with the server.
+        var serverCPUMicrosecondsPerEnrollment: Double
+        var clientCPUMicrosecondsPerEnrollment: Double
         /// The first failure's message, if any failed.
         var firstFailure: String?
     }
@@ -48,6 +52,8 @@ struct ESTLoad {
         let done = Counter()
         let progress = self.progress
         let started = ContinuousClock.now
+        let serverCPU = ServerProcess.cpuSeconds(of: serverPID)
+        let clientCPU = IssuanceBenchmark.cpuSeconds()
         let group = self.group
         let phase = "enrolling at \(target)"
         let outcomes = await withTaskGroup(of: (latencies: [Double], failed: Int, firstFailure: String?).self) { tasks in
@@ -86,6 +92,8 @@ struct ESTLoad {
             return all
         }
         let elapsed = ContinuousClock.now - started
+        let serverCPUUsed = ServerProcess.cpuSeconds(of: serverPID) - serverCPU
+        let clientCPUUsed = IssuanceBenchmark.cpuSeconds() - clientCPU
         progress.finish(phase: phase)
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let latencies = outcomes.flatMap(\.latencies).sorted()
@@ -95,7 +103,9 @@ struct ESTLoad {
         return Run(
             target: target, meters: meters.count, concurrency: concurrency, succeeded: latencies.count, failed: outcomes.map(\.failed).reduce(0, +),
             seconds: seconds, enrollmentsPerSecond: Double(latencies.count) / seconds, p50Milliseconds: percentile(0.5),
-            p99Milliseconds: percentile(0.99), serverPeakMemoryMB: ProcessMemory.peakMB(of: serverPID),
+            p99Milliseconds: percentile(0.99), serverPeakMemoryMB: ServerProcess.peakMemoryMB(of: serverPID),
+            serverCPUMicrosecondsPerEnrollment: serverCPUUsed / Double(max(1, meters.count)) * 1e6,
+            clientCPUMicrosecondsPerEnrollment: clientCPUUsed / Double(max(1, meters.count)) * 1e6,
             firstFailure: outcomes.compactMap(\.firstFailure).first
         )
     }
