@@ -106,6 +106,24 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case noOpenConflict = "onboarding.no-open-conflict"
     case otherAccount = "onboarding.other-account"
 
+    // EST (RFC 7030): a meter asking for its operational certificate.
+    /// The client certificate is not a meter certificate of this platform (issuer, chain, profile).
+    case estUntrustedCertificate = "est.untrusted-certificate"
+    /// The meter's certificate is revoked (in the verified audit log or the store).
+    case estRevokedCertificate = "est.revoked-certificate"
+    /// The meter's certificate is not valid now.
+    case estExpiredCertificate = "est.expired-certificate"
+    /// A keyAgreement-only factory certificate, which cannot sign a TLS handshake: such meters enroll by PSK.
+    case estPSKRequired = "est.psk-required"
+    /// The CSR names another meter (EUI-64, HardwareModuleName) than the authenticated one, or none.
+    case estIdentityMismatch = "est.identity-mismatch"
+    /// No account claims the meter (never listed, or released).
+    case estNotClaimed = "est.not-claimed"
+    /// Two accounts list the meter: no operational certificate until the conflict is resolved.
+    case estMeterInConflict = "est.meter-in-conflict"
+    /// The enrollment queue is full: retry after the Retry-After seconds.
+    case estBusy = "est.busy"
+
     // PSK meters: derived and imported pre-shared keys, the OEM's sealed import file.
     case pskUnknownMeter = "psk.unknown-meter"
     case pskMalformedImport = "psk.malformed-import"

@@ -12,8 +12,10 @@ import NIOCore
 import NIOSSL
 import X509
 
-/// Request context of the account API: the channel (for the TLS peer's certificate) and the request's observation.
-struct AccountRequestContext: ObservedRequestContext {
+/// Request context of the roles that judge the TLS peer's certificate on every request (account, est): the channel
+/// (for the peer's certificate) and the request's observation. Bodies beyond 1 MiB are refused unless a route reads
+/// them itself (account uploads stream past it, bounded by ``EnrollmentLimits``; EST bodies are bounded lower).
+struct PeerCertificateRequestContext: ObservedRequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
     let observation = RequestObservation()
@@ -23,9 +25,10 @@ struct AccountRequestContext: ObservedRequestContext {
         self.channel = source.channel
     }
 
-    /// JSON bodies; uploads stream past this (their bound is ``EnrollmentLimits``).
     var maxUploadSize: Int { AccountRoutes.maximumBodySize }
 }
+
+typealias AccountRequestContext = PeerCertificateRequestContext
 
 /// The utility operator behind a connection: the account is the certificate's O, nothing else.
 struct AuthenticatedOperator: Sendable {

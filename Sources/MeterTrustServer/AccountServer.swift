@@ -24,41 +24,27 @@ public struct AccountRole: ServerRole {
     let onboarding: Onboarding
     let hierarchy: CAHierarchy
     let operatorCA: CertificateAuthority
-    /// The server's certificate (tls-server, from the Service CA) and its issuer chain without the root.
-    let certificateChain: [Certificate]
-    let key: HSMKey
+    /// The server's certificate (tls-server, from the Service CA) and key.
+    let identity: RoleTLSIdentity
     let logger: Logger
 
     public init(environment: ServeEnvironment) async throws {
-        guard let identity = environment.accountIdentity else {
-            throw ServeError("the account API has no TLS identity yet: run metertrust server-cert --role account first")
-        }
         let hierarchy = environment.admin.hierarchy
-        let store = environment.admin.store
-        guard let stored = try await store.certificate(issuer: identity.issuer, serial: identity.certificateSerial) else {
-            throw ServeError("the account API certificate \(identity.certificateSerial) is missing from the store", code: .storeNotFound)
-        }
-        let issuer = try await hierarchy.authority(named: identity.issuer)
-        let keyLabel = identity.keyLabel
-        key = try await hierarchy.token.perform { try $0.findKey(label: keyLabel) }
-        certificateChain = [try Certificate(derEncoded: stored.der)] + issuer.chain.dropLast()
+        identity = try await RoleTLSIdentity.load(environment.accountIdentity, role: Self.name, hierarchy: hierarchy)
         operatorCA = try await OperatorCertification.authority(hierarchy)
         self.hierarchy = hierarchy
-        onboarding = Onboarding(store: store, audit: environment.admin.audit, clock: environment.admin.clock, limits: environment.enrollmentLimits)
+        onboarding = Onboarding(
+            store: environment.admin.store, audit: environment.admin.audit, clock: environment.admin.clock, limits: environment.enrollmentLimits
+        )
         logger = environment.logger
-        warnings = issuer.role == .service ? [] : ["the account API's certificate is issued by \(issuer.name), not a Service CA: run metertrust server-cert --role account"]
+        warnings = identity.warnings(role: Self.name)
     }
 
     public func service(listener: ServeListener, requestLogger: Logger, onBound: @escaping @Sendable (Int) async -> Void) async throws -> any Service {
-        let chain = try certificateChain.map { NIOSSLCertificateSource.certificate(try NIOSSLCertificate(bytes: try $0.derBytes, format: .der)) }
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain, privateKey: .privateKey(NIOSSLPrivateKey(customPrivateKey: HSMTLSKey(token: hierarchy.token, key: key)))
-        )
-        tls.minimumTLSVersion = .tlsv13
+        var tls = try identity.serverConfiguration(token: hierarchy.token)
         tls.certificateVerification = .noHostnameVerification
         tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try operatorCA.certificate.derBytes, format: .der)])
         tls.sendCANameList = true
-        tls.verifySignatureAlgorithms = [.ecdsaSecp256R1Sha256]
         let admission = OperatorAdmission(operatorCA: operatorCA, onboarding: onboarding)
         let logger = self.logger
         let http = HTTP1Channel.Configuration(
@@ -84,7 +70,6 @@ public struct AccountRole: ServerRole {
     }
 
     public func clientURLs(bindHost: String, port: Int) -> [String] {
-        guard let certificate = certificateChain.first else { return ["https://\(bindHost):\(port)"] }
-        return ServerURLs.urls(certificate: certificate, bindHost: bindHost, port: port)
+        identity.clientURLs(bindHost: bindHost, port: port)
     }
 }

@@ -173,6 +173,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             var response = try json(AdminAPIMessage.ErrorBody(code: code.rawValue, message: message, status: status.code), status: status)
             response.headers[.contentType] = "application/problem+json"
+            if let seconds = HTTPErrorMapping.retryAfter(for: code) { response.headers[.retryAfter] = "\(seconds)" }
             return response
         }
     }

@@ -16,7 +16,8 @@ public enum HTTPErrorMapping {
         case .unauthenticated:
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
-            .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount:
+            .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount, .estUntrustedCertificate, .estRevokedCertificate,
+            .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch, .estNotClaimed, .estMeterInConflict:
             return .forbidden
         case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict, .pskUnknownMeter:
             return .notFound
@@ -32,11 +33,17 @@ public enum HTTPErrorMapping {
         case .payloadTooLarge, .uploadTooLarge:
             return .contentTooLarge
         case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,
-            .storeMigration, .unreachable, .issuanceFailed:
+            .storeMigration, .unreachable, .issuanceFailed, .estBusy:
             return .serviceUnavailable
         case .hsmKeyNotFound, .hsmInvalidKeyMaterial, .storeCorrupt, .auditTampered, .auditSignature, .untrustedState,
             .factoryOutput, .configuratorStorage, .fileSystem, .internalError:
             return .internalServerError
         }
+    }
+
+    /// Seconds a client should wait before retrying a refusal with this code (the `Retry-After` header, RFC 9110
+    /// §10.2.3), or nil: a full enrollment queue clears as the HSM signs.
+    public static func retryAfter(for code: ErrorCode) -> Int? {
+        code == .estBusy ? 1 : nil
     }
 }

@@ -40,6 +40,10 @@ public struct ServeEnvironment: Sendable {
     public var adminIdentity: AdminServer.Settings?
     /// The account API's TLS identity as `server-cert --role account` recorded it (nil: none yet).
     public var accountIdentity: AdminServer.Settings?
+    /// The EST server's TLS identity as `server-cert --role est` recorded it (nil: none yet).
+    public var estIdentity: AdminServer.Settings?
+    /// The most EST enrollments in flight or waiting for the HSM at once (``EnrollmentQueue``).
+    public var estQueueLimit: Int
     /// Bounds of one enrollment upload on the account API.
     public var enrollmentLimits: EnrollmentLimits
     /// One line per request goes here (``RequestObservationMiddleware``).
@@ -48,11 +52,14 @@ public struct ServeEnvironment: Sendable {
 
     public init(
         admin: AdminService, adminIdentity: AdminServer.Settings?, accountIdentity: AdminServer.Settings? = nil,
+        estIdentity: AdminServer.Settings? = nil, estQueueLimit: Int = EnrollmentQueue.defaultLimit,
         enrollmentLimits: EnrollmentLimits = EnrollmentLimits(), requestLogger: Logger, logger: Logger
     ) {
         self.admin = admin
         self.adminIdentity = adminIdentity
         self.accountIdentity = accountIdentity
+        self.estIdentity = estIdentity
+        self.estQueueLimit = estQueueLimit
         self.enrollmentLimits = enrollmentLimits
         self.requestLogger = requestLogger
         self.logger = logger
@@ -88,6 +95,7 @@ public enum ServerRoles {
     public static let table: [(name: String, make: Maker)] = [
         (AdminRole.name, { try await AdminRole(environment: $0) }),
         (AccountRole.name, { try await AccountRole(environment: $0) }),
+        (EstRole.name, { try await EstRole(environment: $0) }),
         (PSKRole.name, { try await PSKRole(environment: $0) }),
     ]
 

@@ -44,6 +44,8 @@ struct Configuration: Codable, Sendable {
         /// Seconds a client has to finish the TLS handshake (default 10) and a connection may stay idle (default 60).
         var handshakeTimeoutSeconds: Int?
         var idleTimeoutSeconds: Int?
+        /// The most EST enrollments in flight or waiting for the HSM at once (default 64; `--est-queue-limit`).
+        var estQueueLimit: Int?
     }
 
     /// The TLS identity `server-cert --role ROLE` recorded for a role.

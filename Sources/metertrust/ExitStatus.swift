@@ -37,11 +37,12 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .usage:
             return .usage
         case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,
-            .storeMigration, .issuanceFailed, .unreachable:
+            .storeMigration, .issuanceFailed, .unreachable, .estBusy:
             return .unavailable
         case .forgedApproval, .expiredRequest, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval,
             .alreadyExecuted, .belowQuorum, .duplicateApproval, .wrongRequest, .notBootstrapped, .underQuorumControl, .lockOut, .unauthenticated,
-            .otherAccount:
+            .otherAccount, .estUntrustedCertificate, .estRevokedCertificate, .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch,
+            .estNotClaimed, .estMeterInConflict:
             return .denied
         case .auditMalformed, .auditTampered, .auditSignature, .untrustedState, .storeCorrupt:
             return .untrusted

@@ -28,6 +28,7 @@ struct ServeOptions: ParsableArguments {
     @Option(help: "Seconds a client has to finish the TLS handshake (default 10).") var handshakeTimeout: Int?
     @Option(help: "Seconds a connection may stay idle between requests (default 60).") var idleTimeout: Int?
     @Option(help: "Most meters one enrollment upload to the account API may list (default 1100000).") var enrollmentMaximumMeters: Int?
+    @Option(help: "Most EST enrollments in flight or waiting for the HSM at once; beyond it 503 with Retry-After (default 64).") var estQueueLimit: Int?
 }
 
 struct ServeCommand: AsyncParsableCommand {
@@ -78,6 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
         let explicitOperations = try options.operationsListen.map { try parseAddress($0, option: "--operations-listen") }
         if let timeout = options.handshakeTimeout, !(1...3600).contains(timeout) { throw CLIError(code: .usage, "--handshake-timeout is 1 to 3600 seconds") }
         if let timeout = options.idleTimeout, !(1...86400).contains(timeout) { throw CLIError(code: .usage, "--idle-timeout is 1 to 86400 seconds") }
+        if let limit = options.estQueueLimit, !(1...100_000).contains(limit) { throw CLIError(code: .usage, "--est-queue-limit is 1 to 100000 enrollments") }
 
         let context = try Context(data)
         let section = context.configuration.serve
@@ -87,6 +89,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard (1...3600).contains(handshake), (1...86400).contains(idle) else {
             throw CLIError(code: .configuration, "the serve section's handshakeTimeoutSeconds is 1 to 3600 and idleTimeoutSeconds 1 to 86400")
         }
+        let estQueueLimit = options.estQueueLimit ?? section?.estQueueLimit ?? EnrollmentQueue.defaultLimit
+        guard (1...100_000).contains(estQueueLimit) else { throw CLIError(code: .configuration, "the serve section's estQueueLimit is 1 to 100000") }
         func listener(_ address: Configuration.ServeSettings.Listener) -> ServeListener {
             ServeListener(host: address.host, port: address.port, handshakeTimeout: .seconds(Int64(handshake)), idleTimeout: .seconds(Int64(idle)))
         }
@@ -117,10 +121,14 @@ struct ServeCommand: AsyncParsableCommand {
         let accountIdentity = context.configuration.servers?[AccountRole.name].map {
             AdminServer.Settings(keyLabel: $0.keyLabel, issuer: $0.issuer, certificateSerial: $0.certificateSerial, host: $0.host, port: $0.port)
         }
+        let estIdentity = context.configuration.servers?[EstRole.name].map {
+            AdminServer.Settings(keyLabel: $0.keyLabel, issuer: $0.issuer, certificateSerial: $0.certificateSerial, host: $0.host, port: $0.port)
+        }
         var limits = EnrollmentLimits()
         if let maximum = options.enrollmentMaximumMeters { limits.maximumMeters = maximum }
         let environment = ServeEnvironment(
-            admin: service, adminIdentity: identity, accountIdentity: accountIdentity, enrollmentLimits: limits, requestLogger: requestLogger,
+            admin: service, adminIdentity: identity, accountIdentity: accountIdentity, estIdentity: estIdentity, estQueueLimit: estQueueLimit,
+            enrollmentLimits: limits, requestLogger: requestLogger,
             logger: context.logger
         )
         let roles = try await ServerRoles.make(names2, environment: environment)
@@ -172,6 +180,7 @@ struct ServeCommand: AsyncParsableCommand {
                         switch name {
                         case AdminRole.name: how = "TLS 1.3, custodian certificates only"
                         case PSKRole.name: how = "TLS 1.2 PSK only, \(PSKRole.cipherSuite), identity = the meter's EUI-64"
+                        case EstRole.name: how = "TLS 1.3, meter certificates, required for enrollment"
                         default: how = "TLS 1.3, client certificates only"
                         }
                         for url in bound.roles[name]?.urls ?? [] { Output.line("\(what) \(url) (\(how))") }

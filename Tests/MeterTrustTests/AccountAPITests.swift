@@ -25,8 +25,10 @@ struct AccountAPITests {
         var deployment: CLITests.Deployment { api.deployment }
         func path(_ name: String) -> String { api.path(name) }
 
-        /// `serveOptions`: more options for `serve` (e.g. a smaller upload bound).
-        init(postgres: Bool, serveOptions: [String] = []) async throws {
+        /// `serveOptions`: more options for `serve` (e.g. a smaller upload bound). `est`: the EST role too (its TLS
+        /// identity made by `server-cert --role est`), and the batch's keys made by the factory, so the test holds each
+        /// meter's factory key (`meter-<eui64>.key`) and certificate (`meter-<eui64>.pem`) in people/.
+        init(postgres: Bool, serveOptions: [String] = [], est: Bool = false) async throws {
             api = try AdminAPITests(deployment: try CLITests.Deployment.make(postgres: postgres))
             let deployment = api.deployment
             let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
@@ -49,11 +51,13 @@ struct AccountAPITests {
             _ = try deployment.json(["admin", "bootstrap", "--custodian", api.path("alice.pem"), "--custodian", api.path("bob.pem"), "--custodian", api.path("carol.pem")])
             _ = try deployment.json(["server-cert", "--role", "admin", "--host", "localhost"])
             _ = try deployment.json(["server-cert", "--role", "account", "--host", "localhost"])
+            if est { _ = try deployment.json(["server-cert", "--role", "est", "--host", "localhost"]) }
 
             // A factory batch of six acme meters, its signed enrollment manifest in batchOut.
             let batchDirectory = api.people.appendingPathComponent("batch")
             try FileManager.default.createDirectory(at: batchDirectory, withIntermediateDirectories: true)
-            let manifest = try await FactoryFixture.generatedBatch("b1", count: 6, in: batchDirectory)
+            let manifest = est ? try FactoryFixture.factoryKeyBatch("b1", count: 6, in: batchDirectory)
+                : try await FactoryFixture.generatedBatch("b1", count: 6, in: batchDirectory)
             batchOut = batchDirectory.appendingPathComponent("out").path
             let run = try deployment.run(["factory", "run", "--manifest", manifest.path, "--out", batchOut, "--quiet", "--json"])
             try #require(run.status == 0, "\(run.stderr)")
@@ -62,8 +66,15 @@ struct AccountAPITests {
             )
             meters = try #require(enrollment["meters"] as? [[String: Any]]).compactMap { $0["eui64"] as? String }
             try #require(meters.count == 6)
+            if est {
+                for line in try String(contentsOfFile: batchOut + "/bundles.jsonl", encoding: .utf8).split(separator: "\n") {
+                    let bundle = try JSONDecoder().decode(ProvisioningBundle.self, from: Data(line.utf8))
+                    try bundle.deviceCertificate.write(toFile: api.path("meter-\(bundle.eui64).pem"), atomically: true, encoding: .utf8)
+                    try #require(bundle.privateKey).write(toFile: api.path("meter-\(bundle.eui64).key"), atomically: true, encoding: .utf8)
+                }
+            }
 
-            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions)
+            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions, est: est)
             try createAccount("north", operational: "north", manufacturers: ["acme"], operator: "olive")
             try createAccount("south", operational: "south", manufacturers: ["acme"], operator: "sam")
         }
@@ -73,14 +84,14 @@ struct AccountAPITests {
             server.waitUntilExit()
         }
 
-        static func serve(_ deployment: CLITests.Deployment, people: URL, extra: [String] = []) throws -> (Process, [String: Int]) {
+        static func serve(_ deployment: CLITests.Deployment, people: URL, extra: [String] = [], est: Bool = false) throws -> (Process, [String: Int]) {
             let portsFile = people.appendingPathComponent("ports-\(UUID().uuidString.prefix(6)).json").path
             let process = Process()
             process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
             process.arguments = [
-                "serve", "--roles", "admin,account", "--listen", "admin=127.0.0.1:0", "--listen", "account=127.0.0.1:0", "--operations-listen",
-                "127.0.0.1:0", "--ports-file", portsFile, "--data-dir", deployment.dataDirectory.path,
-            ] + extra
+                "serve", "--roles", est ? "admin,account,est" : "admin,account", "--listen", "admin=127.0.0.1:0", "--listen", "account=127.0.0.1:0",
+                "--operations-listen", "127.0.0.1:0", "--ports-file", portsFile, "--data-dir", deployment.dataDirectory.path,
+            ] + (est ? ["--listen", "est=127.0.0.1:0"] : []) + extra
             var environment = ProcessInfo.processInfo.environment
             environment.merge(deployment.environment) { $1 }
             process.environment = environment
@@ -89,7 +100,7 @@ struct AccountAPITests {
             try process.run()
             for _ in 0..<300 {
                 if let data = FileManager.default.contents(atPath: portsFile), let ports = try? JSONDecoder().decode([String: Int].self, from: data),
-                    ports["account"] != nil
+                    ports["account"] != nil, !est || ports["est"] != nil
                 {
                     return (process, ports)
                 }

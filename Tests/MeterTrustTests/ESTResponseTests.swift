@@ -101,13 +101,13 @@ struct ESTResponseTests {
 
     @Test("csrattrs: DER CsrAttrs read (an OID and an attribute); 204 and 404 mean none; 204 to simpleenroll is refused")
     func csrAttributes() throws {
-        let attributes = CSRAttributes(items: [.oid([1, 2, 840, 10045, 4, 3, 2]), .attribute(type: [1, 2, 840, 113549, 1, 9, 14], values: [0x31, 0x02, 0x30, 0x00])])
+        let attributes = CsrAttrs([.oid([1, 2, 840, 10045, 4, 3, 2]), .attribute(type: [1, 2, 840, 10045, 2, 1], values: [[1, 2, 840, 10045, 3, 1, 7]])])
         var serializer = DER.Serializer()
         try serializer.serialize(attributes)
         let body = Data(serializer.serializedBytes).base64EncodedString()
         #expect(try Self.answer(200, "application/csrattrs", body).meaning(of: .csrattrs, from: Self.server) == .attributes(attributes))
-        #expect(try Self.answer(204, nil, "").meaning(of: .csrattrs, from: Self.server) == .attributes(CSRAttributes(items: [])))
-        #expect(try Self.answer(404, "text/html", "none").meaning(of: .csrattrs, from: Self.server) == .attributes(CSRAttributes(items: [])))
+        #expect(try Self.answer(204, nil, "").meaning(of: .csrattrs, from: Self.server) == .attributes(CsrAttrs([])))
+        #expect(try Self.answer(404, "text/html", "none").meaning(of: .csrattrs, from: Self.server) == .attributes(CsrAttrs([])))
         #expect(Self.refusal(Self.answer(204, nil, ""), .simpleenroll)?.errorCode == .estRefused)
         // An attribute with an empty SET of values is not a CsrAttrs.
         let empty = Data([0x30, 0x0d, 0x30, 0x0b, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e]).base64EncodedString()

@@ -73,11 +73,22 @@ struct FactoryFixture {
     static func generatedBatch(_ batch: String, count: Int, in directory: URL) async throws -> URL {
         let csrs = directory.appendingPathComponent("csrs.txt").path
         try await IssuanceBenchmark.makeCSRs(count: count, hardwareType: PKIFixture.deviceType, path: csrs, threads: 2, progress: SilentProgress())
+        return try batchManifest(batch, count: count, in: directory, keys: ["csrs": "csrs.txt"])
+    }
+
+    /// A batch of `count` acme meters whose keys the factory makes (`keyGeneration: factory`): each bundle carries
+    /// its meter's private key, as a test standing in for the meter needs it.
+    static func factoryKeyBatch(_ batch: String, count: Int, in directory: URL) throws -> URL {
+        try batchManifest(batch, count: count, in: directory, keys: ["keyGeneration": "factory"])
+    }
+
+    /// `batch.json` for `count` acme meters from 0024befffe000000, with how their keys are made (`keys`).
+    private static func batchManifest(_ batch: String, count: Int, in directory: URL, keys: [String: Any]) throws -> URL {
         let manifest: [String: Any] = [
             "format": "metertrust-batch", "version": 1, "batch": batch, "manufacturer": "acme",
             "firmware": ["sha256": String(repeating: "ab", count: 32)], "bootstrapServerURI": "coaps+tcp://bootstrap.example.net",
-            "meters": ["start": "0024befffe000000", "count": count], "csrs": "csrs.txt",
-        ]
+            "meters": ["start": "0024befffe000000", "count": count],
+        ].merging(keys) { $1 }
         let manifestPath = directory.appendingPathComponent("batch.json")
         try JSONSerialization.data(withJSONObject: manifest).write(to: manifestPath)
         return manifestPath

@@ -175,7 +175,7 @@ struct IssuanceTests {
         #expect(try issued.certificate.hardwareModuleName?.serialNumber == EUI64(7).bytes)
     }
 
-    @Test("a device operational certificate carries the device URN, clientAuth, CRL DP and OCSP")
+    @Test("a device operational certificate carries the device URN, clientAuth, its shard's CRL DP and OCSP; the CA's certificate its issuer's whole CRL")
     func deviceOperational() async throws {
         let pki = try await PKIFixture.make()
         let meter = MeterIdentity(eui64: EUI64(0x0024_BEFF_FE80_0003))
@@ -184,8 +184,16 @@ struct IssuanceTests {
         )
         #expect(issued.certificate.subject.description == "CN=urn:dev:mac:0024befffe800003")
         #expect(try issued.certificate.extensions.extendedKeyUsage == ExtendedKeyUsage([.clientAuth]))
-        #expect(issued.certificate.extensions[oid: CRLDistributionPoints.oid] != nil)
-        #expect(try issued.certificate.extensions.authorityInformationAccess != nil)
+        func distributionPoints(_ certificate: Certificate) throws -> [String] {
+            try CRLDistributionPoints(derEncoded: try #require(certificate.extensions[oid: CRLDistributionPoints.oid]).value).uris
+        }
+        // The shard the store filed it under, which is the one its serial gives under north's count.
+        let shard = pki.operational.shardCount.shard(ofSerial: issued.certificate.serialNumber.bytes)
+        #expect(issued.record.shard == shard)
+        #expect(try distributionPoints(issued.certificate) == ["http://crl.metertrust.example/north/\(shard).crl"])
+        #expect(try distributionPoints(pki.operational.certificate) == ["http://crl.metertrust.example/test-root.crl"])
+        let access = try #require(try issued.certificate.extensions.authorityInformationAccess)
+        #expect(access.map { "\($0.location)" }.contains { $0.contains("http://ocsp.metertrust.example/") }, "\(access)")
         #expect(years(issued.certificate) == 2)
     }
 

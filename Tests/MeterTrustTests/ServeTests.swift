@@ -169,9 +169,9 @@ struct ServeTests {
     func unknownRole() throws {
         // The peer: an operator's typo, or a script written for roles this version does not have.
         let deployment = try CLITests.Deployment.make()
-        let refused = try deployment.run(["serve", "--roles", "admin,est"])
+        let refused = try deployment.run(["serve", "--roles", "admin,telemetry"])
         #expect(refused.status == 2, "\(refused.stderr)")
-        #expect(refused.stderr.split(separator: "\n").count == 1 && refused.stderr.contains("unknown role \"est\"") && refused.stderr.contains("admin"), "\(refused.stderr)")
+        #expect(refused.stderr.split(separator: "\n").count == 1 && refused.stderr.contains("unknown role \"telemetry\"") && refused.stderr.contains("est") && refused.stderr.contains("admin"), "\(refused.stderr)")
         let listen = try deployment.run(["serve", "--roles", "admin", "--listen", "account=127.0.0.1:0"])
         #expect(listen.status == 2 && listen.stderr.contains("not served"), "\(listen.stderr)")
         // A plain-HTTP operations listener on a public address only when named on the command line.

@@ -23,7 +23,10 @@ struct StoreBackend: Sendable, CustomTestStringConvertible {
     static let postgres = StoreBackend(name: "PostgreSQL") {
         try await TestPostgres.makeStore()
     } reopen: { store in
-        try PostgresStore(location: (store as! PostgresStore).location, password: TestPostgres.cluster.password, options: .init(maximumConnections: 4))
+        try PostgresStore(
+            location: (store as! PostgresStore).location, password: TestPostgres.cluster.password,
+            options: .init(maximumConnections: 4, operationTimeout: .seconds(300))
+        )
     }
 
     static let all: [StoreBackend] = [.sqlite, .postgres]

@@ -9,34 +9,21 @@ import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pyasn1.codec.der import decoder
-from pyasn1.type import namedtype, univ
 
-HARDWARE_MODULE_NAME = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.4")
-
-
-class HardwareModuleName(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("hwType", univ.ObjectIdentifier()),
-        namedtype.NamedType("hwSerialNum", univ.OctetString()),
-    )
-
+from hardware_module_name import hardware_module_name
 
 with open(sys.argv[1], "rb") as f:
     cert = x509.load_pem_x509_certificate(f.read())
 
 san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-other_names = [n for n in san.value if isinstance(n, x509.OtherName)]
-hmn = [n for n in other_names if n.type_id == HARDWARE_MODULE_NAME]
-decoded, rest = decoder.decode(hmn[0].value, asn1Spec=HardwareModuleName())
-assert rest == b""
+hw_type, hw_serial = hardware_module_name(san.value)
 ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
 policies = cert.extensions.get_extension_for_class(x509.CertificatePolicies)
 ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
 aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
 print(json.dumps({
-    "eui64": bytes(decoded["hwSerialNum"]).hex(),
-    "hwType": str(decoded["hwType"]),
+    "eui64": hw_serial.hex(),
+    "hwType": hw_type,
     "sanNames": len(list(san.value)),
     "sanCritical": san.critical,
     "subjectEmpty": len(cert.subject.rdns) == 0,

@@ -45,7 +45,7 @@ public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
             Fuzz.require(operation == .csrattrs, "CSR attributes for \(operation)")
             var serializer = DER.Serializer()
             try serializer.serialize(attributes)
-            Fuzz.require(try CSRAttributes(derEncoded: serializer.serializedBytes) == attributes, "CSR attributes read back differently")
+            Fuzz.require(try CsrAttrs(derEncoded: serializer.serializedBytes) == attributes, "CSR attributes read back differently")
         case .retry(let seconds):
             Fuzz.require((status == 202 || status == 503) && seconds >= 0, "a retry from status \(status) after \(seconds) s")
         }

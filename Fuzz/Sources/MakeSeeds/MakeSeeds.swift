@@ -78,6 +78,11 @@ struct Seeds {
         try serializer.serialize(p384)
         try write("FuzzCSR", "p384.der", serializer.serializedBytes)
 
+        // What a csrattrs answer carries for device-operational.
+        var attributes = DER.Serializer()
+        try attributes.serialize(CsrAttrs.deviceOperational)
+        try write("FuzzCsrAttrs", "csrattrs-device-operational.der", attributes.serializedBytes)
+
         // CSR lists: as the factory line writes them, and with what the reader also takes or refuses.
         let others = (1...2).map { EUI64(meter.value + UInt64($0)) }
         let otherCSRs = try others.map { try MeterIdentity(eui64: $0).certificateSigningRequestDER(hardwareType: deviceType) }
@@ -156,7 +161,7 @@ struct Seeds {
         try write("FuzzESTResponse", "cacerts.txt", [0x00, 0x00] + certsOnly)
         try write("FuzzESTResponse", "simpleenroll.txt", [0x01, 0x06] + certsOnly)
         var attributes = DER.Serializer()
-        try attributes.serialize(CSRAttributes(items: [.oid([1, 2, 840, 10045, 4, 3, 2]), .attribute(type: [1, 2, 840, 113549, 1, 9, 14], values: [0x31, 0x02, 0x30, 0x00])]))
+        try attributes.serialize(CsrAttrs([.oid([1, 2, 840, 10045, 4, 3, 2]), .attribute(type: [1, 2, 840, 10045, 2, 1], values: [[1, 2, 840, 10045, 3, 1, 7]])]))
         try write("FuzzESTResponse", "csrattrs.txt", [0x03, 0x02] + Array(Data(attributes.serializedBytes).base64EncodedString().utf8))
         try write("FuzzESTResponse", "problem.json", [0x01 | (6 << 2), 0x03] + Array(#"{"type":"urn:metertrust:error:onboarding.not-claimed","title":"onboarding.not-claimed","status":403,"code":"onboarding.not-claimed","detail":"meter 0024befffe000001 is not claimed"}"#.utf8))
         try write("FuzzESTResponse", "busy.txt", [0x01 | (10 << 2), 0x04, 0x80] + Array("Sun, 06 Nov 1994 08:49:37 GMT\nbusy".utf8))

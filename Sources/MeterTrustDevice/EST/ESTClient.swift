@@ -69,7 +69,7 @@ public struct ESTClient: Sendable {
     }
 
     /// The attributes the server would like in the CSR (RFC 7030 §4.5); empty when it has none (204 or 404).
-    public func csrAttributes() async throws -> CSRAttributes {
+    public func csrAttributes() async throws -> CsrAttrs {
         guard case .attributes(let attributes) = try await request(.csrattrs, body: nil) else { throw unexpected(.csrattrs) }
         return attributes
     }

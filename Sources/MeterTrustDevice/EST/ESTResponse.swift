@@ -9,7 +9,7 @@ import X509
 /// - 200 to `cacerts`, `simpleenroll`, `simplereenroll`: `application/pkcs7-mime` (RFC 7030 §4.1.3, §4.2.3), a
 ///   base64 body (RFC 8951 §3: line breaks allowed, the Content-Transfer-Encoding header optional) of a certs-only
 ///   CMS SignedData (RFC 5272 §4.2), decoded by Core's bounded ``MeterTrustCore/CertsOnlyCMS``.
-/// - 200 to `csrattrs`: `application/csrattrs`, base64 of ``CSRAttributes`` (§4.5.2); 204 or 404 mean none.
+/// - 200 to `csrattrs`: `application/csrattrs`, base64 of Core's ``MeterTrustCore/CsrAttrs`` (§4.5.2); 204 or 404 mean none.
 /// - 202, or 503, with Retry-After (§4.2.3; RFC 9110 §10.2.3: delta-seconds or an HTTP-date): try again later.
 /// - Any other status: refused. An `application/problem+json` body (RFC 9457) gives the reason and its code.
 public struct ESTResponse: Sendable {
@@ -32,7 +32,7 @@ public struct ESTResponse: Sendable {
     public enum Meaning: Sendable, Equatable {
         /// The certificates of a certs-only CMS, in its order.
         case certificates([Certificate])
-        case attributes(CSRAttributes)
+        case attributes(CsrAttrs)
         /// 202 or 503 with Retry-After: ask again after this many seconds.
         case retry(after: Int)
     }
@@ -51,7 +51,7 @@ public struct ESTResponse: Sendable {
                 guard mediaType == "application/csrattrs" else { throw badType(what, expected: "application/csrattrs") }
                 let der = try base64(what)
                 do {
-                    return .attributes(try CSRAttributes(derEncoded: der))
+                    return .attributes(try CsrAttrs(derEncoded: der))
                 } catch {
                     throw ESTClientError(.estBadResponse, "\(what): the CSR attributes are not a DER CsrAttrs (RFC 7030 §4.5.2)", status: status)
                 }
@@ -71,7 +71,7 @@ public struct ESTResponse: Sendable {
             }
             return .certificates(certificates)
         case 204 where operation == .csrattrs, 404 where operation == .csrattrs:
-            return .attributes(CSRAttributes(items: []))
+            return .attributes(CsrAttrs([]))
         case 202, 503:
             if let retryAfter, let seconds = Self.seconds(retryAfter: retryAfter, now: now) {
                 return .retry(after: seconds)

@@ -55,7 +55,7 @@ public struct CertificateAuthority: Sendable {
         get throws {
             CertificateContents.Signer(
                 authorityName: record.name, name: certificate.subject, key: signingKey, keyIdentifier: try keyIdentifier,
-                notAfter: certificate.notValidAfter
+                notAfter: certificate.notValidAfter, shards: shardCount
             )
         }
     }

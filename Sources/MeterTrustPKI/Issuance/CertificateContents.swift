@@ -27,6 +27,8 @@ struct CertificateContents: Sendable {
         let key: HSMSigningKey
         let keyIdentifier: [UInt8]?
         let notAfter: Date?
+        /// The CA's shard count: an end entity's CRL distribution point is its serial's shard of the CA's CRL.
+        var shards: ShardCount = .default
     }
 
     /// Signs the contents with `signer`'s HSM key, blocking on the HSM: call from the HSM queue or a worker
@@ -49,7 +51,7 @@ struct CertificateContents: Sendable {
             notAfter = calendar.date(byAdding: .year, value: years, to: notBefore)!
             if let issuerNotAfter = signer.notAfter, issuerNotAfter < notAfter { notAfter = issuerNotAfter }
         }
-        let extensions = try makeExtensions(signer: signer, policy: policy, settings: settings)
+        let extensions = try makeExtensions(signer: signer, policy: policy, settings: settings, serialNumber: serialNumber)
         return try Certificate(
             version: .v3, serialNumber: serialNumber, publicKey: publicKey, notValidBefore: notBefore,
             notValidAfter: notAfter, issuer: signer.name, subject: subject,
@@ -61,7 +63,9 @@ struct CertificateContents: Sendable {
     /// 99991231235959Z (RFC 5280 §4.1.2.5).
     static let noWellDefinedExpiration = Date(timeIntervalSince1970: 253_402_300_799)
 
-    private func makeExtensions(signer: Signer, policy: ASN1ObjectIdentifier, settings: PKISettings) throws -> Certificate.Extensions {
+    private func makeExtensions(
+        signer: Signer, policy: ASN1ObjectIdentifier, settings: PKISettings, serialNumber: Certificate.SerialNumber
+    ) throws -> Certificate.Extensions {
         var extensions: [Certificate.Extension] = []
         if let constraint = profile.certificateAuthority {
             extensions.append(
@@ -102,8 +106,11 @@ struct CertificateContents: Sendable {
             try Self.encoded(CertificatePolicies([policy]), oid: CertificatePolicies.oid, critical: true)
         )
         if profile.crlDistributionPoint {
-            // The CA's own certificate points at its issuer's CRL; an end entity at its CA's CRL.
-            let url = "\(settings.crlBaseURL)\(signer.authorityName).crl"
+            // The CA's own certificate points at its issuer's CRL; an end entity at the shard of its CA's CRL that
+            // lists it once revoked (its serial's shard, fixed at issuance: ShardCount).
+            let url = profile.certificateAuthority != nil
+                ? "\(settings.crlBaseURL)\(signer.authorityName).crl"
+                : "\(settings.crlBaseURL)\(signer.authorityName)/\(signer.shards.shard(ofSerial: serialNumber.bytes)).crl"
             extensions.append(try Self.encoded(CRLDistributionPoints(uris: [url]), oid: CRLDistributionPoints.oid, critical: false))
         }
         if profile.ocspAccess {

@@ -54,6 +54,17 @@ public struct CertificateIssuer: Sendable {
         return try await signAndStore(by: authority, profile: profile) { try signer.signUnstored(csr, for: request.eui64) }
     }
 
+    /// Issues a device certificate for a request already checked against `profile` (``CSRCheck/validate(der:profile:)``)
+    /// from `authority`, for meter `eui64` with `hardwareType` in its HardwareModuleName, on the same path as
+    /// ``issue(_:)``: signed on the HSM queue, stored before it is returned, a serial collision drawn again. The
+    /// request must not name another meter or device type (``CertificateSigner`` refuses it).
+    public func issue(
+        _ csr: ValidatedCSR, profile: CertificateProfile, authority: CertificateAuthority, eui64: EUI64, hardwareType: ASN1ObjectIdentifier
+    ) async throws -> IssuedCertificate {
+        let signer = try CertificateSigner(authority: authority, profile: profile, settings: hierarchy.settings, hardwareType: hardwareType)
+        return try await signAndStore(by: authority, profile: profile) { try signer.signUnstored(csr, for: eui64) }
+    }
+
     /// Issues a certificate under a profile whose subject the issuer names (``CertificateSigner/signNamed(_:commonName:organizationalUnit:dnsNames:)``:
     /// custodian, tls-server) from `authority`, on the same path as ``issue(_:)``: signed in the HSM, stored, a serial
     /// collision drawn again.

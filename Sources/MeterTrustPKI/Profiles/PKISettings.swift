@@ -13,7 +13,8 @@ public struct PKISettings: Codable, Sendable, Hashable {
     public var testPolicyOID: String
     /// Default `hwType` of HardwareModuleName for meters when a batch or request names none.
     public var deviceTypeOID: String
-    /// Base URL of CRLs; a CA's CRL is `<base><ca-name>.crl`.
+    /// Base URL of CRLs: a CA certificate points at its issuer's CRL, `<base><issuer>.crl`; an end entity at its
+    /// shard of its CA's CRL, `<base><ca>/<shard>.crl` (the shard of its serial, ``ShardCount``).
     public var crlBaseURL: String
     /// OCSP responder URL for AIA.
     public var ocspURL: String

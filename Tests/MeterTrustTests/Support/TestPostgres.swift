@@ -60,10 +60,13 @@ enum TestPostgres {
         return cluster.location.database(String(name))
     }
 
-    /// A new, migrated PostgreSQL store in a database of its own.
+    /// A new, migrated PostgreSQL store in a database of its own. Its operation timeout is 300 s, not the product's
+    /// 40 s: the whole suite runs in parallel on two cores, and a test that waits its turn for a connection is not a
+    /// failure (the suites that test the timeout itself, fail-over and /readyz, set their own).
     static func makeStore(maximumConnections: Int = 4) async throws -> PostgresStore {
         let store = try PostgresStore(
-            location: try await makeDatabase(), password: cluster.password, options: .init(maximumConnections: maximumConnections)
+            location: try await makeDatabase(), password: cluster.password,
+            options: .init(maximumConnections: maximumConnections, operationTimeout: .seconds(300))
         )
         try await store.migrate()
         return store
