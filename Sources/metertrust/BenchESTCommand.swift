@@ -5,6 +5,7 @@ import MeterTrustCore
 import MeterTrustDevice
 import MeterTrustFactory
 import MeterTrustHSM
+import MeterTrustOnboarding
 import MeterTrustPKI
 import MeterTrustServer
 import MeterTrustStore
@@ -100,6 +101,23 @@ extension BenchCommand {
                 count: meters, first: 0x0024_BE00_0000_0000 | (UInt64.random(in: 0..<(1 << 16)) << 32), batch: "bench-est-\(suffix)",
                 manufacturer: manufacturer, hierarchy: hierarchy, store: store, threads: threads, progress: progress
             )
+            // The audit log (every issuance is audited), one account claiming every meter (a plain list, uploaded as a
+            // utility would), as our server needs them.
+            _ = try await AuditCommand.Init.initialize(
+                data: DataDirectoryOptions(dataDirectory: dataDirectory.path), name: root.name, keyName: "bench.metertrust.example/est-\(suffix)", interval: 1000
+            )
+            let audited = try Context(DataDirectoryOptions(dataDirectory: dataDirectory.path))
+            let onboarding = Onboarding(store: store, audit: try audited.auditLog(store: store, token: hierarchy.token))
+            _ = try await onboarding.createAccount(
+                id: Self.account, displayName: "Bench Utility", operationalCA: operational.name, manufacturers: [manufacturer.name], actor: "bench"
+            )
+            let upload = try await onboarding.beginUpload(account: Self.account, format: .list, manufacturer: manufacturer.name, actor: "bench")
+            for start in stride(from: 0, to: fleet.meters.count, by: 10_000) {
+                try await upload.append(Array(fleet.meters[start..<min(start + 10_000, fleet.meters.count)].map { $0.eui64.description + "\n" }.joined().utf8))
+            }
+            let claimed = try await upload.finish()
+            log("\(claimed.claimed) meters claimed by account \(Self.account)")
+
             // The static answer: a certs-only CMS of one real operational certificate, as our server's answer holds.
             let sample = try await CertificateIssuer(hierarchy: hierarchy).issue(
                 IssuanceRequest(csr: fleet.meters[0].operationalRequest, profile: "device-operational", authority: operational.name)
@@ -127,14 +145,25 @@ extension BenchCommand {
                 credential: .identity(chain: chain, trustAnchor: root.certificate), serverPID: nginx.pid
             )
             nginx.stop()
+
+            // Ours: `serve --roles est` on the same deployment, its TLS key in the HSM, the meters claimed by one account.
+            let estServer = try BenchESTServer.start(dataDirectory: dataDirectory, log: directory.appendingPathComponent("serve.log"))
+            let estRun = await load.run(
+                target: "metertrust est", server: try ESTServerAddress(url: "https://127.0.0.1:\(estServer.port)", label: Self.account),
+                credential: .identity(chain: chain, trustAnchor: root.certificate), serverPID: estServer.pid
+            )
+            estServer.stop()
             try? await group.shutdownGracefully()
 
             let report = Report(
                 cores: ProcessInfo.processInfo.activeProcessorCount, meters: meters, concurrency: concurrency, setupSeconds: setupSeconds,
-                nginx: nginxRun, est: nil, psk: nil, ratio: nil, clientPeakMemoryMB: IssuanceBenchmark.peakMemoryMB()
+                nginx: nginxRun, est: estRun, psk: nil, ratio: estRun.enrollmentsPerSecond / max(nginxRun.enrollmentsPerSecond, 1e-9),
+                clientPeakMemoryMB: IssuanceBenchmark.peakMemoryMB()
             )
             try Self.print(report, json: output.json)
         }
+
+        static let account = "bench"
 
         /// A tls-server certificate for 127.0.0.1 from the Service CA, for a key the caller holds (nginx's, in software).
         static func serverCertificate(for key: P256.Signing.PrivateKey, service: CertificateAuthority, hierarchy: CAHierarchy) async throws -> Certificate {
