@@ -147,7 +147,7 @@ extension BenchCommand {
             nginx.stop()
 
             // Ours: `serve --roles est` on the same deployment, its TLS key in the HSM, the meters claimed by one account.
-            let estServer = try BenchESTServer.start(dataDirectory: dataDirectory, log: directory.appendingPathComponent("serve.log"))
+            let estServer = try ESTServerProcess.start(dataDirectory: dataDirectory, log: directory.appendingPathComponent("serve.log"))
             let estRun = await load.run(
                 target: "metertrust est", server: try ESTServerAddress(url: "https://127.0.0.1:\(estServer.port)", label: Self.account),
                 credential: .identity(chain: chain, trustAnchor: root.certificate), serverPID: estServer.pid

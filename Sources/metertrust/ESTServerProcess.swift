@@ -2,17 +2,17 @@ import Foundation
 import MeterTrustCore
 import MeterTrustServer
 
-/// Our EST server as `bench est` runs it: `metertrust server-cert --role est` (its key made in the HSM) and `metertrust
-/// serve --roles est` as child processes of this binary on the bench deployment, so that the server's memory and CPU
-/// are its own, measured from /proc as nginx's are.
-struct BenchESTServer {
+/// Our EST server as `bench est` and `demo` run it: `metertrust server-cert --role est` (its key made in the HSM) and
+/// `metertrust serve --roles est` as child processes of this binary on the deployment, on 127.0.0.1 (so that in the
+/// benchmark the server's memory and CPU are its own, measured from /proc as nginx's are).
+struct ESTServerProcess {
     let process: Process
     let port: Int
 
     /// This executable.
     static var executable: URL { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() }
 
-    static func start(dataDirectory: URL, log: URL) throws -> BenchESTServer {
+    static func start(dataDirectory: URL, log: URL) throws -> ESTServerProcess {
         let port = try LoopbackPort.free()
         let certified = try run(["server-cert", "--role", "est", "--ip", "127.0.0.1", "--port", String(port), "--data-dir", dataDirectory.path, "--json"])
         guard certified.status == 0 else { throw CLIError(code: .unreachable, "server-cert --role est failed: \(Output.oneLine(certified.stderr))") }
@@ -29,7 +29,7 @@ struct BenchESTServer {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
-        let server = BenchESTServer(process: process, port: port)
+        let server = ESTServerProcess(process: process, port: port)
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline {
             if FileManager.default.fileExists(atPath: portsFile), LoopbackPort.accepts(port) { return server }
