@@ -24,9 +24,12 @@ extension BenchCommand {
                 pre-made operational CSR. Then, with the same client (the meter's ESTClient, a new TLS context and \
                 connection per meter, concurrency C), the same certificate types and the same trust store, it runs \
                 every meter against nginx (Debian's package, installed if missing; its key in software; mutual TLS \
-                1.3, no session cache, no tickets, one small static certs-only answer) and reports enrollments/s, \
-                p50/p99 latency and the server's peak memory (VmHWM of its processes, from /proc). Build with -c \
-                release for meaningful figures.
+                1.3, no session cache, no tickets, one small static certs-only answer), then against our EST server \
+                (`server-cert --role est`, `serve --roles est` as children, its key in the HSM, every meter claimed by \
+                one account), and reports enrollments/s, p50/p99 latency, the server's peak memory (VmHWM of its \
+                processes, from /proc), CPU per enrollment of server and client, and the ratio to nginx. PSK \
+                enrollments are not run: the est-psk listener has no EST routes yet. Build with -c release for \
+                meaningful figures.
 
                 EXAMPLES:
                   swift build -c release
