@@ -9,7 +9,7 @@ VENV := .venv
 help:
 	@echo "make demo   install what is missing, create a project-local SoftHSM2 token, build, run metertrust demo"
 	@echo "make test   install what is missing, create the test virtualenv, build, run every test"
-	@echo "make bench  release build, project-local bench token, metertrust bench issuance (BENCH_COUNT=$(BENCH_COUNT)): SQLite, then PostgreSQL with one and two processes"
+	@echo "make bench  release build, project-local bench token, metertrust bench issuance (BENCH_COUNT=$(BENCH_COUNT)): SQLite, then PostgreSQL with one and two processes; bench enroll over HTTPS; bench est against nginx (10k and 100k meters)"
 	@echo "make fuzz   build the libFuzzer targets (Fuzz/), run each FUZZ_SECONDS=$(FUZZ_SECONDS) s; FUZZ_TARGETS=\"FuzzCSR ...\" to choose"
 
 ## System packages (softhsm2, libp11-kit-dev, ...) through apt-get, only if missing.
@@ -63,6 +63,7 @@ bench: deps
 	scripts/bench-postgres.sh $(BENCH_COUNT) 1
 	scripts/bench-postgres.sh $(BENCH_COUNT) 2
 	scripts/bench-enroll-http.sh $(BENCH_COUNT)
+	scripts/bench-est.sh 32 10000 100000
 
 clean:
 	rm -rf .build .build-fuzz .build-fuzz-seeds .fuzz-corpus $(VENV) .softhsm demo-data

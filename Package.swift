@@ -116,7 +116,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The meter's side: identity key and CSR (later: configurator client, bootstrap/EST clients, simulator).
+        // The meter's side: identity key and CSR, the factory configurator, the EST client (swift-nio + swift-nio-ssl:
+        // no platform code, no AsyncHTTPClient).
         .target(
             name: "MeterTrustDevice",
             dependencies: [
@@ -124,6 +125,10 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),
@@ -265,6 +270,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

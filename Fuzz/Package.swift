@@ -31,6 +31,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzCertsOnlyCMS", [library("MeterTrustCore")]),
     ("FuzzCsrAttrs", [library("MeterTrustCore"), .product(name: "SwiftASN1", package: "swift-asn1")]),
     ("FuzzPSKImport", [library("MeterTrustCore"), library("MeterTrustOnboarding")]),
+    ("FuzzESTResponse", [library("MeterTrustCore"), library("MeterTrustDevice"), .product(name: "SwiftASN1", package: "swift-asn1")]),
 ]
 
 let package = Package(

@@ -14,6 +14,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # PostgreSQL: the server for the PostgreSQL store's tests (scripts/pg-cluster.sh runs a project-local cluster) and psql.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# nginx: the independent TLS peer of the EST client's tests and the reference of `bench est` (mutual TLS, static answer).
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 
 if [ ${#need[@]} -eq 0 ]; then

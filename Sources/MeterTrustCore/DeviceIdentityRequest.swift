@@ -12,10 +12,8 @@ public enum DeviceIdentityRequest {
     public static func make(
         eui64: EUI64, privateKey: P256.Signing.PrivateKey, hardwareType: ASN1ObjectIdentifier, keyAgreement: Bool = false
     ) throws -> CertificateSigningRequest {
-        let name = HardwareModuleName(hardwareType: hardwareType, serialNumber: eui64.bytes)
-        let otherName = GeneralName.OtherName(typeID: HardwareModuleName.otherNameTypeID, value: try ASN1Any(erasing: name))
         let extensions = try Certificate.Extensions([
-            try Certificate.Extension(SubjectAlternativeNames([.otherName(otherName)]), critical: true),
+            try requestedName(eui64: eui64, hardwareType: hardwareType),
             try Certificate.Extension(
                 keyAgreement ? KeyUsage(keyAgreement: true) : KeyUsage(digitalSignature: true), critical: true
             ),
@@ -34,5 +32,13 @@ public enum DeviceIdentityRequest {
         var serializer = DER.Serializer()
         try serializer.serialize(try make(eui64: eui64, privateKey: privateKey, hardwareType: hardwareType, keyAgreement: keyAgreement))
         return serializer.serializedBytes
+    }
+
+    /// The critical subjectAltName holding exactly one HardwareModuleName {hwType, hwSerialNum = EUI-64} that a
+    /// meter's requests (identity and operational alike) ask for.
+    static func requestedName(eui64: EUI64, hardwareType: ASN1ObjectIdentifier) throws -> Certificate.Extension {
+        let name = HardwareModuleName(hardwareType: hardwareType, serialNumber: eui64.bytes)
+        let otherName = GeneralName.OtherName(typeID: HardwareModuleName.otherNameTypeID, value: try ASN1Any(erasing: name))
+        return try Certificate.Extension(SubjectAlternativeNames([.otherName(otherName)]), critical: true)
     }
 }

@@ -57,6 +57,11 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case invalidBundle = "configurator.invalid-bundle"
     case configuratorStorage = "configurator.storage"
 
+    // The meter's EST client (what it makes of an EST server's answers).
+    case estRefused = "meter.est-refused"
+    case estBadResponse = "meter.est-bad-response"
+    case meterNotEnrolled = "meter.not-enrolled"
+
     // Audit log.
     case auditMalformed = "audit.malformed"
     case auditTampered = "audit.tampered"

@@ -279,7 +279,8 @@ public struct FactoryConfigurator: Sendable {
         }
     }
 
-    private func loadKey() throws -> P256.Signing.PrivateKey {
+    /// The meter's identity key (its IDevID's), readable after the lock: the meter authenticates with it to enroll.
+    func loadKey() throws -> P256.Signing.PrivateKey {
         guard let data = FileManager.default.contents(atPath: keyURL.path), let key = try? P256.Signing.PrivateKey(derRepresentation: data) else {
             throw ConfiguratorError(.storage, "the meter's identity key in \(directory.path) is missing or corrupt")
         }

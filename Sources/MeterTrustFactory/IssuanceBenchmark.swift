@@ -201,7 +201,7 @@ public struct IssuanceBenchmark: Sendable {
     }
 
     /// User + system CPU seconds of this process so far.
-    static func cpuSeconds() -> Double {
+    public static func cpuSeconds() -> Double {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }

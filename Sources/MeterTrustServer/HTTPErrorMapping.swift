@@ -25,8 +25,11 @@ public enum HTTPErrorMapping {
             return .gone
         case .authorityExists, .alreadyIssued, .keyReused, .storeDuplicate, .duplicateApproval, .wrongRequest, .alreadyExecuted,
             .belowQuorum, .notBootstrapped, .auditNotInitialised, .underQuorumControl, .lockOut, .backup, .batchRefusedEveryMeter,
-            .configuratorLocked, .configuratorWrongStage, .executionFailed:
+            .configuratorLocked, .configuratorWrongStage, .executionFailed, .meterNotEnrolled:
             return .conflict
+        case .estRefused, .estBadResponse:
+            // A meter's view of an EST server's answer; no server produces it, a proxy relaying it would say 502.
+            return .badGateway
         case .payloadTooLarge, .uploadTooLarge:
             return .contentTooLarge
         case .hsmModuleLoad, .hsmTokenNotFound, .hsmPINUnavailable, .hsmPKCS11, .hsmConfiguration, .storeUnavailable,

@@ -33,7 +33,9 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard (2...100_000).contains(meters) else { throw ValidationError("--meters must be between 2 and 100000 (one meter changes supplier, another is in conflict)") }
+        guard (4...100_000).contains(meters) else {
+            throw ValidationError("--meters must be between 4 and 100000 (one meter changes supplier, another is in conflict, another is released)")
+        }
     }
 
     func run() async throws {
@@ -78,13 +80,19 @@ struct DemoCommand: AsyncParsableCommand {
         let onboarding = try await DemoOnboarding(context: context, hierarchy: hierarchy, store: store, manufacturer: manufacturer.name, progress: progress)
             .run(manifest: line.outputDirectory.appendingPathComponent("enrollment-manifest.json"), meters: devices.map(\.eui64))
 
+        // 5. In the field: the meters enroll over EST with their factory identities; the unclaimed one is refused.
+        let field = try await DemoEnrollment(
+            context: try Context(DataDirectoryOptions(dataDirectory: directory.path)), store: store, token: hierarchy.token,
+            meterDirectory: { directory.appendingPathComponent("meters/\($0)") }, progress: progress
+        ).run(meters: devices.map(\.eui64))
+
         let summaries = try await AuthoritySummary.all(in: hierarchy.store)
         let description = try CertificateDescription(sample, profile: CertificateProfile.deviceIdentity.name)
         if output.json {
             try Output.json(
                 Result(
                     dataDirectory: directory.path, authorities: summaries, batch: line.report, devices: devices, lockedConfigurator: line.lockError,
-                    sample: description, onboarding: onboarding
+                    sample: description, onboarding: onboarding, est: field
                 )
             )
             return
@@ -123,6 +131,13 @@ struct DemoCommand: AsyncParsableCommand {
             Output.line("    \(Output.timestamp.string(from: event.at))  \(event.kind.rawValue)  \(event.account)")
         }
         Output.line()
+        Output.line("In the field: meters enroll over EST (\(field.server), TLS 1.3, each with its factory identity)")
+        Output.line("  north released \(field.released) (its customer moved away): no account holds it")
+        for meter in field.enrolled {
+            Output.line("  \(meter.eui64)  account \(meter.account)  operational certificate \(meter.serial) from \(meter.issuer), valid to \(ISO8601DateFormatter().string(from: meter.notAfter))")
+        }
+        for meter in field.refused { Output.line("  \(meter.eui64)  refused: \(meter.message)") }
+        Output.line()
         Output.line("Verify it yourself:")
         Output.line("  openssl verify -CAfile \(pemDirectory.path)/root.pem -untrusted \(pemDirectory.path)/\(manufacturer.name).pem \(samplePath.path)")
     }
@@ -142,6 +157,7 @@ struct DemoCommand: AsyncParsableCommand {
         var lockedConfigurator: String
         var sample: CertificateDescription
         var onboarding: DemoOnboarding.Summary
+        var est: DemoEnrollment.Summary
     }
 
     private func progress(_ message: String) {

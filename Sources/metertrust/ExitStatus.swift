@@ -32,7 +32,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
             .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
             .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict,
-            .pskUnknownMeter, .pskMalformedImport, .pskCannotOpen:
+            .pskUnknownMeter, .pskMalformedImport, .pskCannotOpen, .estRefused, .estBadResponse, .meterNotEnrolled:
             return .refused
         case .usage:
             return .usage

@@ -14,7 +14,8 @@ struct MeterCommand: AsyncParsableCommand {
         commandName: "meter",
         abstract: "Drive a simulated meter's factory configurator (its state lives in --state DIR); show a meter as the platform holds it.",
         discussion: """
-            init, keygen, install, finalize and status are the meter's side (a simulator, on --state DIR). \
+            init, keygen, install, finalize, status, enroll and reenroll are the meter's side (a simulator, on \
+            --state DIR; enroll and reenroll talk EST to the platform). \
             show is the platform's view of a meter, from its store (--data-dir).
 
             EXAMPLES:
@@ -26,9 +27,10 @@ struct MeterCommand: AsyncParsableCommand {
                   --eui64 0024befffe800001 --out bundle.json
               metertrust meter install --state m1 --bundle bundle.json
               metertrust meter finalize --state m1
+              metertrust meter enroll --state m1 --server https://127.0.0.1:8443 --label north
               metertrust meter show 0024befffe800001 --data-dir /var/lib/metertrust
             """,
-        subcommands: [Init.self, Keygen.self, Install.self, Finalize.self, Status.self, Show.self]
+        subcommands: [Init.self, Keygen.self, Install.self, Finalize.self, Status.self, Enroll.self, Reenroll.self, Show.self]
     )
 
     struct StateOptions: ParsableArguments {

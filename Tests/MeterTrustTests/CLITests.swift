@@ -207,26 +207,26 @@ struct CLITests {
         #expect(pinOption.status != 0 && pinOption.stderr.contains("Unknown option"))
     }
 
-    @Test("metertrust demo runs at a small size: hierarchy, meters, a sample certificate with its EUI-64")
+    @Test("metertrust demo runs at a small size: hierarchy, meters, a sample certificate with its EUI-64, accounts, meters enrolling over EST")
     func demo() throws {
         let hsm = try TestEnvironment.makeIsolatedToken()
         let directory = TestEnvironment.temporaryDirectory().appendingPathComponent("demo")
         let environment = hsm.environment
-        let arguments = ["demo", "--data-dir", directory.path, "--meters", "3", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]
+        let arguments = ["demo", "--data-dir", directory.path, "--meters", "4", "--token-label", hsm.label, "--module", TestEnvironment.modulePath]
         let json = try TestEnvironment.run(TestEnvironment.metertrust, arguments + ["--json"], environment: environment)
         try #require(json.status == 0, "\(json.stderr)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         // root, manufacturer, two operational, admin, service and operator CAs.
         #expect((result["authorities"] as? [[String: Any]])?.count == 7)
-        #expect((result["devices"] as? [[String: Any]])?.count == 3)
+        #expect((result["devices"] as? [[String: Any]])?.count == 4)
         // Onboarding: two accounts under quorum, north's manifest claims the batch, south collides on the first meter,
         // the second changes supplier.
         let onboarding = try #require(result["onboarding"] as? [String: Any])
         let accounts = try #require(onboarding["accounts"] as? [[String: Any]])
         #expect(accounts.compactMap { $0["id"] as? String } == ["north", "south"])
         #expect(accounts.allSatisfy { ($0["approvers"] as? [String])?.count == 2 })
-        #expect(accounts.compactMap { $0["claims"] as? Int } == [2, 1])
-        #expect((onboarding["upload"] as? [String: Any])?["claimed"] as? Int == 3)
+        #expect(accounts.compactMap { $0["claims"] as? Int } == [3, 1])
+        #expect((onboarding["upload"] as? [String: Any])?["claimed"] as? Int == 4)
         let conflicts = try #require(onboarding["conflicts"] as? [[String: Any]])
         #expect(conflicts.count == 1 && conflicts[0]["eui64"] as? String == "0024befffe800001" && conflicts[0]["claimant"] as? String == "south")
         #expect(onboarding["changedSupplier"] as? String == "0024befffe800002")
@@ -234,7 +234,18 @@ struct CLITests {
         #expect(history.first == "claimed" && history.contains("released") && history.last == "claimed", "\(history)")
         #expect((result["sample"] as? [String: Any])?["eui64"] as? String == "0024befffe800001")
         let batch = try #require(result["batch"] as? [String: Any])
-        #expect((batch["counts"] as? [String: Int])?["issued"] == 3)
+        #expect((batch["counts"] as? [String: Int])?["issued"] == 4)
+        // In the field, over EST against serve --roles est: south's meter and north's third enroll from their accounts'
+        // Operational CAs; the meter in conflict and the one north released are refused with the server's reason.
+        let est = try #require(result["est"] as? [String: Any])
+        let enrolled = try #require(est["enrolled"] as? [[String: Any]])
+        #expect(enrolled.compactMap { $0["eui64"] as? String } == ["0024befffe800002", "0024befffe800003"])
+        #expect(enrolled.compactMap { $0["account"] as? String } == ["south", "north"])
+        #expect(enrolled.allSatisfy { ($0["issuer"] as? String)?.contains("\($0["account"] as? String ?? "")-utility Operational CA") == true }, "\(enrolled)")
+        let refused = try #require(est["refused"] as? [[String: Any]])
+        #expect(refused.compactMap { $0["eui64"] as? String } == ["0024befffe800001", "0024befffe800004"])
+        #expect(refused.compactMap { $0["code"] as? String } == ["est.meter-in-conflict", "est.not-claimed"], "\(refused)")
+        #expect(est["released"] as? String == "0024befffe800004")
         #expect(batch["refusalsTotal"] as? Int == 1)
         #expect((result["devices"] as? [[String: Any]])?.allSatisfy { $0["stage"] as? String == "locked" } == true)
         #expect((result["lockedConfigurator"] as? String)?.contains("cannot be used again") == true)
@@ -250,6 +261,15 @@ struct CLITests {
         #expect(text.stdout.contains("-----BEGIN CERTIFICATE-----"))
         #expect(text.stdout.contains("conflict: 0024befffe800001 held by north, also listed by south"))
         #expect(text.stdout.contains("change of supplier: 0024befffe800002 released by north, claimed by south"))
+        #expect(text.stdout.contains("0024befffe800004  refused: EST simpleenroll at https://127.0.0.1:"), "\(text.stdout)")
+        #expect(text.stdout.contains("refused: HTTP 403, est.not-claimed"))
+        // The meters keep what they were issued; openssl agrees it chains to the root they pinned.
+        let meter = directory.appendingPathComponent("meters/0024befffe800003")
+        let operational = try TestEnvironment.run("openssl", [
+            "verify", "-CAfile", directory.appendingPathComponent("pem/root.pem").path, "-untrusted", meter.appendingPathComponent("operational-chain.pem").path,
+            meter.appendingPathComponent("operational-certificate.pem").path,
+        ])
+        #expect(operational.status == 0, "\(operational.stdout) \(operational.stderr)")
         let pem = directory.appendingPathComponent("pem")
         let verified = try TestEnvironment.run("openssl", [
             "verify", "-CAfile", pem.appendingPathComponent("root.pem").path, "-untrusted", pem.appendingPathComponent("acme-meters.pem").path,

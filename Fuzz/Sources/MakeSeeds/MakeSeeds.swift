@@ -155,6 +155,17 @@ struct Seeds {
             let lines = try Data(contentsOf: out.appendingPathComponent("bundles.jsonl")).split(separator: UInt8(ascii: "\n"))
             for (index, line) in lines.enumerated() { try write("FuzzBundle", "\(name)-\(index).json", line) }
         }
+        // EST answers as a server sends them: certs-only CMS of the real CA certificates, CSR attributes, a problem
+        // document, a 503 with Retry-After (first byte: operation | status index << 2; second: Content-Type index).
+        let certsOnly = Array(try CertsOnlyCMS(certificates: [authority.certificate, root.certificate]).base64Body().utf8)
+        try write("FuzzESTResponse", "cacerts.txt", [0x00, 0x00] + certsOnly)
+        try write("FuzzESTResponse", "simpleenroll.txt", [0x01, 0x06] + certsOnly)
+        var attributes = DER.Serializer()
+        try attributes.serialize(CsrAttrs([.oid([1, 2, 840, 10045, 4, 3, 2]), .attribute(type: [1, 2, 840, 10045, 2, 1], values: [[1, 2, 840, 10045, 3, 1, 7]])]))
+        try write("FuzzESTResponse", "csrattrs.txt", [0x03, 0x02] + Array(Data(attributes.serializedBytes).base64EncodedString().utf8))
+        try write("FuzzESTResponse", "problem.json", [0x01 | (6 << 2), 0x03] + Array(#"{"type":"urn:metertrust:error:onboarding.not-claimed","title":"onboarding.not-claimed","status":403,"code":"onboarding.not-claimed","detail":"meter 0024befffe000001 is not claimed"}"#.utf8))
+        try write("FuzzESTResponse", "busy.txt", [0x01 | (10 << 2), 0x04, 0x80] + Array("Sun, 06 Nov 1994 08:49:37 GMT\nbusy".utf8))
+
         // The installed bundle must be accepted by the meter that made the key: the seed is a real, valid bundle.
         let bundles = try Data(contentsOf: URL(fileURLWithPath: onDevice).deletingLastPathComponent().appendingPathComponent("out/bundles.jsonl"))
         _ = try await configurator.install(bundle: Data(bundles.split(separator: UInt8(ascii: "\n"))[0]))
