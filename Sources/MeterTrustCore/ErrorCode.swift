@@ -121,6 +121,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     case estNotClaimed = "est.not-claimed"
     /// Two accounts list the meter: no operational certificate until the conflict is resolved.
     case estMeterInConflict = "est.meter-in-conflict"
+    /// `simplereenroll` over PSK for a meter that holds no current operational certificate: `simpleenroll` first.
+    case estNothingToRenew = "est.nothing-to-renew"
     /// The enrollment queue is full: retry after the Retry-After seconds.
     case estBusy = "est.busy"
 

@@ -38,7 +38,7 @@ public struct EstRole: ServerRole {
         let admin = environment.admin
         identity = try await RoleTLSIdentity.load(environment.estIdentity, role: Self.name, hierarchy: admin.hierarchy)
         enrollment = OperationalEnrollment(
-            store: admin.store, hierarchy: admin.hierarchy, audit: admin.audit, queue: EnrollmentQueue(limit: environment.estQueueLimit), clock: admin.clock
+            store: admin.store, hierarchy: admin.hierarchy, audit: admin.audit, queue: environment.estQueue, clock: admin.clock
         )
         logger = environment.logger
         warnings = identity.warnings(role: Self.name)
@@ -60,7 +60,7 @@ public struct EstRole: ServerRole {
         let http = HTTP1Channel.Configuration(
             additionalChannelHandlers: [HandshakeTimeoutHandler(timeout: listener.handshakeTimeout)], idleTimeout: listener.idleTimeout
         )
-        let routes = EstRoutes(enrollment: enrollment)
+        let routes = EstRoutes<PeerCertificateRequestContext>(enrollment: enrollment)
         return Application(
             router: routes.router(observation: RequestObservationMiddleware(role: Self.name, logger: requestLogger)),
             server: try .tls(.http1(configuration: http), configuration: TLSChannelConfiguration(tlsConfiguration: tls) { certificates in
@@ -78,6 +78,6 @@ public struct EstRole: ServerRole {
     }
 
     public func clientURLs(bindHost: String, port: Int) -> [String] {
-        identity.clientURLs(bindHost: bindHost, port: port).map { $0 + EstRoutes.prefix + "/" }
+        identity.clientURLs(bindHost: bindHost, port: port).map { $0 + EstPaths.prefix + "/" }
     }
 }

@@ -17,7 +17,7 @@ public enum HTTPErrorMapping {
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
             .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount, .estUntrustedCertificate, .estRevokedCertificate,
-            .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch, .estNotClaimed, .estMeterInConflict:
+            .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch, .estNotClaimed, .estMeterInConflict, .estNothingToRenew:
             return .forbidden
         case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict, .pskUnknownMeter:
             return .notFound

@@ -20,6 +20,10 @@ import ServiceLifecycle
 /// lowercase hex digits; the key comes from ``PSKResolver`` at each handshake (no list, no cache), and the listener
 /// runs on an event-loop group of its own because the PSK callback blocks its event loop while the HSM derives
 /// (see ``PSKHandshakeKeys``). Handlers learn the proven meter from the connection (``PSKTLSChannel``).
+///
+/// The EST routes (``EstRoutes``) are served here too, for the meter the handshake proved: `simpleenroll` issues its
+/// operational certificate as over the `est` listener (same checks, same queue: ``OperationalEnrollment`` with
+/// ``MeterCredential/presharedKey(_:)``), `simplereenroll` renews it while the meter holds a current one.
 public struct PSKRole: ServerRole {
     public static let name = "est-psk"
     /// The cipher suite the listener offers (OpenSSL's name), and nothing else.
@@ -27,12 +31,15 @@ public struct PSKRole: ServerRole {
     public var name: String { Self.name }
     public let warnings: [String] = []
     let resolver: PSKResolver
+    let enrollment: OperationalEnrollment
     let logger: Logger
     /// Threads of the listener's own event-loop group: handshakes resolving a key at once.
     let eventLoopThreads: Int
 
     public init(environment: ServeEnvironment) async throws {
-        resolver = PSKResolver(store: environment.admin.store, token: environment.admin.hierarchy.token)
+        let admin = environment.admin
+        resolver = PSKResolver(store: admin.store, token: admin.hierarchy.token)
+        enrollment = OperationalEnrollment(store: admin.store, hierarchy: admin.hierarchy, audit: admin.audit, queue: environment.estQueue, clock: admin.clock)
         logger = environment.logger
         eventLoopThreads = max(2, environment.admin.hierarchy.token.sessionCount)
     }
@@ -57,6 +64,7 @@ public struct PSKRole: ServerRole {
         router.add(middleware: ProblemMiddleware<PSKRequestContext>(api: "PSK listener"))
         router.add(middleware: PSKMeterMiddleware())
         PSKRoutes.add(to: router)
+        EstRoutes<PSKRequestContext>(enrollment: enrollment).add(to: router)
         let application = Application(
             router: router,
             server: .psk(http1: http, configuration: Self.tlsConfiguration(), keys: PSKHandshakeKeys(resolver: resolver, logger: requestLogger)),
@@ -91,7 +99,7 @@ struct OwnEventLoopGroupService<Wrapped: Service>: Service {
 
 /// The PSK listener's request context: the request's observation, its channel, and the meter the connection's PSK
 /// handshake proved (set by ``PSKMeterMiddleware`` before any route runs).
-struct PSKRequestContext: ObservedRequestContext {
+struct PSKRequestContext: EstRequestContext {
     var coreContext: CoreRequestContextStorage
     let channel: any Channel
     let observation = RequestObservation()
@@ -107,6 +115,11 @@ struct PSKRequestContext: ObservedRequestContext {
     func requireMeter() throws -> EUI64 {
         guard let meter else { throw HTTPProblem(.unauthenticated, "no meter was authenticated by this connection's PSK handshake") }
         return meter
+    }
+
+    /// The meter's PSK, proved by the handshake, for both EST operations.
+    func meterCredential(for operation: EnrollmentOperation) async throws -> MeterCredential {
+        .presharedKey(try requireMeter())
     }
 }
 
@@ -128,7 +141,7 @@ struct PSKMeterMiddleware: RouterMiddleware {
     }
 }
 
-/// The PSK listener's own routes (the EST routes are mounted next to them when the EST role is built).
+/// The PSK listener's own routes (the EST routes are mounted next to them).
 enum PSKRoutes {
     /// What the connection proved, for a meter (and a test) to check its PSK: `{"eui64", "endpointName"}`.
     struct Identity: ResponseEncodable {

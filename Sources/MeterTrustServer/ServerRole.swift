@@ -43,7 +43,9 @@ public struct ServeEnvironment: Sendable {
     /// The EST server's TLS identity as `server-cert --role est` recorded it (nil: none yet).
     public var estIdentity: AdminServer.Settings?
     /// The most EST enrollments in flight or waiting for the HSM at once (``EnrollmentQueue``).
-    public var estQueueLimit: Int
+    public var estQueueLimit: Int { estQueue.limit }
+    /// The one enrollment queue of this process, shared by the `est` and `est-psk` listeners (one HSM behind both).
+    public let estQueue: EnrollmentQueue
     /// Bounds of one enrollment upload on the account API.
     public var enrollmentLimits: EnrollmentLimits
     /// One line per request goes here (``RequestObservationMiddleware``).
@@ -59,7 +61,7 @@ public struct ServeEnvironment: Sendable {
         self.adminIdentity = adminIdentity
         self.accountIdentity = accountIdentity
         self.estIdentity = estIdentity
-        self.estQueueLimit = estQueueLimit
+        self.estQueue = EnrollmentQueue(limit: estQueueLimit)
         self.enrollmentLimits = enrollmentLimits
         self.requestLogger = requestLogger
         self.logger = logger

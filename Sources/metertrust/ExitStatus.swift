@@ -41,7 +41,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             return .unavailable
         case .forgedApproval, .expiredRequest, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval,
             .alreadyExecuted, .belowQuorum, .duplicateApproval, .wrongRequest, .notBootstrapped, .underQuorumControl, .lockOut, .unauthenticated,
-            .otherAccount, .estUntrustedCertificate, .estRevokedCertificate, .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch,
+            .otherAccount, .estUntrustedCertificate, .estRevokedCertificate, .estExpiredCertificate, .estPSKRequired, .estNothingToRenew, .estIdentityMismatch,
             .estNotClaimed, .estMeterInConflict:
             return .denied
         case .auditMalformed, .auditTampered, .auditSignature, .untrustedState, .storeCorrupt:

@@ -28,7 +28,8 @@ struct AccountAPITests {
         /// `serveOptions`: more options for `serve` (e.g. a smaller upload bound). `est`: the EST role too (its TLS
         /// identity made by `server-cert --role est`), and the batch's keys made by the factory, so the test holds each
         /// meter's factory key (`meter-<eui64>.key`) and certificate (`meter-<eui64>.pem`) in people/.
-        init(postgres: Bool, serveOptions: [String] = [], est: Bool = false) async throws {
+        /// `psk`: the PSK listener too (`est-psk`, which serves the EST routes to PSK meters).
+        init(postgres: Bool, serveOptions: [String] = [], est: Bool = false, psk: Bool = false) async throws {
             api = try AdminAPITests(deployment: try CLITests.Deployment.make(postgres: postgres))
             let deployment = api.deployment
             let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
@@ -74,7 +75,7 @@ struct AccountAPITests {
                 }
             }
 
-            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions, est: est)
+            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions, est: est, psk: psk)
             try createAccount("north", operational: "north", manufacturers: ["acme"], operator: "olive")
             try createAccount("south", operational: "south", manufacturers: ["acme"], operator: "sam")
         }
@@ -84,14 +85,14 @@ struct AccountAPITests {
             server.waitUntilExit()
         }
 
-        static func serve(_ deployment: CLITests.Deployment, people: URL, extra: [String] = [], est: Bool = false) throws -> (Process, [String: Int]) {
+        static func serve(_ deployment: CLITests.Deployment, people: URL, extra: [String] = [], est: Bool = false, psk: Bool = false) throws -> (Process, [String: Int]) {
             let portsFile = people.appendingPathComponent("ports-\(UUID().uuidString.prefix(6)).json").path
             let process = Process()
             process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
             process.arguments = [
-                "serve", "--roles", est ? "admin,account,est" : "admin,account", "--listen", "admin=127.0.0.1:0", "--listen", "account=127.0.0.1:0",
-                "--operations-listen", "127.0.0.1:0", "--ports-file", portsFile, "--data-dir", deployment.dataDirectory.path,
-            ] + (est ? ["--listen", "est=127.0.0.1:0"] : []) + extra
+                "serve", "--roles", "admin,account" + (est ? ",est" : "") + (psk ? ",est-psk" : ""), "--listen", "admin=127.0.0.1:0",
+                "--listen", "account=127.0.0.1:0", "--operations-listen", "127.0.0.1:0", "--ports-file", portsFile, "--data-dir", deployment.dataDirectory.path,
+            ] + (est ? ["--listen", "est=127.0.0.1:0"] : []) + (psk ? ["--listen", "est-psk=127.0.0.1:0"] : []) + extra
             var environment = ProcessInfo.processInfo.environment
             environment.merge(deployment.environment) { $1 }
             process.environment = environment
@@ -100,7 +101,7 @@ struct AccountAPITests {
             try process.run()
             for _ in 0..<300 {
                 if let data = FileManager.default.contents(atPath: portsFile), let ports = try? JSONDecoder().decode([String: Int].self, from: data),
-                    ports["account"] != nil, !est || ports["est"] != nil
+                    ports["account"] != nil, !est || ports["est"] != nil, !psk || ports["est-psk"] != nil
                 {
                     return (process, ports)
                 }

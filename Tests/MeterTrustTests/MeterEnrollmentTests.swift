@@ -30,6 +30,17 @@ struct MeterEnrollmentTests {
         }
     }
 
+    /// A simulated meter in `state` made from its bundle with the binary: `meter init`, `install`, `finalize`.
+    static func makeMeter(state: String, eui64: String, image: String, trustAnchor: String, bundle: String) throws {
+        for arguments in [
+            ["init", "--state", state, "--eui64", eui64, "--image", image, "--trust-anchor", trustAnchor],
+            ["install", "--state", state, "--bundle", bundle], ["finalize", "--state", state],
+        ] {
+            let step = try TestEnvironment.run(TestEnvironment.metertrust, ["meter"] + arguments)
+            try #require(step.status == 0, "meter \(arguments[0]): \(step.stderr)")
+        }
+    }
+
     static func field(postgres: Bool) async throws -> Field {
         let platform = try await Platform(postgres: postgres, est: true)
         let directory = URL(fileURLWithPath: platform.path("field"))
@@ -55,13 +66,7 @@ struct MeterEnrollmentTests {
             let state = directory.appendingPathComponent("meter-\(index)").path
             let bundlePath = directory.appendingPathComponent("bundle-\(index).json").path
             try String(line).write(toFile: bundlePath, atomically: true, encoding: .utf8)
-            for arguments in [
-                ["init", "--state", state, "--eui64", bundle.eui64, "--image", imagePath, "--trust-anchor", platform.path("root.pem")],
-                ["install", "--state", state, "--bundle", bundlePath], ["finalize", "--state", state],
-            ] {
-                let step = try TestEnvironment.run(TestEnvironment.metertrust, ["meter"] + arguments)
-                try #require(step.status == 0, "meter \(arguments[0]): \(step.stderr)")
-            }
+            try Self.makeMeter(state: state, eui64: bundle.eui64, image: imagePath, trustAnchor: platform.path("root.pem"), bundle: bundlePath)
             meters.append(bundle.eui64)
             states[bundle.eui64] = state
         }

@@ -66,9 +66,15 @@ struct PSKListenerTests {
     /// One HTTP GET over TLS 1.2 PSK with openssl s_client, as a PSK meter would connect: status 0 and the response
     /// if the handshake completed.
     static func opensslGET(port: Int, identity: String, psk: String, path: String = "/v1/psk/identity") throws -> (status: Int32, output: String, errors: String) {
+        try opensslPSK(port: port, identity: identity, psk: psk, request: Data("GET \(path) HTTP/1.1\r\nHost: meter\r\nConnection: close\r\n\r\n".utf8))
+    }
+
+    /// `request` (raw HTTP/1.1) over TLS 1.2 PSK with openssl s_client (ECDHE-PSK-CHACHA20-POLY1305): its exit
+    /// status, what it printed (the response, if the handshake completed) and its diagnostics.
+    static func opensslPSK(port: Int, identity: String, psk: String, request: Data) throws -> (status: Int32, output: String, errors: String) {
         let directory = TestEnvironment.temporaryDirectory()
-        let request = directory.appendingPathComponent("request")
-        try Data("GET \(path) HTTP/1.1\r\nHost: meter\r\nConnection: close\r\n\r\n".utf8).write(to: request)
+        let requestFile = directory.appendingPathComponent("request")
+        try request.write(to: requestFile)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = [
@@ -77,11 +83,11 @@ struct PSKListenerTests {
         ]
         let stdout = directory.appendingPathComponent("out"), stderr = directory.appendingPathComponent("err")
         for file in [stdout, stderr] { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
-        process.standardInput = try FileHandle(forReadingFrom: request)
+        process.standardInput = try FileHandle(forReadingFrom: requestFile)
         process.standardOutput = try FileHandle(forWritingTo: stdout)
         process.standardError = try FileHandle(forWritingTo: stderr)
         try process.run()
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(30)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()

@@ -35,6 +35,15 @@ public enum MeterCredential: Sendable, Hashable {
     }
 }
 
+/// Which EST operation a meter asks for (RFC 7030 §4.2.1, §4.2.2).
+public enum EnrollmentOperation: String, Sendable, Hashable {
+    /// Its first operational certificate (or one for a new account): factory certificate or PSK.
+    case simpleEnroll = "simpleenroll"
+    /// A renewal of its current operational certificate, for the same key or a new one (§4.2.2 allows rekey):
+    /// the operational certificate or, for a PSK meter, the PSK while it holds a current operational certificate.
+    case simpleReenroll = "simplereenroll"
+}
+
 /// A meter whose credential passed every check of ``OperationalEnrollment/authenticate(_:)``; only that method
 /// makes one.
 public struct AuthenticatedMeter: Sendable, Hashable {
@@ -97,10 +106,23 @@ public struct OperationalEnrollment: Sendable {
     /// `label`: the account the meter asked for (`/.well-known/est/<label>/`), which must be the claiming one.
     /// `authenticated` is told the meter as soon as its credential passed (for the request log). Bounded by
     /// ``queue``: refused with `est.busy` when it is full. Nothing is stored or audited unless a certificate is issued.
+    ///
+    /// `operation` defaults to what the credential implies (an operational certificate renews); a PSK meter names it,
+    /// and renews only while it holds a current operational certificate from its account's Operational CA
+    /// (`est.nothing-to-renew` otherwise).
     public func enroll(
-        _ credential: MeterCredential, csr der: [UInt8], label: String?, authenticated: @Sendable (AuthenticatedMeter) -> Void = { _ in }
+        _ credential: MeterCredential, csr der: [UInt8], label: String?, operation: EnrollmentOperation? = nil,
+        authenticated: @Sendable (AuthenticatedMeter) -> Void = { _ in }
     ) async throws -> Issued {
-        try await queue.admit {
+        let operation = operation ?? (credential.kind == .operationalCertificate ? .simpleReenroll : .simpleEnroll)
+        switch (credential.kind, operation) {
+        case (.factoryCertificate, .simpleReenroll):
+            throw OnboardingError(.estUntrustedCertificate, "simplereenroll renews with the meter's current operational certificate, not its factory certificate: use simpleenroll")
+        case (.operationalCertificate, .simpleEnroll):
+            throw OnboardingError(.estUntrustedCertificate, "simpleenroll takes the meter's factory certificate; an operational certificate renews with simplereenroll")
+        default: break
+        }
+        return try await queue.admit {
             let meter = try await authenticate(credential)
             authenticated(meter)
             let csr = try CSRCheck.validate(der: der, profile: .deviceOperational)
@@ -126,13 +148,16 @@ public struct OperationalEnrollment: Sendable {
                     "meter \(meter.eui64)'s operational certificate is from CA \(issuer), not from its account's Operational CA: enroll again with the factory certificate (simpleenroll)"
                 )
             }
+            if operation == .simpleReenroll, meter.credential == .presharedKey {
+                try await requireCurrentOperationalCertificate(of: meter.eui64, from: account)
+            }
             let authority = try await hierarchy.authority(named: account.operationalCA)
             let issued = try await CertificateIssuer(hierarchy: hierarchy).issue(
                 csr, profile: .deviceOperational, authority: authority, eui64: meter.eui64, hardwareType: meter.hardwareType
             )
             var details = ["account": account.id, "ca": authority.name, "serial": issued.record.serial, "credential": meter.credential.rawValue]
             if let label { details["label"] = label }
-            let action = meter.credential == .operationalCertificate ? "est.reenroll" : "est.enroll"
+            let action = operation == .simpleReenroll ? "est.reenroll" : "est.enroll"
             _ = try await audit.record(AuditEvent(actor: "meter:\(meter.eui64)", action: action, subject: meter.eui64.description, details: details))
             return Issued(meter: meter, account: account.id, certificate: issued.certificate, record: issued.record, chain: issued.chain)
         }
@@ -168,6 +193,31 @@ public struct OperationalEnrollment: Sendable {
             )
         }
         return account
+    }
+
+    /// A PSK meter renews only what it has: an operational certificate of `account`'s Operational CA, valid now and
+    /// revoked neither in the verified audit log nor in the store.
+    func requireCurrentOperationalCertificate(of eui64: EUI64, from account: AccountRecord) async throws {
+        let now = clock.now()
+        let state = try await self.state.state()
+        var position: CertificateListPosition?
+        repeat {
+            let page = try await store.certificates(
+                matching: CertificateFilter(issuer: account.operationalCA, profile: CertificateProfile.deviceOperational.name, eui64: eui64.description),
+                after: position, limit: 100
+            )
+            for record in page.certificates where record.notBefore <= now && now <= record.notAfter {
+                guard !state.isRevoked(issuer: record.issuer, serial: record.serial),
+                    try await store.revocation(issuer: record.issuer, serial: record.serial) == nil
+                else { continue }
+                return
+            }
+            position = page.next
+        } while position != nil
+        throw OnboardingError(
+            .estNothingToRenew,
+            "meter \(eui64) holds no current operational certificate from account \(account.id)'s Operational CA \(account.operationalCA): its first one comes from simpleenroll"
+        )
     }
 
     // MARK: Authentication
