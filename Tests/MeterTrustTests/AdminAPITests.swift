@@ -28,14 +28,14 @@ struct AdminAPITests {
     func path(_ name: String) -> String { people.appendingPathComponent(name).path }
 
     /// Runs metertrust without --data-dir (the custodian's client commands, the restore ceremony).
-    func client(_ arguments: [String], as custodian: String, port: Int) throws -> TestEnvironment.ProcessResult {
+    func client(_ arguments: [String], as custodian: String, port: Int, environment extra: [String: String] = [:]) throws -> TestEnvironment.ProcessResult {
         try TestEnvironment.run(
             TestEnvironment.metertrust, arguments,
             environment: [
                 "METERTRUST_ADMIN_URL": "https://localhost:\(port)", "METERTRUST_ADMIN_CERT": path("\(custodian).pem"),
                 "METERTRUST_ADMIN_KEY": path("\(custodian).key"), "METERTRUST_ADMIN_TRUST": path("root.pem"),
                 "METERTRUST_WITNESS_DIR": path("\(custodian).witness"),
-            ]
+            ].merging(extra) { $1 }
         )
     }
 
@@ -394,26 +394,40 @@ struct AdminAPITests {
         #expect(keys.map { $0["ca"] as? String } == ["north"], "only the key created with --backup is exported")
         #expect(backup["mechanism"] as? String == "CKM_AES_KEY_WRAP_PAD")
 
-        // A fresh, empty token; one custodian is not enough, two are.
-        let target = try TestEnvironment.makeToken(sessions: 1)
-        let restore = ["backup", "restore", "--file", backupFile, "--token", target.tokenLabel, "--module", TestEnvironment.modulePath, "--pin-file", target.pinFile!]
-        let alone = try client(restore + ["--custodian", "alice=\(path("alice.key"))"], as: "alice", port: 1)
-        #expect(alone.status == 1 && alone.stderr.contains("2 are needed"))
-        let wrongKey = try client(restore + ["--custodian", "alice=\(path("bob.key"))", "--custodian", "carol=\(path("carol.key"))"], as: "alice", port: 1)
-        #expect(wrongKey.status == 1 && wrongKey.stderr.contains("does not decrypt"))
-        let restored = try client(restore + ["--custodian", "alice=\(path("alice.key"))", "--custodian", "carol=\(path("carol.key"))"], as: "alice", port: 1)
+        // A fresh, empty token in a SoftHSM2 directory of its own (a process writing into a token directory this
+        // test process has loaded can crash it); one custodian is not enough, two are.
+        let target = try TestEnvironment.makeIsolatedToken(label: "restore-target")
+        let targetPIN = path("restore-target.pin")
+        _ = FileManager.default.createFile(atPath: targetPIN, contents: Data(target.pin.utf8), attributes: [.posixPermissions: 0o600])
+        let targetEnvironment = ["SOFTHSM2_CONF": target.configuration]
+        let restore = ["backup", "restore", "--file", backupFile, "--token", target.label, "--module", TestEnvironment.modulePath, "--pin-file", targetPIN]
+        let alone = try client(restore + ["--custodian", "alice=\(path("alice.key"))"], as: "alice", port: 1, environment: targetEnvironment)
+        #expect(alone.status == 1 && alone.stderr.contains("2 are needed"), "\(alone.stderr)")
+        let wrongKey = try client(
+            restore + ["--custodian", "alice=\(path("bob.key"))", "--custodian", "carol=\(path("carol.key"))"], as: "alice", port: 1, environment: targetEnvironment
+        )
+        #expect(wrongKey.status == 1 && wrongKey.stderr.contains("does not decrypt"), "\(wrongKey.stderr)")
+        let restored = try client(
+            restore + ["--custodian", "alice=\(path("alice.key"))", "--custodian", "carol=\(path("carol.key"))"], as: "alice", port: 1, environment: targetEnvironment
+        )
         try #require(restored.status == 0, "\(restored.stderr)")
 
-        // The restored key signs in the second token; openssl verifies with the original CA certificate.
+        // The restored key, examined with PyKCS11 on the second token as the holder of its user PIN: sensitive,
+        // wrap-with-trusted (wrapped only under a trusted key), its value unreadable; it signs, and openssl verifies
+        // with the original CA certificate.
         let label = try #require(keys[0]["label"] as? String)
-        let token = try HSMToken.open(target)
-        let key = try token.findKey(label: label)
-        let protection = try token.protection(of: key)
-        #expect(protection.isSensitive && protection.wrapWithTrusted)
-        #expect(throws: HSMError.self) { try token.readPrivateValue(of: key) }
         let message = Array("restored into a second token".utf8)
         try Data(message).write(to: URL(fileURLWithPath: path("message")))
-        try Data(try token.sign(message: message, with: key)).write(to: URL(fileURLWithPath: path("signature")))
+        let examined = try TestEnvironment.run(
+            TestEnvironment.python,
+            [TestEnvironment.tool("pkcs11_restored_key.py"), "--module", TestEnvironment.modulePath, "--token", target.label, "--label", label,
+             "--message", path("message"), "--signature", path("signature")],
+            environment: ["SOFTHSM2_CONF": target.configuration, "ATTACK_USER_PIN": target.pin]
+        )
+        try #require(examined.status == 0, "pkcs11_restored_key.py: \(examined.stderr)")
+        let protection = try #require(try JSONSerialization.jsonObject(with: Data(examined.stdout.utf8)) as? [String: Any])
+        #expect(protection["sensitive"] as? Bool == true && protection["wrapWithTrusted"] as? Bool == true, "\(protection)")
+        #expect((protection["valueRead"] as? String)?.hasPrefix("refused:") == true, "\(protection)")
         let certificate = try Certificate(derEncoded: Array(Data(base64Encoded: keys[0]["certificate"] as! String)!))
         try certificate.pem.write(toFile: path("north.pem"), atomically: true, encoding: .utf8)
         let verified = try TestEnvironment.run("/bin/sh", [

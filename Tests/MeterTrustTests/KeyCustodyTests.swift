@@ -228,23 +228,32 @@ struct KeyCustodyTests {
         server.terminate()
         server.waitUntilExit()
 
-        // Restore the new backup into a fresh token with two officers; the key signs; openssl verifies.
-        func restore(_ file: String, _ custodians: [String]) throws -> (TestEnvironment.ProcessResult, HSMConfiguration) {
-            let target = try TestEnvironment.makeToken(sessions: 1)
-            let arguments = ["backup", "restore", "--file", file, "--token", target.tokenLabel, "--module", TestEnvironment.modulePath, "--pin-file", target.pinFile!]
+        // Restore the new backup into a fresh token with two officers; the key signs; openssl verifies. Each target
+        // token lives in a SoftHSM2 directory of its own (a process writing into a token directory this test process
+        // has loaded can crash it), examined with PyKCS11.
+        func restore(_ file: String, _ custodians: [String]) throws -> (TestEnvironment.ProcessResult, TestEnvironment.IsolatedToken) {
+            let target = try TestEnvironment.makeIsolatedToken(label: "restore-target")
+            let pinFile = path("restore-\(UUID().uuidString.prefix(6)).pin")
+            _ = FileManager.default.createFile(atPath: pinFile, contents: Data(target.pin.utf8), attributes: [.posixPermissions: 0o600])
+            let arguments = ["backup", "restore", "--file", file, "--token", target.label, "--module", TestEnvironment.modulePath, "--pin-file", pinFile]
                 + custodians.flatMap { ["--custodian", "\($0)=\(path("\($0).key"))"] }
-            return (try api.client(arguments, as: "alice", port: 1), target)
+            return (try api.client(arguments, as: "alice", port: 1, environment: ["SOFTHSM2_CONF": target.configuration]), target)
         }
         let (restored, target) = try restore(after, ["alice", "carol"])
         try #require(restored.status == 0, "\(restored.stderr)")
         let backup = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any])
         let entry = try #require((backup["keys"] as? [[String: Any]])?.first)
-        let token = try HSMToken.open(target)
-        let key = try token.findKey(label: try #require(entry["label"] as? String))
-        #expect(try token.protection(of: key).wrapWithTrusted)
         let message = Array("after the reshare".utf8)
         try Data(message).write(to: URL(fileURLWithPath: path("message")))
-        try Data(try token.sign(message: message, with: key)).write(to: URL(fileURLWithPath: path("signature")))
+        let examined = try TestEnvironment.run(
+            TestEnvironment.python,
+            [TestEnvironment.tool("pkcs11_restored_key.py"), "--module", TestEnvironment.modulePath, "--token", target.label,
+             "--label", try #require(entry["label"] as? String), "--message", path("message"), "--signature", path("signature")],
+            environment: ["SOFTHSM2_CONF": target.configuration, "ATTACK_USER_PIN": target.pin]
+        )
+        try #require(examined.status == 0, "pkcs11_restored_key.py: \(examined.stderr)")
+        let protection = try #require(try JSONSerialization.jsonObject(with: Data(examined.stdout.utf8)) as? [String: Any])
+        #expect(protection["wrapWithTrusted"] as? Bool == true, "\(protection)")
         let certificate = try Certificate(derEncoded: Array(Data(base64Encoded: try #require(entry["certificate"] as? String))!))
         try certificate.pem.write(toFile: path("north.pem"), atomically: true, encoding: .utf8)
         let verified = try TestEnvironment.run("/bin/sh", [
