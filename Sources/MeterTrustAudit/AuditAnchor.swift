@@ -1,3 +1,4 @@
+import Foundation
 import MeterTrustHSM
 
 /// Where the log's latest signed checkpoint is kept outside the store. Someone with write access to the database
@@ -25,8 +26,17 @@ public struct HSMAuditAnchor: AuditAnchor {
         self.label = "metertrust/audit/head/\(origin)"
     }
 
+    /// Reads and advances of the head in this process, one at a time: SoftHSM2 shows an object being created to
+    /// other sessions before its value is set, and two creations at once may fail (CKR_TEMPLATE_INCONSISTENT),
+    /// which concurrent enrollments signing checkpoints met. Other nodes use their own (network) HSM's atomicity.
+    private static let lock = NSLock()
+
     /// The head covering the most entries (two objects exist for a moment while another node advances it).
     public func latest() throws -> SignedCheckpoint? {
+        try Self.lock.withLock { try unlockedLatest() }
+    }
+
+    private func unlockedLatest() throws -> SignedCheckpoint? {
         var heads: [SignedCheckpoint] = []
         for value in try token.dataObjects(label: label) {
             do {
@@ -39,7 +49,9 @@ public struct HSMAuditAnchor: AuditAnchor {
     }
 
     public func advance(to checkpoint: SignedCheckpoint) throws {
-        if let current = try latest(), current.checkpoint.size >= checkpoint.checkpoint.size { return }
-        try token.replaceDataObject(label: label, value: Array(checkpoint.text.utf8))
+        try Self.lock.withLock {
+            if let current = try unlockedLatest(), current.checkpoint.size >= checkpoint.checkpoint.size { return }
+            try token.replaceDataObject(label: label, value: Array(checkpoint.text.utf8))
+        }
     }
 }

@@ -51,9 +51,8 @@ public struct AuditLog: Sendable {
     /// rewritten or truncated log into a genuine checkpoint.
     public func checkpoint() async throws -> SignedCheckpoint {
         guard let signer else { throw AuditError(.notInitialised, "there is no audit key yet: run metertrust audit init") }
-        let rows = try await Self.rows(in: store)
-        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
-        try AuditVerifier.checkStructure(rows, leaves: leaves)
+        // What was signed before is read before the entries: another writer may sign and advance the head meanwhile,
+        // and a head read after the entries could cover entries this read did not see (a false "truncated").
         let previous: SignedCheckpoint?
         if let anchor {
             previous = try anchor.latest()
@@ -61,6 +60,9 @@ public struct AuditLog: Sendable {
             previous = try await store.auditCheckpoints().sorted { $0.size > $1.size }.lazy
                 .compactMap { try? SignedCheckpoint(text: $0.note) }.first { $0.isValid(for: signer.publicKey, keyName: signer.keyName) }
         }
+        let rows = try await Self.rows(in: store)
+        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
+        try AuditVerifier.checkStructure(rows, leaves: leaves)
         if let previous {
             let size = previous.checkpoint.size
             guard previous.isValid(for: signer.publicKey, keyName: signer.keyName), size <= leaves.count,
@@ -113,48 +115,99 @@ public struct AuditLog: Sendable {
     /// checkpoint is signed by the audit key (held in the HSM), covers exactly those entries, and is consistent with
     /// the head kept in the HSM (``AuditAnchor``). Throws ``AuditError`` `.tampered` naming what was changed.
     public func verifiedState() async throws -> SecurityState {
+        try await verifiedPrefix(extending: .empty).state
+    }
+
+    /// ``verifiedState()`` as a ``VerifiedLogPrefix`` that a later call extends: given `prior` (a prefix this log
+    /// returned), only the entries appended since are read, chained onto it and replayed, and the Merkle roots are
+    /// computed again only when the latest checkpoint or the HSM's head changed. From ``VerifiedLogPrefix/empty``
+    /// everything is read and checked, as `audit verify` does.
+    ///
+    /// Reads in this order, so that concurrent writers (this node's or another's) never look like tampering:
+    /// the HSM's head, then the checkpoints, then the entries. ``checkpoint()`` stores a checkpoint before it
+    /// advances the head, and entries exist before a checkpoint covers them; so every checkpoint the head names is
+    /// among those read after it, and every entry they cover among those read after them.
+    public func verifiedPrefix(extending prior: VerifiedLogPrefix) async throws -> VerifiedLogPrefix {
         guard let signer else {
             throw AuditError(.notInitialised, "there is no audit key yet: run metertrust audit init (security decisions rest on the signed audit log)")
         }
-        let rows = try await Self.rows(in: store)
+        let head = try anchor?.latest()
+        let latestRow = try await store.auditCheckpoints().max(by: { $0.size < $1.size })
+        let known = prior.leaves.count
+        if known > 0, try await store.auditEntryCount() < Int64(known) {
+            throw AuditError(.tampered, "entries were removed from the store: \(known) entries were verified, fewer are there now")
+        }
+        let rows = try await Self.rows(in: store, after: Int64(known) - 1)
         let leaves = rows.map { MerkleTree.leafHash($0.entry) }
-        try AuditVerifier.checkStructure(rows, leaves: leaves)
+        var appended: [AuditEntry] = []
+        appended.reserveCapacity(rows.count)
+        if known == 0 {
+            try AuditVerifier.checkStructure(rows, leaves: leaves)
+            for row in rows {
+                guard let entry = AuditEntry.decode(row.entry) else { throw AuditError(.tampered, "entry \(row.position) is not a valid audit entry") }
+                appended.append(entry)
+            }
+        } else {
+            var previous = hexString(prior.leaves[known - 1])
+            for (offset, row) in rows.enumerated() {
+                let position = known + offset
+                guard let entry = AuditEntry.decode(row.entry), entry.index == Int64(position), entry.previous == previous else {
+                    throw AuditError(
+                        .tampered, "entry \(position) does not extend the \(known) entries verified before: the log was rewritten (run metertrust audit verify)"
+                    )
+                }
+                appended.append(entry)
+                previous = hexString(leaves[offset])
+            }
+        }
+        var prefix = prior
+        prefix.leaves += leaves
+        prefix.pending += appended
+
         var latest: SignedCheckpoint?
-        if let row = try await store.auditCheckpoints().max(by: { $0.size < $1.size }) {
+        if let row = latestRow {
             guard let signed = try? SignedCheckpoint(text: row.note), signed.isValid(for: signer.publicKey, keyName: signer.keyName),
                 signed.checkpoint.size == Int(row.size)
             else {
                 throw AuditError(.tampered, "the latest checkpoint in the store (size \(row.size)) is not signed by the audit key \(signer.keyName)")
             }
-            guard signed.checkpoint.size <= leaves.count, MerkleTree.root(leaves[..<signed.checkpoint.size]) == signed.checkpoint.rootHash else {
-                throw AuditError(.tampered, "the log no longer matches its signed checkpoint for size \(signed.checkpoint.size): entries were altered or removed")
+            if row.note != prior.checkpointNote {
+                guard signed.checkpoint.size <= prefix.leaves.count, MerkleTree.root(prefix.leaves[..<signed.checkpoint.size]) == signed.checkpoint.rootHash else {
+                    throw AuditError(.tampered, "the log no longer matches its signed checkpoint for size \(signed.checkpoint.size): entries were altered or removed")
+                }
             }
             latest = signed
         }
-        if let anchor, let head = try anchor.latest() {
-            guard head.isValid(for: signer.publicKey, keyName: signer.keyName) else {
-                throw AuditError(.tampered, "the log head kept in the HSM is not signed by the audit key")
+        guard (latest?.checkpoint.size ?? 0) >= prior.covered else {
+            throw AuditError(.tampered, "checkpoints were removed from the store: \(prior.covered) entries were covered by a verified checkpoint, the store's latest covers \(latest?.checkpoint.size ?? 0)")
+        }
+        if let head {
+            if head.text != prior.headNote {
+                guard head.isValid(for: signer.publicKey, keyName: signer.keyName) else {
+                    throw AuditError(.tampered, "the log head kept in the HSM is not signed by the audit key")
+                }
+                let size = head.checkpoint.size
+                guard size <= prefix.leaves.count, MerkleTree.root(prefix.leaves[..<size]) == head.checkpoint.rootHash else {
+                    throw AuditError(
+                        .tampered,
+                        "the log was truncated or rewritten: the HSM holds a signed checkpoint for \(size) entries that the store's \(prefix.leaves.count) entries do not match"
+                    )
+                }
             }
-            let size = head.checkpoint.size
-            guard size <= leaves.count, MerkleTree.root(leaves[..<size]) == head.checkpoint.rootHash else {
+            guard let latest, latest.checkpoint.size >= head.checkpoint.size else {
                 throw AuditError(
-                    .tampered,
-                    "the log was truncated or rewritten: the HSM holds a signed checkpoint for \(size) entries that the store's \(leaves.count) entries do not match"
+                    .tampered, "checkpoints were removed from the store: the HSM's head is at \(head.checkpoint.size) entries, the store's latest checkpoint at \(latest?.checkpoint.size ?? 0)"
                 )
             }
-            guard let latest, latest.checkpoint.size >= size else {
-                throw AuditError(.tampered, "checkpoints were removed from the store: the HSM's head is at \(size) entries, the store's latest checkpoint at \(latest?.checkpoint.size ?? 0)")
-            }
         }
-        let covered = latest?.checkpoint.size ?? 0
-        var entries: [AuditEntry] = []
-        entries.reserveCapacity(covered)
-        for row in rows.prefix(covered) {
-            guard let entry = AuditEntry.decode(row.entry) else { throw AuditError(.tampered, "entry \(row.position) is not a valid audit entry") }
-            entries.append(entry)
-        }
-        // State comes only from entries the audit key sealed when they were written.
-        return SecurityState.replay(entries, sealedBy: signer.publicKey)
+        // State comes only from entries the audit key sealed when they were written, and a checkpoint covers.
+        let newlyCovered = (latest?.checkpoint.size ?? 0) - prior.covered
+        prefix.state = SecurityState.replay(prefix.pending.prefix(newlyCovered), sealedBy: signer.publicKey, onto: prefix.state)
+        prefix.pending.removeFirst(newlyCovered)
+        prefix.covered += newlyCovered
+        prefix.checkpointNote = latestRow?.note
+        prefix.headNote = head?.text
+        return prefix
     }
 
     /// What a witness needs to move from the checkpoint it saved (`since` entries) to the latest one: the latest
@@ -191,9 +244,9 @@ public struct AuditLog: Sendable {
         )
     }
 
-    static func rows(in store: any AuditStore) async throws -> [AuditRow] {
+    static func rows(in store: any AuditStore, after start: Int64 = -1) async throws -> [AuditRow] {
         var rows: [AuditRow] = []
-        var position: Int64 = -1
+        var position: Int64 = start
         while true {
             let page = try await store.auditEntries(after: position, limit: 10_000)
             guard let last = page.last else { return rows }
@@ -205,6 +258,24 @@ public struct AuditLog: Sendable {
     static func leafHashes(in store: any AuditStore) async throws -> [MerkleTree.Hash] {
         try await rows(in: store).map { MerkleTree.leafHash($0.entry) }
     }
+}
+
+/// What ``AuditLog/verifiedPrefix(extending:)`` verified: the state, and what a later call needs to check only what
+/// was appended since (every leaf hash, 32 octets an entry; the entries not yet covered by a checkpoint; the notes
+/// whose roots were checked). Held in memory only (``VerifiedStateCache``): rows changed in the database after they
+/// were verified change nothing here, and a full verification (`audit verify`, a new process) still finds them.
+public struct VerifiedLogPrefix: Sendable {
+    public internal(set) var state = SecurityState()
+    var leaves: [MerkleTree.Hash] = []
+    var pending: [AuditEntry] = []
+    var covered = 0
+    var checkpointNote: String?
+    var headNote: String?
+
+    /// Nothing verified yet: the next verification reads the whole log.
+    public static let empty = VerifiedLogPrefix()
+    /// Entries read and chained (covered by a checkpoint or not yet).
+    public var entryCount: Int { leaves.count }
 }
 
 /// What `metertrust audit prove N` prints: enough for a separate verifier holding the audit public key.

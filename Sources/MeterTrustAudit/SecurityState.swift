@@ -59,10 +59,15 @@ public struct SecurityState: Sendable, Hashable {
 
     /// Applies the state changes of `entries`, in log order. Only successful events change state; refusals and
     /// failures are recorded but change nothing (a failed execution is recorded as `failed` by its own detail).
-    public static func replay(_ entries: some Sequence<AuditEntry>, sealedBy key: P256.Signing.PublicKey? = nil) -> SecurityState {
-        var state = SecurityState()
+    /// `onto`: the state of the entries before these. Only entries that change state have their seal checked (an
+    /// entry without `state.*` details changes nothing, sealed or not).
+    public static func replay(
+        _ entries: some Sequence<AuditEntry>, sealedBy key: P256.Signing.PublicKey? = nil, onto initial: SecurityState = SecurityState()
+    ) -> SecurityState {
+        var state = initial
         for entry in entries {
             state.verifiedSize = Int(entry.index) + 1
+            guard entry.details.keys.contains(where: { $0.hasPrefix(Change.prefix) }) else { continue }
             if let key, !entry.isSealed(by: key) { continue }
             for (key, value) in entry.details where key.hasPrefix(Change.prefix) {
                 // A request's claim and failure are state even when the event around them failed.

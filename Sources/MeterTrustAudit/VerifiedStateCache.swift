@@ -1,8 +1,9 @@
 import Foundation
 
 /// The audit log's verified security state (``AuditLog/verifiedState()``) for decisions taken at fleet rates (EST
-/// enrollments): verified again only when the log has changed size since the last verification, and then at most once
-/// per `maximumAge`, instead of on every request.
+/// enrollments, every CA a server loads): verified again only when the log has changed size since the last
+/// verification, and then at most once per `maximumAge`, instead of on every request; and each refresh checks only
+/// what was appended since (``AuditLog/verifiedPrefix(extending:)``), so its cost does not grow with the log.
 ///
 /// **Why it is safe.** The state held is one ``AuditLog/verifiedState()`` returned: the replay of entries a checkpoint
 /// signed by the audit key covers, consistent with the head kept in the HSM. Someone with the database can change rows
@@ -14,7 +15,7 @@ public final class VerifiedStateCache: @unchecked Sendable {
     public let maximumAge: Duration
 
     private let lock = NSLock()
-    private var cached: (state: SecurityState, entries: Int64, at: ContinuousClock.Instant)?
+    private var cached: (prefix: VerifiedLogPrefix, entries: Int64, at: ContinuousClock.Instant)?
     /// One refresh at a time; the others wait for it rather than each replaying the log.
     private let refreshing = RefreshGate()
 
@@ -28,10 +29,11 @@ public final class VerifiedStateCache: @unchecked Sendable {
         if let fresh = try await freshEnough() { return fresh }
         return try await refreshing.run { [self] in
             if let fresh = try await freshEnough() { return fresh }
-            let entries = try await audit.store.auditEntryCount()
-            let state = try await audit.verifiedState()
-            lock.withLock { cached = (state, entries, ContinuousClock.now) }
-            return state
+            // Only what was appended since the last verification is read and checked (VerifiedLogPrefix).
+            let prior = lock.withLock { cached?.prefix } ?? .empty
+            let prefix = try await audit.verifiedPrefix(extending: prior)
+            lock.withLock { cached = (prefix, Int64(prefix.entryCount), ContinuousClock.now) }
+            return prefix.state
         }
     }
 
@@ -42,11 +44,11 @@ public final class VerifiedStateCache: @unchecked Sendable {
 
     private func freshEnough() async throws -> SecurityState? {
         guard let cached = lock.withLock({ cached }) else { return nil }
-        if ContinuousClock.now - cached.at < maximumAge { return cached.state }
+        if ContinuousClock.now - cached.at < maximumAge { return cached.prefix.state }
         // Older than maximumAge: still good while the log has not changed size.
         guard try await audit.store.auditEntryCount() == cached.entries else { return nil }
         lock.withLock { self.cached?.at = ContinuousClock.now }
-        return cached.state
+        return cached.prefix.state
     }
 }
 

@@ -220,4 +220,68 @@ struct AuditTests {
         }
         #expect(try metertrust(["audit", "prove", "99"]).stderr.contains("there is no audit entry 99"))
     }
+
+    /// A log with the HSM anchor, as deployments run it.
+    static func anchoredLog(interval: Int) async throws -> (SQLiteStore, AuditLog) {
+        let token = try TestEnvironment.openToken(sessions: 4)
+        let key = try token.generateKeyPair(curve: .p256, label: "audit")
+        let store = try await TestEnvironment.makeStore()
+        let origin = "test.example/audit"
+        let log = AuditLog(
+            store: store, signer: try HSMCheckpointSigner(token: token, key: key, keyName: origin), origin: origin, checkpointInterval: interval,
+            anchor: HSMAuditAnchor(token: token, origin: origin)
+        )
+        return (store, log)
+    }
+
+    @Test("an incremental verification (VerifiedStateCache) sees what a full one sees: a revocation appended later, state only from covered entries; and a rewrite under the verified prefix or a removed entry is refused")
+    func incrementalVerification() async throws {
+        let (store, log) = try await Self.anchoredLog(interval: 4)
+        let cache = VerifiedStateCache(audit: log, maximumAge: .zero)
+        for index in 0..<6 { try await log.record(AuditEvent(actor: "tester", action: "est.enroll", subject: "m-\(index)", details: ["n": "\(index)"])) }
+        let before = try await cache.state()
+        #expect(before.verifiedSize == 4 && before.revoked.isEmpty, "only the 4 entries a checkpoint covers: \(before.verifiedSize)")
+        let (key, value) = SecurityState.Change.revoked(issuer: "acme", serial: "0a0b", reason: 1)
+        try await log.record(AuditEvent(actor: "tester", action: "cert.revoke", subject: "0a0b", details: [key: value]))
+        let after = try await cache.state()
+        let full = try await log.verifiedState()
+        #expect(after.isRevoked(issuer: "acme", serial: "0a0b") && full.isRevoked(issuer: "acme", serial: "0a0b"))
+        #expect(after.verifiedSize == 7 && full.verifiedSize == 7)
+        #expect(after.revoked == full.revoked && after.custodians == full.custodians && after.destroyedAuthorities == full.destroyedAuthorities)
+
+        // Attacker with the database: appends an entry that does not chain onto the verified ones; the next
+        // incremental refresh refuses it rather than believing it.
+        let forged = #"{"action":"cert.unrevoke","actor":"x","details":{},"index":7,"outcome":"success","previous":"00","subject":"0a0b","time":0}"#
+        try Self.tamper(store, "INSERT INTO audit_entries (position, entry, created_at) VALUES (7, CAST('\(forged)' AS BLOB), 0)")
+        await #expect(throws: AuditError.self) { _ = try await cache.state() }
+        // And one that deletes verified entries: refused too.
+        try Self.tamper(store, "DELETE FROM audit_entries WHERE position >= 5")
+        let removed = await #expect(throws: AuditError.self) { _ = try await cache.state() }
+        #expect("\(String(describing: removed))".contains("removed"), "\(String(describing: removed))")
+    }
+
+    @Test("concurrent writers signing checkpoints while readers verify: no reader ever sees tampering (the HSM's head, the checkpoints and the entries are read in that order)")
+    func concurrentWritersAndReaders() async throws {
+        let (_, log) = try await Self.anchoredLog(interval: 3)
+        try await log.record(AuditEvent(actor: "tester", action: "start", subject: "log"))
+        let cache = VerifiedStateCache(audit: log, maximumAge: .zero)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<4 {
+                group.addTask {
+                    for index in 0..<40 { try await log.record(AuditEvent(actor: "writer-\(writer)", action: "est.enroll", subject: "m-\(index)")) }
+                }
+            }
+            for _ in 0..<2 {
+                group.addTask {
+                    for _ in 0..<40 {
+                        _ = try await log.verifiedState()
+                        _ = try await cache.state()
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let final = try await log.verifiedState()
+        #expect(final.verifiedSize >= 159)
+    }
 }
