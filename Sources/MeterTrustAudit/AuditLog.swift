@@ -127,13 +127,17 @@ public struct AuditLog: Sendable {
     /// the HSM's head, then the checkpoints, then the entries. ``checkpoint()`` stores a checkpoint before it
     /// advances the head, and entries exist before a checkpoint covers them; so every checkpoint the head names is
     /// among those read after it, and every entry they cover among those read after them.
-    public func verifiedPrefix(extending prior: VerifiedLogPrefix) async throws -> VerifiedLogPrefix {
+    ///
+    /// `prior` is consumed: its arrays are extended in place (a caller that keeps a copy makes every call copy them).
+    public func verifiedPrefix(extending prior: consuming VerifiedLogPrefix) async throws -> VerifiedLogPrefix {
         guard let signer else {
             throw AuditError(.notInitialised, "there is no audit key yet: run metertrust audit init (security decisions rest on the signed audit log)")
         }
         let head = try anchor?.latest()
         let latestRow = try await store.auditCheckpoints().max(by: { $0.size < $1.size })
         let known = prior.leaves.count
+        let (priorCovered, priorCheckpoint, priorHead) = (prior.covered, prior.checkpointNote, prior.headNote)
+        let lastLeaf = prior.leaves.last
         if known > 0, try await store.auditEntryCount() < Int64(known) {
             throw AuditError(.tampered, "entries were removed from the store: \(known) entries were verified, fewer are there now")
         }
@@ -148,7 +152,7 @@ public struct AuditLog: Sendable {
                 appended.append(entry)
             }
         } else {
-            var previous = hexString(prior.leaves[known - 1])
+            var previous = hexString(lastLeaf!)
             for (offset, row) in rows.enumerated() {
                 let position = known + offset
                 guard let entry = AuditEntry.decode(row.entry), entry.index == Int64(position), entry.previous == previous else {
@@ -160,7 +164,7 @@ public struct AuditLog: Sendable {
                 previous = hexString(leaves[offset])
             }
         }
-        var prefix = prior
+        var prefix = consume prior
         prefix.leaves += leaves
         prefix.pending += appended
 
@@ -171,18 +175,18 @@ public struct AuditLog: Sendable {
             else {
                 throw AuditError(.tampered, "the latest checkpoint in the store (size \(row.size)) is not signed by the audit key \(signer.keyName)")
             }
-            if row.note != prior.checkpointNote {
+            if row.note != priorCheckpoint {
                 guard signed.checkpoint.size <= prefix.leaves.count, MerkleTree.root(prefix.leaves[..<signed.checkpoint.size]) == signed.checkpoint.rootHash else {
                     throw AuditError(.tampered, "the log no longer matches its signed checkpoint for size \(signed.checkpoint.size): entries were altered or removed")
                 }
             }
             latest = signed
         }
-        guard (latest?.checkpoint.size ?? 0) >= prior.covered else {
-            throw AuditError(.tampered, "checkpoints were removed from the store: \(prior.covered) entries were covered by a verified checkpoint, the store's latest covers \(latest?.checkpoint.size ?? 0)")
+        guard (latest?.checkpoint.size ?? 0) >= priorCovered else {
+            throw AuditError(.tampered, "checkpoints were removed from the store: \(priorCovered) entries were covered by a verified checkpoint, the store's latest covers \(latest?.checkpoint.size ?? 0)")
         }
         if let head {
-            if head.text != prior.headNote {
+            if head.text != priorHead {
                 guard head.isValid(for: signer.publicKey, keyName: signer.keyName) else {
                     throw AuditError(.tampered, "the log head kept in the HSM is not signed by the audit key")
                 }
@@ -201,7 +205,7 @@ public struct AuditLog: Sendable {
             }
         }
         // State comes only from entries the audit key sealed when they were written, and a checkpoint covers.
-        let newlyCovered = (latest?.checkpoint.size ?? 0) - prior.covered
+        let newlyCovered = (latest?.checkpoint.size ?? 0) - priorCovered
         prefix.state = SecurityState.replay(prefix.pending.prefix(newlyCovered), sealedBy: signer.publicKey, onto: prefix.state)
         prefix.pending.removeFirst(newlyCovered)
         prefix.covered += newlyCovered

@@ -15,7 +15,7 @@ public final class VerifiedStateCache: @unchecked Sendable {
     public let maximumAge: Duration
 
     private let lock = NSLock()
-    private var cached: (prefix: VerifiedLogPrefix, entries: Int64, at: ContinuousClock.Instant)?
+    private var cached: (state: SecurityState, prefix: VerifiedLogPrefix, entries: Int64, at: ContinuousClock.Instant)?
     /// One refresh at a time; the others wait for it rather than each replaying the log.
     private let refreshing = RefreshGate()
 
@@ -29,10 +29,19 @@ public final class VerifiedStateCache: @unchecked Sendable {
         if let fresh = try await freshEnough() { return fresh }
         return try await refreshing.run { [self] in
             if let fresh = try await freshEnough() { return fresh }
-            // Only what was appended since the last verification is read and checked (VerifiedLogPrefix).
-            let prior = lock.withLock { cached?.prefix } ?? .empty
+            // Only what was appended since the last verification is read and checked (VerifiedLogPrefix). The prefix
+            // is taken out of the cache so it is extended in place, not copied (readers keep the state meanwhile);
+            // a refresh that fails leaves none, and the next one verifies the whole log.
+            let prior = lock.withLock { () -> VerifiedLogPrefix in
+                guard var entry = cached else { return .empty }
+                let prefix = entry.prefix
+                entry.prefix = .empty
+                cached = entry
+                return prefix
+            }
             let prefix = try await audit.verifiedPrefix(extending: prior)
-            lock.withLock { cached = (prefix, Int64(prefix.entryCount), ContinuousClock.now) }
+            let entries = Int64(prefix.entryCount)
+            lock.withLock { cached = (prefix.state, prefix, entries, ContinuousClock.now) }
             return prefix.state
         }
     }
@@ -44,11 +53,11 @@ public final class VerifiedStateCache: @unchecked Sendable {
 
     private func freshEnough() async throws -> SecurityState? {
         guard let cached = lock.withLock({ cached }) else { return nil }
-        if ContinuousClock.now - cached.at < maximumAge { return cached.prefix.state }
+        if ContinuousClock.now - cached.at < maximumAge { return cached.state }
         // Older than maximumAge: still good while the log has not changed size.
         guard try await audit.store.auditEntryCount() == cached.entries else { return nil }
         lock.withLock { self.cached?.at = ContinuousClock.now }
-        return cached.prefix.state
+        return cached.state
     }
 }
 

@@ -1,4 +1,5 @@
 import CPKCS11
+import Foundation
 
 extension HSMToken {
     /// The values of the private data objects (CKO_DATA) labelled `label` (normally one; two for a moment while
@@ -39,7 +40,19 @@ extension HSMToken {
             .string(CK_ATTRIBUTE_TYPE(CKA_LABEL), label),
             .bytes(CK_ATTRIBUTE_TYPE(CKA_VALUE), value),
         ]
-        try createObject(template, context: "creating data object \(label)")
+        // SoftHSM2's file object store fails a creation now and then with CKR_GENERAL_ERROR or
+        // CKR_TEMPLATE_INCONSISTENT while other sessions of the process work on the token (about 1 in 30,000 under
+        // concurrent EST enrollments, each time for this object): nothing was created, so creating it again is safe.
+        // Bounded: three attempts.
+        let transient = [CK_RV(CKR_GENERAL_ERROR), CK_RV(CKR_TEMPLATE_INCONSISTENT)]
+        for attempt in 1...3 {
+            do {
+                try createObject(template, context: "creating data object \(label)")
+                break
+            } catch let error as HSMError where error.returnValue.map(transient.contains) == true && attempt < 3 {
+                usleep(UInt32(1_000 * attempt))
+            }
+        }
         for handle in old {
             // Another node may have replaced it first; what is gone is gone.
             try? destroyObject(handle, context: "destroying the previous data object \(label)")
