@@ -25,10 +25,11 @@ public struct SimulatedFleet: Sendable {
     public let meters: [Meter]
     public let batch: String
 
-    /// Issues `count` meters from EUI-64 `first` upwards under `manufacturer` in batch `batch` of `store`.
+    /// Issues `count` meters from EUI-64 `first` upwards under `manufacturer` in batch `batch` of `store`; with
+    /// `pskMasterKeyLabel`, a `keyMode: psk` batch whose meters' PSKs that HSM key derives.
     public static func make(
         count: Int, first: UInt64, batch: String, manufacturer: CertificateAuthority, hierarchy: CAHierarchy, store: any ProvisioningStore,
-        threads: Int, progress: any BatchProgress
+        threads: Int, progress: any BatchProgress, pskMasterKeyLabel: String? = nil
     ) async throws -> SimulatedFleet {
         let hardwareType = try hierarchy.settings.defaultDeviceType()
         struct Made: Sendable {
@@ -60,7 +61,7 @@ public struct SimulatedFleet: Sendable {
 
         let session = try manufacturer.withSessionKey()
         defer { try? session.releaseSessionKey() }
-        _ = try await store.beginBatch(BatchRecord(id: batch, manufacturer: manufacturer.name, manifestSHA256: "bench-est", meterCount: Int64(count)))
+        _ = try await store.beginBatch(BatchRecord(id: batch, manufacturer: manufacturer.name, manifestSHA256: "bench-est", meterCount: Int64(count), pskMasterKeyLabel: pskMasterKeyLabel))
         let signer = try CertificateSigner(authority: session, profile: .deviceIdentity, settings: hierarchy.settings, hardwareType: hardwareType)
         var position = 0
         let items = made

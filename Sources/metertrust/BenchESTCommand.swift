@@ -27,9 +27,11 @@ extension BenchCommand {
                 1.3, no session cache, no tickets, one small static certs-only answer), then against our EST server \
                 (`server-cert --role est`, `serve --roles est` as children, its key in the HSM, every meter claimed by \
                 one account), and reports enrollments/s, p50/p99 latency, the server's peak memory (VmHWM of its \
-                processes, from /proc), CPU per enrollment of server and client, and the ratio to nginx. PSK \
-                enrollments are not run: the est-psk listener has no EST routes yet. Build with -c release for \
-                meaningful figures.
+                processes, from /proc), CPU per enrollment of server and client, and the ratio to nginx. Then the same \
+                meters enroll again by PSK (the batch is a keyMode psk batch whose master key is in the HSM; each \
+                meter's PSK derived beforehand, as its bundle carried it) against `serve --roles est-psk` (TLS 1.2 \
+                ECDHE-PSK-CHACHA20-POLY1305, the key re-derived in the HSM at every handshake), reported beside it; \
+                --no-psk skips that run. Build with -c release for meaningful figures.
 
                 EXAMPLES:
                   swift build -c release
@@ -46,6 +48,7 @@ extension BenchCommand {
         var tokenLabel = ProcessInfo.processInfo.environment["METERTRUST_HSM_TOKEN"] ?? "metertrust-bench"
         @Option(name: .customLong("work-dir"), help: "Directory for the temporary deployment (default: a new temporary directory).")
         var workDirectory: String?
+        @Flag(name: .customLong("no-psk"), help: "Skip the PSK enrollment run.") var noPSK = false
         @OptionGroup var output: OutputOptions
 
         func validate() throws {
@@ -100,10 +103,17 @@ extension BenchCommand {
             let service = try await hierarchy.createAuthority(role: .service, name: "bench-est-service-\(suffix)", organization: "Bench")
             created.append(service)
             log("deployment in \(dataDirectory.path); making \(meters) meters")
+            let batch = "bench-est-\(suffix)"
+            // The batch's PSK master key, in the HSM (destroyed at the end).
+            let masterLabel = KeyLabel.unique(KeyLabel.pskMaster, batch)
+            let master = try await hierarchy.token.perform { try $0.generatePSKMasterKey(label: masterLabel) }
+            defer { try? hierarchy.token.destroy(master) }
             let fleet = try await SimulatedFleet.make(
-                count: meters, first: 0x0024_BE00_0000_0000 | (UInt64.random(in: 0..<(1 << 16)) << 32), batch: "bench-est-\(suffix)",
-                manufacturer: manufacturer, hierarchy: hierarchy, store: store, threads: threads, progress: progress
+                count: meters, first: 0x0024_BE00_0000_0000 | (UInt64.random(in: 0..<(1 << 16)) << 32), batch: batch,
+                manufacturer: manufacturer, hierarchy: hierarchy, store: store, threads: threads, progress: progress, pskMasterKeyLabel: masterLabel
             )
+            // What each meter's bundle would carry: its PSK, derived now (untimed) as the factory run does.
+            let presharedKeys = noPSK ? [:] : try Self.derive(fleet, master: master, token: hierarchy.token)
             // The audit log (every issuance is audited), one account claiming every meter (a plain list, uploaded as a
             // utility would), as our server needs them.
             _ = try await AuditCommand.Init.initialize(
@@ -156,17 +166,36 @@ extension BenchCommand {
                 credential: .identity(chain: chain, trustAnchor: root.certificate), serverPID: estServer.pid
             )
             estServer.stop()
+
+            // PSK: the same meters, their PSKs, `serve --roles est-psk` (a process of its own, so its memory is its own).
+            var pskRun: ESTLoad.Run?
+            if !noPSK {
+                let pskServer = try ESTServerProcess.start(dataDirectory: dataDirectory, log: directory.appendingPathComponent("serve-psk.log"), role: PSKRole.name)
+                pskRun = await load.run(
+                    target: "metertrust est-psk", server: try ESTServerAddress(url: "https://127.0.0.1:\(pskServer.port)", label: Self.account),
+                    credential: .preSharedKey { presharedKeys[$0]! }, serverPID: pskServer.pid
+                )
+                pskServer.stop()
+            }
             try? await group.shutdownGracefully()
 
             let report = Report(
                 cores: ProcessInfo.processInfo.activeProcessorCount, meters: meters, concurrency: concurrency, setupSeconds: setupSeconds,
-                nginx: nginxRun, est: estRun, psk: nil, ratio: estRun.enrollmentsPerSecond / max(nginxRun.enrollmentsPerSecond, 1e-9),
+                nginx: nginxRun, est: estRun, psk: pskRun, ratio: estRun.enrollmentsPerSecond / max(nginxRun.enrollmentsPerSecond, 1e-9),
                 clientPeakMemoryMB: IssuanceBenchmark.peakMemoryMB()
             )
             try Self.print(report, json: output.json)
         }
 
         static let account = "bench"
+
+        /// Every meter's PSK from `master`, derived in the HSM (about 30 µs each: seconds for 100,000).
+        static func derive(_ fleet: SimulatedFleet, master: HSMSecretKey, token: HSMToken) throws -> [EUI64: PresharedKey] {
+            var keys: [EUI64: PresharedKey] = [:]
+            keys.reserveCapacity(fleet.meters.count)
+            for meter in fleet.meters { keys[meter.eui64] = try token.derivePSK(for: meter.eui64, master: master) }
+            return keys
+        }
 
         /// A tls-server certificate for 127.0.0.1 from the Service CA, for a key the caller holds (nginx's, in software).
         static func serverCertificate(for key: P256.Signing.PrivateKey, service: CertificateAuthority, hierarchy: CAHierarchy) async throws -> Certificate {
@@ -186,11 +215,11 @@ extension BenchCommand {
             }
             Output.line("EST benchmark (metertrust \(report.version)): \(report.meters) meters, concurrency \(report.concurrency), \(report.cores) cores; set-up \(String(format: "%.1f", report.setupSeconds)) s (untimed)")
             for run in [report.nginx, report.est, report.psk].compactMap({ $0 }) {
-                Output.line(String(format: "  %-16@ %8.0f enrollments/s  p50 %6.1f ms  p99 %6.1f ms  server peak %6.1f MB  (%d ok, %d failed, %.1f s)", run.target as NSString, run.enrollmentsPerSecond, run.p50Milliseconds, run.p99Milliseconds, run.serverPeakMemoryMB, run.succeeded, run.failed, run.seconds))
-                Output.line(String(format: "  %-16@ CPU per enrollment: server %.0f µs, client %.0f µs", "" as NSString, run.serverCPUMicrosecondsPerEnrollment, run.clientCPUMicrosecondsPerEnrollment))
+                Output.line(String(format: "  %-20@ %8.0f enrollments/s  p50 %6.1f ms  p99 %6.1f ms  server peak %6.1f MB  (%d ok, %d failed, %.1f s)", run.target as NSString, run.enrollmentsPerSecond, run.p50Milliseconds, run.p99Milliseconds, run.serverPeakMemoryMB, run.succeeded, run.failed, run.seconds))
+                Output.line(String(format: "  %-20@ CPU per enrollment: server %.0f µs, client %.0f µs", "" as NSString, run.serverCPUMicrosecondsPerEnrollment, run.clientCPUMicrosecondsPerEnrollment))
                 if let failure = run.firstFailure { Output.line("    first failure: \(failure)") }
             }
-            if let ratio = report.ratio { Output.line(String(format: "  ratio to nginx:  %.2f", ratio)) }
+            if let ratio = report.ratio { Output.line(String(format: "  ratio to nginx:        %.2f", ratio)) }
             Output.line(String(format: "  client peak memory: %.1f MB", report.clientPeakMemoryMB))
         }
     }

@@ -12,15 +12,19 @@ struct ESTServerProcess {
     /// This executable.
     static var executable: URL { URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath() }
 
-    static func start(dataDirectory: URL, log: URL) throws -> ESTServerProcess {
+    /// `role`: `est` (TLS 1.3, the meter's certificate; its TLS identity made first) or `est-psk` (TLS 1.2 PSK).
+    static func start(dataDirectory: URL, log: URL, role: String = EstRole.name) throws -> ESTServerProcess {
         let port = try LoopbackPort.free()
-        let certified = try run(["server-cert", "--role", "est", "--ip", "127.0.0.1", "--port", String(port), "--data-dir", dataDirectory.path, "--json"])
-        guard certified.status == 0 else { throw CLIError(code: .unreachable, "server-cert --role est failed: \(Output.oneLine(certified.stderr))") }
-        let portsFile = dataDirectory.deletingLastPathComponent().appendingPathComponent("serve-ports.json").path
+        if role == EstRole.name {
+            let certified = try run(["server-cert", "--role", "est", "--ip", "127.0.0.1", "--port", String(port), "--data-dir", dataDirectory.path, "--json"])
+            guard certified.status == 0 else { throw CLIError(code: .unreachable, "server-cert --role est failed: \(Output.oneLine(certified.stderr))") }
+        }
+        let portsFile = dataDirectory.deletingLastPathComponent().appendingPathComponent("serve-ports-\(role).json").path
+        try? FileManager.default.removeItem(atPath: portsFile)
         let process = Process()
         process.executableURL = executable
         process.arguments = [
-            "serve", "--roles", "est", "--listen", "est=127.0.0.1:\(port)", "--operations-listen", "127.0.0.1:0", "--ports-file", portsFile,
+            "serve", "--roles", role, "--listen", "\(role)=127.0.0.1:\(port)", "--operations-listen", "127.0.0.1:0", "--ports-file", portsFile,
             "--data-dir", dataDirectory.path,
         ]
         // The request log (one line per request) goes to a file, at warning level: the bench measures serving, not logging.
@@ -38,7 +42,7 @@ struct ESTServerProcess {
         }
         server.stop()
         let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        throw CLIError(code: .unreachable, "serve --roles est did not start: \(Output.oneLine(String(text.suffix(300))))")
+        throw CLIError(code: .unreachable, "serve --roles \(role) did not start: \(Output.oneLine(String(text.suffix(300))))")
     }
 
     var pid: Int32 { process.processIdentifier }
