@@ -45,6 +45,29 @@ struct AdminAPITests {
         return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
     }
 
+    /// A key restored into `target`, examined with PyKCS11 as the holder of its user PIN
+    /// (`Tests/tools/pkcs11_restored_key.py`): its protection attributes, whether its value could be read, and a
+    /// signature over `message` that openssl verifies with `certificate` (the CA certificate the backup carried).
+    /// Returns the attributes and whether openssl said "Verified OK".
+    func examineRestoredKey(
+        label: String, in target: TestEnvironment.IsolatedToken, message: String, certificate: Certificate
+    ) throws -> (protection: [String: Any], verified: Bool) {
+        try Data(message.utf8).write(to: URL(fileURLWithPath: path("message")))
+        let examined = try TestEnvironment.run(
+            TestEnvironment.python,
+            [TestEnvironment.tool("pkcs11_restored_key.py"), "--module", TestEnvironment.modulePath, "--token", target.label, "--label", label,
+             "--message", path("message"), "--signature", path("signature")],
+            environment: ["SOFTHSM2_CONF": target.configuration, "ATTACK_USER_PIN": target.pin]
+        )
+        try #require(examined.status == 0, "pkcs11_restored_key.py: \(examined.stderr)")
+        let protection = try #require(try JSONSerialization.jsonObject(with: Data(examined.stdout.utf8)) as? [String: Any])
+        try certificate.pem.write(toFile: path("restored-ca.pem"), atomically: true, encoding: .utf8)
+        let verified = try TestEnvironment.run("/bin/sh", [
+            "-c", "openssl x509 -in '\(path("restored-ca.pem"))' -pubkey -noout > '\(path("restored-ca.pub"))' && openssl dgst -sha256 -verify '\(path("restored-ca.pub"))' -signature '\(path("signature"))' '\(path("message"))'",
+        ])
+        return (protection, verified.stdout.contains("Verified OK"))
+    }
+
     /// GET /healthz through openssl s_client; true if the server answered.
     func handshake(_ extra: [String], port: Int) throws -> Bool {
         try handshakeTranscript(extra, port: port).answered
@@ -416,24 +439,11 @@ struct AdminAPITests {
         // wrap-with-trusted (wrapped only under a trusted key), its value unreadable; it signs, and openssl verifies
         // with the original CA certificate.
         let label = try #require(keys[0]["label"] as? String)
-        let message = Array("restored into a second token".utf8)
-        try Data(message).write(to: URL(fileURLWithPath: path("message")))
-        let examined = try TestEnvironment.run(
-            TestEnvironment.python,
-            [TestEnvironment.tool("pkcs11_restored_key.py"), "--module", TestEnvironment.modulePath, "--token", target.label, "--label", label,
-             "--message", path("message"), "--signature", path("signature")],
-            environment: ["SOFTHSM2_CONF": target.configuration, "ATTACK_USER_PIN": target.pin]
-        )
-        try #require(examined.status == 0, "pkcs11_restored_key.py: \(examined.stderr)")
-        let protection = try #require(try JSONSerialization.jsonObject(with: Data(examined.stdout.utf8)) as? [String: Any])
+        let certificate = try Certificate(derEncoded: Array(Data(base64Encoded: keys[0]["certificate"] as! String)!))
+        let (protection, verified) = try examineRestoredKey(label: label, in: target, message: "restored into a second token", certificate: certificate)
         #expect(protection["sensitive"] as? Bool == true && protection["wrapWithTrusted"] as? Bool == true, "\(protection)")
         #expect((protection["valueRead"] as? String)?.hasPrefix("refused:") == true, "\(protection)")
-        let certificate = try Certificate(derEncoded: Array(Data(base64Encoded: keys[0]["certificate"] as! String)!))
-        try certificate.pem.write(toFile: path("north.pem"), atomically: true, encoding: .utf8)
-        let verified = try TestEnvironment.run("/bin/sh", [
-            "-c", "openssl x509 -in '\(path("north.pem"))' -pubkey -noout > '\(path("north.pub"))' && openssl dgst -sha256 -verify '\(path("north.pub"))' -signature '\(path("signature"))' '\(path("message"))'",
-        ])
-        #expect(verified.stdout.contains("Verified OK"), "\(verified.stdout)\(verified.stderr)")
+        #expect(verified, "openssl did not verify the restored key's signature with the CA certificate")
 
         // On the source token, the admin CA's key (not created for backup) cannot be wrapped, not even under the
         // trusted backup key: the token refuses (PyKCS11 as the holder of the user PIN, in the deployment's own

@@ -243,23 +243,12 @@ struct KeyCustodyTests {
         try #require(restored.status == 0, "\(restored.stderr)")
         let backup = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: after))) as? [String: Any])
         let entry = try #require((backup["keys"] as? [[String: Any]])?.first)
-        let message = Array("after the reshare".utf8)
-        try Data(message).write(to: URL(fileURLWithPath: path("message")))
-        let examined = try TestEnvironment.run(
-            TestEnvironment.python,
-            [TestEnvironment.tool("pkcs11_restored_key.py"), "--module", TestEnvironment.modulePath, "--token", target.label,
-             "--label", try #require(entry["label"] as? String), "--message", path("message"), "--signature", path("signature")],
-            environment: ["SOFTHSM2_CONF": target.configuration, "ATTACK_USER_PIN": target.pin]
-        )
-        try #require(examined.status == 0, "pkcs11_restored_key.py: \(examined.stderr)")
-        let protection = try #require(try JSONSerialization.jsonObject(with: Data(examined.stdout.utf8)) as? [String: Any])
-        #expect(protection["wrapWithTrusted"] as? Bool == true, "\(protection)")
         let certificate = try Certificate(derEncoded: Array(Data(base64Encoded: try #require(entry["certificate"] as? String))!))
-        try certificate.pem.write(toFile: path("north.pem"), atomically: true, encoding: .utf8)
-        let verified = try TestEnvironment.run("/bin/sh", [
-            "-c", "openssl x509 -in '\(path("north.pem"))' -pubkey -noout > '\(path("north.pub"))' && openssl dgst -sha256 -verify '\(path("north.pub"))' -signature '\(path("signature"))' '\(path("message"))'",
-        ])
-        #expect(verified.stdout.contains("Verified OK"), "\(verified.stdout)\(verified.stderr)")
+        let (protection, verified) = try api.examineRestoredKey(
+            label: try #require(entry["label"] as? String), in: target, message: "after the reshare", certificate: certificate
+        )
+        #expect(protection["wrapWithTrusted"] as? Bool == true, "\(protection)")
+        #expect(verified, "openssl did not verify the restored key's signature with the CA certificate")
 
         // Attacker: holders of the old shares (officers since replaced, or a stolen old backup file) with the new
         // backup's wrapped keys: the old backup key does not unwrap them.
