@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "MeterTrustAdmin", targets: ["MeterTrustAdmin"]),
         .library(name: "MeterTrustAdminAPI", targets: ["MeterTrustAdminAPI"]),
         .library(name: "MeterTrustAccountAPI", targets: ["MeterTrustAccountAPI"]),
+        .library(name: "MeterTrustRevocation", targets: ["MeterTrustRevocation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
@@ -204,10 +205,26 @@ let package = Package(
                 "MeterTrustAudit",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
+                "MeterTrustRevocation",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Revocation: revoking certificates (bound to the audit log), partitioned CRLs, the OCSP responder.
+        .target(
+            name: "MeterTrustRevocation",
+            dependencies: [
+                "MeterTrustCore",
+                "MeterTrustHSM",
+                "MeterTrustStore",
+                "MeterTrustPKI",
+                "MeterTrustAudit",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -232,6 +249,7 @@ let package = Package(
                 "MeterTrustAdminAPI",
                 "MeterTrustOnboarding",
                 "MeterTrustAccountAPI",
+                "MeterTrustRevocation",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -265,6 +283,7 @@ let package = Package(
                 "MeterTrustAdmin",
                 "MeterTrustAdminAPI",
                 "MeterTrustAccountAPI",
+                "MeterTrustRevocation",
                 "MeterTrustServer",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -294,6 +313,7 @@ let package = Package(
                 "MeterTrustAudit",
                 "MeterTrustQuorum",
                 "MeterTrustAdmin",
+                "MeterTrustRevocation",
                 "MeterTrustServer",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -17,6 +17,20 @@ public enum AccountAPIMessage {
         }
     }
 
+    /// Body of `POST /v1/accounts/{account}/meters/{eui64}/revoke`: revoke the meter's operational certificates from
+    /// the account's Operational CA.
+    public struct Revoke: Codable, Sendable {
+        /// RFC 5280 reason name (`keyCompromise`) or code; unspecified when absent.
+        public var reason: String?
+        /// RFC 3339: when the key was (suspected to be) compromised.
+        public var invalidityDate: String?
+
+        public init(reason: String? = nil, invalidityDate: String? = nil) {
+            self.reason = reason
+            self.invalidityDate = invalidityDate
+        }
+    }
+
     /// Answer to an operator's issuance: the certificate (utility-operator profile) and its chain to the root.
     public struct IssuedOperator: Codable, Sendable {
         public var account: String

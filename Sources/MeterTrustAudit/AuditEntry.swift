@@ -85,3 +85,12 @@ public struct AuditEntry: Codable, Sendable, Hashable {
         try? JSONDecoder().decode(AuditEntry.self, from: Data(bytes))
     }
 }
+
+extension AuditEntry {
+    /// ``time`` as a date (the Unix epoch if it does not parse, which a sealed entry's never fails to).
+    public var date: Date {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: time) ?? Date(timeIntervalSince1970: 0)
+    }
+}

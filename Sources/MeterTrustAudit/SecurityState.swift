@@ -26,8 +26,20 @@ public struct SecurityState: Sendable, Hashable {
     public var custodians: [String: CustodianState] = [:]
     /// Request id → `executing`, `executed` or `failed`.
     public var requests: [String: String] = [:]
-    /// `<issuer>/<serial hex>` → RFC 5280 reason code.
-    public var revoked: [String: Int] = [:]
+    /// What the log says of one revoked certificate.
+    public struct Revocation: Sendable, Hashable {
+        /// RFC 5280 §5.3.1 reason code.
+        public var reason: Int
+        /// When it was revoked (the entry's time for entries written before revocations carried their time).
+        public var revokedAt: Date
+        /// When the key is known or suspected to have been compromised (RFC 5280 §5.3.2), if given.
+        public var invalidityDate: Date?
+    }
+
+    /// Issuer (CA name) → serial hex → its revocation. A revocation is final: the first one recorded stands.
+    public var revoked: [String: [String: Revocation]] = [:]
+    /// How many revocations ``revoked`` holds; it changes whenever one is added (what a cache of responses keys on).
+    public var revocationCount = 0
     public var destroyedAuthorities: Set<String> = []
     /// Entries the replay covered (the latest checkpoint's size).
     public var verifiedSize = 0
@@ -45,17 +57,25 @@ public struct SecurityState: Sendable, Hashable {
         }
         public static func custodianRemoved(_ name: String) -> (String, String) { ("state.custodian.\(name)", "removed") }
         public static func request(_ id: String, _ state: String) -> (String, String) { ("state.request.\(id)", state) }
-        public static func revoked(issuer: String, serial: String, reason: Int) -> (String, String) {
-            ("state.revoked.\(issuer)/\(serial)", "\(reason)")
+        /// `reason revokedAt [invalidityDate]`, the dates as whole seconds since 1970 (entries before these dates
+        /// held the reason alone).
+        public static func revoked(issuer: String, serial: String, reason: Int, at date: Date? = nil, invalidityDate: Date? = nil) -> (String, String) {
+            var value = "\(reason)"
+            if let date { value += " \(Int64(date.timeIntervalSince1970.rounded(.down)))" }
+            if date != nil, let invalidityDate { value += " \(Int64(invalidityDate.timeIntervalSince1970.rounded(.down)))" }
+            return ("state.revoked.\(issuer)/\(serial)", value)
         }
         public static func destroyed(_ authority: String) -> (String, String) { ("state.destroyed.\(authority)", "true") }
     }
 
     /// Whether the certificate `serial` of `issuer` is revoked.
-    public func isRevoked(issuer: String, serial: String) -> Bool { revoked["\(issuer)/\(serial)"] != nil }
+    public func isRevoked(issuer: String, serial: String) -> Bool { revoked[issuer]?[serial] != nil }
+
+    /// The revocation of the certificate `serial` of `issuer`, if the log records one.
+    public func revocation(issuer: String, serial: String) -> Revocation? { revoked[issuer]?[serial] }
 
     /// Whether a certificate with `serial` is revoked by any issuer (serials carry 80 random bits).
-    public func isRevoked(serial: String) -> Bool { revoked.keys.contains { $0.hasSuffix("/\(serial)") } }
+    public func isRevoked(serial: String) -> Bool { revoked.values.contains { $0[serial] != nil } }
 
     /// Applies the state changes of `entries`, in log order. Only successful events change state; refusals and
     /// failures are recorded but change nothing (a failed execution is recorded as `failed` by its own detail).
@@ -73,13 +93,13 @@ public struct SecurityState: Sendable, Hashable {
                 // A request's claim and failure are state even when the event around them failed.
                 let isRequestState = key.hasPrefix("state.request.")
                 guard entry.outcome == .success || isRequestState else { continue }
-                state.apply(key: String(key.dropFirst(Change.prefix.count)), value: value)
+                state.apply(key: String(key.dropFirst(Change.prefix.count)), value: value, entry: entry)
             }
         }
         return state
     }
 
-    private mutating func apply(key: String, value: String) {
+    private mutating func apply(key: String, value: String, entry: AuditEntry) {
         if key == "bootstrapped" {
             bootstrapped = true
         } else if let name = key.dropPrefix("policy.") {
@@ -94,8 +114,16 @@ public struct SecurityState: Sendable, Hashable {
         } else if let id = key.dropPrefix("request.") {
             // A request moves forward only: executing → executed | failed; never back to nothing.
             if requests[id] == nil || value != "executing" { requests[id] = value }
-        } else if let certificate = key.dropPrefix("revoked."), let reason = Int(value) {
-            if revoked[certificate] == nil { revoked[certificate] = reason }
+        } else if let certificate = key.dropPrefix("revoked."), let slash = certificate.lastIndex(of: "/") {
+            let fields = value.split(separator: " ")
+            guard let first = fields.first, let reason = Int(first) else { return }
+            let issuer = String(certificate[..<slash])
+            let serial = String(certificate[certificate.index(after: slash)...])
+            guard revoked[issuer]?[serial] == nil else { return }
+            let revokedAt = fields.count > 1 ? Int64(fields[1]).map { Date(timeIntervalSince1970: TimeInterval($0)) } : nil
+            let invalidity = fields.count > 2 ? Int64(fields[2]).map { Date(timeIntervalSince1970: TimeInterval($0)) } : nil
+            revoked[issuer, default: [:]][serial] = Revocation(reason: reason, revokedAt: revokedAt ?? entry.date, invalidityDate: invalidity)
+            revocationCount += 1
         } else if let name = key.dropPrefix("destroyed.") {
             destroyedAuthorities.insert(name)
         }

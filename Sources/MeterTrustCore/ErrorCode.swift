@@ -126,6 +126,14 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable, CustomStringConv
     /// The enrollment queue is full: retry after the Retry-After seconds.
     case estBusy = "est.busy"
 
+    // Revocation: revoking certificates, CRLs, OCSP.
+    /// The certificate (issuer and serial, or a meter's) is not one the store holds.
+    case revocationUnknownCertificate = "revocation.unknown-certificate"
+    /// A CA's own certificate: revoked under quorum (`admin request ca.revoke`), never by `revoke`.
+    case revocationUnderQuorum = "revocation.under-quorum"
+    /// The caller may not revoke that certificate (a utility operator and a factory identity certificate).
+    case revocationNotPermitted = "revocation.not-permitted"
+
     // PSK meters: derived and imported pre-shared keys, the OEM's sealed import file.
     case pskUnknownMeter = "psk.unknown-meter"
     case pskMalformedImport = "psk.malformed-import"

@@ -3,6 +3,7 @@ import Foundation
 import MeterTrustAudit
 import MeterTrustCore
 import MeterTrustPKI
+import MeterTrustRevocation
 import MeterTrustStore
 import X509
 
@@ -308,7 +309,20 @@ public struct Onboarding: Sendable {
                 details: ["account": id, "revocations": candidates.map { "\($0.issuer)/\($0.serial)" }.joined(separator: ",")]
             )
         )
+        try await revokeSuperseded(candidates, by: .accountOperator(account: id, operationalCA: account.operationalCA, actor: actor))
         return Release(eui64: eui64, account: id, revocations: candidates)
+    }
+
+    /// Change of supplier: the old account's operational certificates are revoked at once (RFC 5280 superseded),
+    /// through the one revocation path (audited, bound to the audit log), so the CRLs and the OCSP responder answer
+    /// revoked within a second. Their pending-revocation rows stay as the record of why.
+    func revokeSuperseded(_ candidates: [RevocationCandidate], by revoker: Revoker) async throws {
+        guard !candidates.isEmpty else { return }
+        let revocation = CertificateRevocation(store: store, audit: audit, clock: clock)
+        for start in stride(from: 0, to: candidates.count, by: CertificateRevocation.chunkSize) {
+            let chunk = candidates[start..<min(start + CertificateRevocation.chunkSize, candidates.count)]
+            _ = try await revocation.revoke(chunk.map { RevocationTarget(issuer: $0.issuer, serial: $0.serial) }, reason: .superseded, by: revoker)
+        }
     }
 
     /// The meter's live (unrevoked, unexpired) operational certificates issued by `issuer`.
@@ -360,6 +374,7 @@ public struct Onboarding: Sendable {
                 ]
             )
         )
+        try await revokeSuperseded(candidates, by: .officer(actor: actor))
         return closed
     }
 

@@ -7,6 +7,7 @@ import MeterTrustAudit
 import MeterTrustCore
 import MeterTrustOnboarding
 import MeterTrustPKI
+import MeterTrustRevocation
 import MeterTrustStore
 import NIOCore
 import NIOSSL
@@ -142,6 +143,34 @@ struct AccountRoutes: Sendable {
             let id = try await authorize(context).account
             let openOnly = request.uri.queryParameters.get("all") == nil
             return try json(try await onboarding.conflicts(account: id, openOnly: openOnly))
+        }
+        router.post("/v1/accounts/:account/meters/:eui64/revoke") { request, context in
+            let caller = try await authorize(context)
+            let id = caller.account
+            let eui64 = try EUI64(try meter(context))
+            let body = try decode(AccountAPIMessage.Revoke.self, from: try await read(request, context: context))
+            guard let reason = RevocationReason(parsing: body.reason ?? "unspecified") else {
+                throw OnboardingError(.invalidArgument, "reason must be one of \(RevocationReason.revocable.map(\.name).joined(separator: ", "))")
+            }
+            var invalidity: Date?
+            if let text = body.invalidityDate {
+                guard let date = ISO8601DateFormatter().date(from: text) else {
+                    throw OnboardingError(.invalidArgument, "invalidityDate must be an RFC 3339 time such as 2026-11-30T00:00:00Z")
+                }
+                invalidity = date
+            }
+            let account = try await onboarding.account(id)
+            let revocation = CertificateRevocation(store: onboarding.store, audit: onboarding.audit, clock: onboarding.clock)
+            // Only this account's Operational CA's certificates of the meter: another account's are not the caller's.
+            let targets = try await revocation.targets(meter: eui64, identity: false).filter { $0.issuer == account.operationalCA }
+            guard !targets.isEmpty else {
+                throw OnboardingError(.otherAccount, "account \(id) holds no operational certificate of meter \(eui64)")
+            }
+            let results = try await revocation.revoke(
+                targets, reason: reason, invalidityDate: invalidity,
+                by: .accountOperator(account: id, operationalCA: account.operationalCA, actor: "operator:\(id)/\(caller.name)")
+            )
+            return try json(results)
         }
         router.get("/v1/accounts/:account/meters/:eui64/history") { _, context in
             let id = try await authorize(context).account

@@ -17,9 +17,11 @@ public enum HTTPErrorMapping {
             return .unauthorized
         case .forgedApproval, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval, .revokedAuthority,
             .unregisteredManufacturer, .manufacturerNotAccepted, .otherAccount, .estUntrustedCertificate, .estRevokedCertificate,
-            .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch, .estNotClaimed, .estMeterInConflict, .estNothingToRenew:
+            .estExpiredCertificate, .estPSKRequired, .estIdentityMismatch, .estNotClaimed, .estMeterInConflict, .estNothingToRenew,
+            .revocationUnderQuorum, .revocationNotPermitted:
             return .forbidden
-        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict, .pskUnknownMeter:
+        case .unknownAuthority, .storeNotFound, .auditNotFound, .unknownRequest, .notFound, .unknownAccount, .notClaimed, .noOpenConflict, .pskUnknownMeter,
+            .revocationUnknownCertificate:
             return .notFound
         case .expiredRequest:
             return .gone

@@ -99,6 +99,8 @@ public enum ServerRoles {
         (AccountRole.name, { try await AccountRole(environment: $0) }),
         (EstRole.name, { try await EstRole(environment: $0) }),
         (PSKRole.name, { try await PSKRole(environment: $0) }),
+        (CRLRole.name, { try await CRLRole(environment: $0) }),
+        (OCSPRole.name, { try await OCSPRole(environment: $0) }),
     ]
 
     public static var known: [String] { table.map(\.name) }

@@ -9,6 +9,10 @@ public protocol RevocationStore: Sendable {
     /// Records the revocation of a certificate (RFC 5280 reason code): ``StoreError/Code/duplicate`` if it was
     /// revoked before, ``StoreError/Code/foreignKey`` if the store holds no such certificate.
     func revokeCertificate(issuer: String, serial: String, reason: Int, at date: Date) async throws
+    /// Records the revocations of `records` in one transaction, skipping any already recorded or naming a certificate
+    /// the store does not hold; returns how many it recorded. For bulk revocation (the audit log holds the truth; these
+    /// rows are the index a listing reads).
+    func recordRevocations(_ records: [RevocationRecord]) async throws -> Int
     func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)?
     /// Every revocation in (issuer, serial) order, `limit` at a time after `position` (keyset paging).
     func revocations(after position: CertificateListPosition?, limit: Int) async throws -> [RevocationRecord]

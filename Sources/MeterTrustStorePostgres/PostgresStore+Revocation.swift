@@ -33,6 +33,24 @@ extension PostgresStore {
         }
     }
 
+    public func recordRevocations(_ records: [RevocationRecord]) async throws -> Int {
+        guard !records.isEmpty else { return 0 }
+        return try await transaction { [self] connection in
+            // The shard comes from the certificate row (the partitioned key), as for one revocation.
+            try await rows(
+                """
+                INSERT INTO revocations (issuer, serial, shard, reason, revoked_at)
+                SELECT c.issuer, c.serial, c.shard, v.reason, v.revoked_at
+                FROM unnest(\(records.map(\.issuer))::text[], \(records.map(\.serial))::text[], \(records.map { Int64($0.reason) })::bigint[],
+                            \(records.map { Self.seconds($0.revokedAt) })::bigint[]) AS v(issuer, serial, reason, revoked_at)
+                JOIN certificates c ON c.issuer = v.issuer AND c.serial = v.serial
+                ON CONFLICT (issuer, serial) DO NOTHING RETURNING serial
+                """,
+                on: connection
+            ).count
+        }
+    }
+
     public func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)? {
         try await read { [self] connection in
             try await rows("SELECT reason, revoked_at FROM revocations WHERE issuer = \(issuer) AND serial = \(serial)", on: connection).first.map {

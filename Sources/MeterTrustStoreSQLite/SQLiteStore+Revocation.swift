@@ -23,6 +23,24 @@ extension SQLiteStore {
         }
     }
 
+    public func recordRevocations(_ records: [RevocationRecord]) async throws -> Int {
+        guard !records.isEmpty else { return 0 }
+        return try await writeReturning { db in
+            let statement = try db.cachedStatement(
+                sql: """
+                    INSERT OR IGNORE INTO revocations (issuer, serial, reason, revoked_at)
+                    SELECT issuer, serial, ?, ? FROM certificates WHERE issuer = ? AND serial = ?
+                    """
+            )
+            var recorded = 0
+            for record in records {
+                try statement.execute(arguments: [record.reason, Self.seconds(record.revokedAt), record.issuer, record.serial])
+                recorded += db.changesCount
+            }
+            return recorded
+        }
+    }
+
     public func revocation(issuer: String, serial: String) async throws -> (reason: Int, date: Date)? {
         try await run { db in
             try Row.fetchOne(db, sql: "SELECT reason, revoked_at FROM revocations WHERE issuer = ? AND serial = ?", arguments: [issuer, serial])

@@ -6,6 +6,7 @@ import MeterTrustAccountAPI
 import MeterTrustAdminAPI
 import MeterTrustCore
 import MeterTrustOnboarding
+import MeterTrustRevocation
 import MeterTrustStore
 import NIOCore
 import NIOHTTP1
@@ -209,9 +210,10 @@ struct EnrollCommand: AsyncParsableCommand {
               metertrust enroll list --limit 100
               metertrust enroll conflicts
               metertrust enroll release 0024befffe804ff1
+              metertrust enroll revoke 0024befffe804ff1 --reason keyCompromise
               metertrust enroll history 0024befffe804ff1
             """,
-        subcommands: [Upload.self, List.self, Release.self, Conflicts.self, History.self]
+        subcommands: [Upload.self, List.self, Release.self, Revoke.self, Conflicts.self, History.self]
     )
 
     struct Upload: AsyncParsableCommand {
@@ -289,6 +291,28 @@ struct EnrollCommand: AsyncParsableCommand {
             let release = try APIClient.decode(bytes, as: Onboarding.Release.self, api: "account API")
             if output.json { return try Output.json(release) }
             Output.line("released \(meter) from \(account)\(release.revocations.isEmpty ? "" : "; recorded for revocation: \(release.revocations.map(\.serial).joined(separator: ", "))")")
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke the operational certificates your account's Operational CA issued to a meter (stolen, faulty, retired).",
+            discussion: "Final. Factory identity certificates are revoked by a PKI officer (metertrust revoke --identity), not here."
+        )
+        @Argument(help: "The meter's EUI-64.") var eui64: String
+        @Option(help: "RFC 5280 reason (default unspecified).") var reason: String?
+        @Option(help: "When the key was (suspected to be) compromised, RFC 3339.") var invalidityDate: String?
+        @OptionGroup var client: AccountClientOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let meter = try EUI64(eui64).description
+            let (api, account) = try client.client()
+            let body = try JSONEncoder().encode(AccountAPIMessage.Revoke(reason: reason, invalidityDate: invalidityDate))
+            let bytes = try await api.send(.POST, "/v1/accounts/\(account)/meters/\(meter)/revoke", body: Array(body))
+            let results = try APIClient.decode(bytes, as: [RevocationResult].self, api: "account API")
+            if output.json { return try Output.json(RevokeCommand.Summary(revoked: results.filter { !$0.alreadyRevoked }.count, alreadyRevoked: results.filter(\.alreadyRevoked).count, results: results)) }
+            for result in results { Output.line(RevokeCommand.describe(result)) }
         }
     }
 

@@ -32,7 +32,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             .backup, .fileSystem, .configuration, .notFound, .payloadTooLarge, .executionFailed, .revokedAuthority,
             .invalidAccount, .unknownAccount, .badManifestSignature, .malformedManifest, .malformedList, .unknownMeter, .otherManufacturer,
             .fingerprintMismatch, .meterListedTwice, .manufacturerNotAccepted, .uploadTooLarge, .notClaimed, .noOpenConflict,
-            .pskUnknownMeter, .pskMalformedImport, .pskCannotOpen, .estRefused, .estBadResponse, .meterNotEnrolled:
+            .pskUnknownMeter, .pskMalformedImport, .pskCannotOpen, .estRefused, .estBadResponse, .meterNotEnrolled,
+            .revocationUnknownCertificate:
             return .refused
         case .usage:
             return .usage
@@ -42,7 +43,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .forgedApproval, .expiredRequest, .unknownCustodian, .removedCustodian, .wrongRole, .selfApproval,
             .alreadyExecuted, .belowQuorum, .duplicateApproval, .wrongRequest, .notBootstrapped, .underQuorumControl, .lockOut, .unauthenticated,
             .otherAccount, .estUntrustedCertificate, .estRevokedCertificate, .estExpiredCertificate, .estPSKRequired, .estNothingToRenew, .estIdentityMismatch,
-            .estNotClaimed, .estMeterInConflict:
+            .estNotClaimed, .estMeterInConflict, .revocationUnderQuorum, .revocationNotPermitted:
             return .denied
         case .auditMalformed, .auditTampered, .auditSignature, .untrustedState, .storeCorrupt:
             return .untrusted

@@ -32,7 +32,7 @@ struct MeterTrustCommand: AsyncParsableCommand {
         version: version,
         subcommands: [
             SetupCommand.self, InitCommand.self, CACommand.self, IssueCommand.self, CertCommand.self, FactoryCommand.self, BatchCommand.self, MeterCommand.self,
-            StoreCommand.self, BenchCommand.self, AuditCommand.self, AdminCommand.self, ServeCommand.self, ServerCertCommand.self, AccountCommand.self, EnrollCommand.self, PSKCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self, ErrorsCommand.self,
+            StoreCommand.self, RevokeCommand.self, BenchCommand.self, AuditCommand.self, AdminCommand.self, ServeCommand.self, ServerCertCommand.self, AccountCommand.self, EnrollCommand.self, PSKCommand.self, BackupCommand.self, HSMCommand.self, DemoCommand.self, ErrorsCommand.self,
         ]
     )
 

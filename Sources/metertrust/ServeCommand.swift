@@ -59,6 +59,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     static let defaultOperations = Configuration.ServeSettings.Listener(host: "127.0.0.1", port: 9090)
+    /// Default ports of the roles that do not listen on 8443 (HTTPS): est-psk 8444, and the plain-HTTP crl 8080 and
+    /// ocsp 8081 (relying parties fetch CRLs and ask OCSP over HTTP).
+    static let defaultPorts = [PSKRole.name: 8444, CRLRole.name: 8080, OCSPRole.name: 8081]
 
     static func serve(roles rolesOption: String?, options: ServeOptions, data: DataDirectoryOptions, json: Bool) async throws {
         // The command line first: a wrong role or address is refused before anything is opened.
@@ -97,7 +100,7 @@ struct ServeCommand: AsyncParsableCommand {
         var listeners: [String: ServeListener] = [:]
         for name in names2 {
             let recorded = context.configuration.serverIdentity(role: name).map { Configuration.ServeSettings.Listener(host: $0.host, port: $0.port) }
-            listeners[name] = listener(explicit[name] ?? section?.listeners?[name] ?? recorded ?? .init(host: "127.0.0.1", port: name == PSKRole.name ? 8444 : 8443))
+            listeners[name] = listener(explicit[name] ?? section?.listeners?[name] ?? recorded ?? .init(host: "127.0.0.1", port: Self.defaultPorts[name] ?? 8443))
         }
         let operationsAddress = explicitOperations ?? section?.operations ?? defaultOperations
         // Plain HTTP with the platform's metrics: on another interface only when the operator says so on the command line.

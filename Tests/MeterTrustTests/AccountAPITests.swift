@@ -29,7 +29,8 @@ struct AccountAPITests {
         /// identity made by `server-cert --role est`), and the batch's keys made by the factory, so the test holds each
         /// meter's factory key (`meter-<eui64>.key`) and certificate (`meter-<eui64>.pem`) in people/.
         /// `psk`: the PSK listener too (`est-psk`, which serves the EST routes to PSK meters).
-        init(postgres: Bool, serveOptions: [String] = [], est: Bool = false, psk: Bool = false) async throws {
+        /// `revocation`: the crl and ocsp roles too (plain HTTP).
+        init(postgres: Bool, serveOptions: [String] = [], est: Bool = false, psk: Bool = false, revocation: Bool = false) async throws {
             api = try AdminAPITests(deployment: try CLITests.Deployment.make(postgres: postgres))
             let deployment = api.deployment
             let root = try deployment.json(["ca", "create-root", "--name", "root", "--organization", "Test Operator"])
@@ -75,7 +76,7 @@ struct AccountAPITests {
                 }
             }
 
-            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions, est: est, psk: psk)
+            (server, ports) = try Self.serve(deployment, people: api.people, extra: serveOptions, est: est, psk: psk, revocation: revocation)
             try createAccount("north", operational: "north", manufacturers: ["acme"], operator: "olive")
             try createAccount("south", operational: "south", manufacturers: ["acme"], operator: "sam")
         }
@@ -85,30 +86,36 @@ struct AccountAPITests {
             server.waitUntilExit()
         }
 
-        static func serve(_ deployment: CLITests.Deployment, people: URL, extra: [String] = [], est: Bool = false, psk: Bool = false) throws -> (Process, [String: Int]) {
+        static func serve(
+            _ deployment: CLITests.Deployment, people: URL, extra: [String] = [], est: Bool = false, psk: Bool = false, revocation: Bool = false
+        ) throws -> (Process, [String: Int]) {
             let portsFile = people.appendingPathComponent("ports-\(UUID().uuidString.prefix(6)).json").path
             let process = Process()
             process.executableURL = URL(fileURLWithPath: TestEnvironment.metertrust)
             process.arguments = [
-                "serve", "--roles", "admin,account" + (est ? ",est" : "") + (psk ? ",est-psk" : ""), "--listen", "admin=127.0.0.1:0",
+                "serve", "--roles", "admin,account" + (est ? ",est" : "") + (psk ? ",est-psk" : "") + (revocation ? ",crl,ocsp" : ""), "--listen", "admin=127.0.0.1:0",
                 "--listen", "account=127.0.0.1:0", "--operations-listen", "127.0.0.1:0", "--ports-file", portsFile, "--data-dir", deployment.dataDirectory.path,
-            ] + (est ? ["--listen", "est=127.0.0.1:0"] : []) + (psk ? ["--listen", "est-psk=127.0.0.1:0"] : []) + extra
+            ] + (est ? ["--listen", "est=127.0.0.1:0"] : []) + (psk ? ["--listen", "est-psk=127.0.0.1:0"] : [])
+                + (revocation ? ["--listen", "crl=127.0.0.1:0", "--listen", "ocsp=127.0.0.1:0"] : []) + extra
             var environment = ProcessInfo.processInfo.environment
             environment.merge(deployment.environment) { $1 }
             process.environment = environment
             process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            let stderrPath = portsFile + ".stderr"
+            FileManager.default.createFile(atPath: stderrPath, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: stderrPath)
             try process.run()
             for _ in 0..<300 {
                 if let data = FileManager.default.contents(atPath: portsFile), let ports = try? JSONDecoder().decode([String: Int].self, from: data),
-                    ports["account"] != nil, !est || ports["est"] != nil, !psk || ports["est-psk"] != nil
+                    ports["account"] != nil, !est || ports["est"] != nil, !psk || ports["est-psk"] != nil, !revocation || ports["ocsp"] != nil
                 {
                     return (process, ports)
                 }
                 Thread.sleep(forTimeInterval: 0.1)
             }
             process.terminate()
-            throw AdminAPITests.CLIError("serve did not start")
+            let stderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            throw AdminAPITests.CLIError("serve did not start: \(stderr.suffix(2000))")
         }
 
         /// `account create` by alice, approved by bob and carol, executed by bob; the operator's key, CSR and

@@ -737,6 +737,22 @@ struct StoreConformanceTests {
         #expect(try await store.revocations(after: nil, limit: 1) == [all[0]])
         #expect(try await store.revocations(after: CertificateListPosition(issuer: "acme", serial: "01"), limit: 10) == [all[1]])
 
+        // Bulk: one transaction; a revocation recorded before and a certificate the store does not hold are skipped.
+        try await store.insertCertificate(Self.certificate(serial: "02", eui64: "0024befffe800002"))
+        try await store.insertCertificate(Self.certificate(serial: "03", eui64: "0024befffe800003"))
+        let later = when.addingTimeInterval(60)
+        let recorded = try await store.recordRevocations([
+            RevocationRecord(issuer: "acme", serial: "01", reason: 1, revokedAt: later),
+            RevocationRecord(issuer: "acme", serial: "02", reason: 1, revokedAt: later),
+            RevocationRecord(issuer: "acme", serial: "ee", reason: 1, revokedAt: later),
+            RevocationRecord(issuer: "acme", serial: "03", reason: 5, revokedAt: later),
+        ])
+        #expect(recorded == 2)
+        #expect(try await store.revocation(issuer: "acme", serial: "01")?.reason == 4, "an earlier revocation stands")
+        #expect(try await store.revocation(issuer: "acme", serial: "03")?.reason == 5)
+        #expect(try await store.revocation(issuer: "acme", serial: "ee") == nil)
+        #expect(try await store.recordRevocations([]) == 0)
+
         try await store.markCertificateAuthorityDestroyed(named: "acme", at: when)
         #expect(try await store.certificateAuthority(named: "acme")?.destroyedAt == when)
         #expect(await Self.code { try await store.markCertificateAuthorityDestroyed(named: "acme", at: when) } == .notFound)

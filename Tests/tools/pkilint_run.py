@@ -1,4 +1,4 @@
-"""Runs one of pkilint's RFC 5280 linters (lint_pkix_cert, lint_pkix_signer_signee_cert_chain) with pyasn1's DER
+"""Runs one of pkilint's linters (lint_pkix_cert, lint_pkix_signer_signee_cert_chain, lint_crl, lint_ocsp_response) with pyasn1's DER
 decoder.
 
 pkilint decodes DER with pyasn1-fasder, whose OID parser (Rust const-oid) refuses OIDs under arc 2 whose second
@@ -19,6 +19,6 @@ pkilint.document.decode_der = lambda substrate, asn1Spec: pyasn1_der.decode(subs
 import importlib  # noqa: E402
 
 linter = sys.argv[1]
-if linter not in ("lint_pkix_cert", "lint_pkix_signer_signee_cert_chain"):
+if linter not in ("lint_pkix_cert", "lint_pkix_signer_signee_cert_chain", "lint_crl", "lint_ocsp_response"):
     sys.exit(f"unknown linter {linter}")
 sys.exit(importlib.import_module(f"pkilint.bin.{linter}").main(sys.argv[2:]))

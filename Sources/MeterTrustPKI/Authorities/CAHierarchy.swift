@@ -189,6 +189,46 @@ public struct CAHierarchy: Sendable {
         }
     }
 
+    /// Generates a P-256 key in the HSM for CA `authorityName`'s delegated OCSP responder and has that CA certify it
+    /// (profile ocsp-signer, 30 days); the certificate is stored before it is returned. The key's label names the
+    /// CA and the certificate's serial (``ocspSignerKeyLabel(authority:serial:)``), so every node finds the key of a
+    /// signer certificate it reads from the store. Not for the root: its responder is certified under quorum.
+    public func createOCSPSigner(for authorityName: String) async throws -> (key: HSMKey, certificate: Certificate) {
+        let authority = try await authority(named: authorityName)
+        guard authority.role != .root else {
+            throw PKIError(.invalidArgument, "the root's OCSP signer is certified under quorum, not online")
+        }
+        let serial = SerialNumbers.random()
+        let label = Self.ocspSignerKeyLabel(authority: authority.name, serial: hexString(serial.bytes))
+        let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
+        do {
+            let publicKey = HSMSigningKey(token: token, key: key).publicKey
+            let contents = CertificateContents(
+                profile: .ocspSigner, subject: try Self.subject(for: .ocspSigner, name: authority.name, organization: authority.name),
+                publicKey: publicKey, keyUsage: KeyUsage(digitalSignature: true), device: nil
+            )
+            let signer = try authority.signer
+            let policy = try settings.policyOID()
+            let settings = self.settings
+            let certificate = try await token.perform { _ in
+                try contents.sign(by: signer, policy: policy, settings: settings, serialNumber: serial)
+            }
+            try await store.insertCertificate(
+                try certificate.record(issuer: authority.name, shards: authority.shardCount, profile: .ocspSigner, eui64: nil)
+            )
+            logger.info("created OCSP signer", metadata: ["ca": "\(authority.name)", "serial": "\(certificate.serialHex)", "key": "\(label)"])
+            return (key, certificate)
+        } catch {
+            try? await token.perform { try $0.destroy(key) }
+            throw error
+        }
+    }
+
+    /// The HSM label of the key of CA `authority`'s OCSP signer whose certificate has `serial`.
+    public static func ocspSignerKeyLabel(authority: String, serial: String) -> String {
+        [KeyLabel.prefix, "ocsp", authority, serial].joined(separator: "/")
+    }
+
     /// The root CA.
     public func rootAuthority() async throws -> CertificateAuthority {
         guard let root = try await store.certificateAuthorities().first(where: { $0.role == .root }) else {

@@ -50,6 +50,9 @@ struct CertificateContents: Sendable {
             calendar.timeZone = TimeZone(identifier: "UTC")!
             notAfter = calendar.date(byAdding: .year, value: years, to: notBefore)!
             if let issuerNotAfter = signer.notAfter, issuerNotAfter < notAfter { notAfter = issuerNotAfter }
+        case .days(let days):
+            notAfter = notBefore.addingTimeInterval(TimeInterval(days) * 86_400)
+            if let issuerNotAfter = signer.notAfter, issuerNotAfter < notAfter { notAfter = issuerNotAfter }
         }
         let extensions = try makeExtensions(signer: signer, policy: policy, settings: settings, serialNumber: serialNumber)
         return try Certificate(
@@ -116,6 +119,10 @@ struct CertificateContents: Sendable {
         if profile.ocspAccess {
             let access = AuthorityInformationAccess([.init(method: .ocspServer, location: .uniformResourceIdentifier(settings.ocspURL))])
             extensions.append(try Certificate.Extension(access, critical: false))
+        }
+        if profile.ocspNoCheck {
+            // id-pkix-ocsp-nocheck: NULL.
+            extensions.append(Certificate.Extension(oid: [1, 3, 6, 1, 5, 5, 7, 48, 1, 5], critical: false, value: [0x05, 0x00]))
         }
         return try Certificate.Extensions(extensions)
     }

@@ -9,6 +9,8 @@ public struct CertificateProfile: Sendable, Hashable {
     public enum Validity: Sendable, Hashable {
         /// `years` after issuance, never beyond the issuer's own notAfter.
         case years(Int)
+        /// `days` after issuance, never beyond the issuer's own notAfter (short-lived: the OCSP signer, rolled).
+        case days(Int)
         /// notAfter = 99991231235959Z, "no well-defined expiration date" (RFC 5280 §4.1.2.5).
         case noExpiry
     }
@@ -62,6 +64,8 @@ public struct CertificateProfile: Sendable, Hashable {
     public let ipAddressSAN: Bool
     /// Curves the subject key may be on.
     public let allowedCurves: [ECCurve]
+    /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): a delegated OCSP responder's certificate is not itself checked.
+    public internal(set) var ocspNoCheck = false
 
     public struct CertificateAuthorityConstraint: Sendable, Hashable {
         public let pathLength: Int?
@@ -147,11 +151,20 @@ public struct CertificateProfile: Sendable, Hashable {
         crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: true, ipAddressSAN: true, allowedCurves: [.p256]
     )
 
+    /// A CA's delegated OCSP responder (RFC 6960 §4.2.2.2): issued by that CA (any CA but the root, whose responder
+    /// is certified under quorum), key in the HSM, 30 days, rolled by the responder before a third of its life is left.
+    public static let ocspSigner = CertificateProfile(
+        name: "ocsp-signer", issuerRole: nil, validity: .days(30), subject: .authority(suffix: "OCSP Signer", organization: false),
+        certificateAuthority: nil, keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.ocspSigning],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256],
+        ocspNoCheck: true
+    )
+
     /// Profiles a CSR can be issued under (`metertrust issue --profile`).
     public static let requestable: [CertificateProfile] = [.deviceIdentity, .deviceOperational]
     /// Every built-in profile.
     public static let all: [CertificateProfile] = [
-        .root, .manufacturerCA, .operationalCA, .adminCA, .serviceCA, .operatorCA, .auditSigner, .custodian, .utilityOperator, .tlsServer,
+        .root, .manufacturerCA, .operationalCA, .adminCA, .serviceCA, .operatorCA, .auditSigner, .custodian, .utilityOperator, .tlsServer, .ocspSigner,
     ] + requestable
 
     /// The profile a CA of `role` gets its own certificate under.
