@@ -32,6 +32,7 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzCsrAttrs", [library("MeterTrustCore"), .product(name: "SwiftASN1", package: "swift-asn1")]),
     ("FuzzPSKImport", [library("MeterTrustCore"), library("MeterTrustOnboarding")]),
     ("FuzzESTResponse", [library("MeterTrustCore"), library("MeterTrustDevice"), .product(name: "SwiftASN1", package: "swift-asn1")]),
+    ("FuzzOCSPRequest", [library("MeterTrustPKI")]),
 ]
 
 let package = Package(

@@ -16,6 +16,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # nginx: the independent TLS peer of the EST client's tests and the reference of `bench est` (mutual TLS, static answer).
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+# wrk: the HTTP load generator of `bench ocsp` (ours and `openssl ocsp` under the same load).
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need+=(python3-venv); fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -34,12 +34,21 @@ public struct SecurityState: Sendable, Hashable {
         public var revokedAt: Date
         /// When the key is known or suspected to have been compromised (RFC 5280 §5.3.2), if given.
         public var invalidityDate: Date?
+
+        public init(reason: Int, revokedAt: Date, invalidityDate: Date? = nil) {
+            self.reason = reason
+            self.revokedAt = revokedAt
+            self.invalidityDate = invalidityDate
+        }
     }
 
     /// Issuer (CA name) → serial hex → its revocation. A revocation is final: the first one recorded stands.
     public var revoked: [String: [String: Revocation]] = [:]
     /// How many revocations ``revoked`` holds; it changes whenever one is added (what a cache of responses keys on).
     public var revocationCount = 0
+    /// Issuer → its revoked serials in the order the log recorded them: what was added since a count seen before is
+    /// the tail past it (a CRL publisher adds only those to its shards, instead of regrouping a million).
+    public var revocationOrder: [String: [String]] = [:]
     public var destroyedAuthorities: Set<String> = []
     /// Entries the replay covered (the latest checkpoint's size).
     public var verifiedSize = 0
@@ -123,6 +132,7 @@ public struct SecurityState: Sendable, Hashable {
             let revokedAt = fields.count > 1 ? Int64(fields[1]).map { Date(timeIntervalSince1970: TimeInterval($0)) } : nil
             let invalidity = fields.count > 2 ? Int64(fields[2]).map { Date(timeIntervalSince1970: TimeInterval($0)) } : nil
             revoked[issuer, default: [:]][serial] = Revocation(reason: reason, revokedAt: revokedAt ?? entry.date, invalidityDate: invalidity)
+            revocationOrder[issuer, default: []].append(serial)
             revocationCount += 1
         } else if let name = key.dropPrefix("destroyed.") {
             destroyedAuthorities.insert(name)

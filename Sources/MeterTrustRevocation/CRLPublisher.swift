@@ -62,11 +62,10 @@ public final class CRLPublisher: @unchecked Sendable {
         let builtAt: Date
     }
 
-    /// One CA's revocations grouped by shard, for one state (``SecurityState/revocationCount``).
+    /// One CA's revocations grouped by shard: the first `count` of its ``SecurityState/revocationOrder``.
     private struct Grouped {
-        let revocationCount: Int
-        let shards: [Int: [CertificateRevocationList.Entry]]
-        let all: Int
+        var count = 0
+        var shards: [Int: [CertificateRevocationList.Entry]] = [:]
     }
 
     private let lock = NSLock()
@@ -113,13 +112,13 @@ public final class CRLPublisher: @unchecked Sendable {
         let crlScope: CertificateRevocationList.Scope?
         switch scope {
         case .complete:
-            entries = groups.shards.keys.sorted().flatMap { groups.shards[$0]! }
+            entries = groups.shards.keys.sorted().flatMap { groups.shards[$0]!.sortedBySerial() }
             crlScope = nil
         case .shard(let shard):
             guard (0..<authority.shardCount.value).contains(shard) else {
                 throw RevocationError(.notFound, "CA \(name) has shards 0 to \(authority.shardCount.value - 1), not \(shard)")
             }
-            entries = groups.shards[shard] ?? []
+            entries = (groups.shards[shard] ?? []).sortedBySerial()
             crlScope = .init(distributionPoint: "\(hierarchy.settings.crlBaseURL)\(name)/\(shard).crl", onlyContainsUserCertificates: true)
         }
         let key = Key(authority: name, scope: scope)
@@ -156,28 +155,33 @@ public final class CRLPublisher: @unchecked Sendable {
         let authority = try await loadAuthority(name)
         let groups = try group(authority: authority, state: state)
         switch scope {
-        case .complete: return groups.all
+        case .complete: return groups.count
         case .shard(let shard): return groups.shards[shard]?.count ?? 0
         }
     }
 
+    /// `authority`'s revocations by shard in `state`: only those recorded since the last call are added (a
+    /// revocation is final, so what was grouped stays), so one more revocation costs one insertion, not a regrouping.
     private func group(authority: CertificateAuthority, state: SecurityState) throws -> Grouped {
-        if let cached = lock.withLock({ grouped[authority.name] }), cached.revocationCount == state.revocationCount { return cached }
-        var shards: [Int: [CertificateRevocationList.Entry]] = [:]
-        var all = 0
-        for (serial, revocation) in state.revoked[authority.name] ?? [:] {
-            guard let octets = hexBytes(serial) else { continue }
+        let order = state.revocationOrder[authority.name] ?? []
+        var groups = lock.withLock { grouped[authority.name] } ?? Grouped()
+        // A state older than what was grouped (another cache's): group it afresh.
+        if groups.count > order.count { groups = Grouped() }
+        guard groups.count < order.count else { return groups }
+        let revoked = state.revoked[authority.name] ?? [:]
+        for serial in order[groups.count...] {
+            guard let octets = hexBytes(serial), let revocation = revoked[serial] else { continue }
             let entry = CertificateRevocationList.Entry(
                 serial: octets, revocationDate: revocation.revokedAt, reason: RevocationReason(rawValue: revocation.reason) ?? .unspecified,
                 invalidityDate: revocation.invalidityDate
             )
-            shards[authority.shardCount.shard(ofSerial: octets), default: []].append(entry)
-            all += 1
+            groups.shards[authority.shardCount.shard(ofSerial: octets), default: []].append(entry)
         }
-        // A stable order (by serial) within each shard: the same state gives the same list.
-        for shard in shards.keys { shards[shard]!.sort { $0.serial.lexicographicallyPrecedes($1.serial) } }
-        let result = Grouped(revocationCount: state.revocationCount, shards: shards, all: all)
-        lock.withLock { grouped[authority.name] = result }
+        groups.count = order.count
+        let result = groups
+        lock.withLock {
+            if (grouped[authority.name]?.count ?? -1) < result.count { grouped[authority.name] = result }
+        }
         return result
     }
 
@@ -219,5 +223,12 @@ actor RefreshGateway {
             }
         }
         return try await body()
+    }
+}
+
+extension [CertificateRevocationList.Entry] {
+    /// By serial: the same revocations always give the same list.
+    func sortedBySerial() -> [CertificateRevocationList.Entry] {
+        sorted { $0.serial.lexicographicallyPrecedes($1.serial) }
     }
 }

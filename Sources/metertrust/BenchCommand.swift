@@ -10,7 +10,7 @@ import MeterTrustStoreSQLite
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks that measure their own limits in the same run.", subcommands: [Issuance.self, Enroll.self, PSK.self, EST.self]
+        commandName: "bench", abstract: "Benchmarks that measure their own limits in the same run.", subcommands: [Issuance.self, Enroll.self, PSK.self, EST.self, CRL.self, OCSP.self]
     )
 
     struct Issuance: AsyncParsableCommand {

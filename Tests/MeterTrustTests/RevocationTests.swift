@@ -27,10 +27,12 @@ struct RevocationTests {
     }
 
     /// `openssl ocsp` against the responder: its report line for `certificate` and whether it verified the response.
-    static func opensslOCSP(_ platform: Platform, issuer: String, certificate: String, nonce: Bool = false) throws -> (report: String, verified: Bool, output: String) {
+    static func opensslOCSP(
+        _ platform: Platform, issuer: String, certificate: String, nonce: Bool = false, port: Int? = nil
+    ) throws -> (report: String, verified: Bool, output: String) {
         let result = try TestEnvironment.run(
             "openssl",
-            ["ocsp", "-issuer", issuer, "-cert", certificate, "-url", "http://127.0.0.1:\(platform.ports["ocsp"]!)/", "-CAfile", platform.path("root.pem"),
+            ["ocsp", "-issuer", issuer, "-cert", certificate, "-url", "http://127.0.0.1:\(port ?? platform.ports["ocsp"]!)/", "-CAfile", platform.path("root.pem"),
              "-verify_other", issuer, nonce ? "-nonce" : "-no_nonce", "-resp_text"]
         )
         let line = result.stdout.split(separator: "\n").first { $0.hasPrefix(certificate + ":") }.map(String.init) ?? ""
@@ -38,10 +40,10 @@ struct RevocationTests {
     }
 
     /// curl a CRL from the crl role into a DER file; status, headers and the file.
-    static func fetchCRL(_ platform: Platform, _ path: String, headers: [String] = []) throws -> (status: Int, headers: String, file: String) {
+    static func fetchCRL(_ platform: Platform, _ path: String, headers: [String] = [], port: Int? = nil) throws -> (status: Int, headers: String, file: String) {
         let file = platform.path("crl-\(UUID().uuidString.prefix(6)).der")
         let headerFile = file + ".headers"
-        var arguments = ["-sS", "-o", file, "-D", headerFile, "-w", "%{http_code}", "http://127.0.0.1:\(platform.ports["crl"]!)\(path)"]
+        var arguments = ["-sS", "-o", file, "-D", headerFile, "-w", "%{http_code}", "http://127.0.0.1:\(port ?? platform.ports["crl"]!)\(path)"]
         for header in headers { arguments += ["-H", header] }
         let result = try TestEnvironment.run("curl", arguments)
         return (Int(result.stdout) ?? 0, (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? "", file)
@@ -99,23 +101,37 @@ struct RevocationTests {
         let etag = try #require(before.headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("etag:") }).dropFirst(5).trimmingCharacters(in: .whitespaces)
         #expect(try Self.fetchCRL(platform, "/north/\(shard).crl", headers: ["If-None-Match: \(etag)"]).status == 304)
 
-        // Revoke (a PKI officer on the HSM host), then time openssl ocsp until it says revoked.
+        // On PostgreSQL a second node: another serve process (ocsp and crl) on the same database and token. It
+        // answers good too, and its kept response must not outlive the revocation either.
+        var nodes: [(name: String, port: Int?)] = [("node 1", nil)]
+        var second: ServeTests.Server?
+        if postgres {
+            let node = try ServeTests.start(platform.deployment, ["serve", "--roles", "ocsp,crl", "--listen", "crl=127.0.0.1:0"], in: platform.api.people)
+            second = node
+            nodes.append(("node 2", try #require(node.ports["ocsp"])))
+            #expect(try Self.opensslOCSP(platform, issuer: north, certificate: leaf, port: node.ports["ocsp"]).report == "\(leaf): good")
+        }
+        defer { _ = second?.terminate() }
+
+        // Revoke (a PKI officer on the HSM host), then time openssl ocsp on each node until it says revoked.
         let revoked = try platform.deployment.json(["revoke", meter, "--reason", "keyCompromise"])
         #expect(revoked["revoked"] as? Int == 1 && revoked["alreadyRevoked"] as? Int == 0, "\(revoked)")
         let returned = Date()
-        var seen: TimeInterval?
         var last = ""
-        while Date().timeIntervalSince(returned) < 5 {
-            let answer = try Self.opensslOCSP(platform, issuer: north, certificate: leaf)
-            last = answer.output
-            if answer.report == "\(leaf): revoked" && answer.verified {
-                seen = Date().timeIntervalSince(returned)
-                break
+        for node in nodes {
+            var seen: TimeInterval?
+            while Date().timeIntervalSince(returned) < 5 {
+                let answer = try Self.opensslOCSP(platform, issuer: north, certificate: leaf, port: node.port)
+                last = answer.output
+                if answer.report == "\(leaf): revoked" && answer.verified {
+                    seen = Date().timeIntervalSince(returned)
+                    break
+                }
             }
+            let latency = try #require(seen, "openssl ocsp on \(node.name) never said revoked: \(last)")
+            #expect(latency < 1, "revoked seen on \(node.name) after \(latency) s")
+            #expect(last.contains("Reason: keyCompromise"), "\(last)")
         }
-        let latency = try #require(seen, "openssl ocsp never said revoked: \(last)")
-        #expect(latency < 1, "revoked seen after \(latency) s")
-        #expect(last.contains("Reason: keyCompromise"), "\(last)")
         let withNonce = try Self.opensslOCSP(platform, issuer: north, certificate: leaf, nonce: true)
         #expect(withNonce.report == "\(leaf): revoked" && withNonce.verified, "\(withNonce.output)")
 
@@ -135,6 +151,10 @@ struct RevocationTests {
         #expect(entry["reason"] as? String == "key_compromise", "\(entry)")
         let failed = try Self.verifyWithCRL(platform, leaf: leaf, north: north, crl: after.file)
         #expect(failed.status != 0 && (failed.stdout + failed.stderr).contains("certificate revoked"), "\(failed.stdout) \(failed.stderr)")
+        if let second {
+            let fromNode2 = try Self.python(["crl", try Self.fetchCRL(platform, "/north/\(shard).crl", port: second.ports["crl"]).file, north, serial])
+            #expect(fromNode2["listed"] as? Bool == true && fromNode2["signatureValid"] as? Bool == true, "node 2: \(fromNode2)")
+        }
         // The complete CRL of north lists it too, without an issuing distribution point.
         let complete = try Self.fetchCRL(platform, "/north.crl")
         let completeChecked = try Self.python(["crl", complete.file, north, serial])
