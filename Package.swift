@@ -223,6 +223,8 @@ let package = Package(
                 "MeterTrustStore",
                 "MeterTrustPKI",
                 "MeterTrustAudit",
+                "MeterTrustQuorum",
+                "MeterTrustAdmin",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -42,6 +42,24 @@ public struct SecurityState: Sendable, Hashable {
         }
     }
 
+    /// The root's CRL as the log records it.
+    public struct RootCRL: Sendable, Hashable {
+        public var der: [UInt8]
+        /// cRLNumber's INTEGER content octets, hex.
+        public var number: String
+        public var thisUpdate: Date
+        public var nextUpdate: Date
+        public var entries: Int
+
+        public init(der: [UInt8], number: String, thisUpdate: Date, nextUpdate: Date, entries: Int) {
+            self.der = der
+            self.number = number
+            self.thisUpdate = thisUpdate
+            self.nextUpdate = nextUpdate
+            self.entries = entries
+        }
+    }
+
     /// Issuer (CA name) → serial hex → its revocation. A revocation is final: the first one recorded stands.
     public var revoked: [String: [String: Revocation]] = [:]
     /// How many revocations ``revoked`` holds; it changes whenever one is added (what a cache of responses keys on).
@@ -50,6 +68,9 @@ public struct SecurityState: Sendable, Hashable {
     /// the tail past it (a CRL publisher adds only those to its shards, instead of regrouping a million).
     public var revocationOrder: [String: [String]] = [:]
     public var destroyedAuthorities: Set<String> = []
+    /// The root's latest CRL, signed under quorum (`crl.sign-root`): the log carries the document itself, so every node
+    /// serves the one the custodians approved.
+    public var rootCRL: RootCRL?
     /// Entries the replay covered (the latest checkpoint's size).
     public var verifiedSize = 0
 
@@ -75,6 +96,13 @@ public struct SecurityState: Sendable, Hashable {
             return ("state.revoked.\(issuer)/\(serial)", value)
         }
         public static func destroyed(_ authority: String) -> (String, String) { ("state.destroyed.\(authority)", "true") }
+        /// `number thisUpdate nextUpdate entries base64`, the dates in whole seconds since 1970.
+        public static func rootCRL(_ crl: RootCRL) -> (String, String) {
+            (
+                "state.crl.root",
+                "\(crl.number) \(Int64(crl.thisUpdate.timeIntervalSince1970)) \(Int64(crl.nextUpdate.timeIntervalSince1970)) \(crl.entries) \(Data(crl.der).base64EncodedString())"
+            )
+        }
     }
 
     /// Whether the certificate `serial` of `issuer` is revoked.
@@ -136,6 +164,15 @@ public struct SecurityState: Sendable, Hashable {
             revocationCount += 1
         } else if let name = key.dropPrefix("destroyed.") {
             destroyedAuthorities.insert(name)
+        } else if key == "crl.root" {
+            let fields = value.split(separator: " ")
+            guard fields.count == 5, let this = Int64(fields[1]), let next = Int64(fields[2]), let entries = Int(fields[3]),
+                let der = Data(base64Encoded: String(fields[4]))
+            else { return }
+            rootCRL = RootCRL(
+                der: Array(der), number: String(fields[0]), thisUpdate: Date(timeIntervalSince1970: TimeInterval(this)),
+                nextUpdate: Date(timeIntervalSince1970: TimeInterval(next)), entries: entries
+            )
         }
     }
 }

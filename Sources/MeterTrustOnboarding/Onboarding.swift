@@ -153,7 +153,7 @@ public struct Onboarding: Sendable {
         // Their certificate is revoked too (RFC 5280 reason 3, affiliationChanged), in the audit log's security state:
         // what the account API checks, so a removal row put back by someone with the database does not let them in.
         try? await store.revokeCertificate(issuer: record.certificateIssuer, serial: record.certificateSerial, reason: 3, at: now)
-        let revoked = SecurityState.Change.revoked(issuer: record.certificateIssuer, serial: record.certificateSerial, reason: 3)
+        let revoked = SecurityState.Change.revoked(issuer: record.certificateIssuer, serial: record.certificateSerial, reason: 3, at: now)
         _ = try await audit.record(
             AuditEvent(
                 actor: actor, action: "account.operator.remove", subject: id,

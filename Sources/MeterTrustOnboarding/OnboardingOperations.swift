@@ -5,6 +5,7 @@ import MeterTrustAudit
 import MeterTrustCore
 import MeterTrustPKI
 import MeterTrustQuorum
+import MeterTrustRevocation
 import MeterTrustStore
 import X509
 
@@ -36,10 +37,11 @@ extension QuorumOperationRegistry {
         register(ResolveConflictOperation.self)
     }
 
-    /// The standard operations and Onboarding's: what a platform node runs.
+    /// The standard operations, Onboarding's and Revocation's: what a platform node runs.
     public static var platform: QuorumOperationRegistry {
         var registry = QuorumOperationRegistry.standard
         registry.registerOnboardingOperations()
+        registry.registerRevocationOperations()
         return registry
     }
 }

@@ -10,7 +10,8 @@ import X509
 /// One published CRL: its DER and what a server says of it (ETag, caching).
 public struct PublishedCRL: Sendable {
     public let der: [UInt8]
-    public let number: CRLNumber
+    /// cRLNumber, hex of its INTEGER content octets.
+    public let number: String
     public let thisUpdate: Date
     public let nextUpdate: Date
     /// How many revoked certificates it lists.
@@ -91,6 +92,7 @@ public final class CRLPublisher: @unchecked Sendable {
         let key = Key(authority: name, scope: scope)
         let now = Date()
         let state = try await self.state.state()
+        if try await isRoot(name) { return try Self.rootCRL(state: state, scope: scope, now: now) }
         if let current = lock.withLock({ built[key] }), now < current.crl.thisUpdate.addingTimeInterval(validity / 2) {
             if now.timeIntervalSince(current.builtAt) < coalescing { return current.crl }
             if try await scopeCount(authority: name, scope: scope, state: state) == current.revocations { return current.crl }
@@ -139,7 +141,7 @@ public final class CRLPublisher: @unchecked Sendable {
         let der = try await hierarchy.token.perform { _ in
             try list.signed(algorithm: algorithm) { tbs in try signingKey.signer.signature(for: tbs) }
         }
-        let crl = PublishedCRL(der: der, number: number, thisUpdate: thisUpdate, nextUpdate: list.nextUpdate, entries: entries.count)
+        let crl = PublishedCRL(der: der, number: number.description, thisUpdate: thisUpdate, nextUpdate: list.nextUpdate, entries: entries.count)
         lock.withLock { built[key] = Built(crl: crl, revocations: entries.count, builtAt: Date()) }
         logger.info(
             "published CRL",
@@ -186,6 +188,28 @@ public final class CRLPublisher: @unchecked Sendable {
     }
 
     private var authorities: [String: CertificateAuthority] = [:]
+    private var rootName: String?
+
+    private func isRoot(_ name: String) async throws -> Bool {
+        if let rootName = lock.withLock({ rootName }) { return rootName == name }
+        guard let root = try await hierarchy.store.certificateAuthorities().first(where: { $0.parent == nil }) else { return false }
+        lock.withLock { rootName = root.name }
+        return root.name == name
+    }
+
+    /// The root's CRL: the one the custodians signed under quorum, as the verified log carries it.
+    static func rootCRL(state: SecurityState, scope: CRLScope, now: Date) throws -> PublishedCRL {
+        guard case .complete = scope else { throw RevocationError(.notFound, "the root has one CRL, /<root>.crl, not shards") }
+        guard let root = state.rootCRL else {
+            throw RevocationError(.notFound, "the root's CRL has not been signed yet: custodians sign it under quorum (metertrust admin request crl.sign-root)")
+        }
+        guard root.nextUpdate > now else {
+            throw RevocationError(
+                .notFound, "the root's CRL passed its nextUpdate on \(ISO8601DateFormatter().string(from: root.nextUpdate)): custodians must sign a new one (crl.sign-root)"
+            )
+        }
+        return PublishedCRL(der: root.der, number: root.number, thisUpdate: root.thisUpdate, nextUpdate: root.nextUpdate, entries: root.entries)
+    }
 
     private func loadAuthority(_ name: String) async throws -> CertificateAuthority {
         if let loaded = lock.withLock({ authorities[name] }) { return loaded }

@@ -55,12 +55,40 @@ struct RevocationTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
     }
 
-    /// `openssl verify -crl_check` of `leaf` with the CRL in `crl` (DER): openssl's verdict.
-    static func verifyWithCRL(_ platform: Platform, leaf: String, north: String, crl: String) throws -> TestEnvironment.ProcessResult {
-        let pem = crl + ".pem"
-        let converted = try TestEnvironment.run("openssl", ["crl", "-inform", "DER", "-in", crl, "-out", pem])
-        try #require(converted.status == 0, "openssl crl: \(converted.stderr)")
-        return try TestEnvironment.run("openssl", ["verify", "-crl_check", "-CAfile", platform.path("root.pem"), "-untrusted", north, "-CRLfile", pem, leaf])
+    /// `openssl verify -crl_check` of `leaf` with the CRL in `crl` (DER), or with `rootCRL` too `-crl_check_all`
+    /// across the chain: openssl's verdict.
+    static func verifyWithCRL(_ platform: Platform, leaf: String, north: String, crl: String, rootCRL: String? = nil) throws -> TestEnvironment.ProcessResult {
+        var crls: [String] = []
+        for file in [crl] + (rootCRL.map { [$0] } ?? []) {
+            let pem = file + ".pem"
+            let converted = try TestEnvironment.run("openssl", ["crl", "-inform", "DER", "-in", file, "-out", pem])
+            try #require(converted.status == 0, "openssl crl: \(converted.stderr)")
+            crls.append(pem)
+        }
+        return try TestEnvironment.run(
+            "openssl",
+            ["verify", rootCRL == nil ? "-crl_check" : "-crl_check_all", "-CAfile", platform.path("root.pem"), "-untrusted", north]
+                + crls.flatMap { ["-CRLfile", $0] } + [leaf]
+        )
+    }
+
+    /// The custodians sign the root's CRL under quorum (alice requests, bob and carol approve, bob executes); the
+    /// crl role then serves it: its DER in a file.
+    static func signRootCRL(_ platform: Platform) throws -> String {
+        let port = platform.ports["admin"]!
+        let request = try platform.api.clientJSON(["admin", "request", "crl.sign-root", "days=30"], as: "alice", port: port)
+        let id = try #require(request["id"] as? String)
+        for approver in ["bob", "carol"] { _ = try platform.api.clientJSON(["admin", "approve", id], as: approver, port: port) }
+        let executed = try platform.api.clientJSON(["admin", "execute", id], as: "bob", port: port)
+        try #require((executed["outcome"] as? [String: Any])?["number"] != nil, "\(executed)")
+        let deadline = Date().addingTimeInterval(3)
+        var fetched = try fetchCRL(platform, "/root.crl")
+        while fetched.status != 200, Date() < deadline {
+            usleep(100_000)
+            fetched = try fetchCRL(platform, "/root.crl")
+        }
+        try #require(fetched.status == 200, "the root's CRL is not served: \(fetched.status)")
+        return fetched.file
     }
 
     /// Whoever has write access to the database but no HSM: runs SQL on the store (sqlite3 or psql).
@@ -97,6 +125,17 @@ struct RevocationTests {
         let idp = try #require(emptyCRL["issuingDistributionPoint"] as? [String: Any], "\(emptyCRL)")
         #expect(idp["critical"] as? Bool == true && idp["uris"] as? [String] == ["http://crl.metertrust.example/north/\(shard).crl"], "\(idp)")
         #expect(idp["onlyContainsUserCerts"] as? Bool == true)
+        // The root's CRL: none until the custodians sign it under quorum (crl.sign-root); then openssl verify
+        // -crl_check_all (the meter's shard CRL and the root's, across the chain) passes.
+        let unsigned = try Self.fetchCRL(platform, "/root.crl")
+        let unsignedBody = try String(contentsOfFile: unsigned.file, encoding: .utf8)
+        #expect(unsigned.status == 404 && unsignedBody.contains("crl.sign-root"), "\(unsigned.status) \(unsignedBody)")
+        let rootCRL = try Self.signRootCRL(platform)
+        let rootChecked = try Self.python(["crl", rootCRL, platform.path("root.pem")])
+        #expect(rootChecked["signatureValid"] as? Bool == true && (rootChecked["entries"] as? [Any])?.isEmpty == true, "\(rootChecked)")
+        let chainPassed = try Self.verifyWithCRL(platform, leaf: leaf, north: north, crl: before.file, rootCRL: rootCRL)
+        #expect(chainPassed.status == 0 && chainPassed.stdout.contains("OK"), "\(chainPassed.stdout) \(chainPassed.stderr)")
+
         // Unchanged: If-None-Match with its ETag is 304.
         let etag = try #require(before.headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("etag:") }).dropFirst(5).trimmingCharacters(in: .whitespaces)
         #expect(try Self.fetchCRL(platform, "/north/\(shard).crl", headers: ["If-None-Match: \(etag)"]).status == 304)
@@ -151,6 +190,8 @@ struct RevocationTests {
         #expect(entry["reason"] as? String == "key_compromise", "\(entry)")
         let failed = try Self.verifyWithCRL(platform, leaf: leaf, north: north, crl: after.file)
         #expect(failed.status != 0 && (failed.stdout + failed.stderr).contains("certificate revoked"), "\(failed.stdout) \(failed.stderr)")
+        let chainFailed = try Self.verifyWithCRL(platform, leaf: leaf, north: north, crl: after.file, rootCRL: rootCRL)
+        #expect(chainFailed.status != 0 && (chainFailed.stdout + chainFailed.stderr).contains("certificate revoked"), "\(chainFailed.stdout) \(chainFailed.stderr)")
         if let second {
             let fromNode2 = try Self.python(["crl", try Self.fetchCRL(platform, "/north/\(shard).crl", port: second.ports["crl"]).file, north, serial])
             #expect(fromNode2["listed"] as? Bool == true && fromNode2["signatureValid"] as? Bool == true, "node 2: \(fromNode2)")

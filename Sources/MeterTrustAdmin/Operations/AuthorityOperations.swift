@@ -196,7 +196,7 @@ public struct RevokeAuthorityOperation: QuorumOperation {
         try await context.hierarchy.revokeAuthority(named: name, reason: parameters.reason)
         return QuorumOperationResult(
             outcome: ["ca": name, "revoked": "true"],
-            changes: [SecurityState.Change.revoked(issuer: parent, serial: record.certificateSerial, reason: parameters.reason)]
+            changes: [SecurityState.Change.revoked(issuer: parent, serial: record.certificateSerial, reason: parameters.reason, at: context.clock.now())]
         )
     }
 }

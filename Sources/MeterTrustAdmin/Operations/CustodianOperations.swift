@@ -117,7 +117,7 @@ public struct RemoveCustodianOperation: QuorumOperation {
         try? await context.store.revokeCertificate(issuer: issuer, serial: serial, reason: 3, at: now)
         return QuorumOperationResult(
             outcome: ["custodian": name, "removed": "true", "certificateRevoked": serial],
-            changes: [SecurityState.Change.custodianRemoved(name), SecurityState.Change.revoked(issuer: issuer, serial: serial, reason: 3)]
+            changes: [SecurityState.Change.custodianRemoved(name), SecurityState.Change.revoked(issuer: issuer, serial: serial, reason: 3, at: now)]
         )
     }
 }
