@@ -243,7 +243,7 @@ extension BenchCommand {
                 let serial = certificate.serialHex.uppercased()
                 let expiry = "99991231235959Z"
                 index += revokedSerials.contains(certificate.serialHex)
-                    ? "R\t\(expiry)\t\(stamp),keyCompromise\t\(serial)\tunknown\t/CN=meter\n" : "V\t\(expiry)\t\t\(serial)\tunknown\t/CN=meter\n"
+                    ? "R\t\(expiry)\t\(stamp),keyCompromise\t\(serial)\tunknown\t/CN=\(serial)\n" : "V\t\(expiry)\t\t\(serial)\tunknown\t/CN=\(serial)\n"
             }
             try index.write(toFile: file("index.txt"), atomically: true, encoding: .utf8)
             try Self.tool("openssl", [
@@ -257,8 +257,9 @@ extension BenchCommand {
                 "ocsp", "-index", file("index.txt"), "-port", "\(opensslPort)", "-rsigner", file("rsigner.pem"), "-rkey", file("rkey.pem"),
                 "-CA", file("ca.pem"), "-nmin", "60", "-multi", "\(multi ?? ProcessInfo.processInfo.activeProcessorCount)",
             ]
-            openssl.standardOutput = FileHandle.nullDevice
-            openssl.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            _ = FileManager.default.createFile(atPath: file("openssl.log"), contents: nil)
+            openssl.standardOutput = FileHandle(forWritingAtPath: file("openssl.log"))
+            openssl.standardError = FileHandle(forWritingAtPath: file("openssl.log"))
             try openssl.run()
             defer {
                 kill(-openssl.processIdentifier, SIGTERM)
@@ -266,7 +267,11 @@ extension BenchCommand {
                 openssl.waitUntilExit()
                 _ = try? Self.tool("pkill", ["-f", "ocsp -index \(file("index.txt"))"], check: false)
             }
-            try Self.waitForPort(opensslPort)
+            do {
+                try Self.waitForPort(opensslPort)
+            } catch {
+                throw CLIError(code: .unreachable, "openssl ocsp did not start: \(Output.oneLine(String(((try? String(contentsOfFile: file("openssl.log"), encoding: .utf8)) ?? "").suffix(300))))")
+            }
 
             // Ours.
             let server = try ESTServerProcess.start(dataDirectory: dataDirectory, log: directory.appendingPathComponent("serve.log"), role: OCSPRole.name)
@@ -293,7 +298,7 @@ extension BenchCommand {
             }
             var ratios: [String: Double] = [:]
             for run in runs where run.target == "metertrust ocsp" {
-                if let reference = runs.first(where: { $0.target == "openssl ocsp" && $0.variant == run.variant }) {
+                if let reference = runs.first(where: { $0.target == "openssl ocsp" && $0.variant == run.variant }), reference.responsesPerSecond > 0 {
                     ratios[run.variant] = run.responsesPerSecond / max(reference.responsesPerSecond, 1e-9)
                 }
             }
@@ -315,6 +320,9 @@ extension BenchCommand {
                 latencies.append(CRL.seconds(since: returned) * 1000)
             }
             latencies.sort()
+            if runs.contains(where: { $0.target == "openssl ocsp" && $0.responsesPerSecond == 0 }) {
+                log("warning: openssl ocsp answered nothing under wrk in some runs: no ratio for those (BENCHMARKS.md)")
+            }
             let report = Report(
                 cores: ProcessInfo.processInfo.activeProcessorCount, connections: connections, seconds: seconds, runs: runs, ratios: ratios,
                 revocationToRevokedP50Milliseconds: latencies.isEmpty ? 0 : latencies[latencies.count / 2],
@@ -388,8 +396,11 @@ extension BenchCommand {
             if let line = text.split(separator: "\n").first(where: { $0.contains("Socket errors:") }) {
                 for part in line.split(separator: ",") { errors += Int(part.split(separator: " ").last ?? "") ?? 0 }
             }
+            guard let rate = number(after: "Requests/sec:") else {
+                throw CLIError(code: .internalError, "wrk against \(target) (\(variant)) reported no rate: \(Output.oneLine(String(text.suffix(400))))")
+            }
             return Run(
-                target: target, variant: variant, responsesPerSecond: number(after: "Requests/sec:") ?? 0, p50Milliseconds: number(after: "50%") ?? 0,
+                target: target, variant: variant, responsesPerSecond: rate, p50Milliseconds: number(after: "50%") ?? 0,
                 p99Milliseconds: number(after: "99%") ?? 0, errors: errors
             )
         }

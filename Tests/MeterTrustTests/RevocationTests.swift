@@ -372,4 +372,31 @@ struct RevocationTests {
         let released = try Self.opensslOCSP(platform, issuer: north, certificate: otherLeaf)
         #expect(released.report == "\(otherLeaf): revoked" && released.output.contains("Reason: superseded"), "\(released.output)")
     }
+
+    @Test("custodian and operator certificates are refused once revoked by metertrust revoke, whatever the store's rows say (a deleted revocation row lets no one back)")
+    func peopleRefusedOnceRevoked() async throws {
+        let (platform, _, _, _) = try await Self.enrolledPlatform(postgres: false)
+        let port = platform.ports["admin"]!
+        // carol's custodian certificate, by its serial in the store (issued by the Admin CA).
+        let carol = try #require((try platform.deployment.json(["cert", "list", "--ca", "admin", "--limit", "100"])["certificates"] as? [[String: Any]])?
+            .first { ($0["subject"] as? String)?.contains("carol") == true }, "carol's certificate")
+        let carolSerial = try #require(carol["serial"] as? String)
+        #expect(try platform.api.client(["admin", "list", "--json"], as: "carol", port: port).status == 0)
+        let revoked = try platform.deployment.json(["revoke", "--ca", "admin", "--serial", carolSerial, "--reason", "keyCompromise"])
+        #expect(revoked["revoked"] as? Int == 1, "\(revoked)")
+        // The attacker with the database deletes the row: carol stays out (the log's revocation decides).
+        try Self.attackStore(platform, postgres: false, "DELETE FROM revocations WHERE serial = '\(carolSerial)'")
+        let refused = try platform.api.client(["admin", "list", "--json"], as: "carol", port: port)
+        #expect(refused.status != 0, "a revoked custodian was let in: \(refused.stdout)")
+        #expect(try platform.api.client(["admin", "list", "--json"], as: "alice", port: port).status == 0, "alice was refused too")
+
+        // olive's operator certificate (Operator CA): refused by the account API once revoked.
+        let olive = try #require((try platform.deployment.json(["cert", "list", "--ca", "operators", "--limit", "100"])["certificates"] as? [[String: Any]])?
+            .first { ($0["subject"] as? String)?.contains("olive") == true }, "olive's certificate")
+        #expect(try platform.operatorCommand(["enroll", "list", "--json"], as: "olive").status == 0)
+        _ = try platform.deployment.json(["revoke", "--ca", "operators", "--serial", try #require(olive["serial"] as? String)])
+        let operatorRefused = try platform.operatorCommand(["enroll", "list", "--json"], as: "olive")
+        #expect(operatorRefused.status != 0, "a revoked operator was let in: \(operatorRefused.stdout)")
+        #expect(try platform.operatorCommand(["enroll", "list", "--json"], as: "sam").status == 0, "sam was refused too")
+    }
 }
