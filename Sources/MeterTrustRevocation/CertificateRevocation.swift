@@ -172,6 +172,21 @@ public struct CertificateRevocation: Sendable {
         return results
     }
 
+    /// A utility operator's revocation: the meter's operational certificates from `account`'s Operational CA only
+    /// (another account's are not theirs to revoke: ``ErrorCode/otherAccount``).
+    public func revokeOperational(
+        meter eui64: EUI64, account: String, operationalCA: String, reason: RevocationReason, invalidityDate: Date?, actor: String
+    ) async throws -> [RevocationResult] {
+        let targets = try await targets(meter: eui64, identity: false).filter { $0.issuer == operationalCA }
+        guard !targets.isEmpty else {
+            throw RevocationError(.otherAccount, "account \(account) holds no operational certificate of meter \(eui64)")
+        }
+        return try await revoke(
+            targets, reason: reason, invalidityDate: invalidityDate,
+            by: .accountOperator(account: account, operationalCA: operationalCA, actor: actor)
+        )
+    }
+
     /// Whether `revoker` may revoke `record`.
     static func check(_ record: CertificateRecord, by revoker: Revoker) throws {
         guard record.kind != .authority else {

@@ -161,14 +161,9 @@ struct AccountRoutes: Sendable {
             }
             let account = try await onboarding.account(id)
             let revocation = CertificateRevocation(store: onboarding.store, audit: onboarding.audit, clock: onboarding.clock)
-            // Only this account's Operational CA's certificates of the meter: another account's are not the caller's.
-            let targets = try await revocation.targets(meter: eui64, identity: false).filter { $0.issuer == account.operationalCA }
-            guard !targets.isEmpty else {
-                throw OnboardingError(.otherAccount, "account \(id) holds no operational certificate of meter \(eui64)")
-            }
-            let results = try await revocation.revoke(
-                targets, reason: reason, invalidityDate: invalidity,
-                by: .accountOperator(account: id, operationalCA: account.operationalCA, actor: "operator:\(id)/\(caller.name)")
+            let results = try await revocation.revokeOperational(
+                meter: eui64, account: id, operationalCA: account.operationalCA, reason: reason, invalidityDate: invalidity,
+                actor: "operator:\(id)/\(caller.name)"
             )
             return try json(results)
         }
