@@ -8,8 +8,10 @@ import MeterTrustPKI
 import MeterTrustStore
 import X509
 
-/// The OCSP responder (RFC 6960) of every CA but the root, each answering through its delegated signer (profile
-/// ocsp-signer, key in the HSM, rolled before a third of its life is left).
+/// The OCSP responder (RFC 6960) of every CA, each answering through its delegated signer, key in the HSM: for an
+/// online CA profile ocsp-signer, created and rolled here before a third of its life is left; for the root profile
+/// root-ocsp-signer, certified by the custodians under quorum (`ocsp.certify-root-signer`) and only found here (until
+/// there is one, requests about the root's certificates are answered unauthorized).
 ///
 /// **What decides an answer:** revoked (with time and reason) if the **verified audit log** says so; otherwise good if
 /// the store holds the certificate, unknown if not. A deleted or rolled-back revocation row changes nothing.
@@ -35,9 +37,15 @@ public final class OCSPResponder: @unchecked Sendable {
         let certificateDER: [UInt8]
         let keyHash: [UInt8]
         let signingKey: HSMSigningKey
-        /// When to roll to a new signer (two thirds into its life).
-        let rollAfter: Date
+        /// When to look for (online CAs: make) the next signer: two thirds into its life; for the root's, once that
+        /// has passed, every minute (the custodians may have certified the next).
+        let refreshAfter: Date
+        /// The last moment a response it signs can start (its nextUpdate must not outlive the certificate).
+        let usableUntil: Date
     }
+
+    /// The root has no signer yet (the custodians have not certified one): such requests are unauthorized.
+    struct NoRootSigner: Error {}
 
     struct Kept: Sendable {
         let der: [UInt8]
@@ -50,6 +58,9 @@ public final class OCSPResponder: @unchecked Sendable {
     /// Issuer hashes (every algorithm) → CA name, for the CAs this responder serves.
     private var issuers: [OCSPCertID.IssuerHashes: String] = [:]
     private var signers: [String: Signer] = [:]
+    /// The root's name, and when to look for its signer again after finding none.
+    private var root: String?
+    private var noRootSignerUntil = Date.distantPast
     private var kept: [[UInt8]: Kept] = [:]
     private let signerGate = RefreshGateway()
 
@@ -68,19 +79,41 @@ public final class OCSPResponder: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Finds the CAs to serve (every live CA but the root) and makes sure each has a current signer, creating or
-    /// rolling one where needed. Returns the names served.
+    /// Finds the CAs to serve (every live CA) and makes sure each online CA has a current signer, creating or
+    /// rolling one where needed. Returns the names served and what an operator should know (the root without a
+    /// signer the custodians certified).
     @discardableResult
-    public func prepare() async throws -> [String] {
+    public func prepare() async throws -> (served: [String], warnings: [String]) {
         var served: [String] = []
-        for record in try await hierarchy.store.certificateAuthorities() where record.parent != nil && record.destroyedAt == nil {
+        var warnings: [String] = []
+        for record in try await hierarchy.store.certificateAuthorities() where record.destroyedAt == nil {
             let authority = try await hierarchy.authority(named: record.name, toIssue: false)
             let hashes = try OCSPCertID.issuerHashes(of: authority.certificate)
-            lock.withLock { for hash in hashes { issuers[hash] = record.name } }
-            _ = try await signer(for: record.name)
-            served.append(record.name)
+            lock.withLock {
+                for hash in hashes { issuers[hash] = record.name }
+                if record.parent == nil { root = record.name }
+            }
+            do {
+                let signer = try await signer(for: record.name)
+                served.append(record.name)
+                if record.parent == nil, Date() >= signer.certificate.notValidBefore.addingTimeInterval(Self.twoThirds(of: signer.certificate)) {
+                    warnings.append(Self.rootRenewalWarning(record.name, signer.certificate))
+                }
+            } catch is NoRootSigner {
+                warnings.append(
+                    "the root \(record.name) has no OCSP signer: requests about its certificates are answered unauthorized until the custodians certify one (metertrust admin request ocsp.certify-root-signer)"
+                )
+            }
         }
-        return served
+        return (served, warnings)
+    }
+
+    static func twoThirds(of certificate: Certificate) -> TimeInterval {
+        certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore) * 2 / 3
+    }
+
+    static func rootRenewalWarning(_ root: String, _ certificate: Certificate) -> String {
+        "the OCSP signer of the root \(root) (serial \(certificate.serialHex)) ends \(ISO8601DateFormatter().string(from: certificate.notValidAfter)): the custodians should certify the next (ocsp.certify-root-signer)"
     }
 
     /// The DER OCSPResponse for the DER OCSPRequest `request`. Never throws: garbage is malformedRequest, a CA not
@@ -133,7 +166,12 @@ public final class OCSPResponder: @unchecked Sendable {
                 statuses.append((authority, serial, { if case .revoked = status { true } else { false } }()))
                 responses.append(OCSPSingleResponse(certID: id, status: status, thisUpdate: thisUpdate, nextUpdate: thisUpdate.addingTimeInterval(validity)))
             }
-            let signer = try await signer(for: authority)
+            let signer: Signer
+            do {
+                signer = try await self.signer(for: authority)
+            } catch is NoRootSigner {
+                return OCSPResponse.unsuccessful(.unauthorized)
+            }
             let nonce = parsed.nonceExtensionValue
             let signingKey = signer.signingKey
             let singles = responses
@@ -158,34 +196,61 @@ public final class OCSPResponder: @unchecked Sendable {
         }
     }
 
-    /// The current signer of `authority`, created or rolled first if there is none with a third of its life left.
+    /// The current signer of `authority`. An online CA's is created or rolled first if there is none with a third of
+    /// its life left. The root's is the newest the custodians certified that outlives a response; past two thirds of
+    /// its life it is still used (with a warning in the log), since only they can replace it. Throws ``NoRootSigner``
+    /// when the root has none.
     func signer(for authority: String) async throws -> Signer {
-        if let current = lock.withLock({ signers[authority] }), Date() < current.rollAfter { return current }
+        if let current = lock.withLock({ signers[authority] }), Date() < current.refreshAfter { return current }
         return try await signerGate.run(key: authority) { [self] in
-            if let current = lock.withLock({ signers[authority] }), Date() < current.rollAfter { return current }
-            let found = try await findSigner(for: authority)
-            let signer = if let found { found } else { try await createSigner(for: authority) }
+            let now = Date()
+            if let current = lock.withLock({ signers[authority] }), now < current.refreshAfter { return current }
+            let (isRoot, noneUntil) = lock.withLock { (root == authority, noRootSignerUntil) }
+            if isRoot {
+                if now < noneUntil, lock.withLock({ signers[authority] }) == nil { throw NoRootSigner() }
+                guard var found = try await findSigner(for: authority, profile: .rootOCSPSigner) else {
+                    lock.withLock {
+                        signers[authority] = nil
+                        noRootSignerUntil = now.addingTimeInterval(1)
+                    }
+                    throw NoRootSigner()
+                }
+                if now >= found.refreshAfter {
+                    logger.warning("\(Self.rootRenewalWarning(authority, found.certificate))")
+                    found = Signer(
+                        authority: found.authority, certificate: found.certificate, certificateDER: found.certificateDER, keyHash: found.keyHash,
+                        signingKey: found.signingKey, refreshAfter: now.addingTimeInterval(60), usableUntil: found.usableUntil
+                    )
+                }
+                lock.withLock { signers[authority] = found }
+                return found
+            }
+            let found = try await findSigner(for: authority, profile: .ocspSigner)
+            let signer = if let found, now < found.refreshAfter { found } else { try await createSigner(for: authority) }
             lock.withLock { signers[authority] = signer }
             return signer
         }
     }
 
-    /// The newest stored signer certificate of `authority` whose key this token holds and that has a third of its
-    /// life left (another node may have made it).
-    private func findSigner(for authority: String) async throws -> Signer? {
+    /// The newest stored signer certificate of `authority` under `profile` whose key this token holds, that is not
+    /// revoked and can still sign a response (another node, or the custodians, may have made it).
+    private func findSigner(for authority: String, profile: CertificateProfile) async throws -> Signer? {
         var position: CertificateListPosition?
         var candidates: [CertificateRecord] = []
         repeat {
             let page = try await hierarchy.store.certificates(
-                matching: CertificateFilter(issuer: authority, profile: CertificateProfile.ocspSigner.name), after: position, limit: 500
+                matching: CertificateFilter(issuer: authority, profile: profile.name), after: position, limit: 500
             )
             candidates += page.certificates
             position = page.next
         } while position != nil
         let state = try await self.state.state()
+        let now = Date()
         for record in candidates.sorted(by: { $0.notBefore > $1.notBefore }) {
             let signer = try? await makeSigner(authority: authority, record: record)
-            if let signer, Date() < signer.rollAfter, !state.isRevoked(issuer: authority, serial: record.serial) { return signer }
+            if let signer, now >= signer.certificate.notValidBefore, now < signer.usableUntil, !state.isRevoked(issuer: authority, serial: record.serial) {
+                return signer
+            }
         }
         return nil
     }
@@ -206,10 +271,10 @@ public final class OCSPResponder: @unchecked Sendable {
         guard signingKey.publicKey == certificate.publicKey else {
             throw RevocationError(.hsmKeyNotFound, "the HSM key \(label) does not match OCSP signer certificate \(record.serial)")
         }
-        let life = certificate.notValidAfter.timeIntervalSince(certificate.notValidBefore)
         return Signer(
             authority: authority, certificate: certificate, certificateDER: record.der, keyHash: try OCSPResponse.keyHash(of: certificate),
-            signingKey: signingKey, rollAfter: certificate.notValidBefore.addingTimeInterval(life * 2 / 3)
+            signingKey: signingKey, refreshAfter: certificate.notValidBefore.addingTimeInterval(Self.twoThirds(of: certificate)),
+            usableUntil: certificate.notValidAfter.addingTimeInterval(-validity)
         )
     }
 }

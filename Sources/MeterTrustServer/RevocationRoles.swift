@@ -71,6 +71,7 @@ public struct CRLRole: ServerRole {
     public func service(listener: ServeListener, requestLogger: Logger, onBound: @escaping @Sendable (Int) async -> Void) async throws -> any Service {
         let router = Router(context: PlainRequestContext.self)
         router.add(middleware: RequestObservationMiddleware(role: Self.name, logger: requestLogger))
+        router.add(middleware: ConnectionCloseMiddleware<PlainRequestContext>())
         router.add(middleware: ProblemMiddleware<PlainRequestContext>(api: "CRL server"))
         let publisher = self.publisher
         // One parameter name for the first segment in both routes (Hummingbird's trie requires it).
@@ -129,14 +130,15 @@ public struct OCSPRole: ServerRole {
             hierarchy: admin.hierarchy, state: VerifiedStateCache(audit: admin.audit, maximumAge: RevocationFreshness.stateAge),
             logger: environment.logger
         )
-        let served = try await responder.prepare()
-        warnings = served.isEmpty ? ["the ocsp role serves no CA yet: every CA but the root gets a responder when serve starts"] : []
+        let (served, notes) = try await responder.prepare()
+        warnings = (served.isEmpty ? ["the ocsp role serves no CA yet: every CA gets a responder when serve starts (the root's once the custodians certify it)"] : []) + notes
         logger = environment.logger
     }
 
     public func service(listener: ServeListener, requestLogger: Logger, onBound: @escaping @Sendable (Int) async -> Void) async throws -> any Service {
         let router = Router(context: PlainRequestContext.self)
         router.add(middleware: RequestObservationMiddleware(role: Self.name, logger: requestLogger))
+        router.add(middleware: ConnectionCloseMiddleware<PlainRequestContext>())
         let responder = self.responder
         router.post("/") { request, _ in
             let body: ByteBuffer
@@ -149,13 +151,10 @@ public struct OCSPRole: ServerRole {
         }
         router.get("**") { request, _ in
             // The path after "/", percent-decoded, is the base64 of the request (RFC 6960 Appendix A.1).
-            let path = request.uri.path.dropFirst()
-            guard path.utf8.count <= Self.maximumRequestSize * 2, let decoded = String(path).removingPercentEncoding,
-                let der = Data(base64Encoded: decoded.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))
-            else {
+            guard let der = OCSPGetPath.request(fromPath: request.uri.path.utf8.dropFirst(), limit: Self.maximumRequestSize) else {
                 return Self.answer(OCSPResponse.unsuccessful(.malformedRequest), cacheable: false)
             }
-            return Self.answer(await responder.respond(to: Array(der)), cacheable: true)
+            return Self.answer(await responder.respond(to: der), cacheable: true)
         }
         return PlainRequestContext.application(router: router, listener: listener, serverName: "metertrust-ocsp", onBound: onBound, logger: logger)
     }
@@ -172,6 +171,80 @@ public struct OCSPRole: ServerRole {
 
     public func clientURLs(bindHost: String, port: Int) -> [String] {
         [plainURL(bindHost: bindHost, port: port)]
+    }
+}
+
+/// RFC 9112 §9.6: a client that sends `Connection: close` is told so in the response (the server closes after it);
+/// without it an HTTP/1.1 client takes the connection as still open and meets the close as an error.
+struct ConnectionCloseMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var response = try await next(request, context)
+        if let connection = request.headers[.connection], connection.lowercased().split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == "close" }) {
+            response.headers[.connection] = "close"
+        }
+        return response
+    }
+}
+
+/// The GET form of an OCSP request (RFC 6960 Appendix A.1): the DER request, base64 (RFC 4648 §4; the URL-safe
+/// alphabet of §5 accepted as well), percent-encoded into the path. Decoded over the path's bytes, bounded: a path
+/// that would decode to more than `limit` octets, or any octet outside the alphabets, is nil.
+enum OCSPGetPath {
+    static func request(fromPath path: Substring.UTF8View, limit: Int) -> [UInt8]? {
+        guard path.count <= (limit * 4 / 3 + 4) * 3 else { return nil }
+        var sextets: [UInt8] = []
+        sextets.reserveCapacity(path.count)
+        var padding = 0
+        var index = path.startIndex
+        while index != path.endIndex {
+            var byte = path[index]
+            index = path.index(after: index)
+            if byte == UInt8(ascii: "%") {
+                guard let high = path[index...].first.flatMap(hexValue), let low = path[path.index(after: index)...].first.flatMap(hexValue) else { return nil }
+                byte = high << 4 | low
+                index = path.index(index, offsetBy: 2)
+            }
+            if byte == UInt8(ascii: "=") {
+                padding += 1
+                guard padding <= 2 else { return nil }
+                continue
+            }
+            guard padding == 0, let value = sextet(byte) else { return nil }
+            sextets.append(value)
+        }
+        guard sextets.count % 4 != 1, (sextets.count + padding) % 4 == 0 || padding == 0 else { return nil }
+        var der: [UInt8] = []
+        der.reserveCapacity(sextets.count * 3 / 4)
+        var start = 0
+        while start < sextets.count {
+            let group = sextets[start..<min(start + 4, sextets.count)]
+            var bits: UInt32 = 0
+            for (offset, value) in group.enumerated() { bits |= UInt32(value) << (18 - 6 * offset) }
+            for offset in 0..<(group.count - 1) { der.append(UInt8(truncatingIfNeeded: bits >> (16 - 8 * offset))) }
+            start += 4
+        }
+        guard der.count <= limit else { return nil }
+        return der
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+
+    private static func sextet(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"): byte - UInt8(ascii: "A")
+        case UInt8(ascii: "a")...UInt8(ascii: "z"): byte - UInt8(ascii: "a") + 26
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0") + 52
+        case UInt8(ascii: "+"), UInt8(ascii: "-"): 62
+        case UInt8(ascii: "/"), UInt8(ascii: "_"): 63
+        default: nil
+        }
     }
 }
 

@@ -250,28 +250,10 @@ extension BenchCommand {
                 "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", file("rkey.pem"), "-out", file("rsigner.pem"),
                 "-subj", "/CN=openssl OCSP signer", "-days", "30", "-addext", "extendedKeyUsage=OCSPSigning",
             ])
-            let opensslPort = try LoopbackPort.free()
-            let openssl = Process()
-            openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            openssl.arguments = [
-                "ocsp", "-index", file("index.txt"), "-port", "\(opensslPort)", "-rsigner", file("rsigner.pem"), "-rkey", file("rkey.pem"),
-                "-CA", file("ca.pem"), "-nmin", "60", "-multi", "\(multi ?? ProcessInfo.processInfo.activeProcessorCount)",
+            let opensslArguments = [
+                "ocsp", "-index", file("index.txt"), "-rsigner", file("rsigner.pem"), "-rkey", file("rkey.pem"), "-CA", file("ca.pem"), "-nmin", "60",
+                "-multi", "\(multi ?? ProcessInfo.processInfo.activeProcessorCount)",
             ]
-            _ = FileManager.default.createFile(atPath: file("openssl.log"), contents: nil)
-            openssl.standardOutput = FileHandle(forWritingAtPath: file("openssl.log"))
-            openssl.standardError = FileHandle(forWritingAtPath: file("openssl.log"))
-            try openssl.run()
-            defer {
-                kill(-openssl.processIdentifier, SIGTERM)
-                openssl.terminate()
-                openssl.waitUntilExit()
-                _ = try? Self.tool("pkill", ["-f", "ocsp -index \(file("index.txt"))"], check: false)
-            }
-            do {
-                try Self.waitForPort(opensslPort)
-            } catch {
-                throw CLIError(code: .unreachable, "openssl ocsp did not start: \(Output.oneLine(String(((try? String(contentsOfFile: file("openssl.log"), encoding: .utf8)) ?? "").suffix(300))))")
-            }
 
             // Ours.
             let server = try ESTServerProcess.start(dataDirectory: dataDirectory, log: directory.appendingPathComponent("serve.log"), role: OCSPRole.name)
@@ -280,13 +262,25 @@ extension BenchCommand {
             let request = try Data(contentsOf: URL(fileURLWithPath: file("request.der")))
             let getPath = "/" + request.base64EncodedString().addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
             var runs: [Run] = []
-            for (target, port) in [("openssl ocsp", opensslPort), ("metertrust ocsp", server.port)] {
-                // Each answers the fixed request good before it is loaded.
-                let answer = try Self.tool("curl", ["-sS", "--data-binary", "@" + file("request.der"), "-H", "Content-Type: application/ocsp-request", "-o", file("answer.der"), "http://127.0.0.1:\(port)/"])
-                _ = answer
-                let text = try Self.tool("openssl", ["ocsp", "-respin", file("answer.der"), "-resp_text", "-noverify"])
-                guard text.contains("Cert Status: good") else { throw CLIError(code: .internalError, "\(target) did not answer good: \(Output.oneLine(String(text.prefix(300))))") }
+            for target in ["openssl ocsp", "metertrust ocsp"] {
                 for variant in ["POST keep-alive", "POST new connection", "GET keep-alive", "POST nonce"] {
+                    // openssl ocsp's children spin once a client drops a connection they are reading (wrk does at the
+                    // end of every run): each run gets a fresh reference.
+                    var reference: ReferenceProcess?
+                    defer { reference?.stop() }
+                    let port: Int
+                    if target == "openssl ocsp" {
+                        port = try LoopbackPort.free()
+                        try? FileManager.default.removeItem(atPath: file("openssl.log"))
+                        reference = try ReferenceProcess.start(arguments: opensslArguments + ["-port", "\(port)"], log: file("openssl.log"))
+                        try Self.waitForListening(log: file("openssl.log"))
+                    } else {
+                        port = server.port
+                    }
+                    // Each answers the fixed request good before it is loaded.
+                    try Self.tool("curl", ["-sS", "--data-binary", "@" + file("request.der"), "-H", "Content-Type: application/ocsp-request", "-o", file("answer.der"), "http://127.0.0.1:\(port)/"])
+                    let text = try Self.tool("openssl", ["ocsp", "-respin", file("answer.der"), "-resp_text", "-noverify"])
+                    guard text.contains("Cert Status: good") else { throw CLIError(code: .internalError, "\(target) did not answer good: \(Output.oneLine(String(text.prefix(300))))") }
                     log("\(target): \(variant)")
                     let body = variant == "POST nonce" ? file("request-nonce.der") : file("request.der")
                     runs.append(try Self.wrk(
@@ -321,12 +315,12 @@ extension BenchCommand {
             }
             latencies.sort()
             if runs.contains(where: { $0.target == "openssl ocsp" && $0.responsesPerSecond == 0 }) {
-                log("warning: openssl ocsp answered nothing under wrk in some runs: no ratio for those (BENCHMARKS.md)")
+                log("warning: openssl ocsp answered nothing under wrk in some runs: no ratio for those")
             }
             let report = Report(
                 cores: ProcessInfo.processInfo.activeProcessorCount, connections: connections, seconds: seconds, runs: runs, ratios: ratios,
                 revocationToRevokedP50Milliseconds: latencies.isEmpty ? 0 : latencies[latencies.count / 2],
-                revocationToRevokedP99Milliseconds: latencies.isEmpty ? 0 : latencies[Int(Double(latencies.count - 1) * 0.99)]
+                revocationToRevokedP99Milliseconds: latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.99).rounded(.up)) - 1)]
             )
             if output.json { return try Output.json(report) }
             Output.line("OCSP, \(connections) connections, \(seconds) s per run, \(report.cores) cores:")
@@ -364,13 +358,16 @@ extension BenchCommand {
             return text
         }
 
-        static func waitForPort(_ port: Int) throws {
+        /// Waits for openssl ocsp's `ACCEPT` line. Not by connecting: a connection dropped unread leaves one of its
+        /// children spinning (openssl 3.0), which would halve the reference.
+        static func waitForListening(log: String) throws {
             let deadline = Date().addingTimeInterval(20)
             while Date() < deadline {
-                if LoopbackPort.accepts(port) { return }
-                usleep(100_000)
+                if let text = try? String(contentsOfFile: log, encoding: .utf8), text.contains("ACCEPT") { return }
+                usleep(50_000)
             }
-            throw CLIError(code: .unreachable, "openssl ocsp did not listen on \(port)")
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            throw CLIError(code: .unreachable, "openssl ocsp did not start: \(Output.oneLine(String(text.suffix(300))))")
         }
 
         /// One wrk run: responses/s, p50/p99 (from --latency), non-2xx and socket errors.
@@ -412,5 +409,46 @@ extension BenchCommand {
             }
             return nil
         }
+    }
+}
+
+/// A reference server the benchmarks start (openssl ocsp), in its own process group with SIGPIPE at its default
+/// (this process ignores it, and an exec'd child would inherit that: openssl's children then spin on a dropped
+/// connection instead of dying and being replaced). Stopped with SIGKILL to the whole group: `openssl ocsp -multi`'s
+/// children do not all leave on SIGTERM.
+struct ReferenceProcess {
+    let pid: pid_t
+
+    static func start(arguments: [String], log: String, executable: String = "/usr/bin/openssl") throws -> ReferenceProcess {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var unblocked = sigset_t()
+        sigemptyset(&unblocked)
+        posix_spawnattr_setsigmask(&attributes, &unblocked)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        var files = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&files)
+        defer { posix_spawn_file_actions_destroy(&files) }
+        posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&files, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&files, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, &files, &attributes, argv, environ)
+        guard status == 0 else { throw CLIError(code: .internalError, "could not start \(executable): \(String(cString: strerror(status)))") }
+        return ReferenceProcess(pid: pid)
+    }
+
+    func stop() {
+        kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
     }
 }

@@ -210,6 +210,9 @@ struct RevocationTests {
         let responseFile = platform.path("response.der")
         let got = try TestEnvironment.run("curl", ["-sS", "-o", responseFile, "-w", "%{http_code}", "http://127.0.0.1:\(platform.ports["ocsp"]!)/\(encoded)"])
         #expect(got.stdout == "200", "\(got.stdout) \(got.stderr)")
+        // A client that asks to close is told so (RFC 9112 §9.6): the response says Connection: close.
+        let closing = try TestEnvironment.run("curl", ["-sS", "-o", "/dev/null", "-D", "-", "-H", "Connection: close", "http://127.0.0.1:\(platform.ports["ocsp"]!)/\(encoded)"])
+        #expect(closing.stdout.lowercased().contains("connection: close"), "\(closing.stdout)")
         let response = try Self.python(["ocsp", responseFile, north])
         #expect(response["status"] as? String == "SUCCESSFUL" && response["signatureValid"] as? Bool == true, "\(response)")
         #expect(response["responderOCSPSigning"] as? Bool == true && response["responderNoCheck"] as? Bool == true, "\(response)")
@@ -289,7 +292,7 @@ struct RevocationTests {
             #expect(checked["status"] as? String == expected, "nonce of \(length): \(checked)")
             if length == 128 { #expect(checked["nonce"] as? String == String(repeating: "6e", count: 128), "\(checked)") }
         }
-        // A CA this responder does not serve (the root's own certificates): unauthorized.
+        // A CA this responder does not serve yet (the root, whose signer the custodians have not certified): unauthorized.
         let unauthorized = try TestEnvironment.run(
             "openssl", ["ocsp", "-issuer", platform.path("root.pem"), "-cert", north, "-url", ocsp, "-no_nonce"]
         )
@@ -310,6 +313,64 @@ struct RevocationTests {
         #expect(good.report == "\(leaf): good", "a refusal changed something: \(good.output)")
         let entriesAfter = try platform.deployment.json(["audit", "verify"])["entries"] as? Int
         #expect(entriesBefore == entriesAfter, "refusals were recorded as revocations: \(entriesBefore ?? -1) → \(entriesAfter ?? -1)")
+    }
+
+    @Test("the root answers through an OCSP signer only the custodians certify (ocsp.certify-root-signer): unauthorized before and with one custodian alone, good for the Operational CA after, verified by openssl and cryptography; a CA no one here knows stays unauthorized")
+    func rootSignerUnderQuorum() async throws {
+        let (platform, _, _, north) = try await Self.enrolledPlatform(postgres: false)
+        let root = platform.path("root.pem")
+        let url = "http://127.0.0.1:\(platform.ports["ocsp"]!)/"
+        func ask(issuer: String, certificate: String) throws -> String {
+            let result = try TestEnvironment.run("openssl", ["ocsp", "-issuer", issuer, "-cert", certificate, "-url", url, "-no_nonce", "-noverify"])
+            return result.stdout + result.stderr
+        }
+        #expect(try ask(issuer: root, certificate: north).contains("unauthorized"))
+
+        // One malicious custodian (or the holder of the user PIN with one custodian's key): a request executed
+        // without the quorum's approvals is refused, and the root still has no signer.
+        let port = platform.ports["admin"]!
+        let request = try platform.api.clientJSON(["admin", "request", "ocsp.certify-root-signer"], as: "alice", port: port)
+        let id = try #require(request["id"] as? String)
+        let alone = try platform.api.client(["admin", "execute", id], as: "alice", port: port)
+        #expect(alone.status != 0, "\(alone.stdout)")
+        #expect(try ask(issuer: root, certificate: north).contains("unauthorized"))
+        let listedBefore = try platform.deployment.json(["cert", "list", "--profile", "root-ocsp-signer"])
+        #expect((listedBefore["certificates"] as? [Any])?.isEmpty == true, "\(listedBefore)")
+
+        for approver in ["bob", "carol"] { _ = try platform.api.clientJSON(["admin", "approve", id], as: approver, port: port) }
+        let executed = try platform.api.clientJSON(["admin", "execute", id], as: "bob", port: port)
+        let outcome = try #require(executed["outcome"] as? [String: Any], "\(executed)")
+        #expect(outcome["profile"] as? String == "root-ocsp-signer" && outcome["serial"] is String, "\(outcome)")
+
+        // The running responder finds it (within about a second) and answers good, verified to the root.
+        let deadline = Date().addingTimeInterval(5)
+        var answer = try Self.opensslOCSP(platform, issuer: root, certificate: north)
+        while answer.report != "\(north): good", Date() < deadline {
+            usleep(200_000)
+            answer = try Self.opensslOCSP(platform, issuer: root, certificate: north)
+        }
+        #expect(answer.report == "\(north): good" && answer.verified, "\(answer.output)")
+        let requestFile = platform.path("root-request.der")
+        let made = try TestEnvironment.run("openssl", ["ocsp", "-issuer", root, "-cert", north, "-no_nonce", "-reqout", requestFile])
+        try #require(made.status == 0, "\(made.stderr)")
+        let responseFile = platform.path("root-response.der")
+        let got = try TestEnvironment.run("curl", ["-sS", "-o", responseFile, "--data-binary", "@" + requestFile, "-H", "Content-Type: application/ocsp-request", url])
+        try #require(got.status == 0, "\(got.stderr)")
+        let response = try Self.python(["ocsp", responseFile, root])
+        #expect(response["status"] as? String == "SUCCESSFUL" && response["signatureValid"] as? Bool == true, "\(response)")
+        #expect(response["responderOCSPSigning"] as? Bool == true && response["responderNoCheck"] as? Bool == true, "\(response)")
+        #expect((response["responses"] as? [[String: Any]])?.first?["status"] as? String == "GOOD", "\(response)")
+        let listed = try platform.deployment.json(["cert", "list", "--profile", "root-ocsp-signer"])
+        let signer = try #require((listed["certificates"] as? [[String: Any]])?.first, "\(listed)")
+        #expect(signer["serial"] as? String == outcome["serial"] as? String && signer["issuerCA"] as? String == "root", "\(signer)")
+
+        // Anyone asking about a CA no one here knows (made with openssl): unauthorized.
+        let foreignKey = platform.path("foreign.key"), foreign = platform.path("foreign.pem")
+        let foreignCA = try TestEnvironment.run("openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", foreignKey, "-out", foreign, "-subj", "/CN=Foreign CA", "-days", "2",
+        ])
+        try #require(foreignCA.status == 0, "\(foreignCA.stderr)")
+        #expect(try ask(issuer: foreign, certificate: foreign).contains("unauthorized"))
     }
 
     @Test("revoke --list revokes a file of meters and CA/SERIAL lines in chunks, one audit entry per chunk, all in the CRLs; a bad line stops it and says where")

@@ -192,19 +192,31 @@ public struct CAHierarchy: Sendable {
     /// Generates a P-256 key in the HSM for CA `authorityName`'s delegated OCSP responder and has that CA certify it
     /// (profile ocsp-signer, 30 days); the certificate is stored before it is returned. The key's label names the
     /// CA and the certificate's serial (``ocspSignerKeyLabel(authority:serial:)``), so every node finds the key of a
-    /// signer certificate it reads from the store. Not for the root: its responder is certified under quorum.
+    /// signer certificate it reads from the store. Not for the root: its responder is certified under quorum
+    /// (``certifyRootOCSPSigner()``).
     public func createOCSPSigner(for authorityName: String) async throws -> (key: HSMKey, certificate: Certificate) {
         let authority = try await authority(named: authorityName)
         guard authority.role != .root else {
             throw PKIError(.invalidArgument, "the root's OCSP signer is certified under quorum, not online")
         }
+        return try await makeOCSPSigner(by: authority, profile: .ocspSigner)
+    }
+
+    /// The root's delegated OCSP responder (profile root-ocsp-signer, a year): the same as ``createOCSPSigner(for:)``
+    /// but signed by the root's key. Only the quorum operation `ocsp.certify-root-signer` calls it: the root signs
+    /// nothing online.
+    public func certifyRootOCSPSigner() async throws -> (key: HSMKey, certificate: Certificate) {
+        try await makeOCSPSigner(by: try await rootAuthority(), profile: .rootOCSPSigner)
+    }
+
+    private func makeOCSPSigner(by authority: CertificateAuthority, profile: CertificateProfile) async throws -> (key: HSMKey, certificate: Certificate) {
         let serial = SerialNumbers.random()
         let label = Self.ocspSignerKeyLabel(authority: authority.name, serial: hexString(serial.bytes))
         let key = try await token.perform { try $0.generateKeyPair(curve: .p256, label: label) }
         do {
             let publicKey = HSMSigningKey(token: token, key: key).publicKey
             let contents = CertificateContents(
-                profile: .ocspSigner, subject: try Self.subject(for: .ocspSigner, name: authority.name, organization: authority.name),
+                profile: profile, subject: try Self.subject(for: profile, name: authority.name, organization: authority.name),
                 publicKey: publicKey, keyUsage: KeyUsage(digitalSignature: true), device: nil
             )
             let signer = try authority.signer
@@ -214,7 +226,7 @@ public struct CAHierarchy: Sendable {
                 try contents.sign(by: signer, policy: policy, settings: settings, serialNumber: serial)
             }
             try await store.insertCertificate(
-                try certificate.record(issuer: authority.name, shards: authority.shardCount, profile: .ocspSigner, eui64: nil)
+                try certificate.record(issuer: authority.name, shards: authority.shardCount, profile: profile, eui64: nil)
             )
             logger.info("created OCSP signer", metadata: ["ca": "\(authority.name)", "serial": "\(certificate.serialHex)", "key": "\(label)"])
             return (key, certificate)

@@ -160,11 +160,22 @@ public struct CertificateProfile: Sendable, Hashable {
         ocspNoCheck: true
     )
 
+    /// The root's delegated OCSP responder: as ``ocspSigner`` but issued by the root under quorum
+    /// (`ocsp.certify-root-signer`), so it cannot be rolled online: a year, renewed by the custodians (the responder
+    /// warns once two thirds of it have passed and stops answering for the root before it ends).
+    public static let rootOCSPSigner = CertificateProfile(
+        name: "root-ocsp-signer", issuerRole: .root, validity: .days(365), subject: .authority(suffix: "OCSP Signer", organization: false),
+        certificateAuthority: nil, keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.ocspSigning],
+        hardwareModuleName: false, crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: false, ipAddressSAN: false, allowedCurves: [.p256],
+        ocspNoCheck: true
+    )
+
     /// Profiles a CSR can be issued under (`metertrust issue --profile`).
     public static let requestable: [CertificateProfile] = [.deviceIdentity, .deviceOperational]
     /// Every built-in profile.
     public static let all: [CertificateProfile] = [
         .root, .manufacturerCA, .operationalCA, .adminCA, .serviceCA, .operatorCA, .auditSigner, .custodian, .utilityOperator, .tlsServer, .ocspSigner,
+        .rootOCSPSigner,
     ] + requestable
 
     /// The profile a CA of `role` gets its own certificate under.

@@ -8,17 +8,22 @@ import MeterTrustQuorum
 extension OperationClass {
     /// Signing the root's CRL: the root signs nothing online.
     public static let rootCRL = OperationClass("root-crl", defaultApproverRoles: [.securityOfficer, .pkiOfficer])
+    /// Certifying the root's OCSP signer: the root signs nothing online.
+    public static let rootOCSP = OperationClass("root-ocsp", defaultApproverRoles: [.securityOfficer, .pkiOfficer])
 }
 
 extension AdminOperation {
     /// Sign the root's CRL (the revoked CA certificates), valid `days` (default 365, 1 to 3650).
     public static let crlSignRoot = AdminOperation("crl.sign-root", class: .rootCRL, optional: ["days"])
+    /// Certify a new OCSP signer for the root (profile root-ocsp-signer, key generated in the HSM).
+    public static let ocspCertifyRootSigner = AdminOperation("ocsp.certify-root-signer", class: .rootOCSP)
 }
 
 extension QuorumOperationRegistry {
-    /// `crl.sign-root`: MeterTrustRevocation's operation.
+    /// `crl.sign-root` and `ocsp.certify-root-signer`: MeterTrustRevocation's operations.
     public mutating func registerRevocationOperations() {
         register(SignRootCRLOperation.self)
+        register(CertifyRootOCSPSignerOperation.self)
     }
 }
 
@@ -84,6 +89,39 @@ public struct SignRootCRLOperation: QuorumOperation {
                 "nextUpdate": ISO8601DateFormatter().string(from: list.nextUpdate),
             ],
             changes: [SecurityState.Change.rootCRL(crl)]
+        )
+    }
+}
+
+/// `ocsp.certify-root-signer`: a P-256 key generated in the HSM for the root's delegated OCSP responder and certified
+/// by the root's key under quorum (profile root-ocsp-signer: id-kp-OCSPSigning, id-pkix-ocsp-nocheck, a year). Every
+/// node's `serve --roles ocsp` finds it in the store (its key by label on the token) and answers for the certificates
+/// the root issued (the CAs') with it; until there is one, a request about them is answered unauthorized. The
+/// custodians certify the next before two thirds of its year have passed (the responder warns from then).
+public struct CertifyRootOCSPSignerOperation: QuorumOperation {
+    public struct Parameters: Sendable, Hashable {}
+
+    public static let operation = AdminOperation.ocspCertifyRootSigner
+    public let parameters: Parameters
+    public init(_ parameters: Parameters) { self.parameters = parameters }
+
+    public static func parse(_ raw: [String: String]) throws -> Parameters {
+        _ = QuorumParameters(raw, for: operation)
+        return Parameters()
+    }
+
+    public func preflight(in context: QuorumOperationContext) async throws {
+        _ = try await context.hierarchy.rootAuthority()
+    }
+
+    public func run(requestID: String, in context: QuorumOperationContext) async throws -> QuorumOperationResult {
+        let root = try await context.hierarchy.rootAuthority()
+        let (_, certificate) = try await context.hierarchy.certifyRootOCSPSigner()
+        return QuorumOperationResult(
+            outcome: [
+                "ca": root.name, "serial": certificate.serialHex, "profile": CertificateProfile.rootOCSPSigner.name,
+                "notAfter": ISO8601DateFormatter().string(from: certificate.notValidAfter),
+            ]
         )
     }
 }
