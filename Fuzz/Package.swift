@@ -33,6 +33,8 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzPSKImport", [library("MeterTrustCore"), library("MeterTrustOnboarding")]),
     ("FuzzESTResponse", [library("MeterTrustCore"), library("MeterTrustDevice"), .product(name: "SwiftASN1", package: "swift-asn1")]),
     ("FuzzOCSPRequest", [library("MeterTrustPKI")]),
+    ("FuzzOCSPAnswer", [library("MeterTrustDevice"), .product(name: "X509", package: "swift-certificates"),
+                        .product(name: "SwiftASN1", package: "swift-asn1"), .product(name: "Crypto", package: "swift-crypto")]),
 ]
 
 let package = Package(

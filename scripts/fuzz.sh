@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-all_targets=(FuzzCSR FuzzCSRList FuzzBatchManifest FuzzBundle FuzzAdminRequest FuzzApproval FuzzBackupFile FuzzAuditEntry FuzzCheckpoint FuzzEnrollmentList FuzzCertsOnlyCMS FuzzPSKImport FuzzCsrAttrs FuzzESTResponse FuzzOCSPRequest)
+all_targets=(FuzzCSR FuzzCSRList FuzzBatchManifest FuzzBundle FuzzAdminRequest FuzzApproval FuzzBackupFile FuzzAuditEntry FuzzCheckpoint FuzzEnrollmentList FuzzCertsOnlyCMS FuzzPSKImport FuzzCsrAttrs FuzzESTResponse FuzzOCSPRequest FuzzOCSPAnswer)
 read -r -a targets <<<"${FUZZ_TARGETS:-${all_targets[*]}}"
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}

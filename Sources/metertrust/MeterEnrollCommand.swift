@@ -11,12 +11,25 @@ extension MeterCommand {
         @Flag(help: "Authenticate with the meter's pre-shared key over TLS 1.2 (ECDHE-PSK-CHACHA20-POLY1305) instead of its certificate over TLS 1.3.")
         var psk = false
         @Option(name: .customLong("max-retries"), help: "Retries of a 202/503 answer with Retry-After, waiting what the server asks.") var maximumRetries = 3
+        @Flag(name: .customLong("check-server-ocsp"), help: "Check the EST server's certificate by OCSP in the handshake (hard failure: revoked, unknown or no answer ends it).")
+        var checkServerOCSP = false
+        @Option(name: .customLong("ocsp-url"), help: "With --check-server-ocsp: ask this responder (http://HOST:PORT/) instead of the one the certificates name.")
+        var ocspURL: String?
 
         func address() throws -> ESTServerAddress { try ESTServerAddress(url: server, label: label) }
         var mode: MeterEnrollment.Mode { psk ? .psk : .pki }
 
+        func enrollment(directory: URL) -> MeterEnrollment {
+            var enrollment = MeterEnrollment(directory: directory, maximumRetries: maximumRetries)
+            if checkServerOCSP { enrollment.serverRevocation = ServerRevocationCheck(responderURL: ocspURL) }
+            return enrollment
+        }
+
         func validate() throws {
             guard (0...10).contains(maximumRetries) else { throw ValidationError("--max-retries must be between 0 and 10") }
+            if checkServerOCSP, psk { throw ValidationError("--check-server-ocsp needs a server certificate: not with --psk (no certificates on either side)") }
+            if ocspURL != nil, !checkServerOCSP { throw ValidationError("--ocsp-url goes with --check-server-ocsp") }
+            if let ocspURL, !(ocspURL.hasPrefix("http://") && URL(string: ocspURL)?.host != nil) { throw ValidationError("--ocsp-url must be an http:// URL") }
         }
     }
 
@@ -34,6 +47,7 @@ extension MeterCommand {
                 EXAMPLES:
                   metertrust meter enroll --state m1 --server https://127.0.0.1:8443 --label north
                   metertrust meter enroll --state m1 --server https://est.example.net --psk --json
+                  metertrust meter enroll --state m1 --server https://127.0.0.1:8443 --check-server-ocsp --ocsp-url http://127.0.0.1:8081/
                 """
         )
         @OptionGroup var meter: StateOptions
@@ -41,8 +55,7 @@ extension MeterCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let outcome = try await MeterEnrollment(directory: meter.directory, maximumRetries: enrollment.maximumRetries)
-                .enroll(server: try enrollment.address(), mode: enrollment.mode)
+            let outcome = try await enrollment.enrollment(directory: meter.directory).enroll(server: try enrollment.address(), mode: enrollment.mode)
             try MeterCommand.report(outcome, json: output.json)
         }
     }
@@ -66,8 +79,7 @@ extension MeterCommand {
         @OptionGroup var output: OutputOptions
 
         func run() async throws {
-            let outcome = try await MeterEnrollment(directory: meter.directory, maximumRetries: enrollment.maximumRetries)
-                .reenroll(server: try enrollment.address(), mode: enrollment.mode, rekey: rekey)
+            let outcome = try await enrollment.enrollment(directory: meter.directory).reenroll(server: try enrollment.address(), mode: enrollment.mode, rekey: rekey)
             try MeterCommand.report(outcome, json: output.json)
         }
     }

@@ -41,8 +41,8 @@ struct MeterEnrollmentTests {
         }
     }
 
-    static func field(postgres: Bool) async throws -> Field {
-        let platform = try await Platform(postgres: postgres, est: true)
+    static func field(postgres: Bool, revocation: Bool = false) async throws -> Field {
+        let platform = try await Platform(postgres: postgres, est: true, revocation: revocation)
         let directory = URL(fileURLWithPath: platform.path("field"))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let image = Data("field firmware 2.0".utf8) + Data((0..<1024).map { UInt8(truncatingIfNeeded: $0 &* 7) })
@@ -75,6 +75,44 @@ struct MeterEnrollmentTests {
         try "\(meters[0])\n".write(toFile: list, atomically: true, encoding: .utf8)
         _ = try platform.operatorJSON(["enroll", "upload", list, "--format", "list", "--manufacturer", "acme"], as: "olive")
         return Field(platform: platform, meters: meters, states: states)
+    }
+
+    @Test("the meter checks the EST server's certificate by OCSP (--check-server-ocsp): it enrolls while the certificate is good; someone holding the server's stolen key once it is revoked is refused in the handshake with the reason, and without the check the same meter would go on")
+    func checksServerByOCSP() async throws {
+        let field = try await Self.field(postgres: false, revocation: true)
+        let meter = field.meters[0]
+        let state = field.states[meter]!
+        let ocsp = "http://127.0.0.1:\(field.platform.ports["ocsp"]!)/"
+        let checked = ["--server", field.server, "--label", "north", "--check-server-ocsp", "--ocsp-url", ocsp, "--json"]
+        let enrolled = try field.meter(["enroll", "--state", state] + checked)
+        #expect(enrolled.status == 0, "\(enrolled.stderr)")
+
+        // The EST server's certificate as it presents it (openssl s_client), found in the platform's inventory.
+        let port = field.platform.ports["est"]!
+        let shown = try TestEnvironment.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial"])
+        let serial = try #require(shown.stdout.split(separator: "=").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines).lowercased() }, "\(shown.stdout)")
+        let servers = try field.platform.deployment.json(["cert", "list", "--profile", "tls-server"])
+        let record = try #require((servers["certificates"] as? [[String: Any]])?.first { ($0["serial"] as? String)?.lowercased() == serial }, "\(serial) \(servers)")
+        let issuer = try #require(record["issuerCA"] as? String)
+        let aia = try TestEnvironment.run("/bin/sh", ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -ocsp_uri"])
+        #expect(aia.stdout.hasPrefix("http://"), "the EST server's certificate names its OCSP responder: \(aia.stdout)")
+
+        let held = try String(contentsOfFile: state + "/operational-certificate.pem", encoding: .utf8)
+        let revoked = try field.platform.deployment.run(["revoke", "--ca", issuer, "--serial", serial, "--reason", "keyCompromise"])
+        try #require(revoked.status == 0, "\(revoked.stderr)")
+        usleep(600_000)
+        let refused = try field.meter(["reenroll", "--state", state] + checked)
+        #expect(refused.status != 0 && refused.stderr.contains("input.untrusted-chain") && refused.stderr.lowercased().contains("revoked"), "\(refused.stderr)")
+        // The meter's certificate is unchanged: nothing was accepted from that server.
+        #expect(try String(contentsOfFile: state + "/operational-certificate.pem", encoding: .utf8) == held)
+        // Without the check the handshake would have gone on (the check, not the server, refused).
+        let unchecked = try field.meter(["reenroll", "--state", state, "--server", field.server, "--label", "north", "--json"])
+        #expect(unchecked.status == 0, "\(unchecked.stderr)")
+        // Usage errors: the check needs a certificate (not --psk); --ocsp-url only with it.
+        let withPSK = try field.meter(["enroll", "--state", state, "--server", field.server, "--psk", "--check-server-ocsp"])
+        #expect(withPSK.status == 2 && withPSK.stderr.contains("--check-server-ocsp"), "\(withPSK.stderr)")
+        let urlAlone = try field.meter(["enroll", "--state", state, "--server", field.server, "--ocsp-url", ocsp])
+        #expect(urlAlone.status == 2, "\(urlAlone.stderr)")
     }
 
     @Test("a claimed meter enrolls (its factory identity), re-enrolls with the same key and with a new one; openssl and the platform's store agree", arguments: [false, true])

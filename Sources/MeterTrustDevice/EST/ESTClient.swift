@@ -22,8 +22,12 @@ public struct ESTClient: Sendable {
     public var timeout: TimeAmount = .seconds(30)
     public var maximumRetries = 3
     public var maximumRetryWait = 120
+    /// Check the server's certificate by OCSP in every handshake (certificate mode only; see ``ServerRevocationCheck``).
+    public var serverRevocation: ServerRevocationCheck?
     private let context: NIOSSLContext
     private let group: any EventLoopGroup
+    private let trustAnchors: [Certificate]
+    private let certificateMode: Bool
 
     public init(
         server: ESTServerAddress, credential: ESTCredential, trustAnchors: [Certificate],
@@ -31,6 +35,8 @@ public struct ESTClient: Sendable {
     ) throws {
         self.server = server
         self.group = group
+        self.trustAnchors = trustAnchors
+        if case .certificate = credential { certificateMode = true } else { certificateMode = false }
         var tls = TLSConfiguration.makeClientConfiguration()
         switch credential {
         case .certificate(let certificate, let chain, let key):
@@ -114,6 +120,9 @@ public struct ESTClient: Sendable {
         let serverHostname = server.hostIsAddress ? nil : server.host
         let timeout = self.timeout
         let what = "EST \(operation.rawValue) at \(server)"
+        let revocation = certificateMode ? serverRevocation : nil
+        let outcome = ServerRevocationCheck.Outcome()
+        let (anchors, server, group) = (trustAnchors, self.server, self.group)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: loop)
@@ -121,7 +130,15 @@ public struct ESTClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let operations = channel.pipeline.syncOperations
-                        try operations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverHostname))
+                        if let revocation {
+                            try operations.addHandler(
+                                try NIOSSLClientHandler(context: context, serverHostname: serverHostname) { presented, verdict in
+                                    revocation.verify(presented: presented, anchors: anchors, server: server, group: group, outcome: outcome, promise: verdict)
+                                }
+                            )
+                        } else {
+                            try operations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverHostname))
+                        }
                         try operations.addHTTPClientHandlers()
                         try operations.addHandler(ESTResponseCollector(promise: promise, timeout: timeout, limit: ESTResponse.maximumBodySize))
                     }
@@ -129,7 +146,7 @@ public struct ESTClient: Sendable {
                 .connect(host: server.host, port: server.port).get()
         } catch {
             promise.fail(error)
-            throw Self.transportError(error, what: what)
+            throw Self.transportError(error, what: what, verification: outcome.failure)
         }
         var head = HTTPRequestHead(version: .http1_1, method: body == nil ? .GET : .POST, uri: server.path(operation))
         head.headers.add(name: "Host", value: server.host.contains(":") ? "[\(server.host)]:\(server.port)" : "\(server.host):\(server.port)")
@@ -154,7 +171,7 @@ public struct ESTClient: Sendable {
             return response
         } catch {
             channel.close(promise: nil)
-            throw Self.transportError(error, what: what)
+            throw Self.transportError(error, what: what, verification: outcome.failure)
         }
     }
 
@@ -164,7 +181,10 @@ public struct ESTClient: Sendable {
 
     /// A transport failure in one line: the server's certificate not trusted, the meter refused in the handshake, or
     /// the server not reached.
-    static func transportError(_ error: any Error, what: String) -> any Error {
+    static func transportError(_ error: any Error, what: String, verification: String? = nil) -> any Error {
+        if let verification {
+            return ESTClientError(.untrustedChain, "\(what): the server's certificate failed the meter's check: \(DisplayText.escaped(verification, asciiOnly: true, limit: 300))")
+        }
         if error is ESTClientError { return error }
         let text = String(describing: error)
         if text.contains("CERTIFICATE_VERIFY_FAILED") || text.contains("failedToValidateHostname") {

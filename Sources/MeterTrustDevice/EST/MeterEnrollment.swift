@@ -22,6 +22,8 @@ public struct MeterEnrollment: Sendable {
     public let directory: URL
     /// Retries of a 202/503 answer with Retry-After (``ESTClient/maximumRetries``).
     public var maximumRetries: Int
+    /// Check the EST server's certificate by OCSP in each handshake (certificate mode; ``ServerRevocationCheck``).
+    public var serverRevocation: ServerRevocationCheck?
 
     public init(directory: URL, maximumRetries: Int = 3) {
         self.directory = directory
@@ -127,6 +129,7 @@ public struct MeterEnrollment: Sendable {
     ) async throws -> Outcome {
         var client = try ESTClient(server: server, credential: credential, trustAnchors: [meter.trustAnchor], group: group)
         client.maximumRetries = maximumRetries
+        client.serverRevocation = serverRevocation
         // The CA certificates first (RFC 7030 §4.1.1: a client SHOULD have them before it enrolls): they are the
         // intermediates the issued certificate must chain through.
         let caCertificates = try await client.caCertificates()

@@ -148,7 +148,7 @@ public struct CertificateProfile: Sendable, Hashable {
     public static let tlsServer = CertificateProfile(
         name: "tls-server", issuerRole: .service, validity: .years(1), subject: .named, certificateAuthority: nil,
         keyUsage: .fixed(KeyUsage(digitalSignature: true)), extendedKeyUsage: [.serverAuth], hardwareModuleName: false,
-        crlDistributionPoint: false, ocspAccess: false, dnsNameSAN: true, ipAddressSAN: true, allowedCurves: [.p256]
+        crlDistributionPoint: false, ocspAccess: true, dnsNameSAN: true, ipAddressSAN: true, allowedCurves: [.p256]
     )
 
     /// A CA's delegated OCSP responder (RFC 6960 §4.2.2.2): issued by that CA (any CA but the root, whose responder
