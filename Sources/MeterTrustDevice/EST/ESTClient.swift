@@ -125,25 +125,19 @@ public struct ESTClient: Sendable {
         let (anchors, server, group) = (trustAnchors, self.server, self.group)
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: loop)
-                .connectTimeout(timeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let operations = channel.pipeline.syncOperations
-                        if let revocation {
-                            try operations.addHandler(
-                                try NIOSSLClientHandler(context: context, serverHostname: serverHostname) { presented, verdict in
-                                    revocation.verify(presented: presented, anchors: anchors, server: server, group: group, outcome: outcome, promise: verdict)
-                                }
-                            )
-                        } else {
-                            try operations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverHostname))
+            channel = try await ESTResponseCollector.connect(
+                loop: loop, host: server.host, port: server.port, timeout: timeout, limit: ESTResponse.maximumBodySize, promise: promise
+            ) { operations in
+                if let revocation {
+                    try operations.addHandler(
+                        try NIOSSLClientHandler(context: context, serverHostname: serverHostname) { presented, verdict in
+                            revocation.verify(presented: presented, anchors: anchors, server: server, group: group, outcome: outcome, promise: verdict)
                         }
-                        try operations.addHTTPClientHandlers()
-                        try operations.addHandler(ESTResponseCollector(promise: promise, timeout: timeout, limit: ESTResponse.maximumBodySize))
-                    }
+                    )
+                } else {
+                    try operations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverHostname))
                 }
-                .connect(host: server.host, port: server.port).get()
+            }
         } catch {
             promise.fail(error)
             throw Self.transportError(error, what: what, verification: outcome.failure)
@@ -225,6 +219,25 @@ final class ESTResponseCollector: ChannelInboundHandler, RemovableChannelHandler
     private var body: [UInt8] = []
     private var done = false
     private var deadline: Scheduled<Void>?
+
+    /// A client connection to `host`:`port`: `front`'s handlers (TLS), the HTTP/1.1 codec, then a collector for
+    /// `promise`.
+    static func connect(
+        loop: any EventLoop, host: String, port: Int, timeout: TimeAmount, limit: Int, promise: EventLoopPromise<ESTResponse>,
+        front: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void = { _ in }
+    ) async throws -> any Channel {
+        try await ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let operations = channel.pipeline.syncOperations
+                    try front(operations)
+                    try operations.addHTTPClientHandlers()
+                    try operations.addHandler(ESTResponseCollector(promise: promise, timeout: timeout, limit: limit))
+                }
+            }
+            .connect(host: host, port: port).get()
+    }
 
     init(promise: EventLoopPromise<ESTResponse>, timeout: TimeAmount, limit: Int) {
         self.promise = promise

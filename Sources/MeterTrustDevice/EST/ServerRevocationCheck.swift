@@ -111,15 +111,9 @@ struct HTTPOCSPRequester {
         let timeout = self.timeout
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: loop)
-                .connectTimeout(timeout)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ESTResponseCollector(promise: promise, timeout: timeout, limit: OCSPStatusCheck.maximumResponseSize))
-                    }
-                }
-                .connect(host: host, port: port).get()
+            channel = try await ESTResponseCollector.connect(
+                loop: loop, host: host, port: port, timeout: timeout, limit: OCSPStatusCheck.maximumResponseSize, promise: promise
+            )
         } catch {
             promise.fail(error)
             throw Failure(description: "not reached: \(DisplayText.escaped(String(describing: error), asciiOnly: true, limit: 200))")
