@@ -18,6 +18,8 @@ public final class VerifiedStateCache: @unchecked Sendable {
     private var cached: (state: SecurityState, prefix: VerifiedLogPrefix, entries: Int64, at: ContinuousClock.Instant)?
     /// One refresh at a time; the others wait for it rather than each replaying the log.
     private let refreshing = RefreshGate()
+    /// Whether a caller is asking the store whether the log grew.
+    private var checking = false
 
     public init(audit: AuditLog, maximumAge: Duration = .seconds(1)) {
         self.audit = audit
@@ -25,10 +27,33 @@ public final class VerifiedStateCache: @unchecked Sendable {
     }
 
     /// The verified state, refreshed when the log's size changed and the cached state is older than ``maximumAge``.
+    ///
+    /// Once the cached state is older than that, one caller asks the store whether the log grew (and, if it did,
+    /// verifies what was appended); the callers that come meanwhile are answered from the cached state rather than
+    /// each asking the store too (under load they would queue on it every ``maximumAge``). So a state is at most
+    /// ``maximumAge`` plus one such check old.
     public func state() async throws -> SecurityState {
-        if let fresh = try await freshEnough() { return fresh }
-        return try await refreshing.run { [self] in
-            if let fresh = try await freshEnough() { return fresh }
+        guard let cached = lock.withLock({ cached }) else { return try await refresh() }
+        if ContinuousClock.now - cached.at < maximumAge { return cached.state }
+        let mine = lock.withLock { () -> Bool in
+            if checking { return false }
+            checking = true
+            return true
+        }
+        guard mine else { return cached.state }
+        defer { lock.withLock { checking = false } }
+        if try await audit.store.auditEntryCount() == cached.entries {
+            lock.withLock { self.cached?.at = ContinuousClock.now }
+            return cached.state
+        }
+        return try await refresh()
+    }
+
+    /// Verifies what was appended since the cached state (all of the log if there is none), one refresh at a time.
+    private func refresh() async throws -> SecurityState {
+        try await refreshing.run { [self] in
+            // Another caller may have refreshed while this one waited.
+            if let recent = lock.withLock({ cached }), ContinuousClock.now - recent.at < maximumAge { return recent.state }
             // Only what was appended since the last verification is read and checked (VerifiedLogPrefix). The prefix
             // is taken out of the cache so it is extended in place, not copied (readers keep the state meanwhile);
             // a refresh that fails leaves none, and the next one verifies the whole log.
@@ -49,15 +74,6 @@ public final class VerifiedStateCache: @unchecked Sendable {
     /// Forgets the cached state: the next ``state()`` verifies the log again.
     public func invalidate() {
         lock.withLock { cached = nil }
-    }
-
-    private func freshEnough() async throws -> SecurityState? {
-        guard let cached = lock.withLock({ cached }) else { return nil }
-        if ContinuousClock.now - cached.at < maximumAge { return cached.state }
-        // Older than maximumAge: still good while the log has not changed size.
-        guard try await audit.store.auditEntryCount() == cached.entries else { return nil }
-        lock.withLock { self.cached?.at = ContinuousClock.now }
-        return cached.state
     }
 }
 
