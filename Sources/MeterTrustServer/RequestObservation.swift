@@ -70,12 +70,9 @@ public struct RequestObservationMiddleware<Context: ObservedRequestContext>: Rou
         let endpoint = context.endpointPath ?? "unmatched"
         let method = request.method.rawValue
         let outcome = Self.outcome(status: status)
-        Counter(
-            label: "metertrust_http_requests_total",
-            dimensions: [("role", role), ("endpoint", endpoint), ("method", method), ("status", "\(status)"), ("outcome", outcome)]
-        ).increment()
-        Metrics.Timer(label: "metertrust_http_request_duration_seconds", dimensions: [("role", role), ("endpoint", endpoint), ("method", method)])
-            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        let (counter, timer) = RequestMetrics.shared.handles(role: role, endpoint: endpoint, method: method, status: status, outcome: outcome)
+        counter.increment()
+        timer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         logger.info(
             "request",
@@ -85,5 +82,40 @@ public struct RequestObservationMiddleware<Context: ObservedRequestContext>: Rou
                 "duration_ms": "\(String(format: "%.1f", milliseconds))",
             ]
         )
+    }
+}
+
+/// The request metrics' handles, made once per (role, endpoint, method, status) rather than per request: making one
+/// asks the metrics factory (swift-prometheus validates the name and looks the series up under a lock), which at
+/// OCSP's rates is a few per cent of the server's CPU. Endpoints are route patterns, so the set stays small.
+final class RequestMetrics: @unchecked Sendable {
+    static let shared = RequestMetrics()
+
+    private struct Key: Hashable {
+        let role: String, endpoint: String, method: String, status: Int
+    }
+
+    private let lock = NSLock()
+    private var counters: [Key: Counter] = [:]
+    private var timers: [Key: Metrics.Timer] = [:]
+
+    func handles(role: String, endpoint: String, method: String, status: Int, outcome: String) -> (Counter, Metrics.Timer) {
+        let key = Key(role: role, endpoint: endpoint, method: method, status: status)
+        let timerKey = Key(role: role, endpoint: endpoint, method: method, status: 0)
+        if let handles = lock.withLock({ counters[key].flatMap { counter in timers[timerKey].map { (counter, $0) } } }) { return handles }
+        let counter = Counter(
+            label: "metertrust_http_requests_total",
+            dimensions: [("role", role), ("endpoint", endpoint), ("method", method), ("status", "\(status)"), ("outcome", outcome)]
+        )
+        let timer = Metrics.Timer(label: "metertrust_http_request_duration_seconds", dimensions: [("role", role), ("endpoint", endpoint), ("method", method)])
+        return lock.withLock {
+            // Bounded all the same: a route table is small, but "unmatched" paths share one endpoint name.
+            if counters.count > 10_000 { counters.removeAll(); timers.removeAll() }
+            let counter = counters[key] ?? counter
+            let timer = timers[timerKey] ?? timer
+            counters[key] = counter
+            timers[timerKey] = timer
+            return (counter, timer)
+        }
     }
 }

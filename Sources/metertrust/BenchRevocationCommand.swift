@@ -162,6 +162,13 @@ extension BenchCommand {
         )
         @Option(help: "Certificates the CA issued (a tenth revoked).") var certificates = 1_000
         @Option(help: "wrk connections.") var connections = 64
+        @Option(help: "wrk threads (on the same cores as both servers).") var loadThreads = 2
+
+        func validate() throws {
+            guard (1...16).contains(loadThreads), connections >= loadThreads else {
+                throw ValidationError("--load-threads must be 1 to 16 and at most --connections")
+            }
+        }
         @Option(help: "Seconds per run.") var seconds = 10
         @Option(help: "openssl ocsp -multi processes (default: the cores).") var multi: Int?
         @Option(help: "Revocations timed from revoke to answered revoked.") var revocations = 20
@@ -182,6 +189,7 @@ extension BenchCommand {
         struct Report: Codable {
             var cores: Int
             var connections: Int
+            var loadThreads: Int
             var seconds: Int
             var runs: [Run]
             /// Ours / openssl's, per variant.
@@ -285,7 +293,7 @@ extension BenchCommand {
                     let body = variant == "POST nonce" ? file("request-nonce.der") : file("request.der")
                     runs.append(try Self.wrk(
                         target: target, variant: variant, url: "http://127.0.0.1:\(port)" + (variant.hasPrefix("GET") ? getPath : "/"),
-                        body: variant.hasPrefix("GET") ? nil : body, close: variant.contains("new connection"), connections: connections, seconds: seconds,
+                        body: variant.hasPrefix("GET") ? nil : body, close: variant.contains("new connection"), connections: connections, threads: loadThreads, seconds: seconds,
                         script: file("wrk-\(runs.count).lua")
                     ))
                 }
@@ -318,12 +326,12 @@ extension BenchCommand {
                 log("warning: openssl ocsp answered nothing under wrk in some runs: no ratio for those")
             }
             let report = Report(
-                cores: ProcessInfo.processInfo.activeProcessorCount, connections: connections, seconds: seconds, runs: runs, ratios: ratios,
+                cores: ProcessInfo.processInfo.activeProcessorCount, connections: connections, loadThreads: loadThreads, seconds: seconds, runs: runs, ratios: ratios,
                 revocationToRevokedP50Milliseconds: latencies.isEmpty ? 0 : latencies[latencies.count / 2],
                 revocationToRevokedP99Milliseconds: latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int((Double(latencies.count) * 0.99).rounded(.up)) - 1)]
             )
             if output.json { return try Output.json(report) }
-            Output.line("OCSP, \(connections) connections, \(seconds) s per run, \(report.cores) cores:")
+            Output.line("OCSP, \(connections) connections (wrk -t\(loadThreads)), \(seconds) s per run, \(report.cores) cores:")
             for run in runs {
                 Output.line(String(format: "  %-16@ %-20@ %9.0f/s  p50 %6.2f ms  p99 %6.2f ms  errors %d", run.target as NSString, run.variant as NSString, run.responsesPerSecond, run.p50Milliseconds, run.p99Milliseconds, run.errors))
             }
@@ -372,7 +380,7 @@ extension BenchCommand {
 
         /// One wrk run: responses/s, p50/p99 (from --latency), non-2xx and socket errors.
         static func wrk(
-            target: String, variant: String, url: String, body: String?, close: Bool, connections: Int, seconds: Int, script: String
+            target: String, variant: String, url: String, body: String?, close: Bool, connections: Int, threads: Int, seconds: Int, script: String
         ) throws -> Run {
             var lua = ""
             if let body {
@@ -381,7 +389,7 @@ extension BenchCommand {
             }
             if close { lua += "wrk.headers[\"Connection\"] = \"close\"\n" }
             try lua.write(toFile: script, atomically: true, encoding: .utf8)
-            let text = try tool("wrk", ["-t2", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script, url])
+            let text = try tool("wrk", ["-t\(threads)", "-c\(connections)", "-d\(seconds)s", "--latency", "-s", script, url])
             func number(after label: String) -> Double? {
                 guard let line = text.split(separator: "\n").first(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix(label) }) else { return nil }
                 return line.split(separator: " ").dropFirst(label.split(separator: " ").count).first.flatMap { latency(String($0)) ?? Double($0) }
