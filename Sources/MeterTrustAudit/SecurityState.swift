@@ -60,13 +60,12 @@ public struct SecurityState: Sendable, Hashable {
         }
     }
 
-    /// Issuer (CA name) → serial hex → its revocation. A revocation is final: the first one recorded stands.
-    public var revoked: [String: [String: Revocation]] = [:]
+    /// Issuer (CA name) → its revoked certificates (serial hex → revocation, in the order the log recorded them: what
+    /// was added since a count seen before is what follows it, so a CRL publisher adds only those to its shards). A
+    /// revocation is final: the first one recorded stands. Copying the state shares them (``RevokedSerials``).
+    public var revoked: [String: RevokedSerials] = [:]
     /// How many revocations ``revoked`` holds; it changes whenever one is added (what a cache of responses keys on).
     public var revocationCount = 0
-    /// Issuer → its revoked serials in the order the log recorded them: what was added since a count seen before is
-    /// the tail past it (a CRL publisher adds only those to its shards, instead of regrouping a million).
-    public var revocationOrder: [String: [String]] = [:]
     public var destroyedAuthorities: Set<String> = []
     /// The root's latest CRL, signed under quorum (`crl.sign-root`): the log carries the document itself, so every node
     /// serves the one the custodians approved.
@@ -156,12 +155,10 @@ public struct SecurityState: Sendable, Hashable {
             guard let first = fields.first, let reason = Int(first) else { return }
             let issuer = String(certificate[..<slash])
             let serial = String(certificate[certificate.index(after: slash)...])
-            guard revoked[issuer]?[serial] == nil else { return }
             let revokedAt = fields.count > 1 ? Int64(fields[1]).map { Date(timeIntervalSince1970: TimeInterval($0)) } : nil
             let invalidity = fields.count > 2 ? Int64(fields[2]).map { Date(timeIntervalSince1970: TimeInterval($0)) } : nil
-            revoked[issuer, default: [:]][serial] = Revocation(reason: reason, revokedAt: revokedAt ?? entry.date, invalidityDate: invalidity)
-            revocationOrder[issuer, default: []].append(serial)
-            revocationCount += 1
+            let revocation = Revocation(reason: reason, revokedAt: revokedAt ?? entry.date, invalidityDate: invalidity)
+            if revoked[issuer, default: RevokedSerials()].insert(revocation, serial: serial) { revocationCount += 1 }
         } else if let name = key.dropPrefix("destroyed.") {
             destroyedAuthorities.insert(name)
         } else if key == "crl.root" {

@@ -63,7 +63,7 @@ public final class CRLPublisher: @unchecked Sendable {
         let builtAt: Date
     }
 
-    /// One CA's revocations grouped by shard: the first `count` of its ``SecurityState/revocationOrder``.
+    /// One CA's revocations grouped by shard: the first `count` of its ``SecurityState/revoked`` in log order.
     private struct Grouped {
         var count = 0
         var shards: [Int: [CertificateRevocationList.Entry]] = [:]
@@ -165,21 +165,20 @@ public final class CRLPublisher: @unchecked Sendable {
     /// `authority`'s revocations by shard in `state`: only those recorded since the last call are added (a
     /// revocation is final, so what was grouped stays), so one more revocation costs one insertion, not a regrouping.
     private func group(authority: CertificateAuthority, state: SecurityState) throws -> Grouped {
-        let order = state.revocationOrder[authority.name] ?? []
+        let revoked = state.revoked[authority.name] ?? RevokedSerials()
         var groups = lock.withLock { grouped[authority.name] } ?? Grouped()
         // A state older than what was grouped (another cache's): group it afresh.
-        if groups.count > order.count { groups = Grouped() }
-        guard groups.count < order.count else { return groups }
-        let revoked = state.revoked[authority.name] ?? [:]
-        for serial in order[groups.count...] {
-            guard let octets = hexBytes(serial), let revocation = revoked[serial] else { continue }
+        if groups.count > revoked.count { groups = Grouped() }
+        guard groups.count < revoked.count else { return groups }
+        revoked.forEach(from: groups.count) { serial, revocation in
+            guard let octets = hexBytes(serial) else { return }
             let entry = CertificateRevocationList.Entry(
                 serial: octets, revocationDate: revocation.revokedAt, reason: RevocationReason(rawValue: revocation.reason) ?? .unspecified,
                 invalidityDate: revocation.invalidityDate
             )
             groups.shards[authority.shardCount.shard(ofSerial: octets), default: []].append(entry)
         }
-        groups.count = order.count
+        groups.count = revoked.count
         let result = groups
         lock.withLock {
             if (grouped[authority.name]?.count ?? -1) < result.count { grouped[authority.name] = result }

@@ -54,14 +54,17 @@ public struct SignRootCRLOperation: QuorumOperation {
     public func run(requestID: String, in context: QuorumOperationContext) async throws -> QuorumOperationResult {
         let root = try await context.hierarchy.rootAuthority()
         let state = try await context.service.audit.verifiedState()
-        let entries = (state.revoked[root.name] ?? [:]).compactMap { serial, revocation -> CertificateRevocationList.Entry? in
-            hexBytes(serial).map {
+        var entries: [CertificateRevocationList.Entry] = []
+        (state.revoked[root.name] ?? RevokedSerials()).forEach { serial, revocation in
+            guard let octets = hexBytes(serial) else { return }
+            entries.append(
                 CertificateRevocationList.Entry(
-                    serial: $0, revocationDate: revocation.revokedAt, reason: RevocationReason(rawValue: revocation.reason) ?? .unspecified,
+                    serial: octets, revocationDate: revocation.revokedAt, reason: RevocationReason(rawValue: revocation.reason) ?? .unspecified,
                     invalidityDate: revocation.invalidityDate
                 )
-            }
-        }.sortedBySerial()
+            )
+        }
+        entries = entries.sortedBySerial()
         let now = context.clock.now()
         let thisUpdate = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         var number = CRLNumber(auditSize: state.verifiedSize, thisUpdate: thisUpdate)

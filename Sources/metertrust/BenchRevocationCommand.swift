@@ -71,18 +71,12 @@ extension BenchCommand {
             let stateStarted = ContinuousClock.now
             var state = SecurityState()
             let now = Date()
-            var order: [String] = []
-            order.reserveCapacity(revoked)
-            var revocations: [String: SecurityState.Revocation] = [:]
-            revocations.reserveCapacity(revoked)
+            var revocations = RevokedSerials()
             for _ in 0..<revoked {
-                let serial = Self.randomSerial()
-                revocations[serial] = SecurityState.Revocation(reason: 1, revokedAt: now, invalidityDate: nil)
-                order.append(serial)
+                revocations.insert(SecurityState.Revocation(reason: 1, revokedAt: now, invalidityDate: nil), serial: Self.randomSerial())
             }
             state.revoked[authority.name] = revocations
-            state.revocationOrder[authority.name] = order
-            state.revocationCount = revoked
+            state.revocationCount = revocations.count
             state.verifiedSize = revoked / CertificateRevocation.chunkSize + 10
             let stateSeconds = Self.seconds(since: stateStarted)
             log("\(revoked) revocations in the state (\(String(format: "%.1f", stateSeconds)) s); building")
@@ -106,8 +100,7 @@ extension BenchCommand {
             var republish: [Double] = []
             for _ in 0..<50 {
                 let serial = Self.randomSerial()
-                state.revoked[authority.name]![serial] = SecurityState.Revocation(reason: 1, revokedAt: Date(), invalidityDate: nil)
-                state.revocationOrder[authority.name]!.append(serial)
+                state.revoked[authority.name]!.insert(SecurityState.Revocation(reason: 1, revokedAt: Date(), invalidityDate: nil), serial: serial)
                 state.revocationCount += 1
                 let shard = shardCount.shard(ofSerialHex: serial)!
                 let started = ContinuousClock.now

@@ -184,6 +184,8 @@ struct ServeCommand: AsyncParsableCommand {
                         case AdminRole.name: how = "TLS 1.3, custodian certificates only"
                         case PSKRole.name: how = "TLS 1.2 PSK only, \(PSKRole.cipherSuite), identity = the meter's EUI-64"
                         case EstRole.name: how = "TLS 1.3, meter certificates, required for enrollment"
+                        case AccountRole.name: how = "TLS 1.3, operator certificates only"
+                        case CRLRole.name, OCSPRole.name: how = "plain HTTP: signed answers, no client certificate"
                         default: how = "TLS 1.3, client certificates only"
                         }
                         for url in bound.roles[name]?.urls ?? [] { Output.line("\(what) \(url) (\(how))") }
