@@ -15,6 +15,8 @@ public struct AuditLog: Sendable {
     /// Where the latest checkpoint is kept outside the store (the HSM), so truncating or rewriting the log in the
     /// database is detected by the process itself, not only by witnesses.
     public let anchor: (any AuditAnchor)?
+    /// The leaves ``checkpoint()`` has read, checked and signed over: the next one reads only the rows appended since.
+    private let signedLeaves = SignedLeaves()
 
     public init(
         store: any AuditStore, signer: (any CheckpointSigner)?, origin: String, checkpointInterval: Int = 1, anchor: (any AuditAnchor)? = nil
@@ -60,9 +62,30 @@ public struct AuditLog: Sendable {
             previous = try await store.auditCheckpoints().sorted { $0.size > $1.size }.lazy
                 .compactMap { try? SignedCheckpoint(text: $0.note) }.first { $0.isValid(for: signer.publicKey, keyName: signer.keyName) }
         }
-        let rows = try await Self.rows(in: store)
-        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
-        try AuditVerifier.checkStructure(rows, leaves: leaves)
+        // Only the rows appended since the last checkpoint this process signed are read and checked: the leaves
+        // before them were read, chained and covered by a checkpoint then (a row changed in the database since is no
+        // part of what is signed; the new rows must chain onto the leaves as they were, or nothing is signed).
+        let known = signedLeaves.leaves
+        if !known.isEmpty, try await store.auditEntryCount() < Int64(known.count) {
+            throw AuditError(.tampered, "entries were removed from the store: \(known.count) entries were signed before, fewer are there now")
+        }
+        let rows = try await Self.rows(in: store, after: Int64(known.count) - 1)
+        var leaves = known
+        leaves.reserveCapacity(known.count + rows.count)
+        if known.isEmpty {
+            leaves = rows.map { MerkleTree.leafHash($0.entry) }
+            try AuditVerifier.checkStructure(rows, leaves: leaves)
+        } else {
+            for (offset, row) in rows.enumerated() {
+                let position = known.count + offset
+                guard let entry = AuditEntry.decode(row.entry), entry.index == Int64(position), entry.previous == hexString(leaves[position - 1]) else {
+                    throw AuditError(
+                        .tampered, "entry \(position) does not extend the \(known.count) entries signed before: the log was rewritten (run metertrust audit verify)"
+                    )
+                }
+                leaves.append(MerkleTree.leafHash(row.entry))
+            }
+        }
         if let previous {
             let size = previous.checkpoint.size
             guard previous.isValid(for: signer.publicKey, keyName: signer.keyName), size <= leaves.count,
@@ -74,8 +97,9 @@ public struct AuditLog: Sendable {
                 )
             }
             // Only entries the audit key sealed are signed into the tree after the head: an entry inserted into the
-            // database (well chained, but unsealed) stops the log instead of becoming part of it.
-            for row in rows.dropFirst(size) {
+            // database (well chained, but unsealed) stops the log instead of becoming part of it. (The leaves known
+            // before were checked so when they were new, or were covered by a checkpoint already.)
+            for row in rows.dropFirst(max(0, size - known.count)) {
                 guard let entry = AuditEntry.decode(row.entry), entry.isSealed(by: signer.publicKey) else {
                     throw AuditError(.tampered, "entry \(row.position) was not written by MeterTrust (it carries no valid seal of the audit key): it was inserted into the store")
                 }
@@ -86,6 +110,7 @@ public struct AuditLog: Sendable {
             existing.checkpoint.rootHash == MerkleTree.root(leaves[...])
         {
             try anchor?.advance(to: existing)
+            signedLeaves.keep(leaves)
             return existing
         }
         let root = MerkleTree.root(leaves[...])
@@ -108,6 +133,7 @@ public struct AuditLog: Sendable {
             checkpoint = first
         }
         try anchor?.advance(to: checkpoint)
+        signedLeaves.keep(leaves)
         return checkpoint
     }
 
@@ -261,6 +287,21 @@ public struct AuditLog: Sendable {
 
     static func leafHashes(in store: any AuditStore) async throws -> [MerkleTree.Hash] {
         try await rows(in: store).map { MerkleTree.leafHash($0.entry) }
+    }
+}
+
+/// The leaf hashes of the entries a checkpoint this process signed (or found signed) covers, so that the next
+/// ``AuditLog/checkpoint()`` reads and hashes only the entries appended since: a `revoke --list` of a million writes a
+/// thousand entries of ~80 KB and signs a checkpoint after each, which otherwise re-read the whole log every time.
+final class SignedLeaves: @unchecked Sendable {
+    private let lock = NSLock()
+    private var kept: [MerkleTree.Hash] = []
+
+    var leaves: [MerkleTree.Hash] { lock.withLock { kept } }
+
+    /// Keeps `leaves` if they extend what is kept (concurrent checkpoints: the longer one wins).
+    func keep(_ leaves: [MerkleTree.Hash]) {
+        lock.withLock { if leaves.count > kept.count { kept = leaves } }
     }
 }
 
