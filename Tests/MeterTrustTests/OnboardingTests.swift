@@ -140,10 +140,12 @@ struct OnboardingTests {
     func badSignature(_ backend: StoreBackend) async throws {
         let fixture = try await OnboardingFixture.make(backend)
         var flipped = try fixture.manifest
-        let index = try #require(flipped.lastIndex(of: UInt8(ascii: "a")))  // a hex digit of a fingerprint
-        flipped[index] = UInt8(ascii: "b")
+        // The first hex digit of the first meter's fingerprint, changed to another hex digit (always signed content).
+        let field = Array(#""certificateSHA256": ""#.utf8)
+        let start = try #require((0...(flipped.count - field.count)).first { Array(flipped[$0..<($0 + field.count)]) == field }) + field.count
+        flipped[start] = flipped[start] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
         let altered = await Self.code { _ = try await fixture.upload(flipped, to: "north", format: .manifest, signature: try fixture.signature) }
-        #expect(altered?.0 == .badManifestSignature && altered?.1.contains("acme") == true)
+        #expect(altered?.0 == .badManifestSignature && altered?.1.contains("acme") == true, "\(String(describing: altered))")
         let other = try P256.Signing.PrivateKey().signature(for: try fixture.manifest).derRepresentation
         #expect(await Self.code { _ = try await fixture.upload(try fixture.manifest, to: "north", format: .manifest, signature: Array(other)) }?.0 == .badManifestSignature)
         #expect(await Self.code { _ = try await fixture.upload(try fixture.manifest, to: "north", format: .manifest, signature: nil) }?.0 == .badManifestSignature)
