@@ -70,22 +70,7 @@ public struct AuditLog: Sendable {
             throw AuditError(.tampered, "entries were removed from the store: \(known.count) entries were signed before, fewer are there now")
         }
         let rows = try await Self.rows(in: store, after: Int64(known.count) - 1)
-        var leaves = known
-        leaves.reserveCapacity(known.count + rows.count)
-        if known.isEmpty {
-            leaves = rows.map { MerkleTree.leafHash($0.entry) }
-            try AuditVerifier.checkStructure(rows, leaves: leaves)
-        } else {
-            for (offset, row) in rows.enumerated() {
-                let position = known.count + offset
-                guard let entry = AuditEntry.decode(row.entry), entry.index == Int64(position), entry.previous == hexString(leaves[position - 1]) else {
-                    throw AuditError(
-                        .tampered, "entry \(position) does not extend the \(known.count) entries signed before: the log was rewritten (run metertrust audit verify)"
-                    )
-                }
-                leaves.append(MerkleTree.leafHash(row.entry))
-            }
-        }
+        let leaves = known + (try Self.chain(rows, onto: known.count, after: known.last, knownAs: "signed")).leaves
         if let previous {
             let size = previous.checkpoint.size
             guard previous.isValid(for: signer.publicKey, keyName: signer.keyName), size <= leaves.count,
@@ -168,28 +153,7 @@ public struct AuditLog: Sendable {
             throw AuditError(.tampered, "entries were removed from the store: \(known) entries were verified, fewer are there now")
         }
         let rows = try await Self.rows(in: store, after: Int64(known) - 1)
-        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
-        var appended: [AuditEntry] = []
-        appended.reserveCapacity(rows.count)
-        if known == 0 {
-            try AuditVerifier.checkStructure(rows, leaves: leaves)
-            for row in rows {
-                guard let entry = AuditEntry.decode(row.entry) else { throw AuditError(.tampered, "entry \(row.position) is not a valid audit entry") }
-                appended.append(entry)
-            }
-        } else {
-            var previous = hexString(lastLeaf!)
-            for (offset, row) in rows.enumerated() {
-                let position = known + offset
-                guard let entry = AuditEntry.decode(row.entry), entry.index == Int64(position), entry.previous == previous else {
-                    throw AuditError(
-                        .tampered, "entry \(position) does not extend the \(known) entries verified before: the log was rewritten (run metertrust audit verify)"
-                    )
-                }
-                appended.append(entry)
-                previous = hexString(leaves[offset])
-            }
-        }
+        let (appended, leaves) = try Self.chain(rows, onto: known, after: lastLeaf, knownAs: "verified")
         var prefix = consume prior
         prefix.leaves += leaves
         prefix.pending += appended
@@ -272,6 +236,38 @@ public struct AuditLog: Sendable {
             proof: MerkleTree.inclusionProof(index: Int(index), leaves[..<size]).map { Data($0).base64EncodedString() },
             checkpoint: covering.note
         )
+    }
+
+    /// `rows`, read after the first `known` entries (the last of which hashes to `lastLeaf`), checked as their
+    /// continuation: with nothing known, the whole structure (``AuditVerifier/checkStructure(_:leaves:)``); otherwise
+    /// each row must decode, carry its position as its index and the previous leaf's hash. `knownAs` says how the
+    /// known entries were established ("verified", "signed") in the refusal. Returns the entries and their leaves.
+    static func chain(
+        _ rows: [AuditRow], onto known: Int, after lastLeaf: MerkleTree.Hash?, knownAs: String
+    ) throws -> (entries: [AuditEntry], leaves: [MerkleTree.Hash]) {
+        let leaves = rows.map { MerkleTree.leafHash($0.entry) }
+        var entries: [AuditEntry] = []
+        entries.reserveCapacity(rows.count)
+        guard known > 0, let lastLeaf else {
+            try AuditVerifier.checkStructure(rows, leaves: leaves)
+            for row in rows {
+                guard let entry = AuditEntry.decode(row.entry) else { throw AuditError(.tampered, "entry \(row.position) is not a valid audit entry") }
+                entries.append(entry)
+            }
+            return (entries, leaves)
+        }
+        var previous = hexString(lastLeaf)
+        for (offset, row) in rows.enumerated() {
+            let position = known + offset
+            guard let entry = AuditEntry.decode(row.entry), entry.index == Int64(position), entry.previous == previous else {
+                throw AuditError(
+                    .tampered, "entry \(position) does not extend the \(known) entries \(knownAs) before: the log was rewritten (run metertrust audit verify)"
+                )
+            }
+            entries.append(entry)
+            previous = hexString(leaves[offset])
+        }
+        return (entries, leaves)
     }
 
     static func rows(in store: any AuditStore, after start: Int64 = -1) async throws -> [AuditRow] {

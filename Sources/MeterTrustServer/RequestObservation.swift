@@ -101,18 +101,18 @@ final class RequestMetrics: @unchecked Sendable {
 
     func handles(role: String, endpoint: String, method: String, status: Int, outcome: String) -> (Counter, Metrics.Timer) {
         let key = Key(role: role, endpoint: endpoint, method: method, status: status)
+        // The timer has no status dimension: one per (role, endpoint, method).
         let timerKey = Key(role: role, endpoint: endpoint, method: method, status: 0)
-        if let handles = lock.withLock({ counters[key].flatMap { counter in timers[timerKey].map { (counter, $0) } } }) { return handles }
-        let counter = Counter(
-            label: "metertrust_http_requests_total",
-            dimensions: [("role", role), ("endpoint", endpoint), ("method", method), ("status", "\(status)"), ("outcome", outcome)]
-        )
-        let timer = Metrics.Timer(label: "metertrust_http_request_duration_seconds", dimensions: [("role", role), ("endpoint", endpoint), ("method", method)])
         return lock.withLock {
-            // Bounded all the same: a route table is small, but "unmatched" paths share one endpoint name.
+            // Bounded all the same (endpoints are route patterns, unmatched paths share one name).
             if counters.count > 10_000 { counters.removeAll(); timers.removeAll() }
-            let counter = counters[key] ?? counter
-            let timer = timers[timerKey] ?? timer
+            let counter = counters[key] ?? Counter(
+                label: "metertrust_http_requests_total",
+                dimensions: [("role", role), ("endpoint", endpoint), ("method", method), ("status", "\(status)"), ("outcome", outcome)]
+            )
+            let timer = timers[timerKey] ?? Metrics.Timer(
+                label: "metertrust_http_request_duration_seconds", dimensions: [("role", role), ("endpoint", endpoint), ("method", method)]
+            )
             counters[key] = counter
             timers[timerKey] = timer
             return (counter, timer)

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import MeterTrustAudit
+import MeterTrustCore
 import MeterTrustHSM
 import MeterTrustStore
 import MeterTrustStoreSQLite
@@ -258,6 +259,43 @@ struct AuditTests {
         try Self.tamper(store, "DELETE FROM audit_entries WHERE position >= 5")
         let removed = await #expect(throws: AuditError.self) { _ = try await cache.state() }
         #expect("\(String(describing: removed))".contains("removed"), "\(String(describing: removed))")
+    }
+
+    @Test("attacker with the database against a running node's checkpoints (it reads only what was appended since it last signed): a row rewritten under what it signed is never signed into a new checkpoint and a full verification finds it; an appended row that does not chain, a well-chained row without the audit key's seal, deleted rows: each stops the next checkpoint")
+    func incrementalCheckpoints() async throws {
+        let (store, log) = try await Self.anchoredLog(interval: 1)
+        for index in 0..<4 { try await log.record(AuditEvent(actor: "tester", action: "est.enroll", subject: "m-\(index)", details: ["n": "\(index)"])) }
+        func leaves() async throws -> [MerkleTree.Hash] { try await store.auditEntries(after: -1, limit: 1_000).map { MerkleTree.leafHash($0.entry) } }
+        let genuine = try await leaves()
+
+        // A rewrite of entry 2 after it was signed: the next entry is appended and signed over the genuine leaves,
+        // never over the rewritten row, and a full verification (a new process, audit verify) refuses the log.
+        try Self.tamper(store, "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'm-2', 'm-X') AS BLOB) WHERE position = 2")
+        try await log.record(AuditEvent(actor: "tester", action: "est.enroll", subject: "m-4", details: ["n": "4"]))
+        let signed = try await log.checkpoint()
+        let now = try await leaves()
+        #expect(signed.checkpoint.size == 5 && signed.checkpoint.rootHash == MerkleTree.root((genuine + [now[4]])[...]))
+        #expect(signed.checkpoint.rootHash != MerkleTree.root(now[...]), "the rewritten row was signed into the tree")
+        await #expect(throws: AuditError.self) { _ = try await AuditLog(store: store, signer: log.signer, origin: log.origin, anchor: log.anchor).verifiedState() }
+        try Self.tamper(store, "UPDATE audit_entries SET entry = CAST(replace(CAST(entry AS TEXT), 'm-X', 'm-2') AS BLOB) WHERE position = 2")
+
+        // An appended row whose previous hash is not the last signed leaf's.
+        let stray = #"{"action":"cert.unrevoke","actor":"x","details":{},"index":5,"outcome":"success","previous":"00","subject":"0a0b","time":"2026-12-04T00:00:00Z"}"#
+        try Self.tamper(store, "INSERT INTO audit_entries (position, entry, created_at) VALUES (5, CAST('\(stray)' AS BLOB), 0)")
+        let unchained = await #expect(throws: AuditError.self) { _ = try await log.checkpoint() }
+        #expect(unchained?.message.contains("does not extend the 5 entries signed before") == true, "\(String(describing: unchained))")
+
+        // The same row chained onto the last signed leaf, as someone who can hash would write it, but without the seal.
+        let chained = stray.replacingOccurrences(of: #""previous":"00""#, with: "\"previous\":\"\(hexString(now[4]))\"")
+        try Self.tamper(store, "UPDATE audit_entries SET entry = CAST('\(chained)' AS BLOB) WHERE position = 5")
+        let unsealed = await #expect(throws: AuditError.self) { _ = try await log.checkpoint() }
+        #expect(unsealed?.message.contains("entry 5 was not written by MeterTrust") == true, "\(String(describing: unsealed))")
+
+        // Rows removed under what was signed.
+        try Self.tamper(store, "DELETE FROM audit_entries WHERE position >= 3")
+        let removed = await #expect(throws: AuditError.self) { _ = try await log.checkpoint() }
+        #expect(removed?.message.contains("removed") == true, "\(String(describing: removed))")
+        #expect(try await store.auditCheckpoints().map(\.size).max() == 5, "nothing was signed after the tampering")
     }
 
     @Test("concurrent writers signing checkpoints while readers verify: no reader ever sees tampering (the HSM's head, the checkpoints and the entries are read in that order)")
