@@ -153,6 +153,16 @@ final class QuiesceGraceHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var held: (any Sendable)?
     private var timer: Scheduled<Void>?
 
+    /// A connection that becomes active after the graceful shutdown began is closed here, unseen by the handlers after
+    /// this one (see ``ServerDraining``); the client sees the connection closed before its TLS handshake.
+    func channelActive(context: ChannelHandlerContext) {
+        if ServerDraining.isDraining {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelActive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.fireChannelRead(data)
         release(context)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeterTrustCore
+import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 
@@ -62,6 +63,8 @@ public enum PlatformServer {
                 }
             )
         }
+        // Last in the group, so the first to hear of the shutdown: new connections are refused from then on.
+        services.append(DrainingSignal())
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: environment.logger)
         )
@@ -87,6 +90,27 @@ func within(seconds: Int, _ body: @escaping @Sendable () async throws -> Void) a
         }
         defer { group.cancelAll() }
         try await group.next()
+    }
+}
+
+/// Whether this process's server has begun its graceful shutdown (one `serve` per process).
+///
+/// Why: swift-nio's async server channel has a window in which a connection accepted while the listener stops is
+/// never handed to the accept loop; its channel then becomes active with no one to finish its writer, and NIO traps
+/// ("Deinited NIOAsyncWriter without calling finish()", apple/swift-nio#3481). A connection that becomes active once
+/// the shutdown began is closed before anything above sees it (``QuiesceGraceHandler``), which finishes the writer.
+enum ServerDraining {
+    private static let draining = NIOLockedValueBox(false)
+    static var isDraining: Bool { draining.withLockedValue { $0 } }
+    static func begin() { draining.withLockedValue { $0 = true } }
+}
+
+/// Sets ``ServerDraining`` when the graceful shutdown reaches it (it is last in the group, so first), before any
+/// listener stops accepting.
+struct DrainingSignal: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
+        ServerDraining.begin()
     }
 }
 
